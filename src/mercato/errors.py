@@ -145,3 +145,162 @@ class WalletSignatureError(CryptoError, ValueError):
             "Sign the exact Mercato key-derivation message with a personal_sign (EIP-191) "
             "wallet."
         )
+
+
+# --- models: packages, validation, try-runtime ----------------------------------------
+
+
+class ModelPackageError(MercatoError, ValueError):
+    """A model package cannot be accepted as it is."""
+
+    code = "model_package_invalid"
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        self.path = path
+        super().__init__(message)
+
+
+class ModelCardError(ModelPackageError):
+    """The model card (README.md with YAML front matter) is missing or malformed."""
+
+    code = "model_card_invalid"
+
+
+class ModelLicenseError(ModelCardError):
+    """The model card names no license, or one that is not an SPDX identifier."""
+
+    code = "model_card_license"
+
+    def __init__(self, message: str, *, path: str = "", license: str | None = None) -> None:
+        self.license = license
+        super().__init__(message, path=path)
+
+
+class UnsafeModelFormatError(ModelPackageError):
+    """A file is in a format that can run code when loaded (pickle, Keras Lambda, ...)."""
+
+    code = "model_format_unsafe"
+
+    def __init__(self, message: str, *, path: str, format: str) -> None:
+        self.format = format
+        super().__init__(message, path=path)
+
+
+class OnnxModelError(ModelPackageError):
+    """The ONNX entry is missing, does not parse or fails `onnx.checker`."""
+
+    code = "model_onnx_invalid"
+
+
+class PackagePathError(ModelPackageError):
+    """A path escapes the package (`..`, absolute path, symlink out) or does not exist."""
+
+    code = "model_path_outside"
+
+    def __init__(self, message: str, *, path: str, location: str) -> None:
+        self.location = location
+        super().__init__(message, path=path)
+
+
+class ModelTooLargeError(ModelPackageError):
+    """A file, the whole package or the file count is over its limit."""
+
+    code = "model_too_large"
+
+    def __init__(self, message: str, *, path: str, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(message, path=path)
+
+
+class ManifestError(ModelPackageError):
+    """A manifest does not match the published manifest JSON Schema."""
+
+    code = "model_manifest_invalid"
+
+
+class InferenceError(MercatoError, RuntimeError):
+    """A try-call could not produce outputs."""
+
+    code = "inference_error"
+
+
+class InferenceInputError(InferenceError, ValueError):
+    """A try-call's input does not match the model's manifest; nothing was run."""
+
+    code = "inference_input_invalid"
+
+    def __init__(self, message: str, *, input_name: str = "") -> None:
+        self.input_name = input_name
+        super().__init__(message)
+
+
+class InferenceInputShapeError(InferenceInputError):
+    """An input's rank or dimensions do not match the manifest."""
+
+    code = "inference_input_shape"
+
+
+class InferenceInputTypeError(InferenceInputError, TypeError):
+    """An input's element type does not match the manifest."""
+
+    code = "inference_input_dtype"
+
+
+class InferenceInputNonFiniteError(InferenceInputError):
+    """An input holds NaN or infinity where the model or the policy does not allow it."""
+
+    code = "inference_input_non_finite"
+
+
+class InferenceInputTooLargeError(InferenceInputError):
+    """A try-call's request or tensors are over the size limit."""
+
+    code = "inference_input_too_large"
+
+    def __init__(self, message: str, *, input_name: str = "", size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(message, input_name=input_name)
+
+
+class InferenceTimeoutError(InferenceError, TimeoutError):
+    """A try-call ran past its time limit; its worker was killed and replaced."""
+
+    code = "inference_timeout"
+
+    def __init__(self, message: str, *, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(message)
+
+
+class InferenceMemoryError(InferenceError, MemoryError):
+    """A try-call needed more memory than the worker may use; the worker was replaced."""
+
+    code = "inference_out_of_memory"
+
+    def __init__(self, message: str, *, limit_bytes: int) -> None:
+        self.limit_bytes = limit_bytes
+        super().__init__(message)
+
+
+class InferenceWorkerCrashedError(InferenceError):
+    """The worker process died during a try-call; it was replaced."""
+
+    code = "inference_worker_crashed"
+
+    def __init__(self, message: str, *, exitcode: int | None) -> None:
+        self.exitcode = exitcode
+        super().__init__(message)
+
+
+class InferenceRunError(InferenceError):
+    """ONNX Runtime refused the model or failed while running it."""
+
+    code = "inference_run_failed"
+
+
+class InferencePoolClosedError(InferenceError):
+    """The try-runtime pool is closed or was never started."""
+
+    code = "inference_pool_closed"
