@@ -304,3 +304,119 @@ class InferencePoolClosedError(InferenceError):
     """The try-runtime pool is closed or was never started."""
 
     code = "inference_pool_closed"
+
+
+# --- storage (mercato.storage) ---------------------------------------------------------
+
+
+class StorageError(MercatoError):
+    """Root of the content-addressed storage errors."""
+
+    code = "storage_error"
+
+
+class InvalidCIDError(StorageError, ValueError):
+    """A string or byte sequence is not a CID Mercato can use."""
+
+    code = "invalid_cid"
+
+    def __init__(self, message: str, *, value: str) -> None:
+        self.value = value
+        super().__init__(message)
+
+
+class BlockNotFoundError(StorageError, LookupError):
+    """A block is not in the store (or the backend) that was asked for it."""
+
+    code = "block_not_found"
+
+    def __init__(self, message: str, *, cid: str) -> None:
+        self.cid = cid
+        super().__init__(message)
+
+
+class BlockHashMismatchError(StorageError, ValueError):
+    """Bytes read or received for a CID do not hash to that CID."""
+
+    code = "block_hash_mismatch"
+
+    def __init__(self, message: str, *, cid: str, source: str) -> None:
+        self.cid = cid
+        self.source = source
+        super().__init__(message)
+
+
+class BlockTooLargeError(StorageError, ValueError):
+    """A block is larger than the limit every IPFS peer accepts."""
+
+    code = "block_too_large"
+
+    def __init__(self, message: str, *, cid: str | None, size: int, limit: int) -> None:
+        self.cid = cid
+        self.size = size
+        self.limit = limit
+        super().__init__(message)
+
+
+class DagFormatError(StorageError, ValueError):
+    """A block is not valid dag-pb / UnixFS, or the DAG does not describe a file."""
+
+    code = "dag_format_error"
+
+    def __init__(self, message: str, *, cid: str | None) -> None:
+        self.cid = cid
+        super().__init__(message)
+
+
+class CarFormatError(StorageError, ValueError):
+    """A CAR stream is malformed (bad header, bad section, unsupported version)."""
+
+    code = "car_format_error"
+
+    def __init__(self, message: str, *, offset: int) -> None:
+        self.offset = offset
+        super().__init__(message)
+
+
+class CarTruncatedError(CarFormatError):
+    """A CAR stream ends in the middle of its header or of a block section."""
+
+    code = "car_truncated"
+
+
+class BlockWriteError(StorageError, OSError):
+    """The blockstore could not write a block; nothing partial was left behind."""
+
+    code = "block_write_failed"
+
+    def __init__(self, message: str, *, path: str, errno_code: int | None) -> None:
+        self.path = path
+        self.errno_code = errno_code
+        super().__init__(message)
+
+
+class StorageFullError(BlockWriteError):
+    """The disk (or quota) holding the blockstore filled up during a write."""
+
+    code = "storage_full"
+
+
+class StorageBackendError(StorageError, ConnectionError):
+    """A remote backend (kubo RPC, IPFS gateway) failed or answered unexpectedly."""
+
+    code = "storage_backend_error"
+
+    def __init__(self, message: str, *, url: str, status: int | None = None) -> None:
+        self.url = url
+        self.status = status
+        super().__init__(message)
+
+
+class ReadOnlyBackendError(StorageError, PermissionError):
+    """A write (add, pin) was asked of a backend that can only read, like a gateway."""
+
+    code = "read_only_backend"
+
+    def __init__(self, message: str, *, backend: str) -> None:
+        self.backend = backend
+        super().__init__(message)
