@@ -39,12 +39,17 @@ class InvalidKeyMaterialError(CryptoError, ValueError):
 
     code = "invalid_key_material"
 
-    def __init__(self, what: str, expected_len: int, actual_len: int) -> None:
+    def __init__(
+        self, what: str, expected_len: int, actual_len: int, reason: str | None = None
+    ) -> None:
         self.what = what
         self.expected_len = expected_len
         self.actual_len = actual_len
+        self.reason = reason
         super().__init__(
-            f"{what} must be {expected_len} bytes, got {actual_len}. "
+            f"The {what} is unusable: {reason}."
+            if reason
+            else f"The {what} must be {expected_len} bytes, got {actual_len}. "
             "Check that the value was not hex-encoded or truncated on the way."
         )
 
