@@ -1,0 +1,323 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""UnixFS importer whose CIDs match kubo's `ipfs add` byte for byte.
+
+kubo's defaults, reproduced here:
+
+- fixed-size chunks of 256 KiB (the last one shorter; an empty file is one empty chunk);
+- CIDv0: every chunk is a dag-pb leaf holding `Data{Type: File, Data: chunk,
+  filesize: len(chunk)}`; `--cid-version=1` implies raw leaves (the chunk bytes are the
+  block) and base32 CIDv1 for the dag-pb nodes;
+- balanced layout, at most 174 links per node: leaves are grouped 174 at a time into
+  parents, parents 174 at a time into grandparents, until one node is left. A parent holds
+  `Data{Type: File, filesize, blocksizes: [file bytes under each link]}` and links with an
+  empty name and `Tsize` = the child's block size plus its own links' Tsize;
+- a file of one chunk is that chunk's leaf itself (no parent).
+
+The importer streams: it holds at most a few chunks plus one pending link list per tree
+level, whatever the file size. Leaves are hashed (and written) on a thread pool, since
+hashlib and file writes release the GIL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import deque
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+from multiformats import CID
+
+from mercato.errors import ConfigError
+from mercato.storage.blockstore import Blockstore
+from mercato.storage.cids import CODEC_DAG_PB, CODEC_RAW, cid_from_bytes, sha256_cid_bytes
+from mercato.storage.dagpb import UNIXFS_FILE, PBLink, UnixFSData, encode_node, encode_unixfs, encode_varint
+
+CHUNK_SIZE = 262_144
+"""kubo's default chunker, `size-262144`."""
+
+MAX_LINKS = 174
+"""kubo's balanced layout puts at most this many links in one node."""
+
+ImportSource = Path | str | BinaryIO | Iterable[bytes]
+"""A file path, a binary file object, or any iterable of byte strings."""
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """The outcome of an import.
+
+    Attributes:
+        cid: The root CID, as `ipfs add` prints it.
+        size: The file's size in bytes.
+    """
+
+    cid: CID
+    size: int
+
+
+@dataclass(frozen=True)
+class _Link:
+    cid: bytes  # binary CID
+    tsize: int  # block bytes of the whole sub-DAG (dag-pb Tsize)
+    filesize: int  # file bytes under it (UnixFS blocksizes entry)
+
+
+class UnixFSImporter:
+    """Incremental importer: feed bytes with `update`, get the root from `finish`.
+
+    Use it directly to import a stream that is produced on the fly (an encryption
+    stream, an HTTP body); `import_file` wraps it for paths, file objects and iterables.
+    Not thread-safe: feed it from one thread.
+    """
+
+    def __init__(
+        self,
+        store: Blockstore | None = None,
+        *,
+        cid_version: int = 0,
+        workers: int | None = None,
+    ) -> None:
+        """Start an import.
+
+        Args:
+            store: Where to write blocks; None only computes the CID (`--only-hash`).
+            cid_version: 0 (kubo's default) or 1 (raw leaves, base32).
+            workers: Threads hashing and writing leaves; by default the CPU count, or at
+                least 4 when writing, so that fsyncs overlap.
+
+        Raises:
+            ConfigError: If `cid_version` is not 0 or 1.
+        """
+        if cid_version not in (0, 1):
+            raise ConfigError(f"cid_version must be 0 or 1, not {cid_version!r}.")
+        self._store = store
+        self._version = cid_version
+        cpus = os.cpu_count() or 2
+        count = workers or (max(4, cpus) if store is not None else cpus)
+        self._pool = ThreadPoolExecutor(max_workers=count, thread_name_prefix="unixfs-import")
+        self._window = 2 * count + 2
+        self._pending: deque[Future[_Link]] = deque()
+        self._levels: list[list[_Link]] = [[]]
+        self._buf = bytearray()
+        self._size = 0
+        self._chunks = 0
+        self._closed = False
+
+    def __enter__(self) -> UnixFSImporter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop worker threads; pending work is cancelled. Safe to call twice."""
+        if not self._closed:
+            self._closed = True
+            for future in self._pending:
+                future.cancel()
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pending.clear()
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed the next bytes of the file.
+
+        Args:
+            data: Any amount of bytes.
+
+        Raises:
+            BlockWriteError: If writing a block failed (StorageFullError when full).
+        """
+        if not self._buf and len(data) == CHUNK_SIZE:
+            # Fast path for readers that already deliver whole chunks: no copy.
+            self._submit(bytes(data))
+            return
+        self._buf += data
+        while len(self._buf) >= CHUNK_SIZE:
+            chunk = bytes(self._buf[:CHUNK_SIZE])
+            del self._buf[:CHUNK_SIZE]
+            self._submit(chunk)
+
+    def finish(self) -> ImportResult:
+        """Flush the last chunk and build the tree up to the root.
+
+        Returns:
+            The root CID and file size.
+
+        Raises:
+            BlockWriteError: If writing a block failed (StorageFullError when full).
+        """
+        try:
+            if self._buf or self._chunks == 0:
+                self._submit(bytes(self._buf))
+                self._buf.clear()
+            while self._pending:
+                self._collect_one()
+            root = self._reduce()
+        finally:
+            self.close()
+        return ImportResult(cid=cid_from_bytes(root.cid), size=self._size)
+
+    # --- internals --------------------------------------------------------------------
+
+    def _submit(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        self._chunks += 1
+        self._pending.append(self._pool.submit(self._leaf, chunk))
+        # Bounded look-ahead keeps memory constant: wait for the oldest leaf.
+        while len(self._pending) > self._window:
+            self._collect_one()
+
+    def _collect_one(self) -> None:
+        self._add(0, self._pending.popleft().result())
+
+    def _add(self, level: int, link: _Link) -> None:
+        if level == len(self._levels):
+            self._levels.append([])
+        links = self._levels[level]
+        links.append(link)
+        if len(links) == MAX_LINKS:
+            self._levels[level] = []
+            self._add(level + 1, self._parent(links))
+
+    def _reduce(self) -> _Link:
+        # Same result as kubo's balanced builder: each level's leftovers become one more
+        # node on the level above, until a single node remains at the top.
+        level = 0
+        while True:
+            links = self._levels[level]
+            higher = any(self._levels[level + 1 :])
+            if not higher and len(links) == 1:
+                return links[0]
+            if links:
+                self._levels[level] = []
+                self._add(level + 1, self._parent(links))
+            level += 1
+
+    def _leaf(self, chunk: bytes) -> _Link:
+        n = len(chunk)
+        if self._version == 1:
+            digest = hashlib.sha256(chunk).digest()
+            if self._store is not None:
+                self._store.put_hashed(b"\x12\x20" + digest, [chunk])
+            return _Link(sha256_cid_bytes(1, CODEC_RAW, digest), n, n)
+        # dag-pb leaf: PBNode{Data: UnixFS{Type: File, Data: chunk, filesize: n}}, hashed
+        # and written in three pieces so the chunk is never copied.
+        inner_head = b"\x08\x02" + (b"\x12" + encode_varint(n) if n else b"")
+        tail = b"\x18" + encode_varint(n)
+        head = b"\x0a" + encode_varint(len(inner_head) + n + len(tail)) + inner_head
+        hasher = hashlib.sha256(head)
+        hasher.update(chunk)
+        hasher.update(tail)
+        digest = hasher.digest()
+        if self._store is not None:
+            self._store.put_hashed(b"\x12\x20" + digest, [head, chunk, tail])
+        return _Link(sha256_cid_bytes(0, CODEC_DAG_PB, digest), len(head) + n + len(tail), n)
+
+    def _parent(self, links: list[_Link]) -> _Link:
+        filesize = sum(link.filesize for link in links)
+        data = encode_unixfs(
+            UnixFSData(
+                type=UNIXFS_FILE, filesize=filesize, blocksizes=[link.filesize for link in links]
+            )
+        )
+        block = encode_node([PBLink(hash=link.cid, name="", tsize=link.tsize) for link in links], data)
+        digest = hashlib.sha256(block).digest()
+        if self._store is not None:
+            self._store.put_hashed(b"\x12\x20" + digest, [block])
+        cid = sha256_cid_bytes(self._version, CODEC_DAG_PB, digest)
+        return _Link(cid, len(block) + sum(link.tsize for link in links), filesize)
+
+
+def _read_exact(stream: BinaryIO, size: int) -> bytes:
+    data = stream.read(size)
+    if not data or len(data) == size:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < size:
+        more = stream.read(size - got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+def _feed(importer: UnixFSImporter, source: ImportSource) -> None:
+    if isinstance(source, str | Path):
+        with open(source, "rb", buffering=0) as fh:
+            _feed(importer, fh)
+        return
+    read = getattr(source, "read", None)
+    if read is not None:
+        stream: BinaryIO = source  # type: ignore[assignment]
+        while chunk := _read_exact(stream, CHUNK_SIZE):
+            importer.update(chunk)
+        return
+    for piece in source:  # type: ignore[union-attr]
+        importer.update(piece)
+
+
+def import_file(
+    source: ImportSource,
+    store: Blockstore,
+    *,
+    cid_version: int = 0,
+    pin: bool = True,
+    workers: int | None = None,
+) -> ImportResult:
+    """Import a file into the blockstore as UnixFS, like `ipfs add`.
+
+    Args:
+        source: A path, a binary file object, or an iterable of bytes (e.g. an
+            encryption stream: nothing is spooled to a temp file).
+        store: The blockstore to write to.
+        cid_version: 0 (kubo's default) or 1 (raw leaves, base32).
+        pin: Pin the root so `gc` keeps the file (as `ipfs add` does).
+        workers: Hashing/writing threads (see `UnixFSImporter`).
+
+    Returns:
+        The root CID and file size.
+
+    Raises:
+        ConfigError: If `cid_version` is not 0 or 1.
+        FileNotFoundError: If `source` is a path that does not exist.
+        BlockWriteError: If a block could not be written (StorageFullError when the
+            disk is full); the store keeps no partial block and the root is not pinned.
+    """
+    with store.writing(), UnixFSImporter(store, cid_version=cid_version, workers=workers) as imp:
+        _feed(imp, source)
+        result = imp.finish()
+        store.flush()
+        if pin:
+            store.pin(result.cid)
+    return result
+
+
+def only_hash(source: ImportSource, *, cid_version: int = 0) -> CID:
+    """Compute the CID `ipfs add --only-hash -Q` prints, storing nothing.
+
+    Args:
+        source: A path, a binary file object, or an iterable of bytes.
+        cid_version: 0 or 1.
+
+    Returns:
+        The root CID.
+
+    Raises:
+        ConfigError: If `cid_version` is not 0 or 1.
+        FileNotFoundError: If `source` is a path that does not exist.
+    """
+    with UnixFSImporter(None, cid_version=cid_version) as imp:
+        _feed(imp, source)
+        return imp.finish().cid
