@@ -253,7 +253,9 @@ class Blockstore:
         try:
             return self._path(block_key(cid)).stat().st_size
         except FileNotFoundError:
-            raise BlockNotFoundError(f"Block {cid} is not in the local store.", cid=str(cid)) from None
+            raise BlockNotFoundError(
+                f"Block {cid} is not in the local store.", cid=str(cid)
+            ) from None
 
     def iter_keys(self) -> Iterator[BlockKey]:
         """Yield the key of every stored block (order unspecified)."""

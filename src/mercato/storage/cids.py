@@ -23,8 +23,8 @@ __all__ = [
     "BlockKey",
     "block_key",
     "check_block_size",
-    "key_from_multihash",
     "cid_from_bytes",
+    "key_from_multihash",
     "parse_cid",
     "sha256_cid_bytes",
     "verify_block",
@@ -75,9 +75,7 @@ def cid_from_bytes(raw: bytes) -> CID:
     try:
         cid = CID.decode(raw)
     except (ValueError, KeyError) as exc:  # multiformats uses both for bad input
-        raise InvalidCIDError(
-            f"Not a binary CID: {raw[:40].hex()}", value=raw.hex()
-        ) from exc
+        raise InvalidCIDError(f"Not a binary CID: {raw[:40].hex()}", value=raw.hex()) from exc
     return cid if cid.version == 0 else cid.set(base="base32")
 
 

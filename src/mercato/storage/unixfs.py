@@ -35,7 +35,14 @@ from multiformats import CID
 from mercato.errors import ConfigError
 from mercato.storage.blockstore import Blockstore
 from mercato.storage.cids import CODEC_DAG_PB, CODEC_RAW, cid_from_bytes, sha256_cid_bytes
-from mercato.storage.dagpb import UNIXFS_FILE, PBLink, UnixFSData, encode_node, encode_unixfs, encode_varint
+from mercato.storage.dagpb import (
+    UNIXFS_FILE,
+    PBLink,
+    UnixFSData,
+    encode_node,
+    encode_unixfs,
+    encode_varint,
+)
 
 CHUNK_SIZE = 262_144
 """kubo's default chunker, `size-262144`."""
@@ -230,7 +237,9 @@ class UnixFSImporter:
                 type=UNIXFS_FILE, filesize=filesize, blocksizes=[link.filesize for link in links]
             )
         )
-        block = encode_node([PBLink(hash=link.cid, name="", tsize=link.tsize) for link in links], data)
+        block = encode_node(
+            [PBLink(hash=link.cid, name="", tsize=link.tsize) for link in links], data
+        )
         digest = hashlib.sha256(block).digest()
         if self._store is not None:
             self._store.put_hashed(b"\x12\x20" + digest, [block])
@@ -264,7 +273,7 @@ def _feed(importer: UnixFSImporter, source: ImportSource) -> None:
         while chunk := _read_exact(stream, CHUNK_SIZE):
             importer.update(chunk)
         return
-    for piece in source:  # type: ignore[union-attr]
+    for piece in source:
         importer.update(piece)
 
 

@@ -1,0 +1,363 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""CAR v1 (Content Addressable aRchive) export and import.
+
+A CAR v1 stream is::
+
+    varint(len(header)) | header: dag-cbor {"roots": [CID, ...], "version": 1}
+    varint(len(cid) + len(block)) | cid (binary) | block       -- repeated to the end
+
+Export writes a DAG depth-first in link order without duplicates, the order kubo's
+`ipfs dag export` and trustless gateways use, so `ipfs dag import` accepts the file.
+Import verifies every block against its CID before it reaches the store, refuses
+blocks above the size limit and reports a stream cut short as `CarTruncatedError`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol, cast
+
+import dag_cbor
+from dag_cbor.encoding.err import CBORError
+from multiformats import CID
+
+from mercato.errors import CarFormatError, CarTruncatedError, DagFormatError, MercatoError
+from mercato.storage.blockstore import Blockstore, wrap_write_error
+from mercato.storage.cids import (
+    CODEC_DAG_PB,
+    MAX_BLOCK_SIZE,
+    check_block_size,
+    cid_from_bytes,
+    parse_cid,
+    verify_block,
+)
+from mercato.storage.dagpb import decode_node, encode_varint
+from mercato.storage.exporter import BlockSource
+
+MAX_HEADER_SIZE = 1024 * 1024
+"""A header is a few CIDs; anything bigger is refused rather than read into memory."""
+
+_MAX_CID_SIZE = 128
+CAR_CONTENT_TYPE = "application/vnd.ipld.car"
+
+
+def iter_dag(root: CID, source: BlockSource) -> Iterator[tuple[CID, bytes]]:
+    """Walk a DAG depth-first in link order, each block once, verifying each.
+
+    Args:
+        root: The DAG's root.
+        source: Where blocks come from.
+
+    Yields:
+        (cid, block) pairs, root first.
+
+    Raises:
+        BlockNotFoundError: If a block is missing.
+        BlockHashMismatchError: If a block is corrupted.
+        DagFormatError: If a dag-pb node is malformed.
+    """
+    seen: set[bytes] = set()
+    stack = [root]
+    while stack:
+        cid = stack.pop()
+        key = bytes(cid)
+        if key in seen:
+            continue
+        seen.add(key)
+        block = source.get_block(cid)
+        yield cid, block
+        if cid.codec.code == CODEC_DAG_PB:
+            node = decode_node(block, str(cid))
+            try:
+                children = [cid_from_bytes(link.hash) for link in node.links]
+            except ValueError as exc:
+                raise DagFormatError(f"Node {cid} links to a non-CID.", cid=str(cid)) from exc
+            stack.extend(reversed(children))
+
+
+def car_header(roots: list[CID]) -> bytes:
+    """The varint-prefixed CAR v1 header for `roots`."""
+    roots_field: list[Any] = list(roots)
+    header = dag_cbor.encode({"roots": roots_field, "version": 1})
+    return encode_varint(len(header)) + header
+
+
+def car_section(cid: CID, block: bytes) -> bytes:
+    """One varint-prefixed CAR section."""
+    raw = bytes(cid)
+    return encode_varint(len(raw) + len(block)) + raw + block
+
+
+def iter_car_bytes(root: CID, source: BlockSource) -> Iterator[bytes]:
+    """Stream a DAG as CAR v1 bytes (header, then one piece per block).
+
+    Raises:
+        BlockNotFoundError: If a block is missing.
+        BlockHashMismatchError: If a block is corrupted.
+    """
+    yield car_header([root])
+    for cid, block in iter_dag(root, source):
+        yield car_section(cid, block)
+
+
+def export_car(root: CID | str, source: BlockSource, dest: Path | str) -> int:
+    """Write the DAG under `root` to a CAR v1 file, atomically.
+
+    Args:
+        root: The DAG's root CID.
+        source: Where blocks come from.
+        dest: The .car path to create or replace.
+
+    Returns:
+        Bytes written.
+
+    Raises:
+        InvalidCIDError: If `root` is not a CID.
+        BlockNotFoundError: If a block is missing (dest is left untouched).
+        BlockHashMismatchError: If a block is corrupted (dest is left untouched).
+        BlockWriteError: If dest could not be written (StorageFullError when full).
+    """
+    dest = Path(dest)
+    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.part")
+    written = 0
+    try:
+        with open(tmp, "wb") as fh:
+            for piece in iter_car_bytes(parse_cid(root), source):
+                fh.write(piece)
+                written += len(piece)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.rename(tmp, dest)
+    except MercatoError:
+        tmp.unlink(missing_ok=True)
+        raise
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise wrap_write_error(exc, dest) from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return written
+
+
+class _Readable(Protocol):
+    def read(self, size: int, /) -> bytes: ...
+
+
+class _IterReader:
+    """A minimal `read(n)` over an iterable of byte strings (e.g. an HTTP body)."""
+
+    def __init__(self, pieces: Iterable[bytes]) -> None:
+        self._it = iter(pieces)
+        self._buf = bytearray()
+
+    def read(self, size: int) -> bytes:
+        while len(self._buf) < size:
+            piece = next(self._it, None)
+            if piece is None:
+                break
+            self._buf += piece
+        out = bytes(self._buf[:size])
+        del self._buf[:size]
+        return out
+
+
+class CarReader:
+    """Streaming CAR v1 reader; iterating yields verified (cid, block) pairs.
+
+    Memory stays at one block, whatever the file size.
+    """
+
+    def __init__(self, stream: BinaryIO | Iterable[bytes], source: str = "CAR stream") -> None:
+        """Read and check the header.
+
+        Args:
+            stream: A binary file object or an iterable of bytes.
+            source: A name for the stream in error messages (a path, a URL).
+
+        Raises:
+            CarFormatError: If the header is malformed or not version 1.
+            CarTruncatedError: If the stream ends inside the header.
+        """
+        self._stream: _Readable = (
+            cast(_Readable, stream)
+            if hasattr(stream, "read")
+            else _IterReader(cast(Iterable[bytes], stream))
+        )
+        self.source = source
+        self.offset = 0
+        length = self._varint(allow_eof=False)
+        if length is None or length == 0 or length > MAX_HEADER_SIZE:
+            raise CarFormatError(f"{source}: CAR header length {length} is invalid.", offset=0)
+        raw = self._exact(length, "header")
+        try:
+            header = dag_cbor.decode(raw)
+        except (CBORError, ValueError) as exc:
+            raise CarFormatError(
+                f"{source}: CAR header is not dag-cbor ({exc}).", offset=0
+            ) from exc
+        if not isinstance(header, dict) or header.get("version") != 1:
+            raise CarFormatError(f"{source}: not a CAR version 1 header.", offset=0)
+        roots = header.get("roots")
+        if not isinstance(roots, list) or not all(isinstance(r, CID) for r in roots):
+            raise CarFormatError(f"{source}: CAR header roots are not a list of CIDs.", offset=0)
+        self.roots: list[CID] = [root for root in roots if isinstance(root, CID)]
+
+    def _read(self, size: int) -> bytes:
+        data = self._stream.read(size)
+        self.offset += len(data)
+        return data
+
+    def _exact(self, size: int, what: str) -> bytes:
+        start = self.offset
+        data = self._read(size)
+        while len(data) < size:
+            more = self._read(size - len(data))
+            if not more:
+                raise CarTruncatedError(
+                    f"{self.source}: the CAR file ends inside a {what} at byte {start} "
+                    f"({len(data)} of {size} bytes). The file is truncated; download it again.",
+                    offset=start,
+                )
+            data += more
+        return data
+
+    def _varint(self, *, allow_eof: bool) -> int | None:
+        start = self.offset
+        result = shift = 0
+        while True:
+            byte = self._read(1)
+            if not byte:
+                if allow_eof and shift == 0:
+                    return None
+                raise CarTruncatedError(
+                    f"{self.source}: the CAR file ends inside a length prefix at byte {start}.",
+                    offset=start,
+                )
+            result |= (byte[0] & 0x7F) << shift
+            if not byte[0] & 0x80:
+                return result
+            shift += 7
+            if shift > 63:
+                raise CarFormatError(
+                    f"{self.source}: varint too long at byte {start}.", offset=start
+                )
+
+    def __iter__(self) -> Iterator[tuple[CID, bytes]]:
+        """Yield each section's (cid, block), verified.
+
+        Raises:
+            CarTruncatedError: If the stream ends inside a section.
+            CarFormatError: If a section is malformed.
+            BlockTooLargeError: If a block is above the size limit.
+            BlockHashMismatchError: If a block does not hash to its CID.
+        """
+        while True:
+            start = self.offset
+            length = self._varint(allow_eof=True)
+            if length is None:
+                return
+            if length == 0:
+                raise CarFormatError(f"{self.source}: empty section at byte {start}.", offset=start)
+            # Refuse before reading, so an absurd length cannot exhaust memory.
+            check_block_size(length - _MAX_CID_SIZE, None)
+            section = self._exact(length, "block section")
+            cid, cid_len = _split_cid(section, self.source, start)
+            block = section[cid_len:]
+            check_block_size(len(block), cid)
+            verify_block(cid, block, f"{self.source} (byte {start})")
+            yield cid, block
+
+
+def _split_cid(section: bytes, source: str, offset: int) -> tuple[CID, int]:
+    if section[:2] == b"\x12\x20":  # CIDv0: a bare sha2-256 multihash
+        size = 34
+    else:
+        pos = 0
+        try:
+            for _ in range(3):  # version, codec, multihash code
+                while section[pos] & 0x80:
+                    pos += 1
+                pos += 1
+            digest_len = 0
+            shift = 0
+            while True:
+                byte = section[pos]
+                pos += 1
+                digest_len |= (byte & 0x7F) << shift
+                if not byte & 0x80:
+                    break
+                shift += 7
+        except IndexError:
+            raise CarFormatError(
+                f"{source}: section at byte {offset} has a cut CID.", offset=offset
+            ) from None
+        size = pos + digest_len
+    if size > len(section) or size > _MAX_CID_SIZE:
+        raise CarFormatError(f"{source}: section at byte {offset} has a bad CID.", offset=offset)
+    try:
+        return cid_from_bytes(section[:size]), size
+    except ValueError as exc:
+        raise CarFormatError(
+            f"{source}: section at byte {offset} has a bad CID.", offset=offset
+        ) from exc
+
+
+def import_car(
+    source: Path | str | BinaryIO | Iterable[bytes],
+    store: Blockstore,
+    *,
+    pin: bool = True,
+    name: str | None = None,
+) -> list[CID]:
+    """Import a CAR v1 file or stream into the blockstore, verifying every block.
+
+    Blocks are stored as they arrive; roots are pinned only once the whole stream has
+    been read and each root's DAG is complete. On any error nothing is pinned, so the
+    blocks stored so far are removed by the next `gc`.
+
+    Args:
+        source: A .car path, a binary file object or an iterable of bytes.
+        store: The blockstore.
+        pin: Pin the roots (as `ipfs dag import` does).
+        name: A name for the stream in error messages.
+
+    Returns:
+        The roots named in the header.
+
+    Raises:
+        CarFormatError: If the stream is malformed.
+        CarTruncatedError: If the stream ends early.
+        BlockTooLargeError: If a block is above MAX_BLOCK_SIZE.
+        BlockHashMismatchError: If a block does not hash to its CID.
+        BlockNotFoundError: If `pin` and a root's DAG is not complete.
+        BlockWriteError: If the disk write failed (StorageFullError when full).
+    """
+    if isinstance(source, str | Path):
+        with open(source, "rb") as fh:
+            return import_car(fh, store, pin=pin, name=name or str(source))
+    with store.writing():
+        reader = CarReader(source, name or "CAR stream")
+        for cid, block in reader:
+            store.put_hashed(bytes(cid.digest), [block])
+        store.flush()
+        if pin:
+            for root in reader.roots:
+                store.pin(root)
+    return reader.roots
+
+
+__all__ = [
+    "CAR_CONTENT_TYPE",
+    "MAX_BLOCK_SIZE",
+    "CarReader",
+    "car_header",
+    "car_section",
+    "export_car",
+    "import_car",
+    "iter_car_bytes",
+    "iter_dag",
+]

@@ -1,0 +1,168 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""Read a UnixFS file back from any block source, verifying every block on the way.
+
+The walk is depth-first in link order with a small prefetch window per node, so memory
+stays bounded by (window x depth) blocks whatever the file size, while block reads and
+hash checks overlap on a thread pool.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections import deque
+from collections.abc import Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Protocol
+
+from multiformats import CID
+
+from mercato.errors import DagFormatError, MercatoError
+from mercato.storage.blockstore import wrap_write_error
+from mercato.storage.cids import CODEC_DAG_PB, CODEC_RAW, cid_from_bytes, parse_cid
+from mercato.storage.dagpb import UNIXFS_FILE, UNIXFS_RAW, decode_node, decode_unixfs
+
+MAX_DEPTH = 32
+"""Deeper DAGs are refused; 174**32 chunks is far beyond any real file."""
+
+PREFETCH = 8
+"""Blocks fetched ahead of the one being written."""
+
+
+class BlockSource(Protocol):
+    """Anything that returns verified blocks by CID (the store, kubo, a gateway)."""
+
+    def get_block(self, cid: CID) -> bytes:
+        """Return the block's bytes, verified against `cid`."""
+        ...
+
+
+def iter_file(cid: CID | str, source: BlockSource) -> Iterator[bytes | memoryview]:
+    """Stream a UnixFS file's bytes, verifying every block.
+
+    Args:
+        cid: The file's root CID.
+        source: Where blocks come from; it verifies each one against its CID.
+
+    Yields:
+        Consecutive pieces of the file. A piece may be a view into a block: use it before
+        asking for the next one.
+
+    Raises:
+        InvalidCIDError: If `cid` is not a CID.
+        BlockNotFoundError: If a block is missing.
+        BlockHashMismatchError: If a block is corrupted.
+        DagFormatError: If the DAG is not a UnixFS file or its sizes disagree.
+    """
+    root = parse_cid(cid)
+    pool = ThreadPoolExecutor(max_workers=PREFETCH, thread_name_prefix="unixfs-export")
+    try:
+        yield from _emit(root, source.get_block(root), source, pool, 0)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _emit(
+    cid: CID,
+    block: bytes,
+    source: BlockSource,
+    pool: ThreadPoolExecutor,
+    depth: int,
+) -> Generator[bytes | memoryview, None, int]:
+    if depth > MAX_DEPTH:
+        raise DagFormatError(f"DAG under {cid} is deeper than {MAX_DEPTH} levels.", cid=str(cid))
+    if cid.codec.code == CODEC_RAW:
+        if block:
+            yield block
+        return len(block)
+    if cid.codec.code != CODEC_DAG_PB:
+        raise DagFormatError(
+            f"Block {cid} uses codec {cid.codec.name}; a UnixFS file has only dag-pb and raw "
+            "blocks.",
+            cid=str(cid),
+        )
+    name = str(cid)
+    node = decode_node(block, name)
+    if node.data is None:
+        raise DagFormatError(f"dag-pb node {cid} has no UnixFS data.", cid=name)
+    meta = decode_unixfs(node.data, name)
+    if meta.type not in (UNIXFS_FILE, UNIXFS_RAW):
+        raise DagFormatError(f"{cid} is a UnixFS node of type {meta.type}, not a file.", cid=name)
+    if node.links and len(meta.blocksizes) != len(node.links):
+        raise DagFormatError(
+            f"Node {cid} has {len(node.links)} links but {len(meta.blocksizes)} blocksizes.",
+            cid=name,
+        )
+    total = 0
+    if meta.data is not None and len(meta.data):
+        total += len(meta.data)
+        yield meta.data
+    children = [cid_from_bytes(link.hash) for link in node.links]
+    window: deque[Future[bytes]] = deque()
+    ahead = iter(children)
+    for child in ahead:
+        window.append(pool.submit(source.get_block, child))
+        if len(window) >= PREFETCH:
+            break
+    for index, child in enumerate(children):
+        child_block = window.popleft().result()
+        nxt = next(ahead, None)
+        if nxt is not None:
+            window.append(pool.submit(source.get_block, nxt))
+        got = yield from _emit(child, child_block, source, pool, depth + 1)
+        if got != meta.blocksizes[index]:
+            raise DagFormatError(
+                f"Node {cid} says link {index} holds {meta.blocksizes[index]} bytes, "
+                f"but {child} holds {got}.",
+                cid=name,
+            )
+        total += got
+    if meta.filesize is not None and meta.filesize != total:
+        raise DagFormatError(
+            f"Node {cid} says the file has {meta.filesize} bytes, but its blocks hold {total}.",
+            cid=name,
+        )
+    return total
+
+
+def export_file(cid: CID | str, source: BlockSource, dest: Path | str) -> int:
+    """Write a UnixFS file to `dest` atomically (temp file, fsync, rename).
+
+    Args:
+        cid: The file's root CID.
+        source: Where blocks come from (a `Blockstore`, a backend).
+        dest: The path to create or replace.
+
+    Returns:
+        The number of bytes written.
+
+    Raises:
+        InvalidCIDError: If `cid` is not a CID.
+        BlockNotFoundError: If a block is missing (dest is left untouched).
+        BlockHashMismatchError: If a block is corrupted (dest is left untouched).
+        DagFormatError: If the DAG is not a UnixFS file.
+        BlockWriteError: If `dest` could not be written (StorageFullError when full).
+    """
+    dest = Path(dest)
+    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.part")
+    written = 0
+    try:
+        with open(tmp, "wb") as fh:
+            for piece in iter_file(cid, source):
+                fh.write(piece)
+                written += len(piece)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.rename(tmp, dest)
+    except MercatoError:
+        # Checked first: backend errors are ConnectionErrors, i.e. OSErrors too.
+        tmp.unlink(missing_ok=True)
+        raise
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise wrap_write_error(exc, dest) from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return written
