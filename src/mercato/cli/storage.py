@@ -1,0 +1,44 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""`mercato cid PATH`: print the CID `ipfs add --only-hash -Q` would print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from mercato.cli.app import app
+from mercato.errors import ConfigError
+
+# Exit codes of the storage commands (band 30-39); stable, never reused.
+EXIT_FILE_NOT_READABLE = 30
+EXIT_BAD_OPTION = 31
+
+
+@app.command("cid")
+def cid_command(
+    path: Path = typer.Argument(..., help="The file to hash; nothing is stored."),
+    cid_version: int = typer.Option(
+        0,
+        "--cid-version",
+        help="0: kubo's default (CIDv0, dag-pb leaves); 1: CIDv1 with raw leaves (base32).",
+    ),
+) -> None:
+    """Print the CID `ipfs add --only-hash -Q [--cid-version N]` prints for PATH."""
+    from mercato.storage.unixfs import only_hash
+
+    if cid_version not in (0, 1):
+        typer.echo(f"--cid-version must be 0 or 1, not {cid_version}.", err=True)
+        raise typer.Exit(EXIT_BAD_OPTION)
+    if not path.is_file():
+        typer.echo(f"{path} is not a readable file. Pass the path of a file.", err=True)
+        raise typer.Exit(EXIT_FILE_NOT_READABLE)
+    try:
+        cid = only_hash(path, cid_version=cid_version)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(EXIT_BAD_OPTION) from exc
+    except OSError as exc:
+        typer.echo(f"Could not read {path}: {exc.strerror or exc}.", err=True)
+        raise typer.Exit(EXIT_FILE_NOT_READABLE) from exc
+    typer.echo(str(cid))
