@@ -1,0 +1,278 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""The model card: a Hugging Face style README.md with YAML front matter.
+
+The front matter is the metadata block between two `---` lines at the top of the file;
+the rest is free text for people. Mercato reads the fields the Hub documents (license,
+tags, pipeline_tag, datasets, metrics, base_model, language, library_name) and requires
+a license that is an SPDX identifier or expression, so a buyer knows the terms before
+paying.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from license_expression import ExpressionError, Licensing, get_spdx_licensing
+
+from mercato.errors import ModelCardError, ModelLicenseError
+
+CARD_FILENAME = "README.md"
+
+# Fields whose value may be one string or a list of strings on the Hub; both become lists.
+_LIST_FIELDS = ("language", "tags", "datasets", "metrics", "base_model")
+_STRING_FIELDS = ("pipeline_tag", "library_name", "base_model_relation")
+
+
+@functools.cache
+def _licensing() -> Licensing:
+    # Building the SPDX symbol table takes a while; do it once per process.
+    return get_spdx_licensing()
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """The metadata of a model card, normalised.
+
+    Attributes:
+        license: The SPDX license expression in its canonical spelling (`Apache-2.0`).
+        language: Natural languages the model handles (ISO 639 codes), possibly empty.
+        tags: Free-form tags.
+        pipeline_tag: The Hub task name (`tabular-classification`, ...), if given.
+        library_name: The library the model came from (`sklearn`, `pytorch`...), if given.
+        datasets: Datasets the model was trained on.
+        metrics: Names of the metrics the card reports.
+        base_model: Models this one was derived from (fine-tuned, further trained...).
+        base_model_relation: How it was derived (`finetune`, `adapter`...), if given.
+        text: The free text after the front matter.
+    """
+
+    license: str
+    language: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    pipeline_tag: str | None = None
+    library_name: str | None = None
+    datasets: list[str] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)
+    base_model: list[str] = field(default_factory=list)
+    base_model_relation: str | None = None
+    text: str = ""
+
+    def to_manifest(self) -> dict[str, Any]:
+        """Return the card fields that go into the canonical manifest.
+
+        Returns:
+            A JSON-ready mapping; optional fields that are unset are left out so that
+            adding a field later does not change existing manifests.
+        """
+        out: dict[str, Any] = {"license": self.license}
+        for name in _LIST_FIELDS:
+            out[name] = list(getattr(self, name))
+        for name in _STRING_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+
+def normalize_license(value: object, *, path: str = "") -> str:
+    """Check that `value` is an SPDX license expression and return its canonical form.
+
+    Args:
+        value: The `license` field of the front matter.
+        path: The card's path, for the error message.
+
+    Returns:
+        The expression spelled as SPDX spells it (`apache-2.0` -> `Apache-2.0`).
+
+    Raises:
+        ModelLicenseError: the value is missing, not a string, or not SPDX.
+    """
+    if value is None or value == "":
+        raise ModelLicenseError(
+            "The model card names no license. Add a line such as 'license: apache-2.0' "
+            "(an SPDX identifier) to the YAML front matter of README.md.",
+            path=path,
+        )
+    if not isinstance(value, str):
+        raise ModelLicenseError(
+            f"The model card's license must be one SPDX expression, got {value!r}. "
+            "Write it as a string, e.g. 'license: mit'.",
+            path=path,
+        )
+    try:
+        expression = _licensing().parse(value, validate=True, strict=True)
+    except ExpressionError as exc:
+        raise ModelLicenseError(
+            f"The model card's license {value!r} is not an SPDX identifier ({exc}). "
+            "Use an id from https://spdx.org/licenses/ such as 'apache-2.0', 'mit' or "
+            "'cc-by-4.0'.",
+            path=path,
+            license=value,
+        ) from exc
+    if expression is None:
+        raise ModelLicenseError(
+            "The model card's license is empty. Add an SPDX identifier such as 'mit'.",
+            path=path,
+            license=value,
+        )
+    return str(expression.render())
+
+
+def _string_list(front: dict[str, Any], key: str, path: str) -> list[str]:
+    value = front.get(key)
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return list(value)
+    raise ModelCardError(
+        f"The model card field {key!r} must be a string or a list of strings, "
+        f"got {value!r}. Fix the YAML front matter of README.md.",
+        path=path,
+    )
+
+
+def _optional_string(front: dict[str, Any], key: str, path: str) -> str | None:
+    value = front.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise ModelCardError(
+        f"The model card field {key!r} must be a string, got {value!r}. "
+        "Fix the YAML front matter of README.md.",
+        path=path,
+    )
+
+
+def split_front_matter(text: str, *, path: str = "") -> tuple[dict[str, Any], str]:
+    """Split a card into its YAML front matter and its free text.
+
+    Args:
+        text: The whole README.md.
+        path: The card's path, for error messages.
+
+    Returns:
+        The parsed front matter (a mapping) and the text after it.
+
+    Raises:
+        ModelCardError: there is no front matter, it does not close, it is not valid
+            YAML, or it is not a mapping.
+    """
+    lines = text.splitlines(keepends=True)
+    if not lines or lines[0].strip() != "---":
+        raise ModelCardError(
+            "README.md has no YAML front matter. Start the file with a line '---', the "
+            "metadata (license, tags, pipeline_tag...), and another line '---'.",
+            path=path,
+        )
+    for index in range(1, len(lines)):
+        if lines[index].strip() == "---":
+            header = "".join(lines[1:index])
+            body = "".join(lines[index + 1 :])
+            break
+    else:
+        raise ModelCardError(
+            "README.md's YAML front matter never closes. Add a line '---' after the metadata.",
+            path=path,
+        )
+    try:
+        # safe_load: the card comes from strangers, never build Python objects from it.
+        front = yaml.safe_load(header)
+    except yaml.YAMLError as exc:
+        raise ModelCardError(
+            f"README.md's front matter is not valid YAML: {exc}. Fix the metadata block.",
+            path=path,
+        ) from exc
+    if front is None:
+        front = {}
+    if not isinstance(front, dict):
+        raise ModelCardError(
+            "README.md's front matter must be a YAML mapping (key: value lines).",
+            path=path,
+        )
+    return front, body
+
+
+def parse_card(text: str, *, path: str = "") -> ModelCard:
+    """Parse a model card.
+
+    Args:
+        text: The whole README.md.
+        path: The card's path, for error messages.
+
+    Returns:
+        The normalised card.
+
+    Raises:
+        ModelCardError: the front matter is missing or malformed.
+        ModelLicenseError: the license is missing or not SPDX.
+    """
+    front, body = split_front_matter(text, path=path)
+    lists = {key: _string_list(front, key, path) for key in _LIST_FIELDS}
+    strings = {key: _optional_string(front, key, path) for key in _STRING_FIELDS}
+    return ModelCard(
+        license=normalize_license(front.get("license"), path=path),
+        language=lists["language"],
+        tags=lists["tags"],
+        pipeline_tag=strings["pipeline_tag"],
+        library_name=strings["library_name"],
+        datasets=lists["datasets"],
+        metrics=lists["metrics"],
+        base_model=lists["base_model"],
+        base_model_relation=strings["base_model_relation"],
+        text=body,
+    )
+
+
+def load_card(path: Path) -> ModelCard:
+    """Read and parse the card at `path`.
+
+    Args:
+        path: A README.md file.
+
+    Returns:
+        The normalised card.
+
+    Raises:
+        ModelCardError: the file is missing, not UTF-8, or malformed.
+        ModelLicenseError: the license is missing or not SPDX.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ModelCardError(
+            f"The package has no {CARD_FILENAME}. Add a model card: a README.md that "
+            "starts with YAML front matter naming at least the license.",
+            path=str(path),
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise ModelCardError(
+            f"{CARD_FILENAME} is not UTF-8 text. Save it as UTF-8.", path=str(path)
+        ) from exc
+    return parse_card(text, path=str(path))
+
+
+def render_card(card: ModelCard) -> str:
+    """Write a card back as README.md text, front matter first.
+
+    Args:
+        card: The card to render.
+
+    Returns:
+        README.md text; the same card always renders to the same bytes.
+    """
+    front: dict[str, Any] = {"license": card.license.lower()}
+    for name in ("language", "library_name", "pipeline_tag", "tags", "datasets", "metrics"):
+        value = getattr(card, name)
+        if value:
+            front[name] = value
+    if card.base_model:
+        front["base_model"] = card.base_model[0] if len(card.base_model) == 1 else card.base_model
+    if card.base_model_relation:
+        front["base_model_relation"] = card.base_model_relation
+    header = yaml.safe_dump(front, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    return f"---\n{header}---\n{card.text}"

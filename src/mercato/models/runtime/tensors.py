@@ -1,0 +1,332 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""Check try-call inputs against the manifest, and move tensors in and out of JSON.
+
+Everything here runs in the caller's process, before a worker sees the input: a bad
+request costs a few microseconds and never reaches ONNX Runtime.
+
+JSON tensors look like ``{"dtype": "float32", "shape": [1, 4], "data": [[...]]}``;
+``dtype`` and ``shape`` are optional on input (checked when given) and always present on
+output. Non-finite output floats are written as the strings ``"NaN"``, ``"Infinity"``
+and ``"-Infinity"``, as the protobuf JSON mapping does, so the output is strict JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mercato.errors import (
+    InferenceInputError,
+    InferenceInputNonFiniteError,
+    InferenceInputShapeError,
+    InferenceInputTooLargeError,
+    InferenceInputTypeError,
+)
+from mercato.models.manifest import TensorSpec
+
+_NUMPY_DTYPES = {
+    "float16",
+    "float32",
+    "float64",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "bool",
+}
+
+
+@dataclass(frozen=True)
+class InputPolicy:
+    """What inputs a try-call accepts beyond what the manifest says.
+
+    Attributes:
+        max_input_bytes: All input tensors together, after conversion.
+        max_request_bytes: The raw JSON request.
+        allow_non_finite: Accept NaN and infinities in float inputs.
+    """
+
+    max_input_bytes: int = 8 * 1024 * 1024
+    max_request_bytes: int = 32 * 1024 * 1024
+    allow_non_finite: bool = False
+
+
+def _to_array(name: str, value: Any, dtype: str) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value
+    try:
+        array = np.asarray(value)
+    except ValueError as exc:
+        # NumPy refuses ragged nested lists.
+        raise InferenceInputShapeError(
+            f"Input {name!r} is a ragged nested list; every row must have the same length.",
+            input_name=name,
+        ) from exc
+    if array.dtype == object:
+        raise InferenceInputTypeError(
+            f"Input {name!r} mixes values NumPy cannot hold as {dtype}; send numbers only.",
+            input_name=name,
+        )
+    return array
+
+
+def _convert(name: str, array: np.ndarray, dtype: str, policy: InputPolicy) -> np.ndarray:
+    if dtype not in _NUMPY_DTYPES:
+        if dtype == "string" and array.dtype.kind in "US":
+            return array.astype(object)
+        raise InferenceInputTypeError(
+            f"Input {name!r} has element type {dtype}, which the try-runtime cannot feed.",
+            input_name=name,
+        )
+    target = np.dtype(dtype)
+    kind = array.dtype.kind
+    if array.size == 0:
+        return array.astype(target)
+    if target.kind == "f":
+        if kind not in "fiu":
+            raise InferenceInputTypeError(
+                f"Input {name!r} must hold {dtype} numbers, got {array.dtype} values.",
+                input_name=name,
+            )
+        converted = array.astype(target)
+        if not policy.allow_non_finite and not np.isfinite(converted).all():
+            raise InferenceInputNonFiniteError(
+                f"Input {name!r} holds NaN or infinity (or values too large for {dtype}); "
+                "send finite numbers.",
+                input_name=name,
+            )
+        return converted
+    if target.kind in "iu":
+        if kind == "f":
+            if not np.isfinite(array).all():
+                raise InferenceInputNonFiniteError(
+                    f"Input {name!r} holds NaN or infinity, but the model expects {dtype} "
+                    "integers; send whole numbers.",
+                    input_name=name,
+                )
+            if not (array == np.round(array)).all():
+                raise InferenceInputTypeError(
+                    f"Input {name!r} holds fractions, but the model expects {dtype} "
+                    "integers; send whole numbers.",
+                    input_name=name,
+                )
+        elif kind not in "iu":
+            raise InferenceInputTypeError(
+                f"Input {name!r} must hold {dtype} integers, got {array.dtype} values.",
+                input_name=name,
+            )
+        info = np.iinfo(target)
+        if array.min() < info.min or array.max() > info.max:
+            raise InferenceInputTypeError(
+                f"Input {name!r} holds values outside the {dtype} range [{info.min}, {info.max}].",
+                input_name=name,
+            )
+        return array.astype(target)
+    # bool
+    if kind != "b":
+        raise InferenceInputTypeError(
+            f"Input {name!r} must hold booleans (true/false), got {array.dtype} values.",
+            input_name=name,
+        )
+    return array.astype(target)
+
+
+def _check_shape(spec: TensorSpec, array: np.ndarray, bindings: dict[str, tuple[int, str]]) -> None:
+    if spec.shape is None:
+        return
+    if array.ndim != len(spec.shape):
+        raise InferenceInputShapeError(
+            f"Input {spec.name!r} must have {len(spec.shape)} dimensions "
+            f"{_show(spec.shape)}, got {array.ndim} {list(array.shape)}.",
+            input_name=spec.name,
+        )
+    for axis, (want, got) in enumerate(zip(spec.shape, array.shape, strict=True)):
+        if isinstance(want, int) and want != got:
+            raise InferenceInputShapeError(
+                f"Input {spec.name!r} must have shape {_show(spec.shape)}; axis {axis} is "
+                f"{got}, expected {want}.",
+                input_name=spec.name,
+            )
+        if isinstance(want, str):
+            bound = bindings.setdefault(want, (got, spec.name))
+            if bound[0] != got:
+                raise InferenceInputShapeError(
+                    f"Dimension {want!r} is {bound[0]} in input {bound[1]!r} but {got} in "
+                    f"input {spec.name!r}; inputs must agree on it.",
+                    input_name=spec.name,
+                )
+
+
+def _show(shape: Sequence[object]) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def prepare_inputs(
+    specs: Sequence[TensorSpec], inputs: Mapping[str, Any], policy: InputPolicy
+) -> dict[str, np.ndarray]:
+    """Check inputs against the manifest and convert them to the model's dtypes.
+
+    Args:
+        specs: The model's tensor inputs (from the manifest).
+        inputs: One value per input name: a NumPy array or nested lists.
+        policy: Size and non-finite limits.
+
+    Returns:
+        Arrays of the exact dtype each input declares, in manifest order.
+
+    Raises:
+        InferenceInputError: an input is missing or not declared by the model.
+        InferenceInputTooLargeError: the inputs are over `policy.max_input_bytes`.
+        InferenceInputTypeError: an element type cannot be converted without loss.
+        InferenceInputNonFiniteError: NaN or infinity where they are not allowed.
+        InferenceInputShapeError: a rank or dimension does not match, or symbolic
+            dimensions disagree between inputs.
+    """
+    expected = {spec.name for spec in specs}
+    unknown = sorted(set(inputs) - expected)
+    missing = sorted(expected - set(inputs))
+    if unknown or missing:
+        raise InferenceInputError(
+            f"The model takes inputs {sorted(expected)}; missing {missing}, unknown "
+            f"{unknown}. Send exactly the inputs the manifest lists.",
+            input_name=(missing or unknown)[0],
+        )
+    # Arrays first, sizes checked before any conversion allocates more memory.
+    arrays = {spec.name: _to_array(spec.name, inputs[spec.name], spec.dtype) for spec in specs}
+    total = sum(array.nbytes for array in arrays.values())
+    if total > policy.max_input_bytes:
+        raise InferenceInputTooLargeError(
+            f"The inputs hold {total} bytes, over the {policy.max_input_bytes}-byte limit "
+            "for a try-call. Send fewer rows.",
+            size=total,
+            limit=policy.max_input_bytes,
+        )
+    out: dict[str, np.ndarray] = {}
+    bindings: dict[str, tuple[int, str]] = {}
+    for spec in specs:
+        array = arrays[spec.name]
+        _check_shape(spec, array, bindings)
+        out[spec.name] = _convert(spec.name, array, spec.dtype, policy)
+    return out
+
+
+def decode_request(
+    data: bytes | str, specs: Sequence[TensorSpec], policy: InputPolicy
+) -> dict[str, np.ndarray]:
+    """Parse a JSON try-call request and check it against the manifest.
+
+    The request is ``{"inputs": {"X": {"dtype": ..., "shape": ..., "data": [...]}}}``;
+    an input may also be given as the bare nested list.
+
+    Args:
+        data: The JSON text.
+        specs: The model's tensor inputs.
+        policy: Size and non-finite limits.
+
+    Returns:
+        Arrays ready for the runtime.
+
+    Raises:
+        InferenceInputTooLargeError: the request is over `policy.max_request_bytes`
+            (checked before parsing) or its tensors over `policy.max_input_bytes`.
+        InferenceInputError: not JSON, or not shaped like a request.
+        InferenceInputTypeError: a declared `dtype` differs from the manifest's, or
+            values cannot be converted.
+        InferenceInputShapeError: a declared `shape` differs from the data's, or the
+            data does not match the manifest.
+        InferenceInputNonFiniteError: NaN or infinity where they are not allowed.
+    """
+    if len(data) > policy.max_request_bytes:
+        raise InferenceInputTooLargeError(
+            f"The request is {len(data)} bytes, over the {policy.max_request_bytes}-byte "
+            "limit for a try-call. Send fewer rows.",
+            size=len(data),
+            limit=policy.max_request_bytes,
+        )
+    try:
+        request = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InferenceInputError(f"The request is not valid JSON: {exc}.") from exc
+    if not isinstance(request, dict) or not isinstance(request.get("inputs"), dict):
+        raise InferenceInputError(
+            'The request must be a JSON object {"inputs": {"<name>": {"dtype": ..., '
+            '"data": [...]}}}.'
+        )
+    by_name = {spec.name: spec for spec in specs}
+    values: dict[str, Any] = {}
+    for name, item in request["inputs"].items():
+        if not isinstance(item, dict):
+            values[name] = item
+            continue
+        if "data" not in item:
+            raise InferenceInputError(f'Input {name!r} has no "data" field.', input_name=name)
+        spec = by_name.get(name)
+        dtype = item.get("dtype")
+        if spec is not None and dtype is not None and dtype != spec.dtype:
+            raise InferenceInputTypeError(
+                f"Input {name!r} is declared {dtype!r}, but the model expects {spec.dtype!r}.",
+                input_name=name,
+            )
+        array = _to_array(name, item["data"], spec.dtype if spec else "float32")
+        shape = item.get("shape")
+        if shape is not None and list(array.shape) != list(shape):
+            raise InferenceInputShapeError(
+                f"Input {name!r} is declared with shape {shape}, but its data has shape "
+                f"{list(array.shape)}.",
+                input_name=name,
+            )
+        values[name] = array
+    return prepare_inputs(specs, values, policy)
+
+
+def _json_value(array: np.ndarray) -> Any:
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        # Strict JSON has no NaN; follow the protobuf JSON mapping's spelling.
+        spelled = array.astype(object)
+        spelled[np.isnan(array)] = "NaN"
+        spelled[np.isposinf(array)] = "Infinity"
+        spelled[np.isneginf(array)] = "-Infinity"
+        return spelled.tolist()
+    if array.dtype == object:
+        return [str(v) for v in array.ravel()] if array.ndim else str(array.item())
+    return array.tolist()
+
+
+def encode_tensor(array: np.ndarray) -> dict[str, Any]:
+    """Encode one output tensor as JSON-ready data.
+
+    Args:
+        array: The tensor.
+
+    Returns:
+        ``{"dtype": ..., "shape": [...], "data": nested lists}``.
+    """
+    dtype = "string" if array.dtype == object else str(array.dtype)
+    return {"dtype": dtype, "shape": list(array.shape), "data": _json_value(array)}
+
+
+def encode_outputs(model: str, outputs: Mapping[str, Any], elapsed_ms: float) -> bytes:
+    """Encode a try-call's outputs as the JSON response.
+
+    Args:
+        model: The model's name.
+        outputs: Output tensors by name (non-tensor outputs pass through as JSON).
+        elapsed_ms: Time spent in the worker.
+
+    Returns:
+        UTF-8 JSON ``{"model": ..., "outputs": {...}, "elapsed_ms": ...}``.
+    """
+    encoded = {
+        name: encode_tensor(value) if isinstance(value, np.ndarray) else {"value": value}
+        for name, value in outputs.items()
+    }
+    body = {"model": model, "outputs": encoded, "elapsed_ms": round(elapsed_ms, 3)}
+    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode("utf-8")

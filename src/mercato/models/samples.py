@@ -1,0 +1,171 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""Sample model packages built from datasets that ship with scikit-learn.
+
+Nothing is downloaded, and every build gives the same bytes (fixed seeds, single-thread
+fitting, no timestamps), so the same manifests and CIDs. The demo and the tests use
+them. Laid out as::
+
+    DIR/
+    ├── iris-logreg/           iris species from 4 measurements (quick fit)
+    ├── iris-logreg-tuned/     the same model trained further; card names its base_model
+    ├── digits-mlp/            8x8 handwritten digits, weights in external data
+    └── diabetes-gbr/          disease progression regression (tree ensemble)
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+from sklearn.datasets import load_diabetes, load_digits, load_iris
+from sklearn.ensemble import GradientBoostingRegressor
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
+
+from mercato.models.card import ModelCard
+from mercato.models.package import ModelPackage
+from mercato.models.sklearn import export_sklearn
+
+SAMPLE_LICENSE = "CC0-1.0"
+
+
+def _card(text: str, **fields: object) -> ModelCard:
+    return ModelCard(license=SAMPLE_LICENSE, library_name="sklearn", text=text, **fields)  # type: ignore[arg-type]
+
+
+def _iris_base() -> LogisticRegression:
+    data = load_iris()
+    # A deliberately short fit, so the tuned child visibly improves on it.
+    model = LogisticRegression(max_iter=5, warm_start=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(data.data, data.target)
+    return model
+
+
+def build_iris(directory: Path) -> ModelPackage:
+    """Build `iris-logreg`: logistic regression on the iris data set, briefly trained.
+
+    Args:
+        directory: Where to write the package.
+
+    Returns:
+        The validated package.
+    """
+    card = _card(
+        "# iris-logreg\n\nClassifies iris flowers (setosa, versicolor, virginica) from "
+        "sepal and petal length and width in cm. Input `X`: float32 [N, 4]. Outputs: "
+        "`label` (int64 [N]) and `probabilities` (float32 [N, 3]).\n",
+        pipeline_tag="tabular-classification",
+        tags=["sample", "iris", "logistic-regression"],
+        datasets=["scikit-learn/iris"],
+        metrics=["accuracy"],
+    )
+    return export_sklearn(_iris_base(), 4, card, directory, name="iris-logreg")
+
+
+def build_iris_tuned(directory: Path) -> ModelPackage:
+    """Build `iris-logreg-tuned`: `iris-logreg` warm-started and trained to convergence.
+
+    Args:
+        directory: Where to write the package.
+
+    Returns:
+        The validated package; its card names `iris-logreg` as `base_model`.
+    """
+    data = load_iris()
+    model = copy.deepcopy(_iris_base())
+    model.set_params(max_iter=500)
+    model.fit(data.data, data.target)  # warm_start: continues from the parent's weights
+    card = _card(
+        "# iris-logreg-tuned\n\n`iris-logreg` trained further (warm start, up to 500 "
+        "iterations) on the same data. Same inputs and outputs as its parent.\n",
+        pipeline_tag="tabular-classification",
+        tags=["sample", "iris", "logistic-regression"],
+        datasets=["scikit-learn/iris"],
+        metrics=["accuracy"],
+        base_model=["iris-logreg"],
+        base_model_relation="finetune",
+    )
+    return export_sklearn(model, 4, card, directory, name="iris-logreg-tuned")
+
+
+def build_digits(directory: Path) -> ModelPackage:
+    """Build `digits-mlp`: a small neural network on 8x8 digit images.
+
+    Args:
+        directory: Where to write the package.
+
+    Returns:
+        The validated package; its weights live in `model.onnx.data`.
+    """
+    data = load_digits()
+    model = MLPClassifier(hidden_layer_sizes=(32,), max_iter=200, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(data.data, data.target)
+    card = _card(
+        "# digits-mlp\n\nRecognises handwritten digits 0-9. Input `X`: float32 [N, 64], "
+        "an 8x8 image flattened row by row, pixel values 0-16. Outputs: `label` "
+        "(int64 [N]) and `probabilities` (float32 [N, 10]).\n",
+        pipeline_tag="image-classification",
+        tags=["sample", "digits", "mlp"],
+        datasets=["scikit-learn/digits"],
+        metrics=["accuracy"],
+    )
+    return export_sklearn(model, 64, card, directory, external_data=True, name="digits-mlp")
+
+
+def build_diabetes(directory: Path) -> ModelPackage:
+    """Build `diabetes-gbr`: gradient-boosted trees predicting disease progression.
+
+    Args:
+        directory: Where to write the package.
+
+    Returns:
+        The validated package.
+    """
+    data = load_diabetes()
+    model = GradientBoostingRegressor(n_estimators=50, max_depth=3, random_state=0)
+    model.fit(data.data, data.target)
+    card = _card(
+        "# diabetes-gbr\n\nPredicts a quantitative measure of diabetes progression one "
+        "year after baseline from 10 standardised features (age, sex, BMI, blood "
+        "pressure, six blood serum measurements). Input `X`: float32 [N, 10]. Output: "
+        "`variable` (float32 [N, 1]).\n",
+        pipeline_tag="tabular-regression",
+        tags=["sample", "diabetes", "gradient-boosting"],
+        datasets=["scikit-learn/diabetes"],
+        metrics=["r2"],
+    )
+    return export_sklearn(model, 10, card, directory, name="diabetes-gbr")
+
+
+SAMPLES: dict[str, Callable[[Path], ModelPackage]] = {
+    "iris-logreg": build_iris,
+    "iris-logreg-tuned": build_iris_tuned,
+    "digits-mlp": build_digits,
+    "diabetes-gbr": build_diabetes,
+}
+
+
+def build_samples(directory: str | Path, names: list[str] | None = None) -> dict[str, ModelPackage]:
+    """Build the sample packages under `directory`, one sub-directory each.
+
+    Args:
+        directory: The parent directory; created if missing.
+        names: Which samples (keys of `SAMPLES`); all by default.
+
+    Returns:
+        The packages by name.
+
+    Raises:
+        KeyError: an unknown sample name.
+    """
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    chosen = list(SAMPLES) if names is None else names
+    return {name: SAMPLES[name](root / name) for name in chosen}
