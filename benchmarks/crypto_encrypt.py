@@ -1,0 +1,144 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""Encryption throughput of paid artifacts against raw sha256, measured in one run.
+
+Writes a file of random bytes (default 1 GiB), then reads it back several ways, each
+timed over the same bytes from the page cache:
+
+- baseline: hashlib.sha256 over the file;
+- encrypt: `StreamEncryptor` (secretstream + the plaintext sha256 the chain commits
+  to), ciphertext discarded;
+- encrypt + CID: the ciphertext streamed into the UnixFS importer without storing
+  (`only_hash`), if `mercato.storage` is available;
+- encrypt + import: the ciphertext streamed into a fresh local blockstore
+  (`import_file`), end to end, if `mercato.storage` is available.
+
+Each line prints MB/s and the ratio to the baseline. The goal for an encrypted import
+(issue 3) is >= 0.5x sha256, both cores allowed.
+
+Usage: python benchmarks/crypto_encrypt.py [--size 1GiB] [--repeat 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from mercato.crypto import StreamEncryptor, generate_content_key, read_chunks
+
+READ_SIZE = 1024 * 1024
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kib": 1024,
+    "m": 1024**2,
+    "mib": 1024**2,
+    "g": 1024**3,
+    "gib": 1024**3,
+}
+
+
+def parse_size(text: str) -> int:
+    """Parse '1GiB', '64MiB', '500M' or a plain byte count."""
+    stripped = text.strip().lower()
+    number = stripped.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = stripped[len(number) :]
+    if unit not in _UNITS or not number:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 1GiB, 64MiB, 1000000)")
+    return int(float(number) * _UNITS[unit])
+
+
+def write_random_file(path: Path, size: int) -> None:
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 16 * 1024 * 1024)
+            f.write(os.urandom(n))
+            left -= n
+
+
+def sha256_file(path: Path) -> None:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for piece in read_chunks(f, READ_SIZE):
+            digest.update(piece)
+    digest.digest()
+
+
+def encrypt_file_discard(path: Path) -> None:
+    encryptor = StreamEncryptor(generate_content_key())
+    with open(path, "rb") as f:
+        for _ in encryptor.encrypt(read_chunks(f, encryptor.chunk_size)):
+            pass
+
+
+def timed(fn: Callable[[], object], repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=parse_size, default=1024**3, help="bytes (default 1GiB)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per case; the best counts")
+    args = parser.parse_args()
+    size: int = args.size
+
+    try:
+        from mercato.storage.blockstore import Blockstore
+        from mercato.storage.unixfs import import_file, only_hash
+    except ImportError:
+        storage = False
+    else:
+        storage = True
+
+    with tempfile.TemporaryDirectory(prefix="mercato-bench-") as tmp:
+        src = Path(tmp) / "plain.bin"
+        write_random_file(src, size)
+        sha256_file(src)  # warm the page cache
+
+        def encrypt_and_cid() -> None:
+            encryptor = StreamEncryptor(generate_content_key())
+            with open(src, "rb") as f:
+                only_hash(encryptor.encrypt(read_chunks(f, encryptor.chunk_size)))
+
+        def encrypt_and_import() -> None:
+            store_dir = tempfile.mkdtemp(prefix="store-", dir=tmp)
+            encryptor = StreamEncryptor(generate_content_key())
+            with open(src, "rb") as f:
+                import_file(
+                    encryptor.encrypt(read_chunks(f, encryptor.chunk_size)),
+                    Blockstore(store_dir),
+                )
+
+        baseline = timed(lambda: sha256_file(src), args.repeat)
+        cases: list[tuple[str, Callable[[], object]]] = [
+            ("encrypt (secretstream + plaintext sha256)", lambda: encrypt_file_discard(src))
+        ]
+        if storage:
+            cases += [
+                ("encrypt + UnixFS CID (only_hash)", encrypt_and_cid),
+                ("encrypt + import into blockstore", encrypt_and_import),
+            ]
+
+        mib = size / 1024**2
+        print(f"size {mib:.0f} MiB, {os.cpu_count()} CPUs, best of {args.repeat}")
+        print(f"{'sha256 baseline':<44} {mib / baseline:8.0f} MiB/s  1.00x")
+        for name, fn in cases:
+            elapsed = timed(fn, args.repeat)
+            print(f"{name:<44} {mib / elapsed:8.0f} MiB/s  {baseline / elapsed:.2f}x")
+        if not storage:
+            print("mercato.storage import not available: end-to-end import not measured")
+
+
+if __name__ == "__main__":
+    main()
