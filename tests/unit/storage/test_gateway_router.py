@@ -1,0 +1,96 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""The trustless-gateway router, in process (the HTTP-level tests are in integration)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from mercato.errors import BlockHashMismatchError
+from mercato.gateway.ipfs import CAR_CONTENT_TYPE, RAW_MEDIA_TYPE, create_ipfs_router
+from mercato.storage.blockstore import Blockstore
+from mercato.storage.car import CarReader
+from mercato.storage.cids import block_key
+from mercato.storage.unixfs import CHUNK_SIZE, ImportResult, import_file
+
+from .sample_data import pseudo_random
+
+
+@pytest.fixture
+def imported(store: Blockstore) -> ImportResult:
+    return import_file(io.BytesIO(pseudo_random(2 * CHUNK_SIZE + 5)), store)
+
+
+@pytest.fixture
+def client(store: Blockstore) -> TestClient:
+    app = FastAPI()
+    app.include_router(create_ipfs_router(store))
+    return TestClient(app)
+
+
+def test_raw_block(client: TestClient, store: Blockstore, imported: ImportResult) -> None:
+    response = client.get(f"/ipfs/{imported.cid}?format=raw")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == RAW_MEDIA_TYPE
+    assert response.content == store.get(imported.cid)
+    assert response.headers["etag"] == f'"{imported.cid}.raw"'
+    assert "attachment" in response.headers["content-disposition"]
+
+
+def test_accept_header_selects_the_format(client: TestClient, imported: ImportResult) -> None:
+    raw = client.get(f"/ipfs/{imported.cid}", headers={"Accept": RAW_MEDIA_TYPE})
+    assert raw.headers["content-type"] == RAW_MEDIA_TYPE
+    car = client.get(f"/ipfs/{imported.cid}", headers={"Accept": "application/vnd.ipld.car"})
+    assert car.headers["content-type"] == CAR_CONTENT_TYPE
+
+
+def test_format_param_wins_over_accept(client: TestClient, imported: ImportResult) -> None:
+    response = client.get(f"/ipfs/{imported.cid}?format=car", headers={"Accept": RAW_MEDIA_TYPE})
+    assert response.headers["content-type"] == CAR_CONTENT_TYPE
+
+
+def test_car_holds_the_whole_dag(client: TestClient, imported: ImportResult) -> None:
+    response = client.get(f"/ipfs/{imported.cid}?format=car")
+    assert response.status_code == 200
+    reader = CarReader(io.BytesIO(response.content))
+    cids = [cid for cid, _ in reader]
+    assert cids[0] == imported.cid
+    assert len(cids) == 4
+
+
+def test_dag_scope_block_sends_only_the_root(client: TestClient, imported: ImportResult) -> None:
+    response = client.get(f"/ipfs/{imported.cid}?format=car&dag-scope=block")
+    assert [cid for cid, _ in CarReader(io.BytesIO(response.content))] == [imported.cid]
+
+
+def test_head(client: TestClient, store: Blockstore, imported: ImportResult) -> None:
+    response = client.head(f"/ipfs/{imported.cid}?format=raw")
+    assert response.status_code == 200
+    assert response.content == b""
+    assert int(response.headers["content-length"]) == len(store.get(imported.cid))
+
+
+def test_unknown_cid_is_404(client: TestClient) -> None:
+    missing = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+    assert client.get(f"/ipfs/{missing}?format=raw").status_code == 404
+    assert client.head(f"/ipfs/{missing}?format=raw").status_code == 404
+
+
+def test_bad_requests_are_400(client: TestClient, imported: ImportResult) -> None:
+    assert client.get("/ipfs/not-a-cid?format=raw").status_code == 400
+    assert client.get(f"/ipfs/{imported.cid}").status_code == 400  # no format, no Accept
+    assert client.get(f"/ipfs/{imported.cid}?format=tar").status_code == 400
+
+
+def test_corrupted_block_is_not_served(
+    client: TestClient, store: Blockstore, imported: ImportResult
+) -> None:
+    key = block_key(imported.cid)
+    (store.blocks_dir / key[-3:-1] / key).write_bytes(b"tampered")
+    # TestClient re-raises the server-side error: the store refused to serve bad bytes.
+    with pytest.raises(BlockHashMismatchError) as info:
+        client.get(f"/ipfs/{imported.cid}?format=raw")
+    assert info.value.cid == str(imported.cid)
