@@ -13,8 +13,7 @@ app = typer.Typer(
 
 def _register_commands() -> None:
     # Imported for their side effect of adding commands to `app`.
-    from mercato.cli import node  # noqa: F401
-    from mercato.cli import storage  # noqa: F401
+    from mercato.cli import node, storage  # noqa: F401
 
 
 def main() -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -17,12 +18,14 @@ EXIT_BAD_OPTION = 31
 
 @app.command("cid")
 def cid_command(
-    path: Path = typer.Argument(..., help="The file to hash; nothing is stored."),
-    cid_version: int = typer.Option(
-        0,
-        "--cid-version",
-        help="0: kubo's default (CIDv0, dag-pb leaves); 1: CIDv1 with raw leaves (base32).",
-    ),
+    path: Annotated[Path, typer.Argument(help="The file to hash; nothing is stored.")],
+    cid_version: Annotated[
+        int,
+        typer.Option(
+            "--cid-version",
+            help="0: kubo's default (CIDv0, dag-pb leaves); 1: CIDv1 with raw leaves (base32).",
+        ),
+    ] = 0,
 ) -> None:
     """Print the CID `ipfs add --only-hash -Q [--cid-version N]` prints for PATH."""
     from mercato.storage.unixfs import only_hash
