@@ -17,6 +17,7 @@ import io
 import json
 import pickletools
 import re
+import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,16 +98,19 @@ def looks_like_pickle(head: bytes) -> bool:
     has_proto = len(head) >= 2 and head[0] == 0x80 and head[1] in _PICKLE_PROTOCOLS
     parsed = 0
     imports = False
-    try:
-        for opcode, arg, _pos in pickletools.genops(io.BytesIO(head)):
-            parsed += 1
-            if opcode.name in _IMPORT_OPCODES and isinstance(arg, str):
-                # Raw tensor bytes can contain a stray 'c'; a real import names a module.
-                imports = imports or bool(_DOTTED_PAIR.fullmatch(arg))
-            if opcode.name == "STOP" or parsed >= 64:
-                break
-    except (ValueError, EOFError, UnicodeDecodeError, OverflowError):
-        pass  # the head ends mid-stream, or this is not a pickle at all
+    # Escaped-string opcodes in random bytes trip DeprecationWarnings; not ours to show.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            for opcode, arg, _pos in pickletools.genops(io.BytesIO(head)):
+                parsed += 1
+                if opcode.name in _IMPORT_OPCODES and isinstance(arg, str):
+                    # Raw tensor bytes can hold a stray 'c'; a real import names a module.
+                    imports = imports or bool(_DOTTED_PAIR.fullmatch(arg))
+                if opcode.name == "STOP" or parsed >= 64:
+                    break
+        except (ValueError, EOFError, UnicodeDecodeError, OverflowError):
+            pass  # the head ends mid-stream, or this is not a pickle at all
     if has_proto:
         # A float tensor can start with 0x80 0x02 by chance; a pickle keeps parsing.
         return parsed >= 3

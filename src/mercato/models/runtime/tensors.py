@@ -96,7 +96,8 @@ def _convert(name: str, array: np.ndarray, dtype: str, policy: InputPolicy) -> n
                 f"Input {name!r} must hold {dtype} numbers, got {array.dtype} values.",
                 input_name=name,
             )
-        converted = array.astype(target)
+        with np.errstate(over="ignore"):  # overflow becomes inf, refused just below
+            converted = array.astype(target)
         if not policy.allow_non_finite and not np.isfinite(converted).all():
             raise InferenceInputNonFiniteError(
                 f"Input {name!r} holds NaN or infinity (or values too large for {dtype}); "

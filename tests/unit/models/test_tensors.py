@@ -1,0 +1,145 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mercato.errors import (
+    InferenceInputError,
+    InferenceInputNonFiniteError,
+    InferenceInputShapeError,
+    InferenceInputTooLargeError,
+    InferenceInputTypeError,
+)
+from mercato.models.manifest import TensorSpec
+from mercato.models.runtime.tensors import (
+    InputPolicy,
+    decode_request,
+    encode_outputs,
+    prepare_inputs,
+)
+
+X = TensorSpec("X", "float32", ("N", 4))
+IDS = TensorSpec("ids", "int64", ("N", None))
+POLICY = InputPolicy(max_input_bytes=1024 * 1024, max_request_bytes=4 * 1024 * 1024)
+
+
+def test_lists_become_arrays_of_the_declared_dtype() -> None:
+    out = prepare_inputs([X, IDS], {"X": [[1, 2, 3, 4]], "ids": [[1.0, 2.0, 3.0]]}, POLICY)
+    assert out["X"].dtype == np.float32 and out["X"].shape == (1, 4)
+    assert out["ids"].dtype == np.int64 and out["ids"].tolist() == [[1, 2, 3]]
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ([[1, 2, 3]], "axis 1 is 3, expected 4"),
+        ([1, 2, 3, 4], "must have 2 dimensions"),
+        ([[1, 2, 3, 4], [1, 2]], "ragged"),
+    ],
+)
+def test_wrong_shapes(value: object, fragment: str) -> None:
+    with pytest.raises(InferenceInputShapeError) as info:
+        prepare_inputs([X], {"X": value}, POLICY)
+    assert fragment in str(info.value)
+    assert info.value.input_name == "X"
+    assert info.value.code == "inference_input_shape"
+
+
+def test_symbolic_dims_must_agree_between_inputs() -> None:
+    with pytest.raises(InferenceInputShapeError, match="'N' is 2"):
+        prepare_inputs([X, IDS], {"X": np.zeros((2, 4), "f4"), "ids": [[1]]}, POLICY)
+
+
+@pytest.mark.parametrize(
+    ("spec", "value"),
+    [
+        (X, [["a", "b", "c", "d"]]),
+        (X, [[True, False, True, False]]),
+        (IDS, [[1.5]]),
+        (IDS, [["7"]]),
+        (TensorSpec("b", "bool", (1,)), [1]),
+        (TensorSpec("u", "uint8", (1,)), [300]),
+    ],
+)
+def test_wrong_element_types(spec: TensorSpec, value: object) -> None:
+    with pytest.raises(InferenceInputTypeError) as info:
+        prepare_inputs([spec], {spec.name: value}, POLICY)
+    assert info.value.code == "inference_input_dtype"
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_nan_where_ints_are_expected(bad: float) -> None:
+    with pytest.raises(InferenceInputNonFiniteError, match="integers") as info:
+        prepare_inputs([IDS], {"ids": [[1.0, bad]]}, POLICY)
+    assert info.value.code == "inference_input_non_finite"
+
+
+def test_non_finite_floats_follow_the_policy() -> None:
+    value = {"X": [[1.0, float("nan"), 0.0, 0.0]]}
+    with pytest.raises(InferenceInputNonFiniteError):
+        prepare_inputs([X], value, POLICY)
+    # float64 overflow to float32 inf is caught too
+    with pytest.raises(InferenceInputNonFiniteError):
+        prepare_inputs([X], {"X": [[1e300, 0.0, 0.0, 0.0]]}, POLICY)
+    allowed = prepare_inputs([X], value, InputPolicy(allow_non_finite=True))
+    assert np.isnan(allowed["X"][0, 1])
+
+
+def test_missing_and_unknown_inputs() -> None:
+    with pytest.raises(InferenceInputError, match="missing \\['X'\\]"):
+        prepare_inputs([X], {}, POLICY)
+    with pytest.raises(InferenceInputError, match="unknown \\['Y'\\]"):
+        prepare_inputs([X], {"X": [[1, 2, 3, 4]], "Y": [1]}, POLICY)
+
+
+def test_100_mb_array_is_refused_before_conversion() -> None:
+    huge = np.empty((25 * 1024 * 1024 // 4 * 4, 4), dtype=np.float32)  # 400 MB virtual
+    huge = huge[: 100 * 1024 * 1024 // 16]  # 100 MB view, pages never touched
+    with pytest.raises(InferenceInputTooLargeError) as info:
+        prepare_inputs([X], {"X": huge}, POLICY)
+    assert info.value.size == 100 * 1024 * 1024
+    assert info.value.limit == POLICY.max_input_bytes
+
+
+def test_100_mb_json_request_is_refused_before_parsing() -> None:
+    request = b'{"inputs":{"X":[' + b"0," * (50 * 1024 * 1024) + b"0]}}"
+    with pytest.raises(InferenceInputTooLargeError) as info:
+        decode_request(request, [X], POLICY)
+    assert info.value.size == len(request)
+
+
+def test_json_request_checks_declared_dtype_and_shape() -> None:
+    ok = decode_request(
+        '{"inputs":{"X":{"dtype":"float32","shape":[1,4],"data":[[1,2,3,4]]}}}', [X], POLICY
+    )
+    assert ok["X"].dtype == np.float32
+    with pytest.raises(InferenceInputTypeError, match="declared 'int64'"):
+        decode_request('{"inputs":{"X":{"dtype":"int64","data":[[1,2,3,4]]}}}', [X], POLICY)
+    with pytest.raises(InferenceInputShapeError, match="declared with shape"):
+        decode_request('{"inputs":{"X":{"shape":[2,4],"data":[[1,2,3,4]]}}}', [X], POLICY)
+    with pytest.raises(InferenceInputNonFiniteError):
+        decode_request('{"inputs":{"ids":[[1, NaN]]}}', [IDS], POLICY)
+    with pytest.raises(InferenceInputError, match="not valid JSON"):
+        decode_request("{", [X], POLICY)
+    with pytest.raises(InferenceInputError, match="must be a JSON object"):
+        decode_request("[1]", [X], POLICY)
+
+
+def test_outputs_encode_as_strict_json_with_dtypes() -> None:
+    body = encode_outputs(
+        "m",
+        {"y": np.array([[1.0, np.nan, np.inf, -np.inf]], "f4"), "label": np.array([3])},
+        1.23456,
+    )
+    decoded = json.loads(body)
+    assert decoded["outputs"]["y"] == {
+        "dtype": "float32",
+        "shape": [1, 4],
+        "data": [[1.0, "NaN", "Infinity", "-Infinity"]],
+    }
+    assert decoded["outputs"]["label"] == {"dtype": "int64", "shape": [1], "data": [3]}
+    assert decoded["elapsed_ms"] == 1.235
+    assert b"NaN," not in body
