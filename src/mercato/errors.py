@@ -425,3 +425,59 @@ class ReadOnlyBackendError(StorageError, PermissionError):
     def __init__(self, message: str, *, backend: str) -> None:
         self.backend = backend
         super().__init__(message)
+
+
+# --- chain ---------------------------------------------------------------------------
+
+
+class ChainError(MercatoError):
+    """Something went wrong talking to the EVM chain."""
+
+    code = "chain_error"
+
+
+class ChainUnavailableError(ChainError, ConnectionError):
+    """The JSON-RPC endpoint does not answer."""
+
+    code = "chain_unavailable"
+
+    def __init__(self, rpc_url: str, detail: str) -> None:
+        self.rpc_url = rpc_url
+        super().__init__(
+            f"Cannot reach the chain at {rpc_url}: {detail}. Check that the node is running "
+            "and the URL is right (or drop --rpc-url to run a local chain)."
+        )
+
+
+class TransactionFailedError(ChainError):
+    """A transaction was mined but reverted."""
+
+    code = "transaction_failed"
+
+    def __init__(self, tx_hash: str, reason: str) -> None:
+        self.tx_hash = tx_hash
+        self.reason = reason
+        super().__init__(f"Transaction {tx_hash} failed: {reason}.")
+
+
+class ContractRevertError(ChainError):
+    """A contract call reverted; `reason` is the contract's own words."""
+
+    code = "contract_revert"
+
+    def __init__(self, reason: str, function: str) -> None:
+        self.reason = reason
+        self.function = function
+        super().__init__(f"{function} was refused by the contract: {reason}.")
+
+
+class DeploymentError(ChainError, ValueError):
+    """Contracts cannot be deployed or found as asked."""
+
+    code = "deployment_error"
+
+
+class AnvilError(ChainError, RuntimeError):
+    """The local Anvil node cannot be found or started."""
+
+    code = "anvil_error"

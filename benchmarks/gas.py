@@ -1,0 +1,226 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""Gas used per operation, measured on a real Anvil node.
+
+Prints a table and writes `benchmarks/gas-snapshot.json`, a flat JSON object of
+operation -> gas (whole transactions, 21,000 base included). A test re-measures every
+operation and fails when one costs more than its snapshot, so a gas increase has to
+be committed on purpose together with its new snapshot.
+
+Totals:
+- `publish`: mint + first version + listing, one transaction, by a creator who
+  already owns a model (`publish_first_model`: a creator's very first model).
+- `sale_steady`: one paid sale of a model with one parent, averaged over a cycle of
+  10 sales: 10 purchases by buyers who hold tokens and an allowance, one batched
+  delivery of the 10, and one withdrawal each by the owner and the parent's owner.
+- `sale_first_buyer`: the same cycle where every buyer is new: each buys with
+  `purchase_with_permit` (one transaction, no approval) on a fresh permit nonce.
+- `sale_single_unbatched`: purchase + a delivery of that order alone + the share of
+  withdrawals, for comparison.
+
+Usage: python benchmarks/gas.py [--check]   (--check compares instead of writing)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.types import TxReceipt
+
+from mercato.chain.anvil import AnvilSupervisor, dev_accounts, free_port
+from mercato.chain.contracts import Delivery, MercatoContracts, ModelId, VersionDigests
+from mercato.chain.deployment import TOKEN_UNIT, Deployment, deploy
+from mercato.chain.web3_backend import Web3Backend
+
+SNAPSHOT = Path(__file__).with_name("gas-snapshot.json")
+CYCLE = 10
+PRICE = 5 * TOKEN_UNIT
+ROYALTY_BPS = 1_000
+WRAPPED_KEY = bytes(range(80))  # a sealed box of a 32-byte key is 80 bytes
+
+# What the EVM charges at least, whatever the contract, for a one-transaction
+# "pay tokens, get a license" buy (see the floor notes printed below).
+FLOORS = {
+    "purchase": 21_000 + 22_100 + 2_600 + 3 * 5_000 + 2_100 + 1_000,
+}
+
+
+def _digests(seed: int) -> VersionDigests:
+    return VersionDigests(
+        seed.to_bytes(32, "big"), (seed + 1).to_bytes(32, "big"), (seed + 2).to_bytes(32, "big")
+    )
+
+
+class GasBench:
+    def __init__(self, w3: Web3, deployment: Deployment, funder: LocalAccount) -> None:
+        self.w3 = w3
+        self.deployment = deployment
+        self.funder_backend = Web3Backend(w3, funder)
+        self.funder = self.client(funder)
+        self._fresh = 0
+
+    def client(self, account: LocalAccount) -> MercatoContracts:
+        return MercatoContracts.connect(self.w3, self.deployment, Web3Backend(self.w3, account))
+
+    def new_account(self, tokens: int = 1_000 * TOKEN_UNIT) -> LocalAccount:
+        """A fresh account with ether for gas and `tokens` MCT."""
+        self._fresh += 1
+        account: LocalAccount = Account.from_key((0xA11CE + self._fresh).to_bytes(32, "big"))
+        self.funder_backend.send_ether(account.address, 10**18)
+        if tokens:
+            self.funder.token.transfer(account.address, tokens)
+        return account
+
+    def measure(self) -> dict[str, int]:
+        gas: dict[str, int] = {}
+        parent_creator = self.client(self.new_account())
+        creator = self.client(self.new_account())
+        gas["publish_first_model"] = _used(
+            lambda: parent_creator.marketplace._send(
+                "publish", *_digests(1).as_args(), [], [], PRICE, 0
+            )
+        )
+        parent = ModelId(parent_creator.registry.total_models())
+        creator.marketplace.publish(_digests(4), PRICE)
+        gas["publish"] = _used(
+            lambda: creator.marketplace._send("publish", *_digests(7).as_args(), [], [], PRICE, 0)
+        )
+        gas["publish_derived"] = _used(
+            lambda: creator.marketplace._send(
+                "publish", *_digests(10).as_args(), [parent], [ROYALTY_BPS], PRICE, 0
+            )
+        )
+        model = ModelId(creator.registry.total_models())
+        gas["add_version"] = _used(
+            lambda: creator.registry._send("add_version", model, *_digests(13).as_args())
+        )
+        gas["set_listing"] = _used(lambda: creator.marketplace.set_listing(model, PRICE, 0, True))
+
+        # Steady state: someone else's purchase stays pending, so the marketplace's
+        # token balance is never zero, as on a market with traffic.
+        background = self.client(self.new_account())
+        background.token.approve(self.deployment.marketplace, PRICE)
+        background.marketplace.purchase(model, PRICE, b"\x01" * 32)
+        # One earlier cycle leaves the owner's and the parent's credits as a market would.
+        self._cycle(creator, parent_creator, model, permit=False)
+
+        steady = self._cycle(creator, parent_creator, model, permit=False)
+        gas["purchase"] = steady["purchase"]
+        gas["deliver_in_batch_of_10"] = steady["deliver_batch"] // CYCLE
+        gas["withdraw"] = steady["withdraw_owner"]
+        gas["sale_steady"] = steady["total"] // CYCLE
+        first = self._cycle(creator, parent_creator, model, permit=True)
+        gas["purchase_with_permit_first_buyer"] = first["purchase"]
+        gas["sale_first_buyer"] = first["total"] // CYCLE
+
+        buyer = self.client(self.new_account())
+        buyer.token.approve(self.deployment.marketplace, 100 * PRICE)
+        buyer_address = buyer.token.sender.account.address  # type: ignore[union-attr]
+        purchase = _used(lambda: buyer.marketplace.purchase(model, PRICE, b"\x02" * 32))
+        gas["deliver"] = _used(
+            lambda: creator.marketplace.deliver(model, buyer_address, 2, WRAPPED_KEY)
+        )
+        gas["sale_single_unbatched"] = (
+            purchase + gas["deliver"] + (steady["withdraw_owner"] + steady["withdraw_parent"]) // CYCLE
+        )
+        late_buyer = self.client(self.new_account())
+        late_buyer.token.approve(self.deployment.marketplace, PRICE)
+        late_buyer.marketplace.purchase(model, PRICE, b"\x03" * 32)
+        self.w3.provider.make_request("evm_increaseTime", [self.deployment.delivery_window + 1])  # type: ignore[arg-type]
+        self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        late_address = late_buyer.token.sender.account.address  # type: ignore[union-attr]
+        gas["refund"] = _used(lambda: late_buyer.marketplace.refund(model, late_address))
+        gas["review"] = _used(lambda: buyer.reviews.review(model, 5, b"\x04" * 32))
+        gas["attest"] = _used(
+            lambda: buyer.reviews.attest(model, 1, b"\x05" * 32, "accuracy", 930_000)
+        )
+        free_model = creator.marketplace.publish(_digests(16), 0)
+        gas["purchase_free"] = _used(lambda: buyer.marketplace.purchase(free_model, 0, bytes(32)))
+        return gas
+
+    def _cycle(
+        self, creator: MercatoContracts, parent_creator: MercatoContracts, model: ModelId, *, permit: bool
+    ) -> dict[str, int]:
+        buyers = []
+        for _ in range(CYCLE):
+            buyer = self.client(self.new_account())
+            if not permit:
+                buyer.token.approve(self.deployment.marketplace, 100 * PRICE)
+            buyers.append(buyer)
+        deadline = int(time.time()) + 3_600
+        purchases = []
+        for i, buyer in enumerate(buyers):
+            key = (i + 1).to_bytes(32, "big")
+            if permit:
+                receipt = buyer.marketplace.purchase_with_permit(model, PRICE, key, buyer.token, deadline)
+            else:
+                receipt = buyer.marketplace.purchase(model, PRICE, key)
+            purchases.append(receipt["gasUsed"])
+        deliveries = [
+            Delivery(model, b.token.sender.account.address, 2, WRAPPED_KEY)  # type: ignore[union-attr]
+            for b in buyers
+        ]
+        batch = creator.marketplace.deliver_many(deliveries)["gasUsed"]
+        withdraw_owner = creator.marketplace.withdraw()["gasUsed"]
+        withdraw_parent = parent_creator.marketplace.withdraw()["gasUsed"]
+        return {
+            "purchase": max(purchases),
+            "deliver_batch": batch,
+            "withdraw_owner": withdraw_owner,
+            "withdraw_parent": withdraw_parent,
+            "total": sum(purchases) + batch + withdraw_owner + withdraw_parent,
+        }
+
+
+def _used(send: Callable[[], TxReceipt]) -> int:
+    return int(send()["gasUsed"])
+
+
+def measure_on_fresh_anvil() -> dict[str, int]:
+    """Starts a throwaway Anvil, deploys, and measures every operation."""
+    with tempfile.TemporaryDirectory() as data_dir, AnvilSupervisor(
+        Path(data_dir), port=free_port()
+    ) as anvil:
+        w3 = Web3(Web3.HTTPProvider(anvil.rpc_url))
+        funder = dev_accounts(1)[0]
+        deployment = deploy(Web3Backend(w3, funder), fund=[funder.address], fund_amount=10**9 * TOKEN_UNIT)
+        return GasBench(w3, deployment, funder).measure()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="compare with the snapshot, write nothing")
+    args = parser.parse_args()
+    gas = measure_on_fresh_anvil()
+    snapshot = json.loads(SNAPSHOT.read_text()) if SNAPSHOT.exists() else {}
+    targets = {"publish": 150_000, "sale_steady": 100_000, "sale_first_buyer": 140_000}
+    print(f"{'operation':36} {'gas':>9} {'snapshot':>9} {'target':>9}")
+    for name, used in gas.items():
+        target = f"{targets[name]:,}" if name in targets else ""
+        before = f"{snapshot[name]:,}" if name in snapshot else "-"
+        print(f"{name:36} {used:>9,} {before:>9} {target:>9}")
+    floor = FLOORS["purchase"]
+    print(
+        f"\npurchase floor ~{floor:,}: 21,000 base + 22,100 new license slot + 2,600 token call"
+        f" + 3 x 5,000 balance/allowance updates + 2,100 listing read + ~1,000 calldata;"
+        f" measured {gas['purchase']:,} ({gas['purchase'] / floor:.2f}x the floor)."
+    )
+    if args.check:
+        worse = {k: v for k, v in gas.items() if v > snapshot.get(k, -1)}
+        print("gas above snapshot:" if worse else "every operation within its snapshot", worse or "")
+        return 1 if worse else 0
+    SNAPSHOT.write_text(json.dumps(gas, indent=2, sort_keys=True) + "\n")
+    print(f"\nwrote {SNAPSHOT.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

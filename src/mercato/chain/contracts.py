@@ -1,0 +1,374 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""Typed Python wrappers, one class per contract, with explicit methods.
+
+Each method names its arguments and return type; nothing is copied from the ABI onto
+objects at run time. Transactions are signed locally by the `Web3Backend` given as
+sender; a revert becomes a `ContractRevertError` carrying the contract's own words.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, NewType
+
+from eth_account.messages import encode_typed_data
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.contract import Contract
+from web3.exceptions import ContractLogicError
+from web3.types import EventData, TxReceipt
+
+from mercato.chain.artifacts import load_artifact
+from mercato.chain.deployment import Deployment
+from mercato.chain.web3_backend import Web3Backend
+from mercato.errors import ChainError, ContractRevertError
+
+Address = NewType("Address", str)
+TokenAmount = NewType("TokenAmount", int)  # base units: 10**18 per token
+ModelId = NewType("ModelId", int)
+
+
+class LicenseState(enum.IntEnum):
+    """Where a (buyer, model) record stands; values match the contract."""
+
+    NONE = 0
+    PENDING = 1
+    DELIVERED = 2
+    REFUNDED = 3
+
+
+@dataclass(frozen=True)
+class Listing:
+    price: TokenAmount
+    license_duration: int  # seconds; 0 = perpetual
+    for_sale: bool
+
+
+@dataclass(frozen=True)
+class License:
+    state: LicenseState
+    price: TokenAmount
+    time: int  # the delivery deadline while pending, the expiry once delivered (0 = perpetual)
+    fee_bps: int
+
+
+@dataclass(frozen=True)
+class VersionDigests:
+    """What a version commits to: all three are 32-byte sha256 digests."""
+
+    artifact_cid_digest: bytes
+    plaintext_sha256: bytes
+    manifest_cid_digest: bytes
+
+    def as_args(self) -> tuple[bytes, bytes, bytes]:
+        return (self.artifact_cid_digest, self.plaintext_sha256, self.manifest_cid_digest)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    model_id: ModelId
+    buyer: Address
+    version: int
+    wrapped_key: bytes
+
+
+class _ContractClient:
+    artifact_name: ClassVar[str]
+
+    def __init__(self, w3: Web3, address: str, sender: Web3Backend | None = None) -> None:
+        self.w3 = w3
+        self.address = Address(Web3.to_checksum_address(address))
+        self.sender = sender
+        self.contract: Contract = w3.eth.contract(
+            address=self.address, abi=load_artifact(self.artifact_name).abi
+        )
+
+    def _call(self, function: str, *args: Any) -> Any:
+        try:
+            return self.contract.functions[function](*args).call()
+        except ContractLogicError as exc:
+            raise _revert(exc, function) from exc
+
+    def _send(self, function: str, *args: Any) -> TxReceipt:
+        if self.sender is None:
+            raise ChainError(f"Cannot call {function}: this client has no account to send from.")
+        try:
+            tx = self.contract.functions[function](*args).build_transaction(
+                {"from": self.sender.account.address}
+            )
+        except ContractLogicError as exc:  # raised while estimating gas
+            raise _revert(exc, function) from exc
+        return self.sender.send(tx)
+
+    def events(self, receipt: TxReceipt, event: str) -> list[EventData]:
+        """Decodes the `event` logs this contract emitted in `receipt`."""
+        logs = [log for log in receipt["logs"] if log["address"] == self.address]
+        decoded = self.contract.events[event]().process_receipt({**receipt, "logs": logs})
+        return list(decoded)
+
+
+def _revert(exc: ContractLogicError, function: str) -> ContractRevertError:
+    reason = str(exc.message or exc).removeprefix("execution reverted: ").strip()
+    return ContractRevertError(reason, function)
+
+
+class Token(_ContractClient):
+    """The Mercato ERC-20 token (MCT) with EIP-2612 permit."""
+
+    artifact_name = "token"
+
+    def balance_of(self, account: str) -> TokenAmount:
+        return TokenAmount(self._call("balanceOf", account))
+
+    def allowance(self, owner: str, spender: str) -> TokenAmount:
+        return TokenAmount(self._call("allowance", owner, spender))
+
+    def total_supply(self) -> TokenAmount:
+        return TokenAmount(self._call("totalSupply"))
+
+    def nonce(self, owner: str) -> int:
+        return int(self._call("nonces", owner))
+
+    def transfer(self, to: str, amount: int) -> TxReceipt:
+        return self._send("transfer", to, amount)
+
+    def approve(self, spender: str, amount: int) -> TxReceipt:
+        return self._send("approve", spender, amount)
+
+    def mint(self, to: str, amount: int) -> TxReceipt:
+        """Mints tokens; only a minter (the deployer) may."""
+        return self._send("mint", to, amount)
+
+    def faucet(self) -> TxReceipt:
+        """Draws test tokens; works on local chains only."""
+        return self._send("faucet")
+
+    def sign_permit(
+        self, owner: LocalAccount, spender: str, amount: int, deadline: int
+    ) -> tuple[int, bytes, bytes]:
+        """Signs an EIP-2612 permit letting `spender` move `amount` of `owner`'s tokens.
+
+        Returns:
+            The signature's (v, r, s).
+        """
+        signed = owner.sign_message(
+            encode_typed_data(full_message=self.permit_message(owner.address, spender, amount, deadline))
+        )
+        return signed.v, signed.r.to_bytes(32, "big"), signed.s.to_bytes(32, "big")
+
+    def permit_message(self, owner: str, spender: str, amount: int, deadline: int) -> dict[str, Any]:
+        """The EIP-712 typed data of a permit, as a browser wallet would sign it."""
+        return {
+            "types": {
+                "EIP712Domain": [
+                    {"name": "name", "type": "string"},
+                    {"name": "version", "type": "string"},
+                    {"name": "chainId", "type": "uint256"},
+                    {"name": "verifyingContract", "type": "address"},
+                ],
+                "Permit": [
+                    {"name": "owner", "type": "address"},
+                    {"name": "spender", "type": "address"},
+                    {"name": "value", "type": "uint256"},
+                    {"name": "nonce", "type": "uint256"},
+                    {"name": "deadline", "type": "uint256"},
+                ],
+            },
+            "primaryType": "Permit",
+            "domain": {
+                "name": "Mercato Token",
+                "version": "1",
+                "chainId": self.w3.eth.chain_id,
+                "verifyingContract": self.address,
+            },
+            "message": {
+                "owner": owner,
+                "spender": spender,
+                "value": amount,
+                "nonce": self.nonce(owner),
+                "deadline": deadline,
+            },
+        }
+
+
+class ModelRegistry(_ContractClient):
+    """Models as ERC-721 tokens, their versions, lineage and provider URLs."""
+
+    artifact_name = "model_registry"
+
+    def publish(
+        self, digests: VersionDigests, parents: Sequence[int] = (), royalty_bps: Sequence[int] = ()
+    ) -> ModelId:
+        """Mints an unlisted model with its first version; returns its id."""
+        receipt = self._send("publish", *digests.as_args(), list(parents), list(royalty_bps))
+        return ModelId(self.events(receipt, "VersionAdded")[0]["args"]["model_id"])
+
+    def add_version(self, model_id: int, digests: VersionDigests) -> int:
+        receipt = self._send("add_version", model_id, *digests.as_args())
+        return int(self.events(receipt, "VersionAdded")[0]["args"]["version"])
+
+    def deprecate_version(self, model_id: int, version: int) -> TxReceipt:
+        return self._send("deprecate_version", model_id, version)
+
+    def set_provider(self, url: str) -> TxReceipt:
+        return self._send("set_provider", url)
+
+    def transfer_from(self, owner: str, to: str, model_id: int) -> TxReceipt:
+        return self._send("transferFrom", owner, to, model_id)
+
+    def owner_of(self, model_id: int) -> Address:
+        return Address(self._call("ownerOf", model_id))
+
+    def balance_of(self, account: str) -> int:
+        return int(self._call("balanceOf", account))
+
+    def total_models(self) -> int:
+        return int(self._call("total_models"))
+
+    def version_count(self, model_id: int) -> int:
+        return int(self._call("version_count", model_id))
+
+    def version_commitment(self, model_id: int, version: int) -> bytes:
+        return bytes(self._call("version_commitment", model_id, version))
+
+    def is_deprecated(self, model_id: int, version: int) -> bool:
+        return bool(self._call("is_deprecated", model_id, version))
+
+    def lineage(self, model_id: int) -> list[tuple[ModelId, int]]:
+        """The model's parents, each with its royalty share in basis points."""
+        parents, shares = self._call("lineage", model_id)
+        return [(ModelId(p), int(s)) for p, s in zip(parents, shares, strict=True)]
+
+    def provider_url(self, account: str) -> str:
+        return str(self._call("provider_url", account))
+
+    def provider_of(self, model_id: int) -> str:
+        return str(self._call("provider_of", model_id))
+
+
+class Marketplace(_ContractClient):
+    """Listings, escrowed purchases, key delivery, refunds and payouts."""
+
+    artifact_name = "marketplace"
+
+    def publish(
+        self,
+        digests: VersionDigests,
+        price: int,
+        *,
+        license_duration: int = 0,
+        parents: Sequence[int] = (),
+        royalty_bps: Sequence[int] = (),
+    ) -> ModelId:
+        """Publishes and lists a model in one transaction; returns its id."""
+        receipt = self._send(
+            "publish", *digests.as_args(), list(parents), list(royalty_bps), price, license_duration
+        )
+        return ModelId(self.events(receipt, "Listed")[0]["args"]["model_id"])
+
+    def set_listing(
+        self, model_id: int, price: int, license_duration: int = 0, for_sale: bool = True
+    ) -> TxReceipt:
+        return self._send("set_listing", model_id, price, license_duration, for_sale)
+
+    def listing(self, model_id: int) -> Listing:
+        price, duration, for_sale = self._call("listing", model_id)
+        return Listing(TokenAmount(price), int(duration), bool(for_sale))
+
+    def purchase(self, model_id: int, max_price: int, buyer_key: bytes) -> TxReceipt:
+        return self._send("purchase", model_id, max_price, buyer_key)
+
+    def purchase_with_permit(
+        self, model_id: int, max_price: int, buyer_key: bytes, token: Token, deadline: int
+    ) -> TxReceipt:
+        """Signs a permit for `max_price` with the sender's key and buys in one transaction."""
+        if self.sender is None:
+            raise ChainError("Cannot buy: this client has no account to send from.")
+        v, r, s = token.sign_permit(self.sender.account, self.address, max_price, deadline)
+        return self._send(
+            "purchase_with_permit", model_id, max_price, buyer_key, max_price, deadline, v, r, s
+        )
+
+    def deliver(self, model_id: int, buyer: str, version: int, wrapped_key: bytes) -> TxReceipt:
+        return self._send("deliver", model_id, buyer, version, wrapped_key)
+
+    def deliver_many(self, deliveries: Sequence[Delivery]) -> TxReceipt:
+        return self._send(
+            "deliver_many",
+            [(d.model_id, d.buyer, d.version, d.wrapped_key) for d in deliveries],
+        )
+
+    def refund(self, model_id: int, buyer: str) -> TxReceipt:
+        return self._send("refund", model_id, buyer)
+
+    def withdraw(self) -> TxReceipt:
+        return self._send("withdraw")
+
+    def set_agent(self, agent: str) -> TxReceipt:
+        return self._send("set_agent", agent)
+
+    def set_protocol_fee(self, fee_bps: int) -> TxReceipt:
+        return self._send("set_protocol_fee", fee_bps)
+
+    def has_license(self, account: str, model_id: int) -> bool:
+        return bool(self._call("has_license", account, model_id))
+
+    def license(self, buyer: str, model_id: int) -> License:
+        state, price, time, fee_bps = self._call("license", buyer, model_id)
+        return License(LicenseState(state), TokenAmount(price), int(time), int(fee_bps))
+
+    def credits(self, account: str) -> TokenAmount:
+        return TokenAmount(self._call("credits", account))
+
+    def agent_of(self, owner: str) -> Address:
+        return Address(self._call("agent_of", owner))
+
+    def protocol_fee_bps(self) -> int:
+        return int(self._call("protocol_fee_bps"))
+
+    def delivery_window(self) -> int:
+        return int(self._call("DELIVERY_WINDOW"))
+
+
+class Reviews(_ContractClient):
+    """Reviews by license holders and evaluations by anyone."""
+
+    artifact_name = "reviews"
+
+    def review(self, model_id: int, rating: int, text_cid_digest: bytes) -> TxReceipt:
+        return self._send("review", model_id, rating, text_cid_digest)
+
+    def attest(
+        self, model_id: int, version: int, dataset_cid_digest: bytes, metric: str, score: int
+    ) -> TxReceipt:
+        """Attests an evaluation; `score` is fixed-point with 6 decimals (0.93 -> 930000)."""
+        metric_id = metric.encode().ljust(32, b"\0")
+        if len(metric_id) > 32:
+            raise ValueError(f"Metric name {metric!r} is longer than 32 bytes; shorten it.")
+        return self._send("attest", model_id, version, dataset_cid_digest, metric_id, score)
+
+    def rating_of(self, model_id: int, reviewer: str) -> int:
+        return int(self._call("rating_of", model_id, reviewer))
+
+
+@dataclass(frozen=True)
+class MercatoContracts:
+    """The four contracts of one deployment, bound to one sender."""
+
+    token: Token
+    registry: ModelRegistry
+    marketplace: Marketplace
+    reviews: Reviews
+
+    @classmethod
+    def connect(
+        cls, w3: Web3, deployment: Deployment, sender: Web3Backend | None = None
+    ) -> MercatoContracts:
+        return cls(
+            token=Token(w3, deployment.token, sender),
+            registry=ModelRegistry(w3, deployment.model_registry, sender),
+            marketplace=Marketplace(w3, deployment.marketplace, sender),
+            reviews=Reviews(w3, deployment.reviews, sender),
+        )

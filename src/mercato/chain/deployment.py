@@ -1,0 +1,148 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""Deploying Mercato's contracts, and the record of where they are.
+
+`deploy()` is the one deployment path: unit tests run it on titanoboa's in-process
+EVM, the local node and real networks run it over JSON-RPC. Each backend only knows
+how to create a contract and send one transaction; the order of steps lives here.
+
+The record of a deployment is saved as JSON in the data directory:
+
+    <data dir>/deployments/
+    └── <chain id>.json     chain id, contract addresses, deploy block
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from mercato.chain.artifacts import Artifact, load_artifact
+from mercato.errors import DeploymentError
+
+# Anvil/Hardhat and Ganache/geth --dev: the chains where demo funding and the faucet apply.
+LOCAL_CHAIN_IDS = frozenset({31_337, 1_337})
+DEFAULT_DELIVERY_WINDOW = 24 * 60 * 60  # seconds a seller has to deliver a key
+TOKEN_UNIT = 10**18
+
+
+class ChainBackend(Protocol):
+    """What `deploy()` needs from a chain: create contracts and send transactions."""
+
+    def chain_id(self) -> int: ...
+
+    def block_number(self) -> int: ...
+
+    def deployer(self) -> str: ...
+
+    def future_contract_address(self, creations_ahead: int) -> str:
+        """The address of the deployer's contract creation `creations_ahead` after the next."""
+        ...
+
+    def create(self, artifact: Artifact, *args: Any) -> str:
+        """Deploys `artifact` with constructor `args`; returns its checksum address."""
+        ...
+
+    def transact(self, artifact: Artifact, address: str, function: str, *args: Any) -> None:
+        """Calls `function` on the contract at `address` in a transaction and waits for it."""
+        ...
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Where Mercato's contracts live on one chain."""
+
+    chain_id: int
+    token: str
+    model_registry: str
+    marketplace: str
+    reviews: str
+    deploy_block: int
+    delivery_window: int
+    deployer: str
+
+    def save(self, data_dir: Path) -> Path:
+        """Writes the record atomically to `<data_dir>/deployments/<chain id>.json`."""
+        path = deployment_path(data_dir, self.chain_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(
+            "w", dir=path.parent, prefix=f".{path.name}.", delete=False
+        ) as tmp:
+            json.dump(asdict(self), tmp, indent=2, sort_keys=True)
+            tmp.write("\n")
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp.name, path)
+        return path
+
+    @classmethod
+    def load(cls, data_dir: Path, chain_id: int) -> Deployment | None:
+        """Reads the record for `chain_id`, or None when there is none."""
+        path = deployment_path(data_dir, chain_id)
+        if not path.exists():
+            return None
+        return cls(**json.loads(path.read_text()))
+
+
+def deployment_path(data_dir: Path, chain_id: int) -> Path:
+    return data_dir / "deployments" / f"{chain_id}.json"
+
+
+def deploy(
+    backend: ChainBackend,
+    *,
+    delivery_window: int = DEFAULT_DELIVERY_WINDOW,
+    fund: Iterable[str] = (),
+    fund_amount: int = 10_000 * TOKEN_UNIT,
+) -> Deployment:
+    """Deploys the token, registry, marketplace and reviews contracts and links them.
+
+    Args:
+        backend: The chain to deploy on, with the deploying account.
+        delivery_window: Seconds a seller has to deliver a key before a refund opens.
+        fund: Accounts to mint `fund_amount` tokens to; only allowed on local chains.
+        fund_amount: Tokens (in base units) each funded account receives.
+
+    Returns:
+        The deployment record (not yet saved).
+
+    Raises:
+        DeploymentError: `fund` was given for a chain that is not a local development chain.
+    """
+    chain_id = backend.chain_id()
+    accounts = list(fund)
+    if accounts and chain_id not in LOCAL_CHAIN_IDS:
+        raise DeploymentError(
+            f"Refusing to mint demo tokens on chain {chain_id}: funding is for local chains only."
+        )
+    start_block = backend.block_number()
+    token_artifact = load_artifact("token")
+    token = backend.create(token_artifact)
+    # The registry trusts the marketplace, which needs the registry's address: the
+    # registry is told the address the marketplace will get, one creation later.
+    expected_marketplace = backend.future_contract_address(1)
+    registry = backend.create(load_artifact("model_registry"), expected_marketplace)
+    marketplace = backend.create(load_artifact("marketplace"), token, registry, delivery_window)
+    if marketplace != expected_marketplace:
+        raise DeploymentError(
+            f"The marketplace landed at {marketplace}, not {expected_marketplace}: another "
+            "transaction from the deploying account got in between. Deploy again from an "
+            "account nothing else is using."
+        )
+    reviews = backend.create(load_artifact("reviews"), marketplace, registry)
+    for account in accounts:
+        backend.transact(token_artifact, token, "mint", account, fund_amount)
+    return Deployment(
+        chain_id=chain_id,
+        token=token,
+        model_registry=registry,
+        marketplace=marketplace,
+        reviews=reviews,
+        deploy_block=start_block + 1,
+        delivery_window=delivery_window,
+        deployer=backend.deployer(),
+    )
