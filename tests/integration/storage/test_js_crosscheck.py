@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mercato.storage.unixfs import CHUNK_SIZE, MAX_LINKS, only_hash
+
 from .helpers import pseudo_random
 
 pytestmark = pytest.mark.integration

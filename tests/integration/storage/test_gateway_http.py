@@ -1,0 +1,146 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""GatewayBackend against real HTTP servers (uvicorn on 127.0.0.1): Mercato's own
+trustless-gateway router, and hostile gateways that send other bytes or cut CARs."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI, Response
+from fastapi.responses import StreamingResponse
+
+from mercato.errors import (
+    BlockHashMismatchError,
+    BlockNotFoundError,
+    BlockTooLargeError,
+    CarTruncatedError,
+    ReadOnlyBackendError,
+)
+from mercato.gateway.ipfs import create_ipfs_router
+from mercato.storage.backends import GatewayBackend, StorageBackend
+from mercato.storage.blockstore import Blockstore
+from mercato.storage.car import iter_car_bytes
+from mercato.storage.cids import MAX_BLOCK_SIZE, parse_cid
+from mercato.storage.unixfs import CHUNK_SIZE, ImportResult, import_file
+
+from .helpers import pseudo_random, serve
+
+pytestmark = pytest.mark.integration
+
+DATA = pseudo_random(3 * CHUNK_SIZE + 77)
+
+
+@pytest.fixture
+def origin(tmp_path: Path) -> tuple[Blockstore, ImportResult]:
+    store = Blockstore(tmp_path / "origin")
+    return store, import_file(io.BytesIO(DATA), store, cid_version=1)
+
+
+@pytest.fixture
+def gateway_url(origin: tuple[Blockstore, ImportResult]) -> Iterator[str]:
+    app = FastAPI()
+    app.include_router(create_ipfs_router(origin[0]))
+    with serve(app) as url:
+        yield url
+
+
+def test_gateway_backend_satisfies_the_protocol() -> None:
+    assert isinstance(GatewayBackend("http://127.0.0.1:1"), StorageBackend)
+
+
+def test_raw_blocks_and_verified_export(
+    gateway_url: str, origin: tuple[Blockstore, ImportResult], tmp_path: Path
+) -> None:
+    store, result = origin
+    backend = GatewayBackend(gateway_url)
+    assert backend.get_block(result.cid) == store.get(result.cid)
+    assert backend.has(result.cid)
+    assert backend.export_file(result.cid, tmp_path / "out") == len(DATA)
+    assert (tmp_path / "out").read_bytes() == DATA
+
+
+def test_fetch_car_into_local_store(
+    gateway_url: str, origin: tuple[Blockstore, ImportResult], tmp_path: Path
+) -> None:
+    _, result = origin
+    local = Blockstore(tmp_path / "local")
+    GatewayBackend(gateway_url).fetch_car(result.cid, local)
+    assert local.pins() == [result.cid]
+    from mercato.storage.exporter import export_file
+
+    export_file(result.cid, local, tmp_path / "out")
+    assert (tmp_path / "out").read_bytes() == DATA
+
+
+def test_unknown_cid(gateway_url: str) -> None:
+    missing = parse_cid("bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku")
+    backend = GatewayBackend(gateway_url)
+    assert not backend.has(missing)
+    with pytest.raises(BlockNotFoundError):
+        backend.get_block(missing)
+
+
+def test_gateway_is_read_only(gateway_url: str) -> None:
+    with pytest.raises(ReadOnlyBackendError):
+        GatewayBackend(gateway_url).add(io.BytesIO(b"x"))
+
+
+def hostile_app(origin_store: Blockstore, mode: str) -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/ipfs/{cid}")
+    def lie(cid: str, format: str = "raw") -> Response:
+        root = parse_cid(cid)
+        if mode == "other-bytes" and format == "raw":
+            return Response(b"not what you asked for", media_type="application/vnd.ipld.raw")
+        if mode == "huge":
+            chunk = b"\0" * 65536
+            n = MAX_BLOCK_SIZE // len(chunk) + 2
+            return StreamingResponse(iter([chunk] * n), media_type="application/vnd.ipld.raw")
+        car = b"".join(iter_car_bytes(root, origin_store))
+        if mode == "other-bytes":  # flip one byte inside the last block
+            car = car[:-10] + bytes([car[-10] ^ 1]) + car[-9:]
+        elif mode == "truncated":
+            car = car[: len(car) // 2]
+        return Response(car, media_type="application/vnd.ipld.car; version=1")
+
+    return app
+
+
+def test_gateway_returning_other_bytes_is_rejected(
+    origin: tuple[Blockstore, ImportResult], tmp_path: Path
+) -> None:
+    store, result = origin
+    with serve(hostile_app(store, "other-bytes")) as url:
+        backend = GatewayBackend(url)
+        with pytest.raises(BlockHashMismatchError) as info:
+            backend.get_block(result.cid)
+        assert info.value.cid == str(result.cid)
+        assert url in info.value.source
+        local = Blockstore(tmp_path / "local")
+        with pytest.raises(BlockHashMismatchError):
+            backend.fetch_car(result.cid, local)
+        assert local.pins() == []
+        with pytest.raises(BlockHashMismatchError):
+            backend.export_file(result.cid, tmp_path / "out")
+        assert not (tmp_path / "out").exists()
+
+
+def test_truncated_car_from_gateway(
+    origin: tuple[Blockstore, ImportResult], tmp_path: Path
+) -> None:
+    store, result = origin
+    with serve(hostile_app(store, "truncated")) as url:
+        local = Blockstore(tmp_path / "local")
+        with pytest.raises(CarTruncatedError):
+            GatewayBackend(url).fetch_car(result.cid, local)
+        assert local.pins() == []
+
+
+def test_endless_block_body_is_cut_off(origin: tuple[Blockstore, ImportResult]) -> None:
+    store, result = origin
+    with serve(hostile_app(store, "huge")) as url, pytest.raises(BlockTooLargeError):
+        GatewayBackend(url).get_block(result.cid)
