@@ -149,9 +149,9 @@ def test_missing_block(kubo: tuple[KuboBackend, Blockstore, FastAPI]) -> None:
 
 
 def test_kubo_reporting_another_cid_is_refused(tmp_path: Path) -> None:
-    with serve(fake_kubo(Blockstore(tmp_path / "k"), lie_about_cid=True)) as url:
-        with pytest.raises(StorageBackendError, match="but its bytes give"):
-            KuboBackend(url).add(io.BytesIO(DATA))
+    app = fake_kubo(Blockstore(tmp_path / "k"), lie_about_cid=True)
+    with serve(app) as url, pytest.raises(StorageBackendError, match="but its bytes give"):
+        KuboBackend(url).add(io.BytesIO(DATA))
 
 
 def test_corrupted_block_from_kubo_is_refused(tmp_path: Path) -> None:
