@@ -3,7 +3,7 @@
 
 The export is deterministic: the same fitted estimator always gives the same bytes, so
 the same manifest and CID. skl2onnx writes no timestamps; we pin the opsets, clear the
-doc strings and name the batch axis `N` so the manifest shows a symbolic dimension
+doc strings, replace the random graph name and name the batch axis `N` so the manifest shows a symbolic dimension
 instead of an unknown one.
 """
 
@@ -95,6 +95,8 @@ def sklearn_to_onnx(
     )
     _name_batch_axis(model)
     _strip_doc_strings(model)
+    # skl2onnx names the graph with a random UUID; that alone would change every build.
+    model.graph.name = type(estimator).__name__
     return model
 
 

@@ -132,7 +132,7 @@ def test_pickle_renamed_to_onnx_is_refused(make_package: MakePackage) -> None:
 def test_no_onnx_several_onnx_and_garbage_onnx(make_package: MakePackage) -> None:
     root = make_package()
     (root / "model.onnx").rename(root / "model.txt")
-    with pytest.raises(OnnxModelError, match="no .onnx file"):
+    with pytest.raises(OnnxModelError, match=r"no \.onnx file"):
         validate_package(root)
     (root / "model.txt").rename(root / "a.onnx")
     (root / "b.onnx").write_bytes((root / "a.onnx").read_bytes())

@@ -320,15 +320,10 @@ class TryPool:
         names = list(output_names) if output_names is not None else None
         try:
             worker.conn.send(("run", call_id, key, str(package.entry_path), dict(arrays), names))
-            if not worker.conn.poll(self.limits.timeout_s):
-                self._replace(worker)
-                raise InferenceTimeoutError(
-                    f"Model {package.name!r} ran longer than the {self.limits.timeout_s} s "
-                    "try limit and was stopped. Try a smaller input; the model may loop.",
-                    seconds=self.limits.timeout_s,
-                )
-            reply = worker.conn.recv()
-        except (EOFError, OSError, BrokenPipeError) as exc:
+            answered = worker.conn.poll(self.limits.timeout_s)
+            reply = worker.conn.recv() if answered else None
+        except (EOFError, OSError) as exc:
+            worker.process.join(0.5)  # reap it, so the exit code is known
             exitcode = worker.process.exitcode
             self._replace(worker)
             raise InferenceWorkerCrashedError(
@@ -336,6 +331,14 @@ class TryPool:
                 "The model may be malformed or need more memory than a try-call allows.",
                 exitcode=exitcode,
             ) from exc
+        if reply is None:
+            # Raised outside the try: TimeoutError is an OSError and must not look like a crash.
+            self._replace(worker)
+            raise InferenceTimeoutError(
+                f"Model {package.name!r} ran longer than the {self.limits.timeout_s} s "
+                "try limit and was stopped. Try a smaller input; the model may loop.",
+                seconds=self.limits.timeout_s,
+            )
         if reply[0] == "ok":
             self._release(worker)
             return TryResult(model=package.name, outputs=reply[2], elapsed_ms=reply[3])

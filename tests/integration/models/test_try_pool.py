@@ -1,0 +1,170 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""The try pool with real worker processes and real ONNX Runtime.
+
+Every hostile call must end in its own typed error while the pool keeps answering
+good calls; the limits are small so the whole module runs in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from mercato.errors import (
+    ConfigError,
+    InferenceInputNonFiniteError,
+    InferenceInputShapeError,
+    InferenceInputTooLargeError,
+    InferenceInputTypeError,
+    InferenceMemoryError,
+    InferencePoolClosedError,
+    InferenceTimeoutError,
+    InferenceWorkerCrashedError,
+)
+from mercato.models import ModelPackage, TryPool
+
+from .conftest import LIMITS, iris_rows
+
+
+def _direct(package: ModelPackage, x: np.ndarray) -> list[np.ndarray]:
+    session = ort.InferenceSession(str(package.entry_path), providers=["CPUExecutionProvider"])
+    return list(session.run(None, {"X": x}))
+
+
+def _still_serves(pool: TryPool, package: ModelPackage) -> None:
+    result = pool.run(package, {"X": iris_rows()})
+    assert result.outputs["label"].tolist() == [0, 2]
+
+
+def test_outputs_match_in_process_onnxruntime(
+    pool: TryPool, samples: dict[str, ModelPackage]
+) -> None:
+    for name, n_features in [("iris-logreg-tuned", 4), ("digits-mlp", 64), ("diabetes-gbr", 10)]:
+        x = np.random.default_rng(0).uniform(0, 1, (3, n_features)).astype(np.float32)
+        result = pool.run(samples[name], {"X": x})
+        expected = _direct(samples[name], x)
+        assert result.model == name
+        for got, want in zip(result.outputs.values(), expected, strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_json_in_json_out(pool: TryPool, samples: dict[str, ModelPackage]) -> None:
+    request = json.dumps({"inputs": {"X": {"dtype": "float32", "data": iris_rows().tolist()}}})
+    response = json.loads(pool.run_json(samples["iris-logreg-tuned"], request))
+    assert response["model"] == "iris-logreg-tuned"
+    assert response["outputs"]["label"] == {"dtype": "int64", "shape": [2], "data": [0, 2]}
+    probabilities = response["outputs"]["probabilities"]
+    assert probabilities["dtype"] == "float32" and probabilities["shape"] == [2, 3]
+    assert abs(sum(probabilities["data"][0]) - 1.0) < 1e-5
+
+
+@pytest.mark.parametrize(
+    ("inputs", "error"),
+    [
+        ({"X": [[1.0, 2.0, 3.0]]}, InferenceInputShapeError),
+        ({"X": [["a", "b", "c", "d"]]}, InferenceInputTypeError),
+        ({"X": [[1.0, float("nan"), 1.0, 1.0]]}, InferenceInputNonFiniteError),
+        ({"X": np.empty((100 * 1024 * 1024 // 16, 4), np.float32)}, InferenceInputTooLargeError),
+    ],
+)
+def test_bad_input_is_refused_before_the_worker(
+    pool: TryPool, samples: dict[str, ModelPackage], inputs: dict[str, object], error: type
+) -> None:
+    pids = pool.pids
+    with pytest.raises(error):
+        pool.run(samples["iris-logreg-tuned"], inputs)
+    assert pool.pids == pids  # nothing reached a worker, nothing was replaced
+    _still_serves(pool, samples["iris-logreg-tuned"])
+
+
+def test_nan_where_ints_are_expected(pool: TryPool, hostile: dict[str, ModelPackage]) -> None:
+    with pytest.raises(InferenceInputNonFiniteError, match="integers"):
+        pool.run_json(hostile["eats-memory"], '{"inputs": {"n": [NaN]}}')
+    with pytest.raises(InferenceInputTypeError):
+        pool.run(hostile["eats-memory"], {"n": [2.5]})
+    assert pool.run(hostile["eats-memory"], {"n": [3]}).outputs["y"].tolist() == [1.0] * 3
+
+
+def test_100_mb_json_request_is_refused(pool: TryPool, samples: dict[str, ModelPackage]) -> None:
+    request = b'{"inputs":{"X":[' + b"0," * (50 * 1024 * 1024) + b"0]}}"
+    with pytest.raises(InferenceInputTooLargeError):
+        pool.run_json(samples["iris-logreg-tuned"], request)
+    _still_serves(pool, samples["iris-logreg-tuned"])
+
+
+def test_looping_model_times_out_and_its_worker_is_replaced(
+    pool: TryPool, samples: dict[str, ModelPackage], hostile: dict[str, ModelPackage]
+) -> None:
+    before = set(pool.pids)
+    started = time.monotonic()
+    with pytest.raises(InferenceTimeoutError) as info:
+        pool.run(hostile["loops"], {"x": [0.0]})
+    assert time.monotonic() - started < LIMITS.timeout_s + 5
+    assert info.value.seconds == LIMITS.timeout_s
+    assert info.value.code == "inference_timeout"
+    after = set(pool.pids)
+    assert len(after) == 2 and len(before - after) == 1
+    # The other worker answers at once; the replacement joins when it has started.
+    for _ in range(4):
+        _still_serves(pool, samples["iris-logreg-tuned"])
+
+
+def test_memory_eater_gets_a_memory_error_and_pool_keeps_serving(
+    pool: TryPool, samples: dict[str, ModelPackage], hostile: dict[str, ModelPackage]
+) -> None:
+    with pytest.raises(InferenceMemoryError) as info:
+        pool.run(hostile["eats-memory"], {"n": [2**30]})
+    assert info.value.limit_bytes == LIMITS.memory_bytes
+    assert info.value.code == "inference_out_of_memory"
+    for _ in range(4):
+        _still_serves(pool, samples["iris-logreg-tuned"])
+
+
+def test_worker_killed_from_outside_is_replaced(
+    pool: TryPool, samples: dict[str, ModelPackage]
+) -> None:
+    for pid in pool.pids:
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(0.2)
+    crashes = 0
+    for _ in range(4):
+        try:
+            _still_serves(pool, samples["iris-logreg-tuned"])
+        except InferenceWorkerCrashedError as exc:
+            assert exc.exitcode == -signal.SIGKILL
+            crashes += 1
+    assert crashes == 2  # each dead worker fails exactly one call, then is replaced
+    _still_serves(pool, samples["iris-logreg-tuned"])
+
+
+def test_parallel_calls_across_models_with_small_session_cache(
+    pool: TryPool, samples: dict[str, ModelPackage]
+) -> None:
+    # Three models through a cache of two sessions per worker: evictions must be harmless.
+    work = [samples[name] for name in ("iris-logreg", "iris-logreg-tuned", "diabetes-gbr")] * 10
+
+    def call(package: ModelPackage) -> str:
+        n = package.inputs[0].shape[1] if package.inputs[0].shape else 4
+        x = np.ones((2, int(n or 4)), np.float32)
+        return pool.run(package, {"X": x}).model
+
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        names = list(executor.map(call, work))
+    assert names == [package.name for package in work]
+
+
+def test_closed_pool_and_bad_config(samples: dict[str, ModelPackage]) -> None:
+    closed = TryPool(workers=1, limits=LIMITS)
+    with pytest.raises(InferencePoolClosedError):
+        closed.run(samples["iris-logreg"], {"X": iris_rows()})
+    with pytest.raises(ConfigError):
+        TryPool(workers=0)
+    with pytest.raises(ConfigError):
+        TryPool(start_method="teleport")
