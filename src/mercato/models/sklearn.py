@@ -2,9 +2,9 @@
 """Turn a fitted scikit-learn estimator into a Mercato model package (via skl2onnx).
 
 The export is deterministic: the same fitted estimator always gives the same bytes, so
-the same manifest and CID. skl2onnx writes no timestamps; we pin the opsets, clear the
-doc strings, replace the random graph name and name the batch axis `N` so the manifest shows a symbolic dimension
-instead of an unknown one.
+the same manifest and CID. skl2onnx writes no timestamps, but it names the graph with a
+random UUID: we replace that, pin the opsets, clear the doc strings and name the batch
+axis `N` so the manifest shows a symbolic dimension instead of an unknown one.
 """
 
 from __future__ import annotations
