@@ -1,0 +1,154 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""The token: demo funding, the local-only faucet, EIP-2612 permit, the minter role."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boa
+
+from mercato.chain.deployment import TOKEN_UNIT
+from tests.unit.contracts.chain import (
+    FUNDED,
+    SIGNER_KEY,
+    Mercato,
+    events,
+    only_event,
+    permit_message,
+    reverts,
+    sign_permit,
+)
+
+FAUCET_AMOUNT = 1_000 * TOKEN_UNIT
+ZERO = "0x0000000000000000000000000000000000000000"
+
+
+def test_deploy_funds_demo_accounts(token: Any, chain: Mercato) -> None:
+    funded = (*chain.accounts, chain.signer)
+    for account in funded:
+        assert token.balanceOf(account) == FUNDED
+    assert token.totalSupply() == FUNDED * len(funded)
+    assert token.name() == "Mercato Token"
+    assert token.symbol() == "MCT"
+    assert token.decimals() == 18
+
+
+def test_faucet_succeeds(token: Any, stranger: str) -> None:
+    assert token.FAUCET_AMOUNT() == FAUCET_AMOUNT
+    supply = token.totalSupply()
+    with boa.env.prank(stranger):
+        token.faucet()
+    drip = only_event(token, "FaucetDrip")
+    transfer = only_event(token, "Transfer")
+    assert (drip.account, drip.amount) == (stranger, FAUCET_AMOUNT)
+    assert (transfer.sender, transfer.receiver, transfer.value) == (ZERO, stranger, FAUCET_AMOUNT)
+    assert token.balanceOf(stranger) == FAUCET_AMOUNT
+    assert token.totalSupply() == supply + FAUCET_AMOUNT
+
+
+def test_faucet_also_runs_on_chain_1337(token: Any, stranger: str) -> None:
+    boa.env.evm.patch.chain_id = 1_337
+    with boa.env.prank(stranger):
+        token.faucet()
+    assert token.balanceOf(stranger) == FAUCET_AMOUNT
+
+
+def test_faucet_refused_off_local_chains(token: Any, stranger: str) -> None:
+    boa.env.evm.patch.chain_id = 1
+    with boa.env.prank(stranger), reverts("token: the faucet only runs on local chains"):
+        token.faucet()
+    assert token.balanceOf(stranger) == 0
+
+
+def test_domain_separator_matches_eip712(token: Any, signer: str, marketplace: Any) -> None:
+    message = permit_message(token, signer, str(marketplace.address), 1, 0, 1)
+    # An EIP-712 signable message's header is the domain separator.
+    assert token.DOMAIN_SEPARATOR() == message.header
+
+
+def test_permit_succeeds(token: Any, signer: str, bob: str) -> None:
+    deadline = boa.env.timestamp + 600
+    v, r, s = sign_permit(token, bob, 42 * TOKEN_UNIT, deadline)
+    with boa.env.prank(bob):  # anyone may submit a signed permit
+        token.permit(signer, bob, 42 * TOKEN_UNIT, deadline, v, r, s)
+    approval = only_event(token, "Approval")
+    assert (approval.owner, approval.spender, approval.value) == (signer, bob, 42 * TOKEN_UNIT)
+    assert token.allowance(signer, bob) == 42 * TOKEN_UNIT
+    assert token.nonces(signer) == 1
+
+
+def test_permit_at_its_deadline_succeeds(token: Any, signer: str, bob: str) -> None:
+    deadline = boa.env.timestamp + 600
+    v, r, s = sign_permit(token, bob, 5, deadline)
+    boa.env.time_travel(seconds=600)
+    token.permit(signer, bob, 5, deadline, v, r, s)
+    assert token.allowance(signer, bob) == 5
+
+
+def test_permit_expired(token: Any, signer: str, bob: str) -> None:
+    deadline = boa.env.timestamp + 600
+    v, r, s = sign_permit(token, bob, 5, deadline)
+    boa.env.time_travel(seconds=601)
+    with reverts("erc20: expired deadline"):
+        token.permit(signer, bob, 5, deadline, v, r, s)
+    assert token.allowance(signer, bob) == 0
+
+
+def test_permit_invalid_signature(token: Any, signer: str, bob: str) -> None:
+    deadline = boa.env.timestamp + 600
+    v, r, s = sign_permit(token, bob, 5, deadline)
+    # The signature covers 5 tokens, not 6.
+    with reverts("erc20: invalid signature"):
+        token.permit(signer, bob, 6, deadline, v, r, s)
+    assert token.allowance(signer, bob) == 0
+
+
+def test_permit_replay_refused(token: Any, signer: str, bob: str) -> None:
+    deadline = boa.env.timestamp + 600
+    v, r, s = sign_permit(token, bob, 5, deadline)
+    token.permit(signer, bob, 5, deadline, v, r, s)
+    with boa.env.prank(signer):
+        token.approve(bob, 0)
+    with reverts("erc20: invalid signature"):
+        token.permit(signer, bob, 5, deadline, v, r, s)
+    assert token.allowance(signer, bob) == 0
+
+
+def test_permit_by_another_key_refused(token: Any, signer: str, bob: str) -> None:
+    deadline = boa.env.timestamp + 600
+    v, r, s = sign_permit(token, bob, 5, deadline, key=bytes.fromhex("77" * 32))
+    assert SIGNER_KEY != bytes.fromhex("77" * 32)
+    with reverts("erc20: invalid signature"):
+        token.permit(signer, bob, 5, deadline, v, r, s)
+
+
+def test_mint_succeeds_for_minter(token: Any, deployer: str, stranger: str) -> None:
+    with boa.env.prank(deployer):
+        token.mint(stranger, 7)
+    transfer = only_event(token, "Transfer")
+    assert (transfer.sender, transfer.receiver, transfer.value) == (ZERO, stranger, 7)
+    assert token.balanceOf(stranger) == 7
+
+
+def test_mint_by_non_minter(token: Any, alice: str) -> None:
+    supply = token.totalSupply()
+    with boa.env.prank(alice), reverts("erc20: access is denied"):
+        token.mint(alice, 7)
+    assert token.totalSupply() == supply
+
+
+def test_transfer_and_transfer_from(token: Any, alice: str, bob: str, carol: str) -> None:
+    with boa.env.prank(alice):
+        token.transfer(bob, 3)
+    assert only_event(token, "Transfer").value == 3
+    with boa.env.prank(alice), reverts("erc20: transfer amount exceeds balance"):
+        token.transfer(bob, FUNDED)
+    with boa.env.prank(carol), reverts("erc20: insufficient allowance"):
+        token.transferFrom(alice, carol, 1)
+    with boa.env.prank(alice):
+        token.approve(carol, 2)
+    with boa.env.prank(carol):
+        token.transferFrom(alice, carol, 2)
+    assert [e.value for e in events(token, "Transfer")] == [2]
+    assert token.balanceOf(alice) == FUNDED - 5
+    assert token.balanceOf(carol) == FUNDED + 2
