@@ -8,3 +8,30 @@
 - `backends`: the local store, a kubo node (HTTP RPC) and trustless gateways behind one
   protocol.
 """
+
+from mercato.storage.backends import GatewayBackend, KuboBackend, LocalBackend, StorageBackend
+from mercato.storage.blockstore import Blockstore, GCResult
+from mercato.storage.car import export_car, import_car
+from mercato.storage.cids import MAX_BLOCK_SIZE, parse_cid
+from mercato.storage.exporter import BlockSource, export_file, iter_file
+from mercato.storage.unixfs import ImportResult, UnixFSImporter, import_file, only_hash
+
+__all__ = [
+    "MAX_BLOCK_SIZE",
+    "BlockSource",
+    "Blockstore",
+    "GCResult",
+    "GatewayBackend",
+    "ImportResult",
+    "KuboBackend",
+    "LocalBackend",
+    "StorageBackend",
+    "UnixFSImporter",
+    "export_car",
+    "export_file",
+    "import_car",
+    "import_file",
+    "iter_file",
+    "only_hash",
+    "parse_cid",
+]

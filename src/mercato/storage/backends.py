@@ -118,7 +118,7 @@ class _TeeReader:
         elif hasattr(source, "read"):
             self._file = source  # type: ignore[assignment]
         else:
-            self._iter = iter(source)  # type: ignore[arg-type]
+            self._iter = iter(source)
         self._owns_file = isinstance(source, str | Path)
 
     def read(self, size: int = -1) -> bytes:
@@ -217,7 +217,9 @@ class KuboBackend:
         lines = [json.loads(line) for line in response.text.splitlines() if line.strip()]
         hashes = [line["Hash"] for line in lines if "Hash" in line]
         if not hashes:
-            raise StorageBackendError(f"kubo's add answer has no Hash: {response.text[:200]}", url=url)
+            raise StorageBackendError(
+                f"kubo's add answer has no Hash: {response.text[:200]}", url=url
+            )
         got = parse_cid(hashes[-1])
         if got != expected.cid:
             raise StorageBackendError(
@@ -244,7 +246,9 @@ class KuboBackend:
                     _raise_for(response, url, cid)
                 data = _read_limited(response, cid)
         except httpx.HTTPError as exc:
-            raise StorageBackendError(f"Could not reach kubo at {self.api_url} ({exc}).", url=url) from exc
+            raise StorageBackendError(
+                f"Could not reach kubo at {self.api_url} ({exc}).", url=url
+            ) from exc
         verify_block(cid, data, url)
         return data
 
@@ -350,7 +354,9 @@ class GatewayBackend:
                     _raise_for(response, url, cid)
                 data = _read_limited(response, cid)
         except httpx.HTTPError as exc:
-            raise StorageBackendError(f"Could not reach the gateway {url} ({exc}).", url=url) from exc
+            raise StorageBackendError(
+                f"Could not reach the gateway {url} ({exc}).", url=url
+            ) from exc
         verify_block(cid, data, url)
         return data
 
@@ -366,7 +372,9 @@ class GatewayBackend:
                 url, params={"format": "raw"}, headers={"Accept": "application/vnd.ipld.raw"}
             )
         except httpx.HTTPError as exc:
-            raise StorageBackendError(f"Could not reach the gateway {url} ({exc}).", url=url) from exc
+            raise StorageBackendError(
+                f"Could not reach the gateway {url} ({exc}).", url=url
+            ) from exc
         if response.status_code == 404:
             return False
         _raise_for(response, url, cid)
@@ -402,7 +410,9 @@ class GatewayBackend:
                     if pin:
                         store.pin(cid)
         except httpx.HTTPError as exc:
-            raise StorageBackendError(f"Could not reach the gateway {url} ({exc}).", url=url) from exc
+            raise StorageBackendError(
+                f"Could not reach the gateway {url} ({exc}).", url=url
+            ) from exc
 
     def export_file(self, cid: CID, dest: Path) -> int:
         """Export a file block by block over `format=raw`, verifying each."""
