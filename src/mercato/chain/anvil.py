@@ -34,7 +34,12 @@ from mercato.errors import AnvilError
 ANVIL_CHAIN_ID = 31_337
 # Anvil's well-known development mnemonic: its accounts are public test keys, never for value.
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
-_PLATFORM_PACKAGES = ("anvil-linux-amd64", "anvil-linux-arm64", "anvil-darwin-arm64", "anvil-darwin-amd64")
+_PLATFORM_PACKAGES = (
+    "anvil-linux-amd64",
+    "anvil-linux-arm64",
+    "anvil-darwin-arm64",
+    "anvil-darwin-amd64",
+)
 
 
 def dev_accounts(count: int = 10) -> list[LocalAccount]:
@@ -162,7 +167,10 @@ class AnvilSupervisor:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 

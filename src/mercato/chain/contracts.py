@@ -154,11 +154,15 @@ class Token(_ContractClient):
             The signature's (v, r, s).
         """
         signed = owner.sign_message(
-            encode_typed_data(full_message=self.permit_message(owner.address, spender, amount, deadline))
+            encode_typed_data(
+                full_message=self.permit_message(owner.address, spender, amount, deadline)
+            )
         )
         return signed.v, signed.r.to_bytes(32, "big"), signed.s.to_bytes(32, "big")
 
-    def permit_message(self, owner: str, spender: str, amount: int, deadline: int) -> dict[str, Any]:
+    def permit_message(
+        self, owner: str, spender: str, amount: int, deadline: int
+    ) -> dict[str, Any]:
         """The EIP-712 typed data of a permit, as a browser wallet would sign it."""
         return {
             "types": {

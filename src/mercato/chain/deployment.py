@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from eth_utils import to_checksum_address
+
 from mercato.chain.artifacts import Artifact, load_artifact
 from mercato.errors import DeploymentError
 
@@ -81,11 +83,24 @@ class Deployment:
 
     @classmethod
     def load(cls, data_dir: Path, chain_id: int) -> Deployment | None:
-        """Reads the record for `chain_id`, or None when there is none."""
+        """Reads the record for `chain_id`, or None when there is none.
+
+        Raises:
+            DeploymentError: The record exists but cannot be read.
+        """
         path = deployment_path(data_dir, chain_id)
         if not path.exists():
             return None
-        return cls(**json.loads(path.read_text()))
+        try:
+            fields = json.loads(path.read_text())
+            for name in ("token", "model_registry", "marketplace", "reviews", "deployer"):
+                fields[name] = to_checksum_address(fields[name])
+            return cls(**fields)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise DeploymentError(
+                f"The deployment record {path} is damaged ({exc}). Restore it, or remove it "
+                "to deploy afresh."
+            ) from exc
 
 
 def deployment_path(data_dir: Path, chain_id: int) -> Path:
