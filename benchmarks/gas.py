@@ -129,7 +129,9 @@ class GasBench:
             lambda: creator.marketplace.deliver(model, buyer_address, 2, WRAPPED_KEY)
         )
         gas["sale_single_unbatched"] = (
-            purchase + gas["deliver"] + (steady["withdraw_owner"] + steady["withdraw_parent"]) // CYCLE
+            purchase
+            + gas["deliver"]
+            + (steady["withdraw_owner"] + steady["withdraw_parent"]) // CYCLE
         )
         late_buyer = self.client(self.new_account())
         late_buyer.token.approve(self.deployment.marketplace, PRICE)
@@ -147,7 +149,12 @@ class GasBench:
         return gas
 
     def _cycle(
-        self, creator: MercatoContracts, parent_creator: MercatoContracts, model: ModelId, *, permit: bool
+        self,
+        creator: MercatoContracts,
+        parent_creator: MercatoContracts,
+        model: ModelId,
+        *,
+        permit: bool,
     ) -> dict[str, int]:
         buyers = []
         for _ in range(CYCLE):
@@ -160,7 +167,9 @@ class GasBench:
         for i, buyer in enumerate(buyers):
             key = (i + 1).to_bytes(32, "big")
             if permit:
-                receipt = buyer.marketplace.purchase_with_permit(model, PRICE, key, buyer.token, deadline)
+                receipt = buyer.marketplace.purchase_with_permit(
+                    model, PRICE, key, buyer.token, deadline
+                )
             else:
                 receipt = buyer.marketplace.purchase(model, PRICE, key)
             purchases.append(receipt["gasUsed"])
@@ -186,18 +195,25 @@ def _used(send: Callable[[], TxReceipt]) -> int:
 
 def measure_on_fresh_anvil() -> dict[str, int]:
     """Starts a throwaway Anvil, deploys, and measures every operation."""
-    with tempfile.TemporaryDirectory() as data_dir, AnvilSupervisor(
-        Path(data_dir), port=free_port()
-    ) as anvil:
+    with (
+        tempfile.TemporaryDirectory() as data_dir,
+        AnvilSupervisor(Path(data_dir), port=free_port()) as anvil,
+    ):
         w3 = Web3(Web3.HTTPProvider(anvil.rpc_url))
         funder = dev_accounts(1)[0]
-        deployment = deploy(Web3Backend(w3, funder), fund=[funder.address], fund_amount=10**9 * TOKEN_UNIT)
+        deployment = deploy(
+            Web3Backend(w3, funder), fund=[funder.address], fund_amount=10**9 * TOKEN_UNIT
+        )
         return GasBench(w3, deployment, funder).measure()
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="compare with the snapshot, write nothing")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="compare with the snapshot, write nothing"
+    )
     args = parser.parse_args()
     gas = measure_on_fresh_anvil()
     snapshot = json.loads(SNAPSHOT.read_text()) if SNAPSHOT.exists() else {}
@@ -215,7 +231,9 @@ def main() -> int:
     )
     if args.check:
         worse = {k: v for k, v in gas.items() if v > snapshot.get(k, -1)}
-        print("gas above snapshot:" if worse else "every operation within its snapshot", worse or "")
+        print(
+            "gas above snapshot:" if worse else "every operation within its snapshot", worse or ""
+        )
         return 1 if worse else 0
     SNAPSHOT.write_text(json.dumps(gas, indent=2, sort_keys=True) + "\n")
     print(f"\nwrote {SNAPSHOT.name}")

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, NewType
 
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
+from eth_typing import ChecksumAddress
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import ContractLogicError
@@ -25,7 +26,6 @@ from mercato.chain.deployment import Deployment
 from mercato.chain.web3_backend import Web3Backend
 from mercato.errors import ChainError, ContractRevertError
 
-Address = NewType("Address", str)
 TokenAmount = NewType("TokenAmount", int)  # base units: 10**18 per token
 ModelId = NewType("ModelId", int)
 
@@ -69,7 +69,7 @@ class VersionDigests:
 @dataclass(frozen=True)
 class Delivery:
     model_id: ModelId
-    buyer: Address
+    buyer: ChecksumAddress
     version: int
     wrapped_key: bytes
 
@@ -79,7 +79,7 @@ class _ContractClient:
 
     def __init__(self, w3: Web3, address: str, sender: Web3Backend | None = None) -> None:
         self.w3 = w3
-        self.address = Address(Web3.to_checksum_address(address))
+        self.address = Web3.to_checksum_address(address)
         self.sender = sender
         self.contract: Contract = w3.eth.contract(
             address=self.address, abi=load_artifact(self.artifact_name).abi
@@ -222,8 +222,8 @@ class ModelRegistry(_ContractClient):
     def transfer_from(self, owner: str, to: str, model_id: int) -> TxReceipt:
         return self._send("transferFrom", owner, to, model_id)
 
-    def owner_of(self, model_id: int) -> Address:
-        return Address(self._call("ownerOf", model_id))
+    def owner_of(self, model_id: int) -> ChecksumAddress:
+        return Web3.to_checksum_address(self._call("ownerOf", model_id))
 
     def balance_of(self, account: str) -> int:
         return int(self._call("balanceOf", account))
@@ -326,8 +326,8 @@ class Marketplace(_ContractClient):
     def credits(self, account: str) -> TokenAmount:
         return TokenAmount(self._call("credits", account))
 
-    def agent_of(self, owner: str) -> Address:
-        return Address(self._call("agent_of", owner))
+    def agent_of(self, owner: str) -> ChecksumAddress:
+        return Web3.to_checksum_address(self._call("agent_of", owner))
 
     def protocol_fee_bps(self) -> int:
         return int(self._call("protocol_fee_bps"))

@@ -87,7 +87,9 @@ def open_chain(
             raise ChainUnavailableError(rpc_url, str(exc)) from exc
         deployment = Deployment.load(data_dir, chain_id)
         deployed_now = False
-        if deployment is not None and not w3.eth.get_code(deployment.marketplace):
+        if deployment is not None and not w3.eth.get_code(
+            Web3.to_checksum_address(deployment.marketplace)
+        ):
             if anvil is None:
                 raise DeploymentError(
                     f"The deployment record for chain {chain_id} names contracts that are not "

@@ -8,11 +8,11 @@ or an L2.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
-from web3.types import TxParams, TxReceipt
+from web3.types import TxParams, TxReceipt, Wei
 
 from mercato.chain.artifacts import Artifact, create_address
 from mercato.errors import TransactionFailedError
@@ -66,10 +66,10 @@ class Web3Backend:
             base_fee = self.w3.eth.get_block("latest").get("baseFeePerGas", 0)
             tx["maxPriorityFeePerGas"] = priority
             # Room for the base fee to double before the transaction is mined, as wallets do.
-            tx["maxFeePerGas"] = 2 * base_fee + priority
+            tx["maxFeePerGas"] = Wei(2 * base_fee + priority)
         if "gas" not in tx:
             tx["gas"] = self.w3.eth.estimate_gas(tx)
-        signed = self.account.sign_transaction(dict(tx))
+        signed = self.account.sign_transaction(cast(dict[str, Any], tx))
         tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
         if receipt["status"] != 1:
@@ -78,7 +78,7 @@ class Web3Backend:
 
     def send_ether(self, to: str, value: int) -> TxReceipt:
         """Sends `value` wei of the chain's native currency (for gas) to `to`."""
-        return self.send({"to": Web3.to_checksum_address(to), "value": value})
+        return self.send({"to": Web3.to_checksum_address(to), "value": Wei(value)})
 
     def _base_tx(self) -> TxParams:
         return {"from": self.account.address}
