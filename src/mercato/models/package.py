@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ class ModelPackage:
         """All files' sizes added up."""
         return int(self.manifest["total_size"])
 
-    @property
+    @functools.cached_property
     def inputs(self) -> list[TensorSpec]:
         """The tensor inputs a caller feeds, in graph order."""
         return tensor_specs(self.manifest["inputs"])
@@ -52,10 +53,15 @@ class ModelPackage:
         """The tensor outputs, in graph order (non-tensor outputs are left out)."""
         return tensor_specs(self.manifest["outputs"])
 
-    @property
+    @functools.cached_property
     def model_sha256(self) -> str:
         """The ONNX entry's SHA-256; the runtime keys its session cache on it."""
         return next(f.sha256 for f in self.files if f.role == "model")
+
+    @functools.cached_property
+    def session_key(self) -> tuple[str, str]:
+        """(cache key, ONNX path) a try-runtime worker needs; computed once per package."""
+        return f"{self.model_sha256}:{self.entry_path}", str(self.entry_path)
 
     def manifest_bytes(self) -> bytes:
         """The canonical manifest bytes (see `mercato.models.manifest.manifest_bytes`).

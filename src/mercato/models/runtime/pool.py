@@ -14,7 +14,9 @@ import contextlib
 import itertools
 import multiprocessing
 import queue
+import select
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -38,7 +40,7 @@ from mercato.models.runtime.tensors import (
     encode_outputs,
     prepare_inputs,
 )
-from mercato.models.runtime.worker import worker_main
+from mercato.models.runtime.worker import pack, unpack, worker_main
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,20 @@ class _Worker:
         child.close()
         self.ready = False
         self.calls = 0
+        # One poll object per worker: Connection.poll(timeout) builds a selector per call,
+        # which costs more than the rest of a small try-call.
+        self._poller = select.poll()
+        self._poller.register(self.conn.fileno(), select.POLLIN | select.POLLHUP | select.POLLERR)
+
+    def wait_reply(self, timeout: float) -> bool:
+        """Wait until the worker has answered (or died); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if self._poller.poll(max(1, int(remaining * 1000))):
+                return True
 
     def wait_ready(self, timeout: float) -> None:
         if self.ready:
@@ -316,11 +332,12 @@ class TryPool:
         """
         worker = self._acquire()
         call_id = next(self._ids)
-        key = f"{package.model_sha256}:{package.entry_path}"
+        key, path = package.session_key
         names = list(output_names) if output_names is not None else None
         try:
-            worker.conn.send(("run", call_id, key, str(package.entry_path), dict(arrays), names))
-            answered = worker.conn.poll(self.limits.timeout_s)
+            message = ("run", call_id, key, path, pack(dict(arrays)), names)
+            worker.conn.send(message)
+            answered = worker.wait_reply(self.limits.timeout_s)
             reply = worker.conn.recv() if answered else None
         except (EOFError, OSError) as exc:
             worker.process.join(0.5)  # reap it, so the exit code is known
@@ -341,7 +358,7 @@ class TryPool:
             )
         if reply[0] == "ok":
             self._release(worker)
-            return TryResult(model=package.name, outputs=reply[2], elapsed_ms=reply[3])
+            return TryResult(model=package.name, outputs=unpack(reply[2]), elapsed_ms=reply[3])
         _, _, kind, detail = reply
         if kind == "memory":
             self._replace(worker)  # its heap may be fragmented or half-freed

@@ -1,0 +1,117 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""Try-call cost: the worker pool against a direct `session.run` in this process.
+
+Builds the sample models in a temporary directory, then for each one measures
+  * latency: p50 of a one-row call through `TryPool.run` minus p50 of
+    `InferenceSession.run` in-process (goal: overhead <= 2 ms);
+  * throughput: calls per second with 2 workers driven by 2 threads, against one
+    in-process single-threaded session (goal: ratio >= 0.5).
+Both at 1 row per call and at a batch (4096 rows by default): the sample models run a
+row in ~10 us, far less than any process round trip (~100 us), so single-row
+throughput measures IPC; batched calls measure the pool doing model work.
+Both are measured in the same run, so the ratios hold on any machine.
+
+Run: python benchmarks/runtime_try.py [--calls N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from mercato.models import ModelPackage, RuntimeLimits, TryPool
+from mercato.models.samples import build_samples
+
+
+def _session(package: ModelPackage) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # the baseline the pool's workers use per call
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(
+        str(package.entry_path), options, providers=["CPUExecutionProvider"]
+    )
+
+
+def _rows(package: ModelPackage, count: int) -> np.ndarray:
+    shape = package.inputs[0].shape or (None, 4)
+    width = shape[1] if isinstance(shape[1], int) else 4
+    return np.random.default_rng(0).uniform(0, 1, (count, width)).astype(np.float32)
+
+
+def _p50_ms(fn: object, calls: int) -> float:
+    samples = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        fn()  # type: ignore[operator]
+        samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--calls", type=int, default=1000, help="calls per measurement")
+    parser.add_argument("--rows", type=int, nargs="+", default=[1, 4096], help="batch sizes")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        packages = build_samples(Path(tmp))
+        with TryPool(workers=2, limits=RuntimeLimits(timeout_s=10)) as pool:
+            print(
+                f"{'model':20} {'rows':>5} {'direct p50':>11} {'pool p50':>9} {'overhead':>9} "
+                f"{'direct/s':>9} {'pool/s':>8} {'ratio':>6}"
+            )
+            worst_overhead, worst_ratio = 0.0, {rows: float("inf") for rows in args.rows}
+            for (name, package), rows in itertools.product(packages.items(), args.rows):
+                x = _rows(package, rows)
+                session = _session(package)
+                feed = {"X": x}
+
+                def direct(s: ort.InferenceSession = session, f: dict = feed) -> object:
+                    return s.run(None, f)
+
+                def tried(p: ModelPackage = package, f: dict = feed) -> object:
+                    return pool.run(p, f)
+
+                for _ in range(50):  # warm both: session caches, branch predictors
+                    direct()
+                    tried()
+                direct_ms = _p50_ms(direct, args.calls)
+                pool_ms = _p50_ms(tried, args.calls)
+
+                started = time.perf_counter()
+                for _ in range(args.calls):
+                    direct()
+                direct_rate = args.calls / (time.perf_counter() - started)
+                started = time.perf_counter()
+                with ThreadPoolExecutor(max_workers=2) as executor:
+                    list(executor.map(lambda _: tried(), range(args.calls)))
+                pool_rate = args.calls / (time.perf_counter() - started)
+
+                overhead = pool_ms - direct_ms
+                ratio = pool_rate / direct_rate
+                worst_overhead = max(worst_overhead, overhead)
+                worst_ratio[rows] = min(worst_ratio[rows], ratio)
+                print(
+                    f"{name:20} {rows:5} {direct_ms:9.3f}ms {pool_ms:7.3f}ms {overhead:7.3f}ms "
+                    f"{direct_rate:9.0f} {pool_rate:8.0f} {ratio:6.2f}"
+                )
+            print(
+                f"worst p50 overhead: {worst_overhead:.3f} ms (goal <= 2 ms): "
+                f"{'ok' if worst_overhead <= 2 else 'MISSED'}"
+            )
+            for rows, ratio in worst_ratio.items():
+                print(
+                    f"worst throughput ratio at {rows} rows/call, 2 workers vs in-process: "
+                    f"{ratio:.2f}x (goal >= 0.5x): {'ok' if ratio >= 0.5 else 'MISSED'}"
+                )
+
+
+if __name__ == "__main__":
+    main()
