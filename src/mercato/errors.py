@@ -481,3 +481,49 @@ class AnvilError(ChainError, RuntimeError):
     """The local Anvil node cannot be found or started."""
 
     code = "anvil_error"
+
+
+# --- index (mercato.index) -------------------------------------------------------------
+
+
+class IndexingError(MercatoError):
+    """The marketplace index cannot be read, written or brought up to date."""
+
+    code = "index_error"
+
+
+class IndexDatabaseError(IndexingError, RuntimeError):
+    """The index database cannot be opened or migrated."""
+
+    code = "index_database"
+
+
+class IndexDeploymentMismatchError(IndexingError, ValueError):
+    """The index database was built for another chain or other contracts."""
+
+    code = "index_deployment_mismatch"
+
+
+class IndexRpcError(IndexingError, ConnectionError):
+    """The chain's JSON-RPC endpoint failed while the index read logs or blocks."""
+
+    code = "index_rpc"
+
+
+class InvalidSearchQueryError(IndexingError, ValueError):
+    """A search query or pagination cursor is malformed."""
+
+    code = "invalid_search_query"
+
+
+class IndexedModelNotFoundError(IndexingError, LookupError):
+    """No model with this id is in the index (yet)."""
+
+    code = "indexed_model_not_found"
+
+    def __init__(self, model_id: int) -> None:
+        self.model_id = model_id
+        super().__init__(
+            f"Model {model_id} is not in the index. It may not exist, or the index has not "
+            "caught up with the chain yet: wait a few seconds and try again."
+        )
