@@ -1,14 +1,27 @@
 # SPDX-License-Identifier: AGPL-3.0-only
-"""Where Mercato keeps its data, and the settings every component shares."""
+"""Settings every component shares, from defaults, a TOML file and the environment.
+
+Later sources win: built-in defaults < the TOML file (`$MERCATO_CONFIG`, else
+`<data dir>/config.toml`) < `MERCATO_<FIELD>` environment variables < arguments given
+in code (the CLI's flags). The data directory itself comes from `$MERCATO_DATA_DIR`
+or the platform's user data folder.
+"""
 
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mercato.errors import ConfigError
 
 DATA_DIR_ENV = "MERCATO_DATA_DIR"
+CONFIG_ENV = "MERCATO_CONFIG"
+ENV_PREFIX = "MERCATO_"
 
 
 def default_data_dir() -> Path:
@@ -17,3 +30,74 @@ def default_data_dir() -> Path:
     if override:
         return Path(override).expanduser()
     return Path(platformdirs.user_data_dir("mercato", appauthor=False))
+
+
+class Settings(BaseModel):
+    """A node's or a client's settings."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    rpc_url: str | None = Field(
+        default=None, description="EVM JSON-RPC URL; unset runs a local Anvil"
+    )
+    anvil_port: int = Field(default=8545, ge=1, le=65_535)
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(default=8700, ge=1, le=65_535)
+    provider_url: str | None = Field(
+        default=None,
+        description="The public base URL of this node's gateway, recorded on-chain for buyers",
+    )
+    account: str | None = Field(default=None, description="The default account's address")
+    confirmations: int = Field(default=0, ge=0, description="Blocks before an event counts")
+    try_per_minute: int = Field(default=30, ge=1, description="Try calls per wallet per minute")
+
+    @property
+    def public_url(self) -> str:
+        """Where buyers reach this node's gateway."""
+        return self.provider_url or f"http://{self.gateway_host}:{self.gateway_port}"
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Builds the settings from every source.
+
+    Args:
+        config_file: A TOML file to read instead of the default one.
+        **overrides: Values that win over every other source; None values are ignored.
+
+    Returns:
+        The settings.
+
+    Raises:
+        ConfigError: The TOML file cannot be parsed, or a value is invalid.
+    """
+    values: dict[str, Any] = {}
+    data_dir = overrides.get("data_dir") or os.environ.get(DATA_DIR_ENV)
+    path = config_file or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
+    if path is None:
+        path = (
+            Path(data_dir).expanduser() / "config.toml"
+            if data_dir
+            else default_data_dir() / "config.toml"
+        )
+    if path.exists():
+        try:
+            values.update(tomllib.loads(path.read_text()))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"Cannot read the settings file {path}: {exc}. Fix or remove it."
+            ) from exc
+    for name in Settings.model_fields:
+        env_value = os.environ.get(ENV_PREFIX + name.upper())
+        if env_value is not None:
+            values[name] = env_value
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(
+            f"Invalid settings ({problems}). Check {path} and MERCATO_* variables."
+        ) from exc

@@ -1,0 +1,83 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""How the command line turns an error into a sentence and an exit code.
+
+Exit codes are stable and grouped in bands, one per component; a code is never reused
+once retired. The sentence is the error's own message, which says how to fix it.
+
+| band  | component                    |
+| ----- | ---------------------------- |
+| 0     | success                      |
+| 1     | an unexpected error (a bug)  |
+| 2     | bad command-line usage       |
+| 10-19 | configuration and wallets    |
+| 20-29 | chain and contracts          |
+| 30-39 | storage                      |
+| 40-49 | crypto                       |
+| 50-59 | model packages and the try runtime |
+| 60-69 | market: orders, downloads, providers |
+| 70-79 | index and gateway            |
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from mercato import errors
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Most specific first: the first matching class gives the exit code.
+EXIT_CODES: tuple[tuple[type[errors.MercatoError], int], ...] = (
+    (errors.ConfigError, 10),
+    (errors.AnvilError, 21),
+    (errors.DeploymentError, 22),
+    (errors.ContractRevertError, 23),
+    (errors.TransactionFailedError, 24),
+    (errors.ChainUnavailableError, 25),
+    (errors.ChainError, 20),
+    (errors.StorageError, 32),
+    (errors.CryptoError, 40),
+    (errors.ModelPackageError, 50),
+    (errors.InferenceError, 51),
+    (errors.MercatoError, 1),
+)
+
+_stderr = Console(stderr=True)
+
+
+def exit_code_for(error: errors.MercatoError) -> int:
+    """The stable exit code of an error."""
+    for kind, code in EXIT_CODES:
+        if isinstance(error, kind):
+            return code
+    return 1
+
+
+def report(error: errors.MercatoError, *, as_json: bool = False) -> None:
+    """Prints an error for a person (or as JSON with --json) on standard error."""
+    if as_json:
+        payload = {"error": error.code, "message": str(error)}
+        typer.echo(json.dumps(payload), err=True)
+    else:
+        _stderr.print(f"[bold red]error:[/bold red] {error}", highlight=False)
+
+
+def handles_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Wraps a command: a MercatoError becomes its sentence and exit code, not a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except errors.MercatoError as error:
+            report(error, as_json=bool(kwargs.get("json_output")))
+            raise typer.Exit(exit_code_for(error)) from error
+
+    return wrapper
