@@ -17,6 +17,7 @@ from typing import Any
 import boa
 import pytest
 from boa.contracts.base_evm_contract import BoaError
+from eth.exceptions import Revert
 from eth_abi import decode
 from eth_account import Account
 from eth_account.messages import encode_typed_data
@@ -81,10 +82,21 @@ def reverts(reason: str) -> Iterator[None]:
     """
     with pytest.raises(BoaError) as info:
         yield
-    output = bytes(info.value.call_trace.output)
+    assert revert_reason(bytes(info.value.call_trace.output)) == reason
+
+
+@contextlib.contextmanager
+def constructor_reverts(reason: str) -> Iterator[None]:
+    """Expects a contract creation inside to revert with exactly `reason`."""
+    with pytest.raises(Revert) as info:
+        yield
+    assert revert_reason(bytes(info.value.args[0])) == reason
+
+
+def revert_reason(output: bytes) -> str:
     assert output[:4] == ERROR_SELECTOR, f"reverted without a reason string: {output.hex()}"
-    (actual,) = decode(["string"], output[4:])
-    assert actual == reason
+    (reason,) = decode(["string"], output[4:])
+    return str(reason)
 
 
 @contextlib.contextmanager

@@ -110,4 +110,3 @@ def pending(marketplace: Any, listed: int, bob: str, approve_all: None) -> int:
     with boa.env.prank(bob):
         marketplace.purchase(listed, PRICE, BUYER_KEY)
     return listed
-

@@ -142,7 +142,9 @@ def test_purchase_below_max_price_pays_the_price(
     assert token.balanceOf(bob) == FUNDED - PRICE
 
 
-def test_purchase_not_for_sale(marketplace: Any, listed: int, model: int, alice: str, bob: str) -> None:
+def test_purchase_not_for_sale(
+    marketplace: Any, listed: int, model: int, alice: str, bob: str
+) -> None:
     with boa.env.prank(alice):
         marketplace.set_listing(listed, PRICE, 0, False)
     for model_id in (listed, model, 99):
@@ -150,7 +152,9 @@ def test_purchase_not_for_sale(marketplace: Any, listed: int, model: int, alice:
             marketplace.purchase(model_id, PRICE, BUYER_KEY)
 
 
-def test_purchase_above_max_price(marketplace: Any, listed: int, bob: str, approve_all: None) -> None:
+def test_purchase_above_max_price(
+    marketplace: Any, listed: int, bob: str, approve_all: None
+) -> None:
     with boa.env.prank(bob), reverts("marketplace: price is above the buyer's maximum"):
         marketplace.purchase(listed, PRICE - 1, BUYER_KEY)
 
@@ -166,7 +170,9 @@ def test_purchase_already_licensed(marketplace: Any, pending: int, alice: str, b
         marketplace.purchase(pending, PRICE, BUYER_KEY)
 
 
-def test_purchase_empty_buyer_key(marketplace: Any, listed: int, bob: str, approve_all: None) -> None:
+def test_purchase_empty_buyer_key(
+    marketplace: Any, listed: int, bob: str, approve_all: None
+) -> None:
     with boa.env.prank(bob), reverts("marketplace: buyer key is empty"):
         marketplace.purchase(listed, PRICE, bytes(32))
 

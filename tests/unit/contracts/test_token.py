@@ -117,7 +117,7 @@ def test_permit_replay_refused(token: Any, signer: str, bob: str) -> None:
 def test_permit_by_another_key_refused(token: Any, signer: str, bob: str) -> None:
     deadline = boa.env.timestamp + 600
     v, r, s = sign_permit(token, bob, 5, deadline, key=bytes.fromhex("77" * 32))
-    assert SIGNER_KEY != bytes.fromhex("77" * 32)
+    assert bytes.fromhex("77" * 32) != SIGNER_KEY
     with reverts("erc20: invalid signature"):
         token.permit(signer, bob, 5, deadline, v, r, s)
 
