@@ -24,6 +24,7 @@ from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
+from threadpoolctl import threadpool_limits
 
 from mercato.models.card import ModelCard
 from mercato.models.package import ModelPackage
@@ -168,4 +169,7 @@ def build_samples(directory: str | Path, names: list[str] | None = None) -> dict
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     chosen = list(SAMPLES) if names is None else names
-    return {name: SAMPLES[name](root / name) for name in chosen}
+    # Multi-threaded BLAS may split sums differently from run to run (and under load),
+    # which changes the last bits of the weights; one thread gives the same bytes.
+    with threadpool_limits(limits=1):
+        return {name: SAMPLES[name](root / name) for name in chosen}
