@@ -527,3 +527,307 @@ class IndexedModelNotFoundError(IndexingError, LookupError):
             f"Model {model_id} is not in the index. It may not exist, or the index has not "
             "caught up with the chain yet: wait a few seconds and try again."
         )
+
+
+# --- market: the SDK's models, orders and reviews ---------------------------------------
+
+
+class MarketError(MercatoError):
+    """A market operation cannot go ahead."""
+
+    code = "market_error"
+
+
+class NoAccountError(ConfigError):
+    """An operation needs an account and none is configured."""
+
+    code = "no_account"
+
+    def __init__(self, action: str) -> None:
+        super().__init__(
+            f"Cannot {action} without an account. Create one with 'mercato wallet new' "
+            "or pass --account."
+        )
+
+
+class ModelNotFoundError(MarketError, LookupError):
+    """No model has this id on this chain."""
+
+    code = "model_not_found"
+
+    def __init__(self, model_id: int) -> None:
+        self.model_id = model_id
+        super().__init__(
+            f"Model {model_id} does not exist on this chain. Run 'mercato search' to find models."
+        )
+
+
+class VersionNotFoundError(MarketError, LookupError):
+    """The model has no such version."""
+
+    code = "version_not_found"
+
+    def __init__(self, model_id: int, version: int, latest: int) -> None:
+        self.model_id, self.version, self.latest = model_id, version, latest
+        super().__init__(
+            f"Model {model_id} has no version {version}; its versions are 1 to {latest}."
+        )
+
+
+class VersionDeprecatedError(MarketError, ValueError):
+    """The version asked for is deprecated by its creator."""
+
+    code = "version_deprecated"
+
+    def __init__(self, model_id: int, version: int) -> None:
+        self.model_id, self.version = model_id, version
+        super().__init__(
+            f"Version {version} of model {model_id} is deprecated by its creator; nothing was "
+            "bought. Buy the latest version, or ask the creator for a current one."
+        )
+
+
+class NotForSaleError(MarketError, ValueError):
+    """The model is not listed for sale."""
+
+    code = "not_for_sale"
+
+    def __init__(self, model_id: int) -> None:
+        self.model_id = model_id
+        super().__init__(f"Model {model_id} is not for sale right now; nothing was bought.")
+
+
+class InsufficientBalanceError(MarketError, ValueError):
+    """The buyer does not hold enough tokens for the price."""
+
+    code = "insufficient_balance"
+
+    def __init__(self, balance: int, price: int, local_chain: bool) -> None:
+        self.balance, self.price = balance, price
+        hint = " Run 'mercato wallet faucet' on a local chain." if local_chain else ""
+        super().__init__(
+            f"Not enough MCT: balance {balance / 10**18:g}, price {price / 10**18:g}.{hint}"
+        )
+
+
+class AlreadyLicensedError(MarketError, ValueError):
+    """The buyer already holds a license or has a purchase pending."""
+
+    code = "already_licensed"
+
+    def __init__(self, model_id: int, pending: bool) -> None:
+        self.model_id = model_id
+        what = "a purchase of it is already pending" if pending else "you already hold a license"
+        super().__init__(f"Model {model_id}: {what}; nothing was bought.")
+
+
+class LicenseRequiredError(MarketError, PermissionError):
+    """The account holds no license for the model."""
+
+    code = "license_required"
+
+    def __init__(self, model_id: int, account: str) -> None:
+        self.model_id, self.account = model_id, account
+        super().__init__(
+            f"{account} holds no license for model {model_id}. Buy it first with "
+            f"'mercato buy {model_id}'."
+        )
+
+
+class DeliveryTimeoutError(MarketError, TimeoutError):
+    """The seller's node has not delivered the key yet."""
+
+    code = "delivery_timeout"
+
+    def __init__(self, model_id: int, deadline: int) -> None:
+        self.model_id, self.deadline = model_id, deadline
+        super().__init__(
+            f"The key for model {model_id} has not been delivered yet. Wait, or after the "
+            f"deadline (unix time {deadline}) take your tokens back with 'mercato refund {model_id}'."
+        )
+
+
+class ProviderUnavailableError(MarketError, ConnectionError):
+    """The creator's provider URL does not answer as it should."""
+
+    code = "provider_unavailable"
+
+    def __init__(self, url: str, detail: str) -> None:
+        self.url = url
+        super().__init__(
+            f"The model's provider at {url} cannot serve it ({detail}). Try again later, or "
+            "fetch the CID from any IPFS gateway with --gateway."
+        )
+
+
+class DownloadError(MarketError):
+    """A download cannot be completed; nothing was written."""
+
+    code = "download_failed"
+
+
+class ContentKeyMissingError(MarketError, LookupError):
+    """This node does not hold the content key of an artifact it should sell."""
+
+    code = "content_key_missing"
+
+    def __init__(self, artifact_cid: str) -> None:
+        self.artifact_cid = artifact_cid
+        super().__init__(
+            f"No content key for artifact {artifact_cid} in this node's data directory; "
+            "it cannot deliver keys for it. Run the node with the data directory it was "
+            "published from."
+        )
+
+
+# --- wallets (mercato.wallet) ----------------------------------------------------------
+
+
+class WalletError(MercatoError):
+    """Root of the keystore and password errors."""
+
+    code = "wallet_error"
+
+
+class KeystoreNotFoundError(WalletError, LookupError):
+    """No keystore file in the keystore directory holds this address."""
+
+    code = "keystore_not_found"
+
+    def __init__(self, address: str, keystore_dir: str) -> None:
+        self.address = address
+        self.keystore_dir = keystore_dir
+        super().__init__(
+            f"No keystore for {address} in {keystore_dir}. Run 'mercato wallet list' to see "
+            "your accounts, or 'mercato wallet import' to add this one."
+        )
+
+
+class NoDefaultAccountError(WalletError, LookupError):
+    """An account was needed, none was named and no default account is set."""
+
+    code = "no_default_account"
+
+    def __init__(self, keystore_dir: str, count: int) -> None:
+        self.keystore_dir = keystore_dir
+        self.count = count
+        hint = (
+            "Run 'mercato wallet new' to create one."
+            if count == 0
+            else f"{count} accounts are in {keystore_dir}: choose one with "
+            "'mercato wallet default ADDRESS'."
+        )
+        super().__init__(f"No default account is set. {hint}")
+
+
+class WrongPasswordError(WalletError, ValueError):
+    """The password does not open this keystore (its MAC does not match)."""
+
+    code = "wrong_password"
+
+    def __init__(self, address: str, path: str) -> None:
+        self.address = address
+        self.path = path
+        super().__init__(
+            f"Wrong password for {address} (keystore {path}). Try again; if the password "
+            "comes from --password-file or MERCATO_PASSWORD, check that it is the one this "
+            "keystore was created with."
+        )
+
+
+class KeystoreInvalidError(WalletError, ValueError):
+    """A file is not a Web3 Secret Storage v3 keystore Mercato can read."""
+
+    code = "keystore_invalid"
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(
+            f"{path} is not a usable keystore: {reason}. Export the account again as a JSON "
+            "keystore (version 3) from geth or MetaMask, or restore the file from a backup."
+        )
+
+
+class AccountExistsError(WalletError, FileExistsError):
+    """The keystore directory already holds a keystore for this address."""
+
+    code = "account_exists"
+
+    def __init__(self, address: str, path: str) -> None:
+        self.address = address
+        self.path = path
+        super().__init__(
+            f"{address} is already in your wallet ({path}); nothing was changed. Use it as it "
+            "is, or remove that file first to replace it."
+        )
+
+
+class ExportTargetExistsError(WalletError, FileExistsError):
+    """The destination of a keystore export already exists."""
+
+    code = "export_target_exists"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(
+            f"{path} already exists; nothing was written. Choose another file name or a "
+            "directory."
+        )
+
+
+class PasswordUnavailableError(WalletError, RuntimeError):
+    """No password could be obtained, or the one given is not acceptable."""
+
+    code = "password_unavailable"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class WalletInputError(WalletError, ValueError):
+    """An address or a private-key file given to the wallet is malformed."""
+
+    code = "wallet_input_invalid"
+
+
+class InvalidAddressError(WalletInputError):
+    """A string is not a 20-byte hex Ethereum address."""
+
+    code = "invalid_address"
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+        super().__init__(
+            f"{value!r} is not an Ethereum address. Give 40 hex digits, with or without "
+            "'0x'; run 'mercato wallet list' to see yours."
+        )
+
+
+class PrivateKeyFileError(WalletInputError):
+    """A private-key file does not hold one 32-byte hex key. Never carries the file's text."""
+
+    code = "private_key_file_invalid"
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(
+            f"{path} does not hold a private key: {reason}. The file must contain exactly "
+            "64 hex digits (optionally prefixed by '0x') and nothing else."
+        )
+
+
+class KeystoreWriteError(WalletError, OSError):
+    """A keystore file could not be written or read; nothing partial was left behind."""
+
+    code = "keystore_io"
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.path = path
+        self.detail = detail
+        super().__init__(
+            f"Cannot write or read {path}: {detail}. Check that the data directory exists, "
+            "is yours and has free space (or pass --data-dir)."
+        )

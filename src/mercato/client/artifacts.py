@@ -1,0 +1,101 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""From a model package to the bytes a version commits to, and back.
+
+A version's artifact is a deterministic, uncompressed tar of the package's files (the
+same package always gives the same bytes, hence the same CID); paid artifacts are
+encrypted before they reach the store. Both the artifact and the manifest are imported
+as CIDv0 (dag-pb root), so the 32-byte sha256 digest the chain keeps is enough to
+rebuild the CID.
+
+Content keys of the models a node sells live beside its store:
+
+    <data dir>/keys/
+    └── <artifact CID>.key     32 raw bytes, mode 0600
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from multiformats import CID, multihash
+
+from mercato.errors import ContentKeyMissingError, DownloadError
+from mercato.models.package import ModelPackage
+
+_SHA2_256 = multihash.get("sha2-256")
+_READ_SIZE = 1 << 20
+
+
+def cid_digest(cid: CID) -> bytes:
+    """The 32-byte sha256 digest inside a CID, as the chain stores it."""
+    return bytes(multihash.unwrap(bytes(cid.digest)))
+
+
+def cid_from_digest(digest: bytes) -> CID:
+    """The CIDv0 of a dag-pb root whose sha256 digest the chain stores."""
+    return CID("base58btc", 0, "dag-pb", _SHA2_256.wrap(bytes(digest)))
+
+
+def package_tar_stream(package: ModelPackage) -> Iterator[bytes]:
+    """Streams a deterministic tar of the package: sorted names, zeroed times and owners.
+
+    Written header by header so memory stays constant whatever the file sizes.
+    """
+    for entry in sorted(package.files, key=lambda f: f.path):
+        info = tarfile.TarInfo(entry.path)
+        info.size = entry.size
+        info.mode = 0o644
+        info.mtime = 0
+        yield info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8")
+        with (package.root / entry.path).open("rb") as data:
+            while chunk := data.read(_READ_SIZE):
+                yield chunk
+        yield bytes(-entry.size % tarfile.BLOCKSIZE)
+    yield bytes(2 * tarfile.BLOCKSIZE)  # the end-of-archive marker
+
+
+def extract_package_tar(tar_path: Path, dest: Path) -> None:
+    """Unpacks a downloaded artifact into `dest`, refusing links and paths outside it.
+
+    Raises:
+        DownloadError: The archive holds something other than plain files inside `dest`.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(tar_path, mode="r:") as tar:
+            tar.extractall(dest, filter="data")
+    except (tarfile.TarError, OSError) as exc:
+        raise DownloadError(
+            f"The downloaded package cannot be unpacked into {dest}: {exc}."
+        ) from exc
+
+
+class KeyStore:
+    """The content keys of the models this node sells (see the module docstring)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.directory = data_dir / "keys"
+
+    def save(self, artifact_cid: CID, key: bytes) -> None:
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = self.directory / f"{artifact_cid}.key"
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, key)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+
+    def load(self, artifact_cid: CID) -> bytes:
+        """Raises: ContentKeyMissingError: this node does not hold the key."""
+        path = self.directory / f"{artifact_cid}.key"
+        try:
+            return path.read_bytes()
+        except FileNotFoundError as exc:
+            raise ContentKeyMissingError(str(artifact_cid)) from exc

@@ -1,0 +1,117 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""`Market`: the SDK's one entry point.
+
+from mercato.client import Market
+
+market = Market(account=my_account)          # settings from TOML + MERCATO_* vars
+model = market.models.publish("iris/", price=5 * 10**18)
+order = market.orders.buy(model.model_id)    # as a buyer, on another machine
+market.orders.download(model.model_id, "iris-copy/")
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.exceptions import Web3Exception
+
+from mercato.chain.contracts import MercatoContracts
+from mercato.chain.deployment import LOCAL_CHAIN_IDS, Deployment
+from mercato.chain.web3_backend import Web3Backend
+from mercato.client.artifacts import KeyStore
+from mercato.config import Settings, load_settings
+from mercato.errors import ChainUnavailableError, DeploymentError, NoAccountError
+from mercato.storage.blockstore import Blockstore
+
+
+class Market:
+    """A connection to one Mercato deployment, acting as one account (or read-only).
+
+    Attributes:
+        models: Publish, version, price, show and search models.
+        orders: Buy, wait for delivery, download and refund.
+        reviews: Review, attest and read a model's performance history.
+        wallet: Balances and the local-chain faucet.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        account: LocalAccount | None = None,
+        deployment: Deployment | None = None,
+    ) -> None:
+        """Connects to the chain the settings name.
+
+        Args:
+            settings: Defaults to `load_settings()`.
+            account: The account that signs; None makes a read-only market.
+            deployment: Where the contracts are; defaults to the record in the data
+                directory for the chain's id.
+
+        Raises:
+            ChainUnavailableError: The chain's RPC URL does not answer.
+            DeploymentError: No deployment is known for this chain.
+        """
+        self.settings = settings or load_settings()
+        self.rpc_url = self.settings.rpc_url or f"http://127.0.0.1:{self.settings.anvil_port}"
+        self.w3 = Web3(Web3.HTTPProvider(self.rpc_url, request_kwargs={"timeout": 30}))
+        try:
+            self.chain_id = int(self.w3.eth.chain_id)
+        except (requests.RequestException, Web3Exception, OSError) as exc:
+            raise ChainUnavailableError(self.rpc_url, str(exc)) from exc
+        found = deployment or Deployment.load(self.settings.data_dir, self.chain_id)
+        if found is None:
+            raise DeploymentError(
+                f"No Mercato deployment is recorded for chain {self.chain_id} in "
+                f"{self.settings.data_dir}. Start a node with 'mercato node up', or give the "
+                "deployment file of the network you join with --deployment."
+            )
+        self.deployment = found
+        self.account = account
+        self.sender = Web3Backend(self.w3, account) if account else None
+        self.contracts = MercatoContracts.connect(self.w3, found, self.sender)
+        self.keys = KeyStore(self.settings.data_dir)
+        self._store: Blockstore | None = None
+
+        from mercato.client.models import ModelsAPI
+        from mercato.client.orders import OrdersAPI
+        from mercato.client.reviews import ReviewsAPI
+        from mercato.client.wallet import WalletAPI
+
+        self.models = ModelsAPI(self)
+        self.orders = OrdersAPI(self)
+        self.reviews = ReviewsAPI(self)
+        self.wallet = WalletAPI(self)
+
+    @property
+    def store(self) -> Blockstore:
+        """This node's local blockstore (opened on first use)."""
+        if self._store is None:
+            self._store = Blockstore(self.settings.data_dir / "store")
+        return self._store
+
+    @property
+    def is_local_chain(self) -> bool:
+        return self.chain_id in LOCAL_CHAIN_IDS
+
+    def require_account(self, action: str) -> LocalAccount:
+        """The signing account.
+
+        Raises:
+            NoAccountError: The market is read-only.
+        """
+        if self.account is None:
+            raise NoAccountError(action)
+        return self.account
+
+    def logs(self, contract: Any, event: str, **argument_filters: Any) -> list[Any]:
+        """Every `event` the contract logged since the deployment, filtered by indexed args."""
+        return list(
+            contract.contract.events[event].get_logs(
+                from_block=self.deployment.deploy_block, argument_filters=argument_filters
+            )
+        )

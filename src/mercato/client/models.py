@@ -1,0 +1,243 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""`market.models`: publish models and versions, set prices, read models from the chain."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from multiformats import CID
+
+from mercato.chain.contracts import Listing, ModelId, VersionDigests
+from mercato.client.artifacts import cid_digest, cid_from_digest, package_tar_stream
+from mercato.crypto import StreamEncryptor, generate_content_key
+from mercato.errors import ContractRevertError, ModelNotFoundError, VersionNotFoundError
+from mercato.models.package import ModelPackage, load_package
+from mercato.storage.unixfs import import_file
+
+if TYPE_CHECKING:
+    from mercato.client.market import Market
+
+
+@dataclass(frozen=True)
+class PublishedVersion:
+    """What a published version commits to, and where its bytes are."""
+
+    model_id: ModelId
+    version: int
+    artifact_cid: CID
+    manifest_cid: CID
+    plaintext_sha256: bytes
+    encrypted: bool
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    version: int
+    artifact_cid: CID
+    manifest_cid: CID
+    plaintext_sha256: bytes
+    deprecated: bool
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model as the chain knows it."""
+
+    model_id: ModelId
+    owner: str
+    listing: Listing
+    versions: list[VersionInfo]
+    parents: list[tuple[ModelId, int]]
+    provider_url: str
+
+    @property
+    def latest(self) -> VersionInfo:
+        return self.versions[-1]
+
+
+class ModelsAPI:
+    def __init__(self, market: Market) -> None:
+        self._market = market
+
+    def publish(
+        self,
+        path: str | Path,
+        *,
+        price: int,
+        license_duration: int = 0,
+        parents: Sequence[int] = (),
+        royalty_bps: Sequence[int] = (),
+    ) -> PublishedVersion:
+        """Validates a model package, stores it (encrypted when paid) and publishes it.
+
+        Args:
+            path: The package directory (ONNX + README.md model card).
+            price: Price in MCT base units (10**18 per token); 0 publishes a free model.
+            license_duration: License length in seconds; 0 is perpetual.
+            parents: Ids of the models this one was built on.
+            royalty_bps: Each parent's share of every sale, in basis points.
+
+        Returns:
+            The new model's id, version 1 and its CIDs.
+
+        Raises:
+            NoAccountError: The market is read-only.
+            ModelPackageError: The package is invalid (each refusal has its own subclass).
+            ContractRevertError: The registry or marketplace refused (bad lineage, price).
+        """
+        account = self._market.require_account("publish a model")
+        package = load_package(path)
+        stored = self._store_package(package, encrypt=price > 0)
+        self._ensure_provider_url(account.address)
+        model_id = self._market.contracts.marketplace.publish(
+            stored.digests,
+            price,
+            license_duration=license_duration,
+            parents=list(parents),
+            royalty_bps=list(royalty_bps),
+        )
+        return stored.published(model_id, 1)
+
+    def add_version(self, model_id: int, path: str | Path) -> PublishedVersion:
+        """Publishes a new version of a model the account owns; encrypted when the model is paid.
+
+        Raises:
+            NoAccountError: The market is read-only.
+            ModelNotFoundError: No such model.
+            ModelPackageError: The package is invalid.
+            ContractRevertError: The account does not own the model.
+        """
+        self._market.require_account("add a version")
+        listing = self.show(model_id).listing
+        stored = self._store_package(load_package(path), encrypt=listing.price > 0)
+        version = self._market.contracts.registry.add_version(model_id, stored.digests)
+        return stored.published(ModelId(model_id), version)
+
+    def set_price(
+        self, model_id: int, price: int, *, license_duration: int = 0, for_sale: bool = True
+    ) -> Listing:
+        """Sets a model's price and license terms. Returns the new listing.
+
+        Raises:
+            NoAccountError: The market is read-only.
+            ContractRevertError: The account does not own the model, or the price is too large.
+        """
+        self._market.require_account("set a price")
+        self._market.contracts.marketplace.set_listing(model_id, price, license_duration, for_sale)
+        return self._market.contracts.marketplace.listing(model_id)
+
+    def deprecate(self, model_id: int, version: int) -> None:
+        """Marks a version deprecated (it stays readable, never rewritten).
+
+        Raises:
+            ContractRevertError: Not the owner, no such version, or already deprecated.
+        """
+        self._market.require_account("deprecate a version")
+        self._market.contracts.registry.deprecate_version(model_id, version)
+
+    def show(self, model_id: int) -> ModelInfo:
+        """Reads a model from the chain: owner, listing, versions, lineage, provider.
+
+        Raises:
+            ModelNotFoundError: No such model.
+        """
+        contracts = self._market.contracts
+        try:
+            owner = contracts.registry.owner_of(model_id)
+        except ContractRevertError as exc:
+            raise ModelNotFoundError(model_id) from exc
+        versions = []
+        for log in self._market.logs(contracts.registry, "VersionAdded", model_id=model_id):
+            args = log["args"]
+            versions.append(
+                VersionInfo(
+                    version=int(args["version"]),
+                    artifact_cid=cid_from_digest(args["artifact_cid_digest"]),
+                    manifest_cid=cid_from_digest(args["manifest_cid_digest"]),
+                    plaintext_sha256=bytes(args["plaintext_sha256"]),
+                    deprecated=contracts.registry.is_deprecated(model_id, int(args["version"])),
+                )
+            )
+        versions.sort(key=lambda v: v.version)
+        return ModelInfo(
+            model_id=ModelId(model_id),
+            owner=owner,
+            listing=contracts.marketplace.listing(model_id),
+            versions=versions,
+            parents=contracts.registry.lineage(model_id),
+            provider_url=contracts.registry.provider_of(model_id),
+        )
+
+    def version(self, model_id: int, version: int | None = None) -> VersionInfo:
+        """One version of a model (the latest when `version` is None).
+
+        Raises:
+            ModelNotFoundError: No such model.
+            VersionNotFoundError: No such version.
+        """
+        info = self.show(model_id)
+        if version is None:
+            return info.latest
+        for candidate in info.versions:
+            if candidate.version == version:
+                return candidate
+        raise VersionNotFoundError(model_id, version, len(info.versions))
+
+    def lineage(self, model_id: int) -> list[tuple[ModelId, int]]:
+        """The model's parents with their royalty shares in basis points."""
+        return self._market.contracts.registry.lineage(model_id)
+
+    def _store_package(self, package: ModelPackage, *, encrypt: bool) -> _StoredPackage:
+        store = self._market.store
+        manifest = import_file([package.manifest_bytes()], store)
+        if encrypt:
+            key = generate_content_key()
+            encryptor = StreamEncryptor(key)
+            artifact = import_file(encryptor.encrypt(package_tar_stream(package)), store)
+            # The encryptor hashed the plaintext on the way through.
+            sha256 = encryptor.result.plaintext_sha256 if encryptor.result else b""
+            self._market.keys.save(artifact.cid, key)
+        else:
+            digest = hashlib.sha256()
+            artifact = import_file(_hashing(package_tar_stream(package), digest), store)
+            sha256 = digest.digest()
+        return _StoredPackage(artifact.cid, manifest.cid, sha256, encrypt)
+
+    def _ensure_provider_url(self, account: str) -> None:
+        url = self._market.settings.public_url
+        if self._market.contracts.registry.provider_url(account) != url:
+            self._market.contracts.registry.set_provider(url)
+
+
+def _hashing(pieces: Iterator[bytes], digest: hashlib._Hash) -> Iterator[bytes]:
+    for piece in pieces:
+        digest.update(piece)
+        yield piece
+
+
+@dataclass(frozen=True)
+class _StoredPackage:
+    artifact_cid: CID
+    manifest_cid: CID
+    plaintext_sha256: bytes
+    encrypted: bool
+
+    @property
+    def digests(self) -> VersionDigests:
+        return VersionDigests(
+            cid_digest(self.artifact_cid), self.plaintext_sha256, cid_digest(self.manifest_cid)
+        )
+
+    def published(self, model_id: ModelId, version: int) -> PublishedVersion:
+        return PublishedVersion(
+            model_id,
+            version,
+            self.artifact_cid,
+            self.manifest_cid,
+            self.plaintext_sha256,
+            self.encrypted,
+        )

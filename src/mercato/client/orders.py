@@ -1,0 +1,244 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""`market.orders`: buy, wait for the key, download, refund."""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from eth_typing import ChecksumAddress
+from web3 import Web3
+
+from mercato.chain.contracts import LicenseState, ModelId, TokenAmount
+from mercato.client.artifacts import extract_package_tar
+from mercato.crypto import StreamDecryptor, derive_buyer_key
+from mercato.errors import (
+    AlreadyLicensedError,
+    DeliveryTimeoutError,
+    DownloadError,
+    InsufficientBalanceError,
+    LicenseRequiredError,
+    NotForSaleError,
+    ProviderUnavailableError,
+    StorageBackendError,
+    StorageError,
+    VersionDeprecatedError,
+)
+from mercato.storage.backends import GatewayBackend
+from mercato.storage.exporter import iter_file
+
+if TYPE_CHECKING:
+    from mercato.client.market import Market
+    from mercato.client.models import VersionInfo
+
+PERMIT_LIFETIME = 3_600  # seconds a purchase permit stays valid
+
+
+@dataclass(frozen=True)
+class Order:
+    """A buyer's order/license for one model, as the marketplace records it."""
+
+    model_id: ModelId
+    buyer: ChecksumAddress
+    state: LicenseState
+    price: TokenAmount
+    time: int  # the delivery deadline while pending, the expiry once delivered (0 = perpetual)
+
+    @property
+    def licensed(self) -> bool:
+        return self.state is LicenseState.DELIVERED and (self.time == 0 or self.time > time.time())
+
+
+class OrdersAPI:
+    def __init__(self, market: Market) -> None:
+        self._market = market
+
+    def buy(self, model_id: int, *, max_price: int | None = None) -> Order:
+        """Buys a license: the price goes into escrow until the seller's node delivers the key.
+
+        A first purchase signs an EIP-2612 permit, so it is one transaction.
+
+        Args:
+            model_id: The model.
+            max_price: The most to pay (defaults to the current price); protects against
+                a price raised between reading and buying.
+
+        Returns:
+            The order: pending for paid models, delivered at once for free ones.
+
+        Raises:
+            NoAccountError: The market is read-only.
+            ModelNotFoundError: No such model.
+            VersionDeprecatedError: The model's latest version is deprecated.
+            NotForSaleError: The model is not listed.
+            AlreadyLicensedError: A license is held or a purchase is pending.
+            InsufficientBalanceError: Not enough MCT for the price.
+            ContractRevertError: The marketplace refused (e.g. the price rose above max_price).
+        """
+        account = self._market.require_account("buy a model")
+        info = self._market.models.show(model_id)
+        if info.latest.deprecated:
+            raise VersionDeprecatedError(model_id, info.latest.version)
+        if not info.listing.for_sale:
+            raise NotForSaleError(model_id)
+        current = self.status(model_id)
+        if current.state is LicenseState.PENDING or current.licensed:
+            raise AlreadyLicensedError(model_id, pending=current.state is LicenseState.PENDING)
+        price = info.listing.price
+        limit = price if max_price is None else max_price
+        contracts = self._market.contracts
+        if price == 0:
+            contracts.marketplace.purchase(model_id, limit, bytes(32))
+            return self.status(model_id)
+        balance = contracts.token.balance_of(account.address)
+        if balance < price:
+            raise InsufficientBalanceError(balance, price, self._market.is_local_chain)
+        buyer_key = derive_buyer_key(account, self._market.chain_id).public_key
+        if contracts.token.allowance(account.address, contracts.marketplace.address) >= price:
+            contracts.marketplace.purchase(model_id, limit, buyer_key)
+        else:
+            contracts.marketplace.purchase_with_permit(
+                model_id, limit, buyer_key, contracts.token, int(time.time()) + PERMIT_LIFETIME
+            )
+        return self.status(model_id)
+
+    def status(self, model_id: int, buyer: str | None = None) -> Order:
+        """The order/license of `buyer` (default: the market's account) for a model."""
+        address = Web3.to_checksum_address(
+            buyer or self._market.require_account("read orders").address
+        )
+        record = self._market.contracts.marketplace.license(address, model_id)
+        return Order(ModelId(model_id), address, record.state, record.price, record.time)
+
+    def list(self, buyer: str | None = None) -> builtins.list[Order]:
+        """Every order and license of `buyer` (default: the market's account), newest first."""
+        address = buyer or self._market.require_account("list orders").address
+        marketplace = self._market.contracts.marketplace
+        seen: dict[int, None] = {}
+        for event in ("Purchased", "LicenseGranted"):
+            for log in self._market.logs(marketplace, event, buyer=address):
+                seen[int(log["args"]["model_id"])] = None
+        return [self.status(model_id, address) for model_id in reversed(list(seen))]
+
+    def wait_for_delivery(
+        self, model_id: int, *, timeout: float = 60.0, poll: float = 0.5
+    ) -> Order:
+        """Waits until the seller's node has delivered the key.
+
+        Raises:
+            DeliveryTimeoutError: Not delivered within `timeout` seconds.
+            LicenseRequiredError: There is no purchase to wait for.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            order = self.status(model_id)
+            if order.state is LicenseState.DELIVERED:
+                return order
+            if order.state is not LicenseState.PENDING:
+                raise LicenseRequiredError(model_id, order.buyer)
+            if time.monotonic() >= deadline:
+                raise DeliveryTimeoutError(model_id, order.time)
+            time.sleep(poll)
+
+    def refund(self, model_id: int) -> Order:
+        """Takes back the escrow of a purchase the seller did not deliver before its deadline.
+
+        Raises:
+            NoAccountError: The market is read-only.
+            ContractRevertError: Nothing pending, or the deadline has not passed yet.
+        """
+        account = self._market.require_account("take a refund")
+        self._market.contracts.marketplace.refund(model_id, account.address)
+        return self.status(model_id)
+
+    def download(self, model_id: int, dest: str | Path, *, gateway: str | None = None) -> Path:
+        """Downloads a licensed model, verifies every block and the plaintext sha256, and
+        unpacks it into `dest`. Nothing is written to `dest` unless everything checks out.
+
+        Args:
+            model_id: The model.
+            dest: A directory that does not exist yet (or is empty).
+            gateway: Fetch from this IPFS gateway instead of the creator's provider URL.
+
+        Returns:
+            `dest`.
+
+        Raises:
+            LicenseRequiredError: The account holds no license (paid models).
+            ProviderUnavailableError: The provider is down or returned other bytes.
+            CryptoError: The delivered key does not open the artifact, or the sha256 differs.
+            DownloadError: `dest` is not empty, or the package cannot be unpacked.
+        """
+        account = self._market.require_account("download a model")
+        target = Path(dest)
+        if target.exists() and any(target.iterdir()):
+            raise DownloadError(f"{target} is not empty; choose a new folder for the download.")
+        info = self._market.models.show(model_id)
+        key, version = self._delivered_key(model_id, account.address, info.versions)
+        source = gateway or info.provider_url
+        self._fetch(version, source)
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".mercato-download-") as tmp:
+            tar_path = Path(tmp) / "artifact.tar"
+            self._write_plaintext(version, key, tar_path)
+            unpacked = Path(tmp) / "package"
+            extract_package_tar(tar_path, unpacked)
+            if target.exists():
+                target.rmdir()
+            shutil.move(str(unpacked), target)
+        return target
+
+    def _delivered_key(
+        self, model_id: int, buyer: str, versions: builtins.list[VersionInfo]
+    ) -> tuple[bytes | None, VersionInfo]:
+        if not self._market.contracts.marketplace.has_license(buyer, model_id):
+            raise LicenseRequiredError(model_id, buyer)
+        delivered = self._market.logs(
+            self._market.contracts.marketplace, "Delivered", model_id=model_id, buyer=buyer
+        )
+        if not delivered:  # a free license: the artifact is not encrypted
+            return None, versions[-1]
+        args = delivered[-1]["args"]
+        version = next(v for v in versions if v.version == int(args["version"]))
+        account = self._market.require_account("open the delivered key")
+        buyer_key = derive_buyer_key(account, self._market.chain_id)
+        return buyer_key.unwrap(bytes(args["wrapped_key"])), version
+
+    def _fetch(self, version: VersionInfo, source: str) -> None:
+        store = self._market.store
+        if store.is_pinned(version.artifact_cid):
+            return
+        if not source:
+            raise ProviderUnavailableError("(none)", "the creator has not recorded a provider URL")
+        try:
+            GatewayBackend(source).fetch_car(version.artifact_cid, store)
+        except StorageBackendError as exc:
+            raise ProviderUnavailableError(source, str(exc)) from exc
+        except StorageError as exc:
+            raise ProviderUnavailableError(
+                source, f"it returned bytes that do not match {version.artifact_cid}: {exc}"
+            ) from exc
+
+    def _write_plaintext(self, version: VersionInfo, key: bytes | None, tar_path: Path) -> None:
+        pieces = iter_file(version.artifact_cid, self._market.store)
+        with tar_path.open("wb") as out:
+            if key is None:  # a free model: stored in the clear
+                digest = hashlib.sha256()
+                for piece in pieces:
+                    digest.update(piece)
+                    out.write(piece)
+                if digest.digest() != version.plaintext_sha256:
+                    raise DownloadError(
+                        f"The artifact {version.artifact_cid} does not match the sha256 the chain "
+                        "commits to; nothing was written."
+                    )
+                return
+            # Raises a CryptoError on a wrong key, a tampered chunk or another sha256.
+            decryptor = StreamDecryptor(key, expected_sha256=version.plaintext_sha256)
+            for piece in decryptor.decrypt(bytes(p) for p in pieces):
+                out.write(piece)
