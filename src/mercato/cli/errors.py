@@ -36,6 +36,15 @@ R = TypeVar("R")
 # Most specific first: the first matching class gives the exit code.
 EXIT_CODES: tuple[tuple[type[errors.MercatoError], int], ...] = (
     (errors.ConfigError, 10),
+    (errors.KeystoreNotFoundError, 11),
+    (errors.WrongPasswordError, 12),
+    (errors.KeystoreInvalidError, 13),
+    (errors.AccountExistsError, 14),
+    (errors.PasswordUnavailableError, 15),
+    (errors.NoDefaultAccountError, 16),
+    (errors.WalletInputError, 17),
+    (errors.ExportTargetExistsError, 18),
+    (errors.WalletError, 19),
     (errors.AnvilError, 21),
     (errors.DeploymentError, 22),
     (errors.ContractRevertError, 23),
