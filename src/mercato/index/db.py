@@ -1,0 +1,115 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""Opening the index database and bringing its schema up to date.
+
+SQLite is the default, in the node's data directory:
+
+    <data dir>/
+    └── index.sqlite     (+ -wal, -shm while open: WAL mode, so searches never wait
+                          for ingestion and ingestion never waits for searches)
+
+Any SQLAlchemy URL works instead; PostgreSQL (`postgresql://...`) runs through psycopg 3.
+Migrations are Alembic revisions shipped inside this package and applied on open, with
+no alembic.ini: the configuration is built here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from mercato.errors import IndexDatabaseError
+
+INDEX_FILENAME = "index.sqlite"
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+def default_url(data_dir: Path) -> str:
+    """The SQLite URL of the index in `data_dir`."""
+    return f"sqlite:///{data_dir / INDEX_FILENAME}"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # In WAL mode NORMAL still never corrupts the database; a power cut may lose the
+    # last transactions, which the cursor then re-ingests from the chain.
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def create_index_engine(url: str) -> Engine:
+    """Creates the engine for an index database URL.
+
+    Args:
+        url: A SQLAlchemy URL: `sqlite:///path`, or `postgresql://user@host:port/db`
+            (the psycopg 3 driver is chosen when the URL names none).
+
+    Returns:
+        The engine; SQLite connections are switched to WAL mode.
+
+    Raises:
+        IndexDatabaseError: The URL is malformed or names an unsupported backend.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise IndexDatabaseError(f"The index database URL {url!r} is malformed ({exc}).") from exc
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return create_engine(parsed, pool_pre_ping=True)
+    if backend == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    raise IndexDatabaseError(
+        f"The index supports SQLite and PostgreSQL, not {backend!r}. Give a sqlite:/// or "
+        "postgresql:// URL."
+    )
+
+
+def alembic_config(engine: Engine) -> Config:
+    """An Alembic configuration for this package's migrations (no alembic.ini)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    return config
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Upgrades the schema to `revision` in one transaction.
+
+    Args:
+        engine: The index database.
+        revision: The target revision; `head` is the newest.
+
+    Raises:
+        IndexDatabaseError: The database cannot be reached or migrated.
+    """
+    config = alembic_config(engine)
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    except SQLAlchemyError as exc:
+        raise IndexDatabaseError(
+            f"Cannot migrate the index database at {engine.url!r}: {exc}. Check that it is "
+            "reachable and writable; an index can always be deleted and rebuilt from the chain."
+        ) from exc
+
+
+def downgrade(engine: Engine, revision: str = "base") -> None:
+    """Downgrades the schema to `revision` (`base` drops every table)."""
+    config = alembic_config(engine)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
