@@ -771,8 +771,7 @@ class ExportTargetExistsError(WalletError, FileExistsError):
     def __init__(self, path: str) -> None:
         self.path = path
         super().__init__(
-            f"{path} already exists; nothing was written. Choose another file name or a "
-            "directory."
+            f"{path} already exists; nothing was written. Choose another file name or a directory."
         )
 
 
@@ -830,4 +829,30 @@ class KeystoreWriteError(WalletError, OSError):
         super().__init__(
             f"Cannot write or read {path}: {detail}. Check that the data directory exists, "
             "is yours and has free space (or pass --data-dir)."
+        )
+
+
+class ProviderRejectedError(MarketError, ValueError):
+    """The provider answered a call with an error of its own."""
+
+    code = "provider_rejected"
+
+    def __init__(self, url: str, status: int, remote_code: str, message: str) -> None:
+        self.url, self.status, self.remote_code = url, status, remote_code
+        super().__init__(f"The provider at {url} refused the call ({remote_code}): {message}")
+
+
+# --- node and gateway ------------------------------------------------------------------
+
+
+class GatewayStartError(MercatoError, OSError):
+    """The node's HTTP gateway could not start."""
+
+    code = "gateway_start_failed"
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        super().__init__(
+            f"The gateway did not start on {host}:{port}. Is the port in use? Choose another "
+            "with --gateway-port."
         )

@@ -15,6 +15,7 @@ Content keys of the models a node sells live beside its store:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tarfile
 import tempfile
@@ -23,8 +24,11 @@ from pathlib import Path
 
 from multiformats import CID, multihash
 
+from mercato.crypto import StreamDecryptor
 from mercato.errors import ContentKeyMissingError, DownloadError
 from mercato.models.package import ModelPackage
+from mercato.storage.blockstore import Blockstore
+from mercato.storage.exporter import iter_file
 
 _SHA2_256 = multihash.get("sha2-256")
 _READ_SIZE = 1 << 20
@@ -72,6 +76,46 @@ def extract_package_tar(tar_path: Path, dest: Path) -> None:
         raise DownloadError(
             f"The downloaded package cannot be unpacked into {dest}: {exc}."
         ) from exc
+
+
+def restore_package(
+    store: Blockstore, artifact_cid: CID, key: bytes | None, expected_sha256: bytes, dest: Path
+) -> None:
+    """Rebuilds a package directory from its stored artifact, all or nothing.
+
+    The artifact is read block by block with hash checks, decrypted when `key` is given,
+    checked against the sha256 the chain commits to, and unpacked; `dest` appears only
+    once all of that succeeded.
+
+    Raises:
+        BlockNotFoundError: The artifact is not (fully) in the store.
+        CryptoError: Wrong key, tampered ciphertext or another plaintext sha256.
+        DownloadError: A clear artifact with another sha256, or a package that cannot be unpacked.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".mercato-restore-") as tmp:
+        tar_path = Path(tmp) / "artifact.tar"
+        pieces = (bytes(piece) for piece in iter_file(artifact_cid, store))
+        with tar_path.open("wb") as out:
+            if key is None:  # a free model is stored in the clear
+                digest = hashlib.sha256()
+                for piece in pieces:
+                    digest.update(piece)
+                    out.write(piece)
+                if digest.digest() != expected_sha256:
+                    raise DownloadError(
+                        f"The artifact {artifact_cid} does not match the sha256 the chain "
+                        "commits to; nothing was written."
+                    )
+            else:
+                decryptor = StreamDecryptor(key, expected_sha256=expected_sha256)
+                for piece in decryptor.decrypt(pieces):
+                    out.write(piece)
+        unpacked = Path(tmp) / "package"
+        extract_package_tar(tar_path, unpacked)
+        if dest.exists():
+            dest.rmdir()  # callers allow only an empty folder here
+        os.replace(unpacked, dest)
 
 
 class KeyStore:

@@ -4,9 +4,6 @@
 from __future__ import annotations
 
 import builtins
-import hashlib
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +13,8 @@ from eth_typing import ChecksumAddress
 from web3 import Web3
 
 from mercato.chain.contracts import LicenseState, ModelId, TokenAmount
-from mercato.client.artifacts import extract_package_tar
-from mercato.crypto import StreamDecryptor, derive_buyer_key
+from mercato.client.artifacts import restore_package
+from mercato.crypto import derive_buyer_key
 from mercato.errors import (
     AlreadyLicensedError,
     DeliveryTimeoutError,
@@ -31,7 +28,6 @@ from mercato.errors import (
     VersionDeprecatedError,
 )
 from mercato.storage.backends import GatewayBackend
-from mercato.storage.exporter import iter_file
 
 if TYPE_CHECKING:
     from mercato.client.market import Market
@@ -183,14 +179,9 @@ class OrdersAPI:
         key, version = self._delivered_key(model_id, account.address, info.versions)
         source = gateway or info.provider_url
         self._fetch(version, source)
-        with tempfile.TemporaryDirectory(dir=target.parent, prefix=".mercato-download-") as tmp:
-            tar_path = Path(tmp) / "artifact.tar"
-            self._write_plaintext(version, key, tar_path)
-            unpacked = Path(tmp) / "package"
-            extract_package_tar(tar_path, unpacked)
-            if target.exists():
-                target.rmdir()
-            shutil.move(str(unpacked), target)
+        restore_package(
+            self._market.store, version.artifact_cid, key, version.plaintext_sha256, target
+        )
         return target
 
     def _delivered_key(
@@ -223,22 +214,3 @@ class OrdersAPI:
             raise ProviderUnavailableError(
                 source, f"it returned bytes that do not match {version.artifact_cid}: {exc}"
             ) from exc
-
-    def _write_plaintext(self, version: VersionInfo, key: bytes | None, tar_path: Path) -> None:
-        pieces = iter_file(version.artifact_cid, self._market.store)
-        with tar_path.open("wb") as out:
-            if key is None:  # a free model: stored in the clear
-                digest = hashlib.sha256()
-                for piece in pieces:
-                    digest.update(piece)
-                    out.write(piece)
-                if digest.digest() != version.plaintext_sha256:
-                    raise DownloadError(
-                        f"The artifact {version.artifact_cid} does not match the sha256 the chain "
-                        "commits to; nothing was written."
-                    )
-                return
-            # Raises a CryptoError on a wrong key, a tampered chunk or another sha256.
-            decryptor = StreamDecryptor(key, expected_sha256=version.plaintext_sha256)
-            for piece in decryptor.decrypt(bytes(p) for p in pieces):
-                out.write(piece)

@@ -1,0 +1,154 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""A running Mercato node: chain, store, gateway (blocks + try calls) and the seller's agent.
+
+node = Node(settings, accounts=[creator])
+node.start()        # chain up and deployed, gateway listening, agent delivering
+...
+node.stop()         # everything down; the local chain's state is saved
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+import uvicorn
+from eth_account.signers.local import LocalAccount
+
+from mercato.agent import SellerAgent
+from mercato.chain.session import ChainSession, open_chain
+from mercato.client.market import Market
+from mercato.client.provider import ProviderService
+from mercato.config import Settings
+from mercato.errors import GatewayStartError
+from mercato.gateway.app import create_app
+from mercato.models.runtime import TryPool
+
+log = logging.getLogger(__name__)
+TOKEN = 10**18
+
+
+@dataclass(frozen=True)
+class DemoModel:
+    sample: str
+    creator: int  # index into the demo creators
+    price: int
+    parent: str | None = None
+    royalty_bps: int = 0
+
+
+# Two creators; the second's tuned iris model is derived from the first's, with a royalty.
+DEMO_MODELS = (
+    DemoModel("iris-logreg", 0, 5 * TOKEN),
+    DemoModel("digits-mlp", 0, 3 * TOKEN),
+    DemoModel("diabetes-gbr", 0, 0),
+    DemoModel("iris-logreg-tuned", 1, 8 * TOKEN, parent="iris-logreg", royalty_bps=1_500),
+)
+
+
+class Node:
+    """Everything a node runs, started and stopped together."""
+
+    def __init__(self, settings: Settings, accounts: list[LocalAccount], *, try_workers: int = 2):
+        self.settings = settings
+        self.accounts = accounts
+        self.try_workers = try_workers
+        self.session: ChainSession | None = None
+        self.market: Market | None = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._server: uvicorn.Server | None = None
+        self._pool: TryPool | None = None
+
+    def start(self) -> None:
+        """Brings the chain up, then the gateway and, when it holds accounts, the agent.
+
+        Raises:
+            AnvilError, ChainUnavailableError, DeploymentError: as `open_chain`.
+        """
+        self.session = open_chain(
+            self.settings.data_dir, rpc_url=self.settings.rpc_url, port=self.settings.anvil_port
+        )
+        settings = self.settings.model_copy(update={"rpc_url": self.session.rpc_url})
+        deployment = self.session.deployment
+        self.market = Market(settings, deployment=deployment)
+        self._pool = TryPool(workers=self.try_workers)
+        self._pool.start()
+        provider = ProviderService(self.market, self._pool)
+        config = uvicorn.Config(
+            create_app(self.market, provider),
+            host=settings.gateway_host,
+            port=settings.gateway_port,
+            log_level="warning",
+        )
+        self._server = uvicorn.Server(config)
+        self._spawn("gateway", self._server.run)
+        if self.accounts:
+            markets = [Market(settings, account=a, deployment=deployment) for a in self.accounts]
+            agent = SellerAgent(markets, settings.data_dir)
+            self._spawn("agent", lambda: agent.run(self._stop))
+        self._wait_for_gateway()
+
+    def account_market(self, account: LocalAccount) -> Market:
+        """A market acting as one of the node's accounts."""
+        if self.market is None:
+            raise RuntimeError("the node is not started")
+        return Market(self.market.settings, account=account, deployment=self.market.deployment)
+
+    def stop(self) -> None:
+        """Stops the agent, the gateway, the try workers and (if local) Anvil."""
+        self._stop.set()
+        if self._server is not None:
+            self._server.should_exit = True
+        for thread in self._threads:
+            thread.join(timeout=15)
+        if self._pool is not None:
+            self._pool.close()
+        if self.session is not None:
+            self.session.close()
+
+    def _spawn(self, name: str, target: object) -> None:
+        thread = threading.Thread(target=target, name=f"mercato-{name}", daemon=True)  # type: ignore[arg-type]
+        thread.start()
+        self._threads.append(thread)
+
+    def _wait_for_gateway(self, timeout: float = 15.0) -> None:
+        server = self._server
+        if server is None:
+            return
+        stopped = threading.Event()
+        waited = 0.0
+        while not server.started and waited < timeout:
+            stopped.wait(0.05)
+            waited += 0.05
+        if not server.started:
+            raise GatewayStartError(self.settings.gateway_host, self.settings.gateway_port)
+
+
+def seed_demo(node: Node, creators: list[LocalAccount]) -> list[int]:
+    """Publishes the sample models from two demo creators, once per chain.
+
+    Returns:
+        The ids of the models it published (empty when the chain already has models).
+    """
+    from mercato.models.samples import build_samples
+
+    if node.market is None:
+        raise RuntimeError("the node is not started")
+    if node.market.contracts.registry.total_models() > 0:
+        return []
+    packages = build_samples(node.settings.data_dir / "samples")
+    ids: dict[str, int] = {}
+    for demo in DEMO_MODELS:
+        market = node.account_market(creators[demo.creator])
+        parents = [ids[demo.parent]] if demo.parent else []
+        published = market.models.publish(
+            packages[demo.sample].root,
+            price=demo.price,
+            parents=parents,
+            royalty_bps=[demo.royalty_bps] if demo.parent else [],
+        )
+        ids[demo.sample] = published.model_id
+        log.info("demo model %s published as %d", demo.sample, published.model_id)
+    return list(ids.values())
