@@ -95,7 +95,7 @@ class UnixFSImporter:
             store: Where to write blocks; None only computes the CID (`--only-hash`).
             cid_version: 0 (kubo's default) or 1 (raw leaves, base32).
             workers: Threads hashing and writing leaves; by default the CPU count, or at
-                least 4 when writing, so that fsyncs overlap.
+                least 4 when writing, so that disk writes overlap hashing.
 
         Raises:
             ConfigError: If `cid_version` is not 0 or 1.
