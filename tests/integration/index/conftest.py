@@ -17,7 +17,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +106,20 @@ def index_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'index.sqlite'}"
     server: PostgresServer = request.getfixturevalue("postgres_server")
     return server.new_database()
+
+
+@pytest.fixture
+def fresh_url(tmp_path: Path, request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """Makes another empty database on the same backend as a given URL (for rebuilds)."""
+    counter = itertools.count()
+
+    def make(like: str) -> str:
+        if like.startswith("sqlite"):
+            return f"sqlite:///{tmp_path / f'rebuild-{next(counter)}.sqlite'}"
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        return server.new_database()
+
+    return make
 
 
 @dataclass

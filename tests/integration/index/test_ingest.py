@@ -89,7 +89,7 @@ def test_full_marketplace_history_is_indexed(market: Market, index_url: str) -> 
     assert [m.model_id for m in page.items] == [child]
     assert [m.model_id for m in index.search(SearchQuery(free_only=True)).items] == [free]
     assert [m.model_id for m in index.search(SearchQuery(derived_from=parent)).items] == [child]
-    assert [m.model_id for m in index.search(SearchQuery(sort=Sort.MOST_BOUGHT)).items][0] == child
+    assert index.search(SearchQuery(sort=Sort.MOST_BOUGHT)).items[0].model_id == child
 
     # A second sync with nothing new changes nothing.
     before = dump(index.engine)
