@@ -249,7 +249,11 @@ def encrypt_key(
     Returns:
         The keystore as a JSON object, with the lowercase `address` field geth writes.
     """
-    return Account.encrypt(key, password, kdf=kdf, iterations=iterations)
+    data = Account.encrypt(key, password, kdf=kdf, iterations=iterations)
+    # eth-account writes the address in EIP-55 case; geth writes (and most tools expect)
+    # lowercase hex.
+    data["address"] = str(data["address"]).lower()
+    return data
 
 
 def write_private_file(path: Path, data: bytes, *, replace: bool = False) -> None:

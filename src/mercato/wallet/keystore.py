@@ -275,6 +275,13 @@ class Wallet:
         for entry in self.list_accounts():
             if entry.address == wanted:
                 return entry.path
+        # A damaged file is skipped by the listing, but its geth name still says whose it
+        # is: hand it back so that reading it reports "damaged", not "missing".
+        suffix = "--" + wanted[2:].lower()
+        if self.keystore_dir.is_dir():
+            for path in sorted(self.keystore_dir.iterdir()):
+                if path.name.lower().endswith(suffix) and path.is_file():
+                    return path
         raise KeystoreNotFoundError(wanted, str(self.keystore_dir))
 
     def unlock(self, address: str | None, password: str | PasswordSource) -> LocalAccount:
