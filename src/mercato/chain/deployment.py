@@ -91,14 +91,23 @@ class Deployment:
         path = deployment_path(data_dir, chain_id)
         if not path.exists():
             return None
+        return cls.from_file(path)
+
+    @classmethod
+    def from_file(cls, path: Path) -> Deployment:
+        """Reads a deployment record, e.g. one shared to join a network.
+
+        Raises:
+            DeploymentError: The file is missing, damaged or not a deployment record.
+        """
         try:
             fields = json.loads(path.read_text())
             for name in ("token", "model_registry", "marketplace", "reviews", "deployer"):
                 fields[name] = to_checksum_address(fields[name])
             return cls(**fields)
-        except (ValueError, TypeError, KeyError) as exc:
+        except (OSError, ValueError, TypeError, KeyError) as exc:
             raise DeploymentError(
-                f"The deployment record {path} is damaged ({exc}). Restore it, or remove it "
+                f"{path} is not a readable deployment record ({exc}). Restore it, or remove it "
                 "to deploy afresh."
             ) from exc
 

@@ -1,85 +1,147 @@
 # SPDX-License-Identifier: AGPL-3.0-only
-"""`mercato node ...`: run a Mercato node."""
+"""`mercato node up`: run a Mercato node."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+from eth_account.signers.local import LocalAccount
 from rich.table import Table
 
-from mercato.chain.contracts import MercatoContracts
-from mercato.chain.deployment import TOKEN_UNIT
-from mercato.chain.session import ChainSession, demo_accounts, open_chain
+from mercato.chain.deployment import Deployment, deployment_path
+from mercato.chain.session import demo_accounts
 from mercato.cli.app import app
-from mercato.config import default_data_dir
-from mercato.errors import MercatoError
+from mercato.cli.common import (
+    AccountOption,
+    DataDirOption,
+    PasswordFileOption,
+    RpcUrlOption,
+    console,
+    format_tokens,
+)
+from mercato.cli.errors import handles_errors
+from mercato.config import Settings, load_settings
+from mercato.node import Node, seed_demo
+from mercato.wallet import PasswordSource, Wallet
 
 node_app = typer.Typer(help="Run a Mercato node.", no_args_is_help=True)
 app.add_typer(node_app, name="node")
-console = Console()
 
 
 @node_app.command("up")
+@handles_errors
 def up(
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(help="Data directory (default: $MERCATO_DATA_DIR or the user data folder)."),
+    data_dir: DataDirOption = None,
+    rpc_url: RpcUrlOption = None,
+    port: Annotated[int | None, typer.Option(help="Loopback port of the local Anvil.")] = None,
+    gateway_port: Annotated[
+        int | None, typer.Option(help="Port of the node's HTTP gateway.")
     ] = None,
-    rpc_url: Annotated[
-        str | None,
-        typer.Option(help="Use this EVM JSON-RPC endpoint instead of starting a local Anvil."),
+    provider_url: Annotated[
+        str | None, typer.Option(help="The public URL buyers reach this gateway at.")
     ] = None,
-    port: Annotated[int, typer.Option(help="Loopback port of the local Anvil.")] = 8545,
+    deployment: Annotated[
+        Path | None, typer.Option(help="A deployment record to join an existing network.")
+    ] = None,
+    account: AccountOption = None,
+    password_file: PasswordFileOption = None,
     demo: Annotated[
-        bool, typer.Option(help="Show the funded demo accounts of a local chain.")
+        bool,
+        typer.Option(
+            help="Sell from two demo creators and publish the sample models (local chains)."
+        ),
     ] = False,
     setup_only: Annotated[
         bool, typer.Option(help="Set everything up, print the summary and exit.")
     ] = False,
 ) -> None:
-    """Start (or connect to) the chain, deploy Mercato once, and serve until Ctrl-C.
+    """Start (or connect to) the chain, deploy Mercato once, serve blocks and try calls,
+    and deliver keys for the accounts this node sells from, until Ctrl-C.
 
-    Restarting keeps every model, balance and order: the local chain's state and the
-    deployment record live in the data directory.
+    Restarting keeps every model, balance and order: the local chain's state, the
+    deployment record, the store and the keys live in the data directory.
     """
-    folder = data_dir or default_data_dir()
     # Installed first, so a stop request during set-up still shuts Anvil down cleanly.
     stopped = _stop_requested()
+    settings = load_settings(
+        data_dir=data_dir,
+        rpc_url=rpc_url,
+        anvil_port=port,
+        gateway_port=gateway_port,
+        provider_url=provider_url,
+        account=account,
+    )
+    if deployment is not None:
+        _import_deployment(settings, Deployment.from_file(deployment))
+    sellers = _seller_accounts(settings, account, password_file, demo)
+    node = Node(settings, sellers)
+    node.start()
     try:
-        session = open_chain(folder, rpc_url=rpc_url, port=port)
-    except MercatoError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
-    try:
-        _print_summary(session, folder, demo)
+        if demo and node.session is not None and node.session.is_local:
+            with console.status("Publishing the demo models…"):
+                seed_demo(node, sellers)
+        _print_summary(node, demo)
         if not setup_only:
             console.print("[green]ready[/green]: node is up; press Ctrl-C to stop.")
             stopped.wait()
     finally:
-        session.close()
+        node.stop()
 
 
-def _print_summary(session: ChainSession, folder: Path, demo: bool) -> None:
+def _seller_accounts(
+    settings: Settings, account: str | None, password_file: Path | None, demo: bool
+) -> list[LocalAccount]:
+    if demo:
+        return demo_accounts()[:2]  # the demo creators (public test keys)
+    wallet = Wallet.from_settings(settings)
+    if not wallet.list_accounts():
+        logging.getLogger(__name__).warning("no wallet account: this node sells nothing")
+        return []
+    return [wallet.unlock(account, PasswordSource(password_file))]
+
+
+def _import_deployment(settings: Settings, record: Deployment) -> None:
+    if not deployment_path(settings.data_dir, record.chain_id).exists():
+        record.save(settings.data_dir)
+
+
+def _print_summary(node: Node, demo: bool) -> None:
+    session, market = node.session, node.market
+    if session is None or market is None:
+        return
     d = session.deployment
     state = "deployed now" if session.deployed_now else "reused from the deployment record"
     console.print(f"chain {d.chain_id} at {session.rpc_url} · contracts {state}")
-    console.print(f"data directory: {folder}")
+    console.print(f"data directory: {node.settings.data_dir}")
+    console.print(f"gateway: {node.settings.public_url}")
     table = Table("contract", "address")
     for name in ("token", "model_registry", "marketplace", "reviews"):
         table.add_row(name, getattr(d, name))
     console.print(table)
+    if node.accounts:
+        console.print("selling from: " + ", ".join(a.address for a in node.accounts))
     if demo and session.is_local:
-        token = MercatoContracts.connect(session.w3, d).token
-        accounts = Table("demo account", "MCT", title="Anvil dev accounts (public test keys)")
-        for account in demo_accounts():
-            balance = token.balance_of(account.address) / TOKEN_UNIT
-            accounts.add_row(account.address, f"{balance:,.2f}")
+        token = market.contracts.token
+        accounts = Table(
+            "demo account", "role", "balance", title="Anvil dev accounts (public test keys)"
+        )
+        for i, account in enumerate(demo_accounts()):
+            role = "creator" if i < 2 else "buyer"
+            accounts.add_row(
+                account.address, role, format_tokens(token.balance_of(account.address))
+            )
         console.print(accounts)
+        models = Table("model", "owner", "price", title="Models on this chain")
+        for model_id in range(1, market.contracts.registry.total_models() + 1):
+            listing = market.contracts.marketplace.listing(model_id)
+            owner = market.contracts.registry.owner_of(model_id)
+            models.add_row(str(model_id), owner, format_tokens(listing.price))
+        console.print(models)
 
 
 def _stop_requested() -> threading.Event:

@@ -1,0 +1,363 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""Market commands: publish, version add, price set, show, try, buy, orders, download,
+refund, review, attest. Each checks its flags, calls one SDK function and prints."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from mercato.cli.app import app
+from mercato.cli.common import (
+    AccountOption,
+    DataDirOption,
+    JsonOption,
+    PasswordFileOption,
+    RpcUrlOption,
+    console,
+    format_tokens,
+    open_market,
+    parse_tokens,
+    print_json,
+)
+from mercato.cli.errors import handles_errors
+from mercato.client.provider import try_remote
+from mercato.errors import ConfigError
+from mercato.storage.cids import parse_cid
+
+version_app = typer.Typer(help="Model versions.", no_args_is_help=True)
+price_app = typer.Typer(help="Prices and license terms.", no_args_is_help=True)
+app.add_typer(version_app, name="version")
+app.add_typer(price_app, name="price")
+
+ModelId = Annotated[int, typer.Argument(help="The model's id.", min=1)]
+
+
+@app.command()
+@handles_errors
+def publish(
+    path: Annotated[Path, typer.Argument(help="The model package: ONNX + README.md model card.")],
+    price: Annotated[str, typer.Option(help="Price in MCT, e.g. 5 or 0.25; 0 is free.")] = "0",
+    license_days: Annotated[
+        int, typer.Option(help="License length in days; 0 is perpetual.", min=0)
+    ] = 0,
+    parent: Annotated[
+        list[int] | None, typer.Option(help="A parent model id (repeat for several).")
+    ] = None,
+    royalty: Annotated[
+        list[int] | None, typer.Option(help="Each parent's royalty in basis points, same order.")
+    ] = None,
+    data_dir: DataDirOption = None,
+    rpc_url: RpcUrlOption = None,
+    account: AccountOption = None,
+    password_file: PasswordFileOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Validate, store (encrypted when paid) and publish a model in one transaction."""
+    parents, shares = parent or [], royalty or []
+    if len(parents) != len(shares):
+        raise ConfigError("Give one --royalty per --parent, in the same order.")
+    market = open_market(data_dir, rpc_url, account, password_file)
+    with console.status("Validating, hashing and storing the model…"):
+        result = market.models.publish(
+            path,
+            price=parse_tokens(price),
+            license_duration=license_days * 86_400,
+            parents=parents,
+            royalty_bps=shares,
+        )
+    if json_output:
+        print_json(
+            {
+                "model_id": result.model_id,
+                "version": result.version,
+                "artifact_cid": str(result.artifact_cid),
+                "manifest_cid": str(result.manifest_cid),
+                "encrypted": result.encrypted,
+            }
+        )
+        return
+    console.print(f"Published model [bold]{result.model_id}[/bold] (version 1)")
+    console.print(f"artifact {result.artifact_cid}{' (encrypted)' if result.encrypted else ''}")
+    console.print(f"manifest {result.manifest_cid}")
+
+
+@version_app.command("add")
+@handles_errors
+def version_add(
+    model_id: ModelId,
+    path: Annotated[Path, typer.Argument(help="The new version's model package.")],
+    data_dir: DataDirOption = None,
+    rpc_url: RpcUrlOption = None,
+    account: AccountOption = None,
+    password_file: PasswordFileOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Publish a new version of a model you own."""
+    market = open_market(data_dir, rpc_url, account, password_file)
+    result = market.models.add_version(model_id, path)
+    if json_output:
+        print_json(
+            {
+                "model_id": model_id,
+                "version": result.version,
+                "artifact_cid": str(result.artifact_cid),
+            }
+        )
+    else:
+        console.print(
+            f"Model {model_id}: version {result.version} published ({result.artifact_cid})"
+        )
+
+
+@price_app.command("set")
+@handles_errors
+def price_set(
+    model_id: ModelId,
+    price: Annotated[str, typer.Argument(help="Price in MCT; 0 is free.")],
+    license_days: Annotated[
+        int, typer.Option(help="License length in days; 0 is perpetual.", min=0)
+    ] = 0,
+    off_sale: Annotated[bool, typer.Option("--off-sale", help="Stop new purchases.")] = False,
+    data_dir: DataDirOption = None,
+    rpc_url: RpcUrlOption = None,
+    account: AccountOption = None,
+    password_file: PasswordFileOption = None,
+) -> None:
+    """Set a model's price and license terms."""
+    market = open_market(data_dir, rpc_url, account, password_file)
+    listing = market.models.set_price(
+        model_id, parse_tokens(price), license_duration=license_days * 86_400, for_sale=not off_sale
+    )
+    state = "for sale" if listing.for_sale else "off sale"
+    console.print(f"Model {model_id}: {format_tokens(listing.price)}, {state}")
+
+
+@app.command()
+@handles_errors
+def show(
+    model_id: ModelId,
+    data_dir: DataDirOption = None,
+    rpc_url: RpcUrlOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show a model: owner, price, versions, lineage, performance history."""
+    market = open_market(data_dir, rpc_url, signing=False)
+    info = market.models.show(model_id)
+    history = market.reviews.history(model_id)
+    if json_output:
+        print_json(
+            {
+                "model_id": info.model_id,
+                "owner": info.owner,
+                "price": info.listing.price,
+                "license_duration": info.listing.license_duration,
+                "for_sale": info.listing.for_sale,
+                "provider_url": info.provider_url,
+                "parents": [{"model_id": p, "royalty_bps": b} for p, b in info.parents],
+                "versions": [
+                    {
+                        "version": v.version,
+                        "artifact_cid": str(v.artifact_cid),
+                        "manifest_cid": str(v.manifest_cid),
+                        "plaintext_sha256": v.plaintext_sha256.hex(),
+                        "deprecated": v.deprecated,
+                    }
+                    for v in info.versions
+                ],
+                "average_rating": history.average_rating,
+                "reviews": len(history.reviews),
+                "evaluations": [
+                    {"author": e.author, "version": e.version, "metric": e.metric, "score": e.score}
+                    for e in history.evaluations
+                ],
+            }
+        )
+        return
+    console.print(f"[bold]Model {info.model_id}[/bold] owned by {info.owner}")
+    sale = "for sale" if info.listing.for_sale else "off sale"
+    term = (
+        f"{info.listing.license_duration // 86_400} days"
+        if info.listing.license_duration
+        else "perpetual"
+    )
+    console.print(f"price {format_tokens(info.listing.price)} · {term} license · {sale}")
+    console.print(f"provider {info.provider_url or '(none recorded)'}")
+    for parent, bps in info.parents:
+        console.print(f"derived from model {parent} (royalty {bps / 100:g}%)")
+    table = Table("version", "artifact CID", "status")
+    for v in info.versions:
+        table.add_row(
+            str(v.version), str(v.artifact_cid), "deprecated" if v.deprecated else "current"
+        )
+    console.print(table)
+    rating = f"{history.average_rating:.1f}/5" if history.average_rating else "no reviews yet"
+    console.print(
+        f"rating {rating} ({len(history.reviews)} reviews), {len(history.evaluations)} evaluations"
+    )
+
+
+@app.command("try")
+@handles_errors
+def try_command(
+    model_id: ModelId,
+    inputs: Annotated[
+        str,
+        typer.Argument(help="JSON inputs, e.g. '{\"X\": [[5.1, 3.5, 1.4, 0.2]]}', or - for stdin."),
+    ],
+    data_dir: DataDirOption = None,
+    rpc_url: RpcUrlOption = None,
+) -> None:
+    """Run a model on the creator's node before buying it; the weights stay there."""
+    text = sys.stdin.read() if inputs == "-" else inputs
+    try:
+        parsed = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"The inputs are not JSON ({exc}).") from exc
+    request = parsed if "inputs" in parsed else {"inputs": parsed}
+    market = open_market(data_dir, rpc_url, signing=False)
+    info = market.models.show(model_id)
+    answer = try_remote(info.provider_url, model_id, json.dumps(request).encode())
+    typer.echo(answer.decode())
+
+
+@app.command()
+@handles_errors
+def buy(
+    model_id: ModelId,
+    max_price: Annotated[
+        str | None, typer.Option(help="The most to pay in MCT (default: the current price).")
+    ] = None,
+    wait: Annotated[
+        int, typer.Option(help="Seconds to wait for the key; 0 returns at once.", min=0)
+    ] = 60,
+    data_dir: DataDirOption = None,
+    rpc_url: RpcUrlOption = None,
+    account: AccountOption = None,
+    password_file: PasswordFileOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Buy a license: the price waits in escrow until the creator's node delivers the key."""
+    market = open_market(data_dir, rpc_url, account, password_file)
+    limit = parse_tokens(max_price) if max_price is not None else None
+    with console.status("Buying…"):
+        order = market.orders.buy(model_id, max_price=limit)
+    if wait and order.state.name == "PENDING":
+        with console.status("Waiting for the creator's node to deliver the key…"):
+            order = market.orders.wait_for_delivery(model_id, timeout=wait)
+    if json_output:
+        print_json({"model_id": model_id, "state": order.state.name.lower(), "price": order.price})
+    else:
+        console.print(
+            f"Model {model_id}: {order.state.name.lower()} ({format_tokens(order.price)})"
+        )
+
+
+@app.command()
+@handles_errors
+def orders(
+    data_dir: DataDirOption = None,
+    rpc_url: RpcUrlOption = None,
+    account: AccountOption = None,
+    password_file: PasswordFileOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List your orders and licenses."""
+    market = open_market(data_dir, rpc_url, account, password_file)
+    found = market.orders.list()
+    if json_output:
+        print_json(
+            [
+                {"model_id": o.model_id, "state": o.state.name.lower(), "price": o.price,
+                 "licensed": o.licensed, "time": o.time}
+                for o in found
+            ]
+        )  # fmt: skip
+        return
+    table = Table("model", "state", "price", "license")
+    for o in found:
+        table.add_row(
+            str(o.model_id),
+            o.state.name.lower(),
+            format_tokens(o.price),
+            "yes" if o.licensed else "no",
+        )
+    console.print(table)
+
+
+@app.command()
+@handles_errors
+def download(
+    model_id: ModelId,
+    dest: Annotated[Path, typer.Argument(help="A new, empty folder for the model package.")],
+    gateway: Annotated[
+        str | None, typer.Option(help="Fetch from this IPFS gateway instead of the creator's node.")
+    ] = None,
+    data_dir: DataDirOption = None,
+    rpc_url: RpcUrlOption = None,
+    account: AccountOption = None,
+    password_file: PasswordFileOption = None,
+) -> None:
+    """Download a model you hold a license for; every block and the sha256 are checked."""
+    market = open_market(data_dir, rpc_url, account, password_file)
+    with console.status("Downloading and verifying…"):
+        path = market.orders.download(model_id, dest, gateway=gateway)
+    console.print(f"Model {model_id} verified and unpacked into {path}")
+
+
+@app.command()
+@handles_errors
+def refund(
+    model_id: ModelId,
+    data_dir: DataDirOption = None,
+    rpc_url: RpcUrlOption = None,
+    account: AccountOption = None,
+    password_file: PasswordFileOption = None,
+) -> None:
+    """Take back the price of a purchase that was not delivered before its deadline."""
+    market = open_market(data_dir, rpc_url, account, password_file)
+    order = market.orders.refund(model_id)
+    console.print(
+        f"Model {model_id}: {order.state.name.lower()}; {format_tokens(order.price)} returned"
+    )
+
+
+@app.command()
+@handles_errors
+def review(
+    model_id: ModelId,
+    rating: Annotated[int, typer.Argument(help="1 (worst) to 5 (best).", min=1, max=5)],
+    text_cid: Annotated[str | None, typer.Option(help="CID of the review text.")] = None,
+    data_dir: DataDirOption = None,
+    rpc_url: RpcUrlOption = None,
+    account: AccountOption = None,
+    password_file: PasswordFileOption = None,
+) -> None:
+    """Review a model you hold a license for (again to update your review)."""
+    market = open_market(data_dir, rpc_url, account, password_file)
+    market.reviews.review(model_id, rating, parse_cid(text_cid) if text_cid else None)
+    console.print(f"Model {model_id}: reviewed {rating}/5")
+
+
+@app.command()
+@handles_errors
+def attest(
+    model_id: ModelId,
+    version: Annotated[int, typer.Argument(help="The evaluated version.", min=1)],
+    metric: Annotated[str, typer.Argument(help="The metric, e.g. accuracy.")],
+    score: Annotated[float, typer.Argument(help="The score, e.g. 0.93.")],
+    dataset_cid: Annotated[str, typer.Option(help="CID of the evaluation dataset.")],
+    data_dir: DataDirOption = None,
+    rpc_url: RpcUrlOption = None,
+    account: AccountOption = None,
+    password_file: PasswordFileOption = None,
+) -> None:
+    """Attest an evaluation of a model version under your address."""
+    market = open_market(data_dir, rpc_url, account, password_file)
+    market.reviews.attest(model_id, version, parse_cid(dataset_cid), metric, score)
+    console.print(f"Model {model_id} v{version}: {metric} = {score:g} attested")
