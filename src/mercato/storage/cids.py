@@ -27,6 +27,7 @@ __all__ = [
     "key_from_multihash",
     "parse_cid",
     "sha256_cid_bytes",
+    "split_sha256_cid",
     "verify_block",
 ]
 
@@ -58,6 +59,32 @@ def sha256_cid_bytes(version: int, codec: int, digest: bytes) -> bytes:
     if version == 0:
         return _SHA256_MH_PREFIX + digest
     return bytes((1, codec)) + _SHA256_MH_PREFIX + digest
+
+
+def split_sha256_cid(raw: bytes) -> tuple[int, bytes] | None:
+    """Codec and multihash of a binary sha2-256 CID, without building a `CID` object.
+
+    The exporter and the blockstore walk thousands of links per GiB; parsing the two
+    forms kubo writes (CIDv0, and CIDv1 dag-pb/raw) by hand keeps that walk at disk and
+    sha256 speed.
+
+    Args:
+        raw: A binary CID.
+
+    Returns:
+        (codec, multihash) for a CIDv0 or a CIDv1 dag-pb/raw sha2-256 CID; None for any
+        other CID (the caller then falls back to `cid_from_bytes`).
+    """
+    if len(raw) == 34 and raw[:2] == _SHA256_MH_PREFIX:
+        return CODEC_DAG_PB, raw
+    if (
+        len(raw) == 36
+        and raw[0] == 1
+        and raw[1] in (CODEC_DAG_PB, CODEC_RAW)
+        and raw[2:4] == _SHA256_MH_PREFIX
+    ):
+        return raw[1], raw[2:]
+    return None
 
 
 def cid_from_bytes(raw: bytes) -> CID:

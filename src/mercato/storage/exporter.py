@@ -11,16 +11,22 @@ from __future__ import annotations
 import os
 import secrets
 from collections import deque
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 from multiformats import CID
 
 from mercato.errors import DagFormatError, MercatoError
 from mercato.storage.blockstore import wrap_write_error
-from mercato.storage.cids import CODEC_DAG_PB, CODEC_RAW, cid_from_bytes, parse_cid
+from mercato.storage.cids import (
+    CODEC_DAG_PB,
+    CODEC_RAW,
+    cid_from_bytes,
+    parse_cid,
+    split_sha256_cid,
+)
 from mercato.storage.dagpb import UNIXFS_FILE, UNIXFS_RAW, decode_node, decode_unixfs
 
 MAX_DEPTH = 32
@@ -56,72 +62,99 @@ def iter_file(cid: CID | str, source: BlockSource) -> Iterator[bytes | memoryvie
         DagFormatError: If the DAG is not a UnixFS file or its sizes disagree.
     """
     root = parse_cid(cid)
+    fetch = _raw_fetcher(source)
     pool = ThreadPoolExecutor(max_workers=PREFETCH, thread_name_prefix="unixfs-export")
     try:
-        yield from _emit(root, source.get_block(root), source, pool, 0)
+        raw = bytes(root)
+        yield from _emit(raw, fetch(raw), fetch, pool, 0)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _raw_fetcher(source: BlockSource) -> Callable[[bytes], bytes]:
+    # Links hold binary CIDs. The local store reads and verifies them as they are; other
+    # sources (gateways, kubo) get a `CID`, whose cost is small next to a network fetch.
+    get_raw = getattr(source, "get_raw", None)
+    if callable(get_raw):
+        return cast(Callable[[bytes], bytes], get_raw)
+    return lambda raw: source.get_block(cid_from_bytes(raw))
+
+
+def _name(raw: bytes) -> str:
+    """The printable CID, only built for error messages."""
+    return str(cid_from_bytes(raw))
+
+
 def _emit(
-    cid: CID,
+    raw: bytes,
     block: bytes,
-    source: BlockSource,
+    fetch: Callable[[bytes], bytes],
     pool: ThreadPoolExecutor,
     depth: int,
 ) -> Generator[bytes | memoryview, None, int]:
     if depth > MAX_DEPTH:
-        raise DagFormatError(f"DAG under {cid} is deeper than {MAX_DEPTH} levels.", cid=str(cid))
-    if cid.codec.code == CODEC_RAW:
+        raise DagFormatError(
+            f"DAG under {_name(raw)} is deeper than {MAX_DEPTH} levels.", cid=_name(raw)
+        )
+    split = split_sha256_cid(raw)
+    codec = split[0] if split is not None else cid_from_bytes(raw).codec.code
+    if codec == CODEC_RAW:
         if block:
             yield block
         return len(block)
-    if cid.codec.code != CODEC_DAG_PB:
+    if codec != CODEC_DAG_PB:
+        cid = cid_from_bytes(raw)
         raise DagFormatError(
             f"Block {cid} uses codec {cid.codec.name}; a UnixFS file has only dag-pb and raw "
             "blocks.",
             cid=str(cid),
         )
-    name = str(cid)
-    node = decode_node(block, name)
-    if node.data is None:
-        raise DagFormatError(f"dag-pb node {cid} has no UnixFS data.", cid=name)
-    meta = decode_unixfs(node.data, name)
+    try:
+        node = decode_node(block)
+        if node.data is None:
+            raise DagFormatError("dag-pb node has no UnixFS data.", cid=None)
+        meta = decode_unixfs(node.data)
+    except DagFormatError as exc:
+        # Decoded without a name on the hot path; name the block now that it failed.
+        raise DagFormatError(f"{exc} (block {_name(raw)})", cid=_name(raw)) from exc
     if meta.type not in (UNIXFS_FILE, UNIXFS_RAW):
-        raise DagFormatError(f"{cid} is a UnixFS node of type {meta.type}, not a file.", cid=name)
+        raise DagFormatError(
+            f"{_name(raw)} is a UnixFS node of type {meta.type}, not a file.", cid=_name(raw)
+        )
     if node.links and len(meta.blocksizes) != len(node.links):
         raise DagFormatError(
-            f"Node {cid} has {len(node.links)} links but {len(meta.blocksizes)} blocksizes.",
-            cid=name,
+            f"Node {_name(raw)} has {len(node.links)} links but {len(meta.blocksizes)} blocksizes.",
+            cid=_name(raw),
         )
     total = 0
     if meta.data is not None and len(meta.data):
         total += len(meta.data)
         yield meta.data
-    children = [cid_from_bytes(link.hash) for link in node.links]
+    children = [link.hash for link in node.links]
     window: deque[Future[bytes]] = deque()
     ahead = iter(children)
     for child in ahead:
-        window.append(pool.submit(source.get_block, child))
+        window.append(pool.submit(fetch, child))
         if len(window) >= PREFETCH:
             break
     for index, child in enumerate(children):
         child_block = window.popleft().result()
         nxt = next(ahead, None)
         if nxt is not None:
-            window.append(pool.submit(source.get_block, nxt))
-        got = yield from _emit(child, child_block, source, pool, depth + 1)
+            window.append(pool.submit(fetch, nxt))
+        got = yield from _emit(child, child_block, fetch, pool, depth + 1)
         if got != meta.blocksizes[index]:
             raise DagFormatError(
-                f"Node {cid} says link {index} holds {meta.blocksizes[index]} bytes, "
-                f"but {child} holds {got}.",
-                cid=name,
+                f"Node {_name(raw)} says link {index} holds {meta.blocksizes[index]} bytes, "
+                f"but {_name(child)} holds {got}.",
+                cid=_name(raw),
             )
         total += got
     if meta.filesize is not None and meta.filesize != total:
         raise DagFormatError(
-            f"Node {cid} says the file has {meta.filesize} bytes, but its blocks hold {total}.",
-            cid=name,
+            f"Node {_name(raw)} says the file has {meta.filesize} bytes, but its blocks hold "
+            f"{total}.",
+            cid=_name(raw),
         )
     return total
 
