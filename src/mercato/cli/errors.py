@@ -14,8 +14,9 @@ once retired. The sentence is the error's own message, which says how to fix it.
 | 30-39 | storage                      |
 | 40-49 | crypto                       |
 | 50-59 | model packages and the try runtime |
-| 60-69 | market: orders, downloads, providers |
+| 60-69 | market: models and orders |
 | 70-79 | index and gateway            |
+| 80-89 | providers and downloads      |
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ R = TypeVar("R")
 
 # Most specific first: the first matching class gives the exit code.
 EXIT_CODES: tuple[tuple[type[errors.MercatoError], int], ...] = (
-    (errors.ConfigError, 10),
     (errors.KeystoreNotFoundError, 11),
     (errors.WrongPasswordError, 12),
     (errors.KeystoreInvalidError, 13),
@@ -45,6 +45,7 @@ EXIT_CODES: tuple[tuple[type[errors.MercatoError], int], ...] = (
     (errors.WalletInputError, 17),
     (errors.ExportTargetExistsError, 18),
     (errors.WalletError, 19),
+    (errors.ConfigError, 10),
     (errors.AnvilError, 21),
     (errors.DeploymentError, 22),
     (errors.ContractRevertError, 23),
@@ -55,6 +56,20 @@ EXIT_CODES: tuple[tuple[type[errors.MercatoError], int], ...] = (
     (errors.CryptoError, 40),
     (errors.ModelPackageError, 50),
     (errors.InferenceError, 51),
+    (errors.ModelNotFoundError, 61),
+    (errors.VersionNotFoundError, 62),
+    (errors.VersionDeprecatedError, 63),
+    (errors.NotForSaleError, 64),
+    (errors.InsufficientBalanceError, 65),
+    (errors.AlreadyLicensedError, 66),
+    (errors.LicenseRequiredError, 67),
+    (errors.DeliveryTimeoutError, 68),
+    (errors.ProviderUnavailableError, 81),
+    (errors.ProviderRejectedError, 82),
+    (errors.DownloadError, 83),
+    (errors.ContentKeyMissingError, 84),
+    (errors.MarketError, 60),
+    (errors.GatewayStartError, 71),
     (errors.MercatoError, 1),
 )
 

@@ -26,6 +26,7 @@ from mercato.cli.common import (
     print_json,
 )
 from mercato.cli.errors import handles_errors
+from mercato.cli.wallet import wallet_app
 from mercato.client.provider import try_remote
 from mercato.errors import ConfigError
 from mercato.storage.cids import parse_cid
@@ -361,3 +362,42 @@ def attest(
     market = open_market(data_dir, rpc_url, account, password_file)
     market.reviews.attest(model_id, version, parse_cid(dataset_cid), metric, score)
     console.print(f"Model {model_id} v{version}: {metric} = {score:g} attested")
+
+
+@wallet_app.command("balance")
+@handles_errors
+def wallet_balance(
+    address: Annotated[
+        str | None, typer.Argument(help="Any address (default: your account).")
+    ] = None,
+    data_dir: DataDirOption = None,
+    rpc_url: RpcUrlOption = None,
+    account: AccountOption = None,
+    password_file: PasswordFileOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show an MCT balance and the credits waiting in the marketplace."""
+    market = open_market(data_dir, rpc_url, account, password_file, signing=address is None)
+    who = address or market.require_account("read a balance").address
+    balance = market.wallet.balance(who)
+    credits = market.contracts.marketplace.credits(who)
+    if json_output:
+        print_json({"address": who, "balance": balance, "credits": credits})
+    else:
+        console.print(f"{who}: {format_tokens(balance)} (+ {format_tokens(credits)} to withdraw)")
+
+
+@wallet_app.command("faucet")
+@handles_errors
+def wallet_faucet(
+    data_dir: DataDirOption = None,
+    rpc_url: RpcUrlOption = None,
+    account: AccountOption = None,
+    password_file: PasswordFileOption = None,
+) -> None:
+    """Draw test MCT on a local chain."""
+    market = open_market(data_dir, rpc_url, account, password_file)
+    balance = market.wallet.faucet()
+    console.print(
+        f"{market.require_account('use the faucet').address}: now {format_tokens(balance)}"
+    )
