@@ -856,3 +856,80 @@ class GatewayStartError(MercatoError, OSError):
             f"The gateway did not start on {host}:{port}. Is the port in use? Choose another "
             "with --gateway-port."
         )
+
+
+# --- gateway: sign-in, sessions, uploads --------------------------------------------------
+
+
+class GatewayError(MercatoError):
+    """A request to the node's gateway cannot be served as asked."""
+
+    code = "gateway_error"
+
+
+class SiweError(GatewayError, PermissionError):
+    """A Sign-In with Ethereum (EIP-4361) message or signature is refused."""
+
+    code = "siwe_invalid"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"Sign-in refused: {reason}. Ask for a new sign-in message and sign it.")
+
+
+class SiweMessageError(SiweError, ValueError):
+    """The text is not a well-formed EIP-4361 message."""
+
+    code = "siwe_malformed"
+
+
+class SiweNonceError(SiweError):
+    """The nonce was never issued by this node, or it was already used (a replay)."""
+
+    code = "siwe_nonce"
+
+
+class SiweExpiredError(SiweError):
+    """The message's expiration time has passed, or its not-before time has not come."""
+
+    code = "siwe_expired"
+
+
+class SiweDomainError(SiweError):
+    """The message was made for another site (domain or URI)."""
+
+    code = "siwe_domain"
+
+
+class SiweChainError(SiweError):
+    """The message names another chain than the one this node serves."""
+
+    code = "siwe_chain"
+
+
+class SiweSignatureError(SiweError):
+    """The signature does not recover to the message's address."""
+
+    code = "siwe_signature"
+
+
+class SessionRequiredError(GatewayError, PermissionError):
+    """The request needs a signed-in wallet and has no valid session."""
+
+    code = "session_required"
+
+    def __init__(self, action: str) -> None:
+        self.action = action
+        super().__init__(
+            f"Sign in with your wallet to {action} (POST /v1/auth/nonce, then /v1/auth/verify)."
+        )
+
+
+class UploadError(GatewayError, ValueError):
+    """An uploaded model package cannot be stored."""
+
+    code = "upload_invalid"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"The upload was refused: {reason}.")
