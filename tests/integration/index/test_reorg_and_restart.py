@@ -110,7 +110,7 @@ def test_resumes_after_a_kill(
 ) -> None:
     for i in range(8):
         _publish(market, 1 + i % 4, f"model-{i}")
-        _rpc(market, "anvil_mine", hex(150))
+        _rpc(market, "anvil_mine", hex(40))
     head = market.w3.eth.block_number
     deployment_file, manifests_file = tmp_path / "deployment.json", tmp_path / "manifests.json"
     deployment_file.write_text(json.dumps(asdict(market.deployment)))
@@ -123,7 +123,7 @@ def test_resumes_after_a_kill(
     index = Index.open(index_url)
     deadline = time.monotonic() + 60
     try:
-        while (index.status()[0] or 0) < market.deployment.deploy_block + 300:
+        while (index.status()[0] or 0) < market.deployment.deploy_block + 100:
             assert process.poll() is None and time.monotonic() < deadline, (
                 "indexer did not progress"
             )
