@@ -110,7 +110,10 @@ class UnixFSImporter:
         self._window = 2 * count + 2
         self._pending: deque[Future[_Link]] = deque()
         self._levels: list[list[_Link]] = [[]]
-        self._buf = bytearray()
+        # Pieces of the next chunk, held by reference and joined once when the chunk is
+        # full: one copy per byte, however the input is cut.
+        self._parts: list[bytes | memoryview] = []
+        self._held = 0
         self._size = 0
         self._chunks = 0
         self._closed = False
@@ -144,15 +147,25 @@ class UnixFSImporter:
         Raises:
             BlockWriteError: If writing a block failed (StorageFullError when full).
         """
-        if not self._buf and len(data) == CHUNK_SIZE:
+        if not isinstance(data, bytes):
+            # Only immutable bytes are held by reference: a caller may reuse its buffer.
+            data = bytes(data)
+        if not self._held and len(data) == CHUNK_SIZE:
             # Fast path for readers that already deliver whole chunks: no copy.
-            self._submit(bytes(data))
+            self._submit(data)
             return
-        self._buf += data
-        while len(self._buf) >= CHUNK_SIZE:
-            chunk = bytes(self._buf[:CHUNK_SIZE])
-            del self._buf[:CHUNK_SIZE]
+        view = memoryview(data)
+        while self._held + len(view) >= CHUNK_SIZE:
+            need = CHUNK_SIZE - self._held
+            self._parts.append(view[:need])
+            view = view[need:]
+            chunk = b"".join(self._parts)
+            self._parts.clear()
+            self._held = 0
             self._submit(chunk)
+        if len(view):
+            self._parts.append(view)
+            self._held += len(view)
 
     def finish(self) -> ImportResult:
         """Flush the last chunk and build the tree up to the root.
@@ -164,9 +177,11 @@ class UnixFSImporter:
             BlockWriteError: If writing a block failed (StorageFullError when full).
         """
         try:
-            if self._buf or self._chunks == 0:
-                self._submit(bytes(self._buf))
-                self._buf.clear()
+            if self._held or self._chunks == 0:
+                chunk = b"".join(self._parts)
+                self._parts.clear()
+                self._held = 0
+                self._submit(chunk)
             while self._pending:
                 self._collect_one()
             root = self._reduce()
@@ -307,9 +322,10 @@ def import_file(
     with store.writing(), UnixFSImporter(store, cid_version=cid_version, workers=workers) as imp:
         _feed(imp, source)
         result = imp.finish()
-        store.flush()
         if pin:
-            store.pin(result.cid)
+            store.pin(result.cid)  # makes the blocks durable before the pin (one sync)
+        else:
+            store.flush()
     return result
 
 

@@ -90,24 +90,35 @@ def test_verify_finds_and_quarantines_every_damaged_block(store: Blockstore) -> 
     assert list(store.quarantine_dir.iterdir()) == []
 
 
+@pytest.mark.parametrize("pin", [True, False])
 def test_import_is_made_durable_before_the_pin_is_written(
-    store: Blockstore, monkeypatch: pytest.MonkeyPatch
+    store: Blockstore, monkeypatch: pytest.MonkeyPatch, pin: bool
 ) -> None:
     events: list[str] = []
-    real_flush, real_pin = Blockstore.flush, Blockstore.pin
+    real_flush = Blockstore.flush
+    real_rename = blockstore_module.os.rename
 
     def flush(self: Blockstore) -> None:
         events.append("flush")
         real_flush(self)
 
-    def pin(self: Blockstore, cid: object) -> None:
-        events.append("pin")
-        real_pin(self, cid)  # type: ignore[arg-type]
+    def rename(src: Path, dst: Path) -> None:
+        events.append(f"rename into {Path(dst).parent.name}")
+        real_rename(src, dst)
 
     monkeypatch.setattr(Blockstore, "flush", flush)
-    monkeypatch.setattr(Blockstore, "pin", pin)
-    import_file(io.BytesIO(DATA), store)
-    assert events[:2] == ["flush", "pin"]
+    monkeypatch.setattr(blockstore_module.os, "rename", rename)
+    import_file(io.BytesIO(DATA), store, pin=pin)
+    pin_renames = [i for i, e in enumerate(events) if e == "rename into pins"]
+    assert len(pin_renames) == (1 if pin else 0)
+    last_block = max(
+        i for i, e in enumerate(events) if e.startswith("rename into") and i not in pin_renames
+    )
+    flushes = [i for i, e in enumerate(events) if e == "flush"]
+    assert len(flushes) == 1  # one sync per import, not one per block
+    assert last_block < flushes[0]
+    if pin:
+        assert flushes[0] < pin_renames[0]
 
 
 def test_flush_reports_a_failed_sync(store: Blockstore, monkeypatch: pytest.MonkeyPatch) -> None:
