@@ -248,7 +248,7 @@ class StreamDecryptor:
         self._expected = None if expected_sha256 is None else bytes(expected_sha256)
         self.result: DecryptionResult | None = None
 
-    def decrypt(self, ciphertext: Iterable[bytes]) -> Iterator[bytes]:
+    def decrypt(self, ciphertext: Iterable[bytes | memoryview]) -> Iterator[bytes]:
         """Decrypt a stream of ciphertext pieces.
 
         Args:
@@ -329,7 +329,10 @@ def encrypt_chunks(
 
 
 def decrypt_chunks(
-    content_key: bytes, ciphertext: Iterable[bytes], *, expected_sha256: bytes | None = None
+    content_key: bytes,
+    ciphertext: Iterable[bytes | memoryview],
+    *,
+    expected_sha256: bytes | None = None,
 ) -> Iterator[bytes]:
     """Decrypt a Mercato stream, lazily; see `StreamDecryptor` for what is checked when.
 
@@ -405,7 +408,7 @@ def _parse_header(
 class _Reader:
     """Reads exact-size pieces out of an iterable of arbitrarily sized byte strings."""
 
-    def __init__(self, pieces: Iterable[bytes]) -> None:
+    def __init__(self, pieces: Iterable[bytes | memoryview]) -> None:
         self._pieces = iter(pieces)
         self._current: bytes = b""
         self._view = memoryview(b"")

@@ -1,0 +1,167 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""Paid artifacts: encrypt while importing, export while decrypting, in one pass each.
+
+`encrypt_and_import` reads the plaintext once; libsodium encrypts it on the calling
+thread while a helper thread hashes the plaintext (the sha256 the chain commits to) and
+the importer's pool hashes and writes the ciphertext blocks. All three release the GIL,
+so both cores work; no ciphertext is spooled to disk.
+
+`export_and_decrypt` walks the ciphertext DAG (every block verified against its CID,
+fetched ahead on a thread pool), decrypts it chunk by chunk and writes the plaintext to a
+temp file beside `dest`. Only after the final chunk authenticated and the plaintext
+hashed to the expected sha256 is the temp file fsynced and renamed over `dest`; on any
+error it is removed and `dest` is left as it was.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+from pathlib import Path
+from typing import NamedTuple
+
+from multiformats import CID
+
+from mercato.crypto.stream import DEFAULT_CHUNK_SIZE, StreamDecryptor, StreamEncryptor
+from mercato.errors import MercatoError, PlaintextHashMismatchError
+from mercato.storage.blockstore import Blockstore, wrap_write_error
+from mercato.storage.exporter import BlockSource, iter_file
+from mercato.storage.unixfs import import_file
+
+_READ_SIZE = DEFAULT_CHUNK_SIZE
+
+
+class EncryptedImport(NamedTuple):
+    """The outcome of `encrypt_and_import`.
+
+    Attributes:
+        cid: The ciphertext's root CID (public; `ipfs add` prints the same).
+        plaintext_sha256: sha256 of the plaintext, the digest the chain commits to.
+        size: Plaintext size in bytes.
+    """
+
+    cid: CID
+    plaintext_sha256: bytes
+    size: int
+
+
+def encrypt_and_import(
+    path: Path | str,
+    store: Blockstore,
+    key: bytes,
+    *,
+    cid_version: int = 0,
+    pin: bool = True,
+) -> EncryptedImport:
+    """Encrypt a file with the content key and import the ciphertext as UnixFS.
+
+    Args:
+        path: The plaintext file.
+        store: The blockstore to write to.
+        key: The 32-byte content key (`mercato.crypto.generate_content_key`).
+        cid_version: 0 (kubo's default) or 1 (raw leaves, base32).
+        pin: Pin the root so `gc` keeps it.
+
+    Returns:
+        (cid, plaintext_sha256, size): the ciphertext CID, the plaintext digest and size.
+
+    Raises:
+        InvalidKeyMaterialError: If `key` is not 32 bytes.
+        ConfigError: If `cid_version` is not 0 or 1.
+        FileNotFoundError: If `path` does not exist.
+        BlockWriteError: If a block could not be written (StorageFullError when full);
+            nothing is pinned then.
+    """
+    encryptor = StreamEncryptor(key)
+    with open(path, "rb", buffering=0) as fh:
+        pieces = iter(lambda: fh.read(_READ_SIZE), b"")
+        result = import_file(encryptor.encrypt(pieces), store, cid_version=cid_version, pin=pin)
+    done = encryptor.result
+    # Internal invariant, not input validation: import_file drains the stream, and a
+    # drained stream has set its result.
+    assert done is not None
+    return EncryptedImport(result.cid, done.plaintext_sha256, done.plaintext_size)
+
+
+def export_and_decrypt(
+    cid: CID | str,
+    source: BlockSource,
+    key: bytes,
+    expected_sha256: bytes,
+    dest: Path | str,
+) -> int:
+    """Fetch an encrypted artifact, decrypt it and write the verified plaintext to `dest`.
+
+    Args:
+        cid: The ciphertext's root CID.
+        source: Where blocks come from: a `Blockstore` or any storage backend (kubo, a
+            gateway); every block is verified against its CID.
+        key: The 32-byte content key.
+        expected_sha256: The plaintext sha256 the chain commits to (32 bytes).
+        dest: Where the plaintext goes; created or replaced only on success.
+
+    Returns:
+        The plaintext size in bytes.
+
+    Raises:
+        InvalidKeyMaterialError: If `key` or `expected_sha256` has a wrong length.
+        InvalidCIDError: If `cid` is not a CID.
+        BlockNotFoundError: If a block is missing.
+        BlockHashMismatchError: If a block does not match its CID.
+        DagFormatError: If the DAG is not a UnixFS file.
+        StorageBackendError: If a remote backend fails.
+        CiphertextFormatError: If the file is not a Mercato encrypted stream.
+        WrongContentKeyError: If the key does not match the stream.
+        CiphertextTamperedError: If a chunk fails authentication.
+        CiphertextTruncatedError: If the stream ends before its final chunk.
+        PlaintextHashMismatchError: If the plaintext does not hash to `expected_sha256`.
+        BlockWriteError: If `dest` could not be written (StorageFullError when full).
+        Nothing is written to `dest` in any of these cases.
+    """
+    expected = bytes(expected_sha256)
+    decryptor = StreamDecryptor(key, expected_sha256=expected)
+    dest = Path(dest)
+    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.part")
+    size = 0
+    try:
+        with open(tmp, "xb") as out:
+            for piece in decryptor.decrypt(iter_file(cid, source)):
+                out.write(piece)
+                size += len(piece)
+            done = decryptor.result
+            # The decryptor checks the digest itself; checked again here because this is
+            # the last line of defence before the plaintext gets a name.
+            if done is None or not hmac.compare_digest(done.plaintext_sha256, expected):
+                actual = done.plaintext_sha256 if done is not None else b""
+                raise PlaintextHashMismatchError(expected, actual)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, dest)
+    except MercatoError:
+        # Checked first: storage errors can also be OSErrors (BlockWriteError, backends).
+        tmp.unlink(missing_ok=True)
+        raise
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise wrap_write_error(exc, dest) from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(dest.parent)
+    return size
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename durable; not every platform can open a directory.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+__all__ = ["EncryptedImport", "encrypt_and_import", "export_and_decrypt"]
