@@ -1,13 +1,16 @@
 # SPDX-License-Identifier: AGPL-3.0-only
-"""The IPFS trustless-gateway endpoints: `GET|HEAD /ipfs/{cid}?format=raw|car`.
+"""The IPFS gateway endpoints: `GET|HEAD /ipfs/{cid}[?format=raw|car]`.
 
-A strict trustless gateway (no deserialized responses) over the node's blockstore, so
-other Mercato nodes and standard IPFS tooling can fetch and verify model bytes:
+A trustless gateway over the node's blockstore, so other Mercato nodes and standard
+IPFS tooling can fetch and verify model bytes:
 
 - `format=raw` or `Accept: application/vnd.ipld.raw`: the block itself;
 - `format=car` or `Accept: application/vnd.ipld.car`: the DAG as a CAR v1 stream,
   depth-first, without duplicates (`dag-scope=block` sends only the root block);
-- `format` wins over `Accept`; with neither, 400 (the spec's advice for strict mode);
+- `format` wins over `Accept`;
+- neither: the file's bytes, as any IPFS gateway answers for a UnixFS file (single
+  files only: there are no `/ipfs/{cid}/{path}` directories to walk); 501 for a CID that
+  is not a UnixFS file;
 - 404 when the root block is not in the store. Blocks are verified as they are read, so
   a corrupted store ends the stream instead of serving wrong bytes.
 """
@@ -20,16 +23,21 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from multiformats import CID
 
-from mercato.errors import BlockNotFoundError, InvalidCIDError
+from mercato.errors import BlockNotFoundError, DagFormatError, InvalidCIDError
 from mercato.storage.car import car_header, car_section, iter_car_bytes
-from mercato.storage.cids import parse_cid
-from mercato.storage.exporter import BlockSource
+from mercato.storage.cids import CODEC_DAG_PB, CODEC_RAW, parse_cid
+from mercato.storage.dagpb import UNIXFS_FILE, UNIXFS_RAW, decode_node, decode_unixfs
+from mercato.storage.exporter import BlockSource, iter_file
 
 RAW_MEDIA_TYPE = "application/vnd.ipld.raw"
 CAR_MEDIA_TYPE = "application/vnd.ipld.car"
 CAR_CONTENT_TYPE = f"{CAR_MEDIA_TYPE}; version=1; order=dfs; dups=n"
+# Model files are opaque bytes; no content sniffing (it would need the first bytes
+# before the headers, and a gateway must not guess types for downloads anyway).
+FILE_MEDIA_TYPE = "application/octet-stream"
 _IMMUTABLE = "public, max-age=29030400, immutable"
 _FORMATS = {"raw": RAW_MEDIA_TYPE, "car": CAR_MEDIA_TYPE}
+_FILE = "file"
 
 
 def _wanted_format(request: Request, format_param: str | None) -> str:
@@ -46,10 +54,27 @@ def _wanted_format(request: Request, format_param: str | None) -> str:
             return "raw"
         if media == CAR_MEDIA_TYPE:
             return "car"
+    return _FILE
+
+
+def _file_size(cid: CID, root: bytes) -> int:
+    """The size of the UnixFS file under `root`, from the root block alone."""
+    if cid.codec.code == CODEC_RAW:
+        return len(root)
+    if cid.codec.code == CODEC_DAG_PB:
+        try:
+            node = decode_node(root, str(cid))
+            meta = decode_unixfs(node.data, str(cid)) if node.data is not None else None
+        except DagFormatError as exc:
+            raise HTTPException(501, f"{cid} is not a UnixFS file: {exc}") from exc
+        if meta is not None and meta.type in (UNIXFS_FILE, UNIXFS_RAW):
+            if meta.filesize is not None:
+                return meta.filesize
+            if not node.links:
+                return len(meta.data) if meta.data is not None else 0
     raise HTTPException(
-        400,
-        "This is a trustless gateway: ask for ?format=raw or ?format=car, or send "
-        f"Accept: {RAW_MEDIA_TYPE} or {CAR_MEDIA_TYPE}.",
+        501,
+        f"{cid} is not a single UnixFS file; ask for ?format=car to fetch the DAG.",
     )
 
 
@@ -61,6 +86,16 @@ def _parse(cid_text: str) -> CID:
 
 
 def _common_headers(cid: CID, fmt: str, scope: str) -> dict[str, str]:
+    if fmt == _FILE:
+        return {
+            "Cache-Control": _IMMUTABLE,
+            "Etag": f'"{cid}"',
+            "X-Content-Type-Options": "nosniff",
+            "X-Ipfs-Path": f"/ipfs/{cid}",
+            "X-Ipfs-Roots": str(cid),
+            "Accept-Ranges": "none",
+            "Vary": "Accept",
+        }
     ext = "bin" if fmt == "raw" else "car"
     etag = f'"{cid}.raw"' if fmt == "raw" else f'"{cid}.car.{scope}.dfs.n"'
     return {
@@ -97,7 +132,7 @@ def create_ipfs_router(store: BlockSource) -> APIRouter:
         format_param: str | None = Query(None, alias="format"),
         scope: str = Query("all", alias="dag-scope"),
     ) -> Response:
-        """Serve a block or a CAR of a DAG, per the trustless-gateway spec."""
+        """Serve a block, a CAR of a DAG, or the verified bytes of a UnixFS file."""
         fmt = _wanted_format(request, format_param)
         if scope not in ("block", "entity", "all"):
             raise HTTPException(400, f"Unsupported dag-scope {scope!r}.")
@@ -105,6 +140,14 @@ def create_ipfs_router(store: BlockSource) -> APIRouter:
         root = _root_block(parsed)
         headers = _common_headers(parsed, fmt, scope)
         head = request.method == "HEAD"
+        if fmt == _FILE:
+            headers["Content-Length"] = str(_file_size(parsed, root))
+            if head:
+                return Response(content=b"", media_type=FILE_MEDIA_TYPE, headers=headers)
+            # Streamed block by block, each verified against its CID as it is read.
+            return StreamingResponse(
+                iter_file(parsed, store), media_type=FILE_MEDIA_TYPE, headers=headers
+            )
         if fmt == "raw":
             headers["Content-Length"] = str(len(root))
             return Response(

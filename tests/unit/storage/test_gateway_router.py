@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 
 import pytest
@@ -10,10 +11,16 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from mercato.errors import BlockHashMismatchError
-from mercato.gateway.ipfs import CAR_CONTENT_TYPE, RAW_MEDIA_TYPE, create_ipfs_router
+from mercato.gateway.ipfs import (
+    CAR_CONTENT_TYPE,
+    FILE_MEDIA_TYPE,
+    RAW_MEDIA_TYPE,
+    create_ipfs_router,
+)
 from mercato.storage.blockstore import Blockstore
 from mercato.storage.car import CarReader
-from mercato.storage.cids import block_key
+from mercato.storage.cids import block_key, cid_from_bytes, sha256_cid_bytes
+from mercato.storage.dagpb import UNIXFS_DIRECTORY, UnixFSData, encode_node, encode_unixfs
 from mercato.storage.unixfs import CHUNK_SIZE, ImportResult, import_file
 
 from .sample_data import pseudo_random
@@ -81,7 +88,6 @@ def test_unknown_cid_is_404(client: TestClient) -> None:
 
 def test_bad_requests_are_400(client: TestClient, imported: ImportResult) -> None:
     assert client.get("/ipfs/not-a-cid?format=raw").status_code == 400
-    assert client.get(f"/ipfs/{imported.cid}").status_code == 400  # no format, no Accept
     assert client.get(f"/ipfs/{imported.cid}?format=tar").status_code == 400
 
 
@@ -94,3 +100,48 @@ def test_corrupted_block_is_not_served(
     with pytest.raises(BlockHashMismatchError) as info:
         client.get(f"/ipfs/{imported.cid}?format=raw")
     assert info.value.cid == str(imported.cid)
+
+
+@pytest.mark.parametrize("version", [0, 1])
+@pytest.mark.parametrize("size", [0, 5, 2 * CHUNK_SIZE + 5])
+def test_plain_get_serves_the_file(
+    client: TestClient, store: Blockstore, version: int, size: int
+) -> None:
+    data = pseudo_random(size, b"plain get")
+    result = import_file(io.BytesIO(data), store, cid_version=version)
+    for headers in ({}, {"Accept": "*/*"}, {"Accept": "text/html,*/*;q=0.8"}):
+        response = client.get(f"/ipfs/{result.cid}", headers=headers)
+        assert response.status_code == 200
+        assert response.content == data
+        assert response.headers["content-type"] == FILE_MEDIA_TYPE
+        assert int(response.headers["content-length"]) == size
+        assert response.headers["etag"] == f'"{result.cid}"'
+        assert response.headers["x-ipfs-path"] == f"/ipfs/{result.cid}"
+
+
+def test_plain_head_gives_the_file_size(client: TestClient, imported: ImportResult) -> None:
+    response = client.head(f"/ipfs/{imported.cid}")
+    assert response.status_code == 200
+    assert response.content == b""
+    assert int(response.headers["content-length"]) == imported.size
+
+
+def test_plain_get_of_a_directory_is_501(client: TestClient, store: Blockstore) -> None:
+    block = encode_node([], encode_unixfs(UnixFSData(type=UNIXFS_DIRECTORY)))
+    cid = cid_from_bytes(sha256_cid_bytes(1, 0x70, hashlib.sha256(block).digest()))
+    store.put(cid, block)
+    assert client.get(f"/ipfs/{cid}").status_code == 501
+    assert client.get(f"/ipfs/{cid}?format=raw").content == block  # still served as a block
+
+
+def test_plain_get_never_serves_a_corrupted_leaf(
+    client: TestClient, store: Blockstore, imported: ImportResult
+) -> None:
+    root = store.get(imported.cid)
+    leaf = cid_from_bytes(root[4:38])  # first link's Hash: 0x12 len 0x0a 0x22 <34 bytes>
+    key = block_key(leaf)
+    path = store.blocks_dir / key[-3:-1] / key
+    path.write_bytes(b"\0" * path.stat().st_size)
+    with pytest.raises(BlockHashMismatchError) as info:
+        client.get(f"/ipfs/{imported.cid}")
+    assert info.value.cid == str(leaf)
