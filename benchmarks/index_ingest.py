@@ -36,7 +36,9 @@ from mercato.index import DictMetadataSource, Index, Indexer, IndexerConfig, Sea
 ATTESTER = """
 #pragma version 0.4.3
 interface IReviews:
-    def attest(model_id: uint256, version: uint256, dataset: bytes32, metric: bytes32, score: int256): nonpayable
+    def attest(
+        model_id: uint256, version: uint256, dataset: bytes32, metric: bytes32, score: int256
+    ): nonpayable
 
 @external
 def attest_many(reviews: address, model_id: uint256, count: uint256):
@@ -92,8 +94,11 @@ def _ingest(url: str, w3: Web3, deployment: Deployment, source: DictMetadataSour
     report = indexer.sync_once()
     elapsed = time.perf_counter() - started
     rate = report.events / elapsed
-    print(f"  {url.split(':')[0]:<22} {report.events:>8} events in {elapsed:6.2f} s = {rate:>8.0f} events/s "
-          f"({rate / 10_000:.2f}x the 10,000 events/s goal)")  # fmt: skip
+    print(
+        f"  {url.split(':')[0]:<22} {report.events:>8} events in {elapsed:6.2f} s = "
+        f"{rate:>8.0f} events/s "
+        f"({rate / 10_000:.2f}x the 10,000 events/s goal)"
+    )
     return index
 
 
@@ -117,8 +122,10 @@ def _lag(
     finally:
         stop.set()
         thread.join()
-    print(f"  publish -> searchable: median {statistics.median(lags) * 1000:.0f} ms, "
-          f"max {max(lags) * 1000:.0f} ms over {rounds} publishes (goal <= 1000 ms)")  # fmt: skip
+    print(
+        f"  publish -> searchable: median {statistics.median(lags) * 1000:.0f} ms, "
+        f"max {max(lags) * 1000:.0f} ms over {rounds} publishes (goal <= 1000 ms)"
+    )
 
 
 def main() -> None:
@@ -139,8 +146,10 @@ def main() -> None:
         source = DictMetadataSource()
         started = time.perf_counter()
         _populate(w3, deployment, source, args)
-        print(f"generated ~{args.events} events in {time.perf_counter() - started:.1f} s "
-              f"(head block {w3.eth.block_number})")  # fmt: skip
+        print(
+            f"generated ~{args.events} events in {time.perf_counter() - started:.1f} s "
+            f"(head block {w3.eth.block_number})"
+        )
         print("ingest (fresh index, from the deploy block to the head):")
         index = _ingest(f"sqlite:///{Path(tmp) / 'index.sqlite'}", w3, deployment, source)
         if args.postgres_url:
