@@ -1,20 +1,128 @@
 # SPDX-License-Identifier: AGPL-3.0-only
-"""The node's HTTP gateway: IPFS trustless-gateway blocks and provider endpoints."""
+"""The node's HTTP gateway: REST API, web pages, IPFS blocks and provider endpoints.
+
+    /v1/...           the REST API (OpenAPI at /openapi.json, docs at /docs)
+    /ipfs/{cid}       trustless-gateway blocks and CARs
+    /, /models/{id}   the web marketplace (server-rendered; JavaScript only to sign)
+    /static/...       the stylesheet and the wallet bundle
+
+While the app runs it keeps the index in step with the chain (`state.IndexFollower`).
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.staticfiles import StaticFiles
 
 from mercato import __version__
 from mercato.client.market import Market
 from mercato.client.provider import ProviderService
+from mercato.gateway.api import (
+    artifacts,
+    auth,
+    chain,
+    creators,
+    earnings,
+    evaluations,
+    lineage,
+    models,
+    orders,
+    reviews,
+    uploads,
+    versions,
+)
+from mercato.gateway.dependencies import optional_session
+from mercato.gateway.errors import install_error_handlers
 from mercato.gateway.ipfs import create_ipfs_router
 from mercato.gateway.provider import create_provider_router
+from mercato.gateway.state import GatewayState, build_state
+from mercato.gateway.web import create_web_router
+from mercato.index import Index
+
+STATIC_DIR = Path(__file__).with_name("static")
+API_ROUTERS = (
+    models.router,
+    versions.router,
+    lineage.router,
+    reviews.router,
+    evaluations.router,
+    orders.router,
+    creators.router,
+    earnings.router,
+    auth.router,
+    chain.router,
+    uploads.router,
+    artifacts.router,
+)
 
 
-def create_app(market: Market, provider: ProviderService) -> FastAPI:
-    """Builds the node's FastAPI application (OpenAPI at /openapi.json)."""
-    app = FastAPI(title="Mercato node", version=__version__)
+def create_app(
+    market: Market,
+    provider: ProviderService,
+    *,
+    index: Index | None = None,
+    follow_chain: bool = True,
+    domains: set[str] | None = None,
+) -> FastAPI:
+    """Builds the node's FastAPI application (OpenAPI at /openapi.json).
+
+    Args:
+        market: A read-only market on the node's deployment.
+        provider: Runs try calls for the models this node sells.
+        index: The index to read; defaults to SQLite in the data directory.
+        follow_chain: Keep the index in step with the chain while the app runs.
+        domains: host[:port] names sign-in messages may name; defaults to the node's
+            public URL and bind address.
+
+    Returns:
+        The app.
+
+    Raises:
+        IndexDatabaseError: The index database cannot be opened or migrated.
+    """
+    state = build_state(market, provider, index=index, follow_chain=follow_chain, domains=domains)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if state.follower is not None:
+            state.follower.start()
+        try:
+            yield
+        finally:
+            if state.follower is not None:
+                state.follower.stop()
+
+    app = FastAPI(
+        title="Mercato node",
+        version=__version__,
+        description="Search, inspect and buy AI models on a Mercato marketplace.",
+        lifespan=lifespan,
+    )
+    app.state.gateway = state
+    install_error_handlers(app)
+    for router in API_ROUTERS:
+        app.include_router(router)
+    app.include_router(
+        create_provider_router(
+            provider,
+            market.settings.try_per_minute,
+            wallet_of=_session_wallet(state),
+            limiters=(state.try_by_address, state.try_by_wallet),
+        )
+    )
     app.include_router(create_ipfs_router(market.store))
-    app.include_router(create_provider_router(provider, market.settings.try_per_minute))
+    app.include_router(create_web_router(state))
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+def _session_wallet(state: GatewayState) -> Callable[[Request], str | None]:
+    def wallet_of(request: Request) -> str | None:
+        session = optional_session(request, state)
+        return session.address if session else None
+
+    return wallet_of

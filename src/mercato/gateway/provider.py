@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -17,15 +18,36 @@ from mercato.gateway.ratelimit import RateLimiter
 MAX_TRY_BODY = 16 * 1024 * 1024  # bytes; the runtime checks the tensors' own limits
 
 
-def create_provider_router(service: ProviderService, per_minute: int) -> APIRouter:
+def try_wait(by_address: RateLimiter, by_wallet: RateLimiter, client: str, wallet: str) -> float:
+    """Records a try call; 0 when allowed, else seconds to wait (both limits apply)."""
+    return by_address.allow(client) or (by_wallet.allow(wallet) if wallet else 0.0)
+
+
+def create_provider_router(
+    service: ProviderService,
+    per_minute: int,
+    *,
+    wallet_of: Callable[[Request], str | None] | None = None,
+    limiters: tuple[RateLimiter, RateLimiter] | None = None,
+) -> APIRouter:
     """Routes `/v1/models/{id}/try` and `/v1/health`.
 
-    Try calls are limited per client address and, when the caller names one in the
-    `X-Mercato-Account` header, per wallet.
+    Try calls are limited per client address and per wallet: the signed-in wallet of
+    the session when `wallet_of` finds one, else the `X-Mercato-Account` header. Both
+    limits apply, so naming another wallet never lifts the per-address limit.
+
+    Args:
+        service: Runs the try calls.
+        per_minute: Calls allowed per address and per wallet in any minute.
+        wallet_of: Returns the signed-in wallet of a request, if any.
+        limiters: The (per address, per wallet) limiters, to share them with the web
+            pages' try form; new ones by default.
+
+    Returns:
+        The router.
     """
     router = APIRouter(tags=["provider"])
-    by_address = RateLimiter(per_minute)
-    by_wallet = RateLimiter(per_minute)
+    by_address, by_wallet = limiters or (RateLimiter(per_minute), RateLimiter(per_minute))
 
     @router.get("/v1/health")
     def health() -> dict[str, str]:
@@ -36,8 +58,9 @@ def create_provider_router(service: ProviderService, per_minute: int) -> APIRout
     async def try_model(model_id: int, request: Request) -> Response:
         """Runs the model on the inputs in the JSON body; the weights stay on this node."""
         client = request.client.host if request.client else "unknown"
-        wallet = request.headers.get("x-mercato-account", "").lower()
-        wait = by_address.allow(client) or (by_wallet.allow(wallet) if wallet else 0.0)
+        signed_in = wallet_of(request) if wallet_of else None
+        wallet = (signed_in or request.headers.get("x-mercato-account", "")).lower()
+        wait = try_wait(by_address, by_wallet, client, wallet)
         if wait:
             return JSONResponse(
                 {"error": "rate_limited", "message": f"Too many try calls; retry in {wait:.0f} s."},

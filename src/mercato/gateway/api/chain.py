@@ -1,0 +1,56 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""`/v1/chain`: what a browser wallet needs to build transactions itself.
+
+The contracts' addresses, the chain id and the fee come from the deployment the node
+runs; the permit's EIP-712 typed data is the SDK's own (`Token.permit_message`), so a
+browser signs exactly what the Python client would.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from mercato.gateway.dependencies import State
+
+router = APIRouter(prefix="/v1/chain", tags=["chain"])
+
+
+class ChainOut(BaseModel):
+    chain_id: int
+    token: str
+    model_registry: str
+    marketplace: str
+    reviews: str
+    protocol_fee_bps: int
+    provider_url: str
+
+
+@router.get("", response_model=ChainOut)
+def chain(state: State) -> ChainOut:
+    """The deployment this node serves."""
+    d = state.market.deployment
+    return ChainOut(
+        chain_id=state.chain_id,
+        token=d.token,
+        model_registry=d.model_registry,
+        marketplace=d.marketplace,
+        reviews=d.reviews,
+        protocol_fee_bps=state.fees.fee_bps(),
+        provider_url=state.market.settings.public_url,
+    )
+
+
+@router.get("/permit")
+def permit(owner: str, amount: int, deadline: int, state: State) -> dict[str, Any]:
+    """EIP-712 typed data of a permit letting the marketplace take `amount` from `owner`.
+
+    Sign it with `eth_signTypedData_v4`; the token's current nonce for `owner` is in it.
+    """
+    contracts = state.market.contracts
+    data = contracts.token.permit_message(owner, contracts.marketplace.address, amount, deadline)
+    # uint256 values as strings: JSON numbers lose precision above 2**53.
+    data["message"] = {k: str(v) for k, v in data["message"].items()}
+    return data

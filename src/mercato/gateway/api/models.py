@@ -1,0 +1,83 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""`/v1/models`: search and model detail, answered from the index."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from mercato.gateway.api.schemas import ErrorOut, ModelDetailOut, ModelOut, SearchOut
+from mercato.gateway.dependencies import State
+from mercato.index import SearchQuery, Sort
+
+router = APIRouter(prefix="/v1/models", tags=["models"], responses={422: {"model": ErrorOut}})
+
+
+def search_query(
+    q: str | None = None,
+    task: str | None = None,
+    license: str | None = None,
+    tag: str | None = None,
+    min_price: int | None = None,
+    max_price: int | None = None,
+    free: bool = False,
+    min_rating: float | None = None,
+    creator: str | None = None,
+    derived_from: int | None = None,
+    sort: Sort = Sort.NEWEST,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: str | None = None,
+) -> SearchQuery:
+    """The index query the search parameters describe (shared with the web pages)."""
+    return SearchQuery(
+        text=q or None,
+        task=task or None,
+        license=license or None,
+        tag=tag or None,
+        min_price=min_price,
+        max_price=max_price,
+        free_only=free,
+        min_rating=min_rating,
+        creator=creator or None,
+        derived_from=derived_from,
+        sort=sort,
+        limit=limit,
+        cursor=cursor or None,
+    )
+
+
+@router.get("", response_model=SearchOut)
+def search_models(
+    state: State,
+    q: str | None = None,
+    task: str | None = None,
+    license: str | None = None,
+    tag: str | None = None,
+    min_price: int | None = None,
+    max_price: int | None = None,
+    free: bool = False,
+    min_rating: float | None = None,
+    creator: str | None = None,
+    derived_from: int | None = None,
+    sort: Sort = Sort.NEWEST,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: str | None = None,
+) -> SearchOut:
+    """Searches models: full text (`q`), filters, sort and a page cursor.
+
+    Prices are in token base units; `free` keeps models listed at price 0.
+    """
+    page = state.index.search(
+        search_query(
+            q, task, license, tag, min_price, max_price, free, min_rating, creator,
+            derived_from, sort, limit, cursor,
+        )
+    )  # fmt: skip
+    return SearchOut(items=[ModelOut.of(m) for m in page.items], next_cursor=page.next_cursor)
+
+
+@router.get("/{model_id}", response_model=ModelDetailOut, responses={404: {"model": ErrorOut}})
+def model_detail(model_id: int, state: State) -> ModelDetailOut:
+    """One model: listing, card, input/output signature, versions and the fee."""
+    return ModelDetailOut.of_detail(state.index.model(model_id), state.fees.fee_bps())

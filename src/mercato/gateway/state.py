@@ -1,0 +1,163 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""What the gateway's routers share: the market, the index, sign-in and rate limits.
+
+The node's gateway also keeps the index in step with the chain: `IndexFollower` runs
+the index's `Indexer` in a thread for as long as the app runs, reading manifests from
+the node's own store (`StoreMetadataSource`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from mercato.client.artifacts import cid_from_digest
+from mercato.client.market import Market
+from mercato.client.provider import ProviderService
+from mercato.errors import IndexingError, StorageError
+from mercato.gateway.ratelimit import RateLimiter
+from mercato.gateway.sessions import SessionSigner, load_session_key
+from mercato.gateway.siwe import SiweVerifier
+from mercato.index import Index, Indexer, IndexerConfig
+from mercato.storage.exporter import iter_file
+
+log = logging.getLogger(__name__)
+MAX_MANIFEST = 4 * 1024 * 1024  # bytes; manifests are a few kB
+
+
+class StoreMetadataSource:
+    """Manifests read from the node's blockstore (verified block by block)."""
+
+    def __init__(self, market: Market) -> None:
+        self._market = market
+
+    def manifest(self, digest: bytes) -> Mapping[str, Any] | None:
+        """The manifest whose CID holds `digest`, or None while this node lacks its blocks."""
+        cid = cid_from_digest(digest)
+        store = self._market.store
+        try:
+            if not store.has(cid):
+                return None
+            data = bytearray()
+            for piece in iter_file(cid, store):
+                data += piece
+                if len(data) > MAX_MANIFEST:
+                    return {}
+            document = json.loads(bytes(data))
+        except (StorageError, ValueError):
+            return {}  # present but unreadable: indexed as invalid rather than held forever
+        return document if isinstance(document, dict) else {}
+
+
+class IndexFollower:
+    """Runs an `Indexer` in a daemon thread until `stop()`."""
+
+    def __init__(self, index: Index, market: Market, poll_interval: float = 0.2) -> None:
+        self.indexer = Indexer(
+            index,
+            market.w3,
+            market.deployment,
+            StoreMetadataSource(market),
+            IndexerConfig(confirmations=market.settings.confirmations, poll_interval=poll_interval),
+        )
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Starts following the chain (a first sync runs in the thread)."""
+        self._thread = threading.Thread(target=self._run, name="mercato-index", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.indexer.run(self._stop)
+        except IndexingError:
+            log.exception("the index stopped following the chain")
+
+    def stop(self) -> None:
+        """Stops the thread and waits for it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+@dataclass
+class FeeCache:
+    """The protocol fee, read from the chain at most every `ttl` seconds."""
+
+    market: Market
+    ttl: float = 5.0
+    _value: int = 0
+    _read_at: float = field(default=-1e9)
+
+    def fee_bps(self) -> int:
+        """The marketplace's protocol fee in basis points."""
+        if time.monotonic() - self._read_at > self.ttl:
+            self._value = self.market.contracts.marketplace.protocol_fee_bps()
+            self._read_at = time.monotonic()
+        return self._value
+
+
+@dataclass
+class GatewayState:
+    """Everything the routers of one app share (kept on `app.state.gateway`)."""
+
+    market: Market
+    provider: ProviderService
+    index: Index
+    siwe: SiweVerifier
+    sessions: SessionSigner
+    fees: FeeCache
+    try_by_address: RateLimiter
+    try_by_wallet: RateLimiter
+    follower: IndexFollower | None = None
+
+    @property
+    def chain_id(self) -> int:
+        return self.market.chain_id
+
+
+def default_domains(market: Market) -> set[str]:
+    """The host[:port] names this node answers sign-ins for: its public URL and its bind."""
+    settings = market.settings
+    domains = {
+        urlsplit(settings.public_url).netloc,
+        f"{settings.gateway_host}:{settings.gateway_port}",
+    }
+    if settings.gateway_host in ("127.0.0.1", "::1", "0.0.0.0"):
+        domains.add(f"localhost:{settings.gateway_port}")
+        domains.add(f"127.0.0.1:{settings.gateway_port}")
+    return domains
+
+
+def build_state(
+    market: Market,
+    provider: ProviderService,
+    *,
+    index: Index | None = None,
+    follow_chain: bool = True,
+    domains: set[str] | None = None,
+) -> GatewayState:
+    """Opens the index (SQLite in the data directory unless given) and builds the state.
+
+    Raises:
+        IndexDatabaseError: The index database cannot be opened or migrated.
+    """
+    opened = index or Index.open(data_dir=market.settings.data_dir)
+    return GatewayState(
+        market=market,
+        provider=provider,
+        index=opened,
+        siwe=SiweVerifier(domains or default_domains(market), market.chain_id),
+        sessions=SessionSigner(load_session_key(market.settings.data_dir)),
+        fees=FeeCache(market),
+        try_by_address=RateLimiter(market.settings.try_per_minute),
+        try_by_wallet=RateLimiter(market.settings.try_per_minute),
+        follower=IndexFollower(opened, market) if follow_chain else None,
+    )
