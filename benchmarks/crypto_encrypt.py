@@ -11,8 +11,11 @@ timed over the same bytes from the page cache:
   to), ciphertext discarded;
 - encrypt + CID: the ciphertext streamed into the UnixFS importer without storing
   (`only_hash`), if `mercato.storage` is available;
-- encrypt + import: the ciphertext streamed into a fresh local blockstore
-  (`import_file`), end to end, if `mercato.storage` is available.
+- encrypt + import: `mercato.storage.encrypted.encrypt_and_import` into a fresh local
+  blockstore, end to end (blocks written, made durable, pinned), if `mercato.storage`
+  is available;
+- export + decrypt: `export_and_decrypt` of that import back to a file (verified
+  blocks, authenticated chunks, plaintext sha256 checked, fsync + rename).
 
 Each line prints MB/s and the ratio to the baseline. The goal for an encrypted import
 (issue 3) is >= 0.5x sha256, both cores allowed.
@@ -108,7 +111,8 @@ def main() -> None:
 
     try:
         from mercato.storage.blockstore import Blockstore
-        from mercato.storage.unixfs import import_file, only_hash
+        from mercato.storage.encrypted import encrypt_and_import, export_and_decrypt
+        from mercato.storage.unixfs import only_hash
     except ImportError:
         storage = False
     else:
@@ -124,14 +128,23 @@ def main() -> None:
             with open(src, "rb") as f:
                 only_hash(encryptor.encrypt(read_chunks(f, encryptor.chunk_size)))
 
-        def encrypt_and_import() -> None:
-            store_dir = tempfile.mkdtemp(prefix="store-", dir=tmp)
-            encryptor = StreamEncryptor(generate_content_key())
-            with open(src, "rb") as f:
-                import_file(
-                    encryptor.encrypt(read_chunks(f, encryptor.chunk_size)),
-                    Blockstore(store_dir),
-                )
+        imported: dict[str, object] = {}
+
+        def encrypt_import() -> None:
+            store = Blockstore(tempfile.mkdtemp(prefix="store-", dir=tmp))
+            key = generate_content_key()
+            result = encrypt_and_import(src, store, key)
+            imported.update(store=store, key=key, result=result)
+
+        def export_decrypt() -> None:
+            result = imported["result"]
+            export_and_decrypt(
+                result.cid,  # type: ignore[attr-defined]
+                imported["store"],  # type: ignore[arg-type]
+                imported["key"],  # type: ignore[arg-type]
+                result.plaintext_sha256,  # type: ignore[attr-defined]
+                Path(tmp) / "decrypted.bin",
+            )
 
         baseline = timed(lambda: sha256_file(src), args.repeat)
         cases: list[tuple[str, Callable[[], object]]] = [
@@ -141,7 +154,8 @@ def main() -> None:
         if storage:
             cases += [
                 ("encrypt + UnixFS CID (only_hash)", encrypt_and_cid),
-                ("encrypt + import into blockstore", encrypt_and_import),
+                ("encrypt + import into blockstore", encrypt_import),
+                ("export + decrypt to a file", export_decrypt),
             ]
 
         mib = size / 1024**2

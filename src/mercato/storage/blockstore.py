@@ -156,6 +156,8 @@ class Blockstore:
         self._lock_path.touch(exist_ok=True)
         self._direct = bool(direct_io and _O_DIRECT)
         self._buffers = threading.local()
+        # Shard directories known to exist (at most 1024): saves a mkdir per block.
+        self._shards: set[str] = set()
 
     def __repr__(self) -> str:
         return f"Blockstore({str(self.root)!r})"
@@ -234,9 +236,17 @@ class Blockstore:
         try:
             if not (self._direct and self._write_direct(tmp, parts, size)):
                 self._write_buffered(tmp, parts)
-            final.parent.mkdir(exist_ok=True)
+            if final.parent.name not in self._shards:
+                final.parent.mkdir(exist_ok=True)
+                self._shards.add(final.parent.name)
             # No fsync here: see the module docstring; `flush` makes the import durable.
-            os.rename(tmp, final)
+            try:
+                os.rename(tmp, final)
+            except FileNotFoundError:
+                if not tmp.exists():
+                    raise
+                final.parent.mkdir(exist_ok=True)  # the shard was removed behind our back
+                os.rename(tmp, final)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise wrap_write_error(exc, final) from exc
@@ -481,18 +491,26 @@ class Blockstore:
         v1 = cid.set(version=1, base="base32") if cid.version == 0 else cid
         return self.pins_dir / str(v1.set(base="base32"))
 
-    def pin(self, cid: CID) -> None:
+    def pin(self, cid: CID, *, check_complete: bool = True) -> None:
         """Pin a DAG recursively so `gc` keeps all of it.
+
+        Everything written so far is made durable (`flush`) before the pin is written,
+        so a pin never survives a power cut that its blocks did not.
 
         Args:
             cid: The DAG's root.
+            check_complete: Walk the DAG first and refuse to pin it if a block is
+                missing. The importer passes False: it has just stored every block,
+                under the shared lock that keeps gc out, and the walk would open every
+                leaf of the file again.
 
         Raises:
             BlockNotFoundError: If a block of the DAG is missing (nothing is pinned).
             BlockHashMismatchError: If an inner node is corrupted.
             BlockWriteError: If the pin could not be written.
         """
-        self._mark(cid, set())
+        if check_complete:
+            self._mark(cid, set())
         self.flush()
         path = self._pin_path(cid)
         tmp = self.tmp_dir / f"pin.{secrets.token_hex(6)}.tmp"

@@ -323,7 +323,9 @@ def import_file(
         _feed(imp, source)
         result = imp.finish()
         if pin:
-            store.pin(result.cid)  # makes the blocks durable before the pin (one sync)
+            # Makes the blocks durable before the pin (one sync); every block was just
+            # stored under the shared lock, so the DAG is known to be complete.
+            store.pin(result.cid, check_complete=False)
         else:
             store.flush()
     return result
