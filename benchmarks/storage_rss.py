@@ -1,6 +1,9 @@
 # SPDX-License-Identifier: AGPL-3.0-only
 """Peak RSS growth while importing and exporting a large file (goal: <= 64 MiB each).
 
+Measures plain `import_file` / `export_file`, then the paid-artifact path:
+`encrypt_and_import` / `export_and_decrypt`.
+
 RSS is sampled every 5 ms by a thread (psutil); growth is the peak during the phase minus
 the RSS just before it. Page cache is not RSS, so this measures the process's own memory.
 
@@ -20,7 +23,9 @@ from pathlib import Path
 
 import psutil
 
+from mercato.crypto import generate_content_key
 from mercato.storage.blockstore import Blockstore
+from mercato.storage.encrypted import encrypt_and_import, export_and_decrypt
 from mercato.storage.exporter import export_file
 from mercato.storage.unixfs import import_file
 
@@ -68,10 +73,31 @@ def main() -> None:
             f"(ratio to {LIMIT_MIB} MiB budget {growth / LIMIT_MIB:.2f}), {secs:.1f} s"
         )
         cid = holder["r"].cid  # type: ignore[attr-defined]
-        src.unlink()
         growth, secs = peak_growth(lambda: export_file(cid, store, scratch / "out.bin"))
         print(
             f"export {args.size} MiB: peak RSS growth {growth:6.1f} MiB "
+            f"(ratio to {LIMIT_MIB} MiB budget {growth / LIMIT_MIB:.2f}), {secs:.1f} s"
+        )
+        (scratch / "out.bin").unlink()
+        key = generate_content_key()
+        growth, secs = peak_growth(lambda: holder.update(e=encrypt_and_import(src, store, key)))
+        print(
+            f"encrypt + import {args.size} MiB: peak RSS growth {growth:6.1f} MiB "
+            f"(ratio to {LIMIT_MIB} MiB budget {growth / LIMIT_MIB:.2f}), {secs:.1f} s"
+        )
+        src.unlink()
+        enc = holder["e"]
+        growth, secs = peak_growth(
+            lambda: export_and_decrypt(
+                enc.cid,  # type: ignore[attr-defined]
+                store,
+                key,
+                enc.plaintext_sha256,  # type: ignore[attr-defined]
+                scratch / "out.bin",
+            )
+        )
+        print(
+            f"export + decrypt {args.size} MiB: peak RSS growth {growth:6.1f} MiB "
             f"(ratio to {LIMIT_MIB} MiB budget {growth / LIMIT_MIB:.2f}), {secs:.1f} s"
         )
     finally:
