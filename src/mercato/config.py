@@ -49,7 +49,12 @@ class Settings(BaseModel):
         description="The public base URL of this node's gateway, recorded on-chain for buyers",
     )
     account: str | None = Field(default=None, description="The default account's address")
-    confirmations: int = Field(default=0, ge=0, description="Blocks before an event counts")
+    index_url: str | None = Field(
+        default=None, description="SQLAlchemy URL of the index; unset uses SQLite in the data dir"
+    )
+    confirmations: int | None = Field(
+        default=None, ge=0, description="Blocks before the index trusts an event (None: 0 locally, 12 elsewhere)"
+    )
     try_per_minute: int = Field(default=30, ge=1, description="Try calls per wallet per minute")
 
     @property

@@ -29,6 +29,7 @@ from mercato.cli.errors import handles_errors
 from mercato.cli.wallet import wallet_app
 from mercato.client.provider import try_remote
 from mercato.errors import ConfigError
+from mercato.index import SearchQuery, Sort
 from mercato.storage.cids import parse_cid
 
 version_app = typer.Typer(help="Model versions.", no_args_is_help=True)
@@ -137,6 +138,68 @@ def price_set(
     )
     state = "for sale" if listing.for_sale else "off sale"
     console.print(f"Model {model_id}: {format_tokens(listing.price)}, {state}")
+
+
+@app.command()
+@handles_errors
+def search(
+    text: Annotated[
+        str | None, typer.Argument(help="Words to find in names, tags and cards.")
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option(help="The card's pipeline_tag, e.g. tabular-classification.")
+    ] = None,
+    license: Annotated[str | None, typer.Option(help="SPDX license, e.g. MIT.")] = None,
+    tag: Annotated[str | None, typer.Option(help="One tag.")] = None,
+    min_price: Annotated[str | None, typer.Option(help="Lowest price in MCT.")] = None,
+    max_price: Annotated[str | None, typer.Option(help="Highest price in MCT.")] = None,
+    free: Annotated[bool, typer.Option("--free", help="Only free models.")] = False,
+    min_rating: Annotated[float | None, typer.Option(help="Lowest average rating, 1-5.")] = None,
+    creator: Annotated[str | None, typer.Option(help="The creator's address.")] = None,
+    derived_from: Annotated[
+        int | None, typer.Option(help="Only models built on this model id.")
+    ] = None,
+    sort: Annotated[Sort, typer.Option(help="Order of the results.")] = Sort.NEWEST,
+    limit: Annotated[int, typer.Option(help="Models per page.", min=1, max=100)] = 20,
+    cursor: Annotated[
+        str | None, typer.Option(help="The next-page cursor a search printed.")
+    ] = None,
+    data_dir: DataDirOption = None,
+    rpc_url: RpcUrlOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Search the marketplace (the index catches up with the chain first)."""
+    market = open_market(data_dir, rpc_url, signing=False)
+    query = SearchQuery(
+        text=text, task=task, license=license, tag=tag,
+        min_price=parse_tokens(min_price) if min_price is not None else None,
+        max_price=parse_tokens(max_price) if max_price is not None else None,
+        free_only=free, min_rating=min_rating, creator=creator, derived_from=derived_from,
+        sort=sort, limit=limit, cursor=cursor,
+    )  # fmt: skip
+    page = market.models.search(query)
+    if json_output:
+        print_json(
+            {
+                "items": [
+                    {"model_id": m.model_id, "name": m.name, "creator": m.creator,
+                     "task": m.task, "license": m.license, "tags": list(m.tags),
+                     "price": m.price, "rating": m.rating, "purchases": m.purchases,
+                     "latest_version": m.latest_version}
+                    for m in page.items
+                ],
+                "next_cursor": page.next_cursor,
+            }
+        )  # fmt: skip
+        return
+    table = Table("model", "name", "task", "license", "price", "rating", "sales")
+    for m in page.items:
+        rating = f"{m.rating:.1f}" if m.rating is not None else "-"
+        table.add_row(str(m.model_id), m.name or "?", m.task or "-", m.license or "-",
+                      format_tokens(m.price), rating, str(m.purchases))  # fmt: skip
+    console.print(table)
+    if page.next_cursor:
+        console.print(f"more: --cursor {page.next_cursor}")
 
 
 @app.command()

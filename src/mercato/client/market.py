@@ -24,6 +24,7 @@ from mercato.chain.web3_backend import Web3Backend
 from mercato.client.artifacts import KeyStore
 from mercato.config import Settings, load_settings
 from mercato.errors import ChainUnavailableError, DeploymentError, NoAccountError
+from mercato.index import Index
 from mercato.storage.blockstore import Blockstore
 
 
@@ -76,6 +77,7 @@ class Market:
         self.contracts = MercatoContracts.connect(self.w3, found, self.sender)
         self.keys = KeyStore(self.settings.data_dir)
         self._store: Blockstore | None = None
+        self._index: Index | None = None
 
         from mercato.client.models import ModelsAPI
         from mercato.client.orders import OrdersAPI
@@ -93,6 +95,13 @@ class Market:
         if self._store is None:
             self._store = Blockstore(self.settings.data_dir / "store")
         return self._store
+
+    @property
+    def index(self) -> Index:
+        """The index database named by the settings (opened, and migrated, on first use)."""
+        if self._index is None:
+            self._index = Index.open(self.settings.index_url, data_dir=self.settings.data_dir)
+        return self._index
 
     @property
     def is_local_chain(self) -> bool:

@@ -13,8 +13,10 @@ from multiformats import CID
 
 from mercato.chain.contracts import Listing, ModelId, VersionDigests
 from mercato.client.artifacts import cid_digest, cid_from_digest, package_tar_stream
+from mercato.client.metadata import StoreMetadataSource
 from mercato.crypto import StreamEncryptor, generate_content_key
 from mercato.errors import ContractRevertError, ModelNotFoundError, VersionNotFoundError
+from mercato.index import Indexer, IndexerConfig, SearchPage, SearchQuery
 from mercato.models.package import ModelPackage, load_package
 from mercato.storage.unixfs import import_file
 
@@ -186,6 +188,32 @@ class ModelsAPI:
             if candidate.version == version:
                 return candidate
         raise VersionNotFoundError(model_id, version, len(info.versions))
+
+    def search(self, query: SearchQuery | None = None, *, sync: bool = True) -> SearchPage:
+        """Searches the index: full text, filters, sorts and cursor pagination.
+
+        Args:
+            query: What to find; None lists the newest models.
+            sync: Bring the index up to the chain's head first (a running node keeps it
+                current already; without one this catches up from where it stopped).
+
+        Returns:
+            One page of results.
+
+        Raises:
+            InvalidSearchQueryError: A filter is out of range or the cursor is malformed.
+            IndexingError: The index cannot be opened or brought up to date.
+        """
+        index = self._market.index
+        if sync:
+            Indexer(
+                index,
+                self._market.w3,
+                self._market.deployment,
+                StoreMetadataSource(self._market),
+                IndexerConfig(confirmations=self._market.settings.confirmations),
+            ).sync_once()
+        return index.search(query or SearchQuery())
 
     def lineage(self, model_id: int) -> list[tuple[ModelId, int]]:
         """The model's parents with their royalty shares in basis points."""

@@ -47,7 +47,8 @@ class NodeProcess:
         )
         ready = threading.Event()
         threading.Thread(target=self._read, args=(self.process, ready), daemon=True).start()
-        if not ready.wait(NODE_START_TIMEOUT):
+        # `ready` is also set when the process closes its output, so a crash fails fast.
+        if not ready.wait(NODE_START_TIMEOUT) or self.process.poll() is not None:
             self.stop()
             raise AssertionError("node did not start:\n" + "".join(self.output))
 
@@ -68,6 +69,7 @@ class NodeProcess:
             self.output.append(line)
             if "ready" in line:
                 ready.set()
+        ready.set()
 
 
 @dataclass

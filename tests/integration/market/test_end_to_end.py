@@ -52,6 +52,10 @@ def test_buyer_tries_buys_downloads_and_reviews_a_derived_model(
     buyer = network.buyers[0]
     auth = ["--password-file", str(network.password_file), "--account", buyer.address]
 
+    found = network.cli("search", "iris", "--derived-from", str(models["parent"]), "--json")
+    assert found.returncode == 0, found.stderr
+    assert [m["model_id"] for m in json.loads(found.stdout)["items"]] == [int(child)]
+
     shown = network.cli("show", child, "--json")
     assert shown.returncode == 0, shown.stderr
     detail = json.loads(shown.stdout)
