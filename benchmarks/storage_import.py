@@ -65,12 +65,16 @@ def copy_fsync(path: Path, dest: Path) -> None:
 
 
 def timed(label: str, size: int, fn: object, baseline: float | None = None) -> float:
+    # CPU seconds per GiB (all threads) do not depend on what else the machine runs; with
+    # the wall-clock ratio they tell a busy machine or a slow disk from a slow pipeline.
+    cpu = time.process_time()
     start = time.perf_counter()
     fn()  # type: ignore[operator]
     seconds = time.perf_counter() - start
+    cpu_per_gib = (time.process_time() - cpu) / (size / 2**30)
     rate = size / seconds / 2**20
-    ratio = f"  ratio {rate / baseline:.2f}x" if baseline else ""
-    print(f"{label:<34} {rate:8.1f} MiB/s{ratio}")
+    ratio = f"  ratio {rate / baseline:.2f}x" if baseline else " " * 14
+    print(f"{label:<34} {rate:8.1f} MiB/s{ratio}  cpu {cpu_per_gib:5.2f} s/GiB")
     return rate
 
 
