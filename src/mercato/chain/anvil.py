@@ -149,8 +149,9 @@ class AnvilSupervisor:
         self._wait_until_ready(timeout)
         return self.rpc_url
 
-    def stop(self, timeout: float = 15.0) -> None:
-        """Stops Anvil gracefully so it dumps its state; kills it if it hangs."""
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stops Anvil gracefully so it dumps its state (a long chain takes a while to
+        write); kills it if it hangs."""
         if self.process is None:
             return
         process, self.process = self.process, None
