@@ -31,16 +31,24 @@ ensure_uv() {
     fi
 }
 
+apt_install() {
+    log "installing Debian packages: $*"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 # Debian packages, installed only when a command they provide is missing.
 ensure_apt() {  # usage: ensure_apt COMMAND PACKAGE...
     local command=$1
     shift
-    if ! command -v "$command" >/dev/null 2>&1; then
-        log "installing Debian packages: $*"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq
-        apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-    fi
+    command -v "$command" >/dev/null 2>&1 || apt_install "$@"
+}
+
+# The index tests start a throwaway PostgreSQL server; Debian keeps its server binaries
+# outside PATH, in /usr/lib/postgresql/<version>/bin.
+ensure_postgres() {
+    compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || apt_install postgresql
 }
 
 ensure_python_deps() {
@@ -68,7 +76,22 @@ ensure_node_deps() {
     fi
 }
 
+# The web marketplace's wallet bundle, rebuilt when missing or package-lock.json changed.
+ensure_web_bundle() {
+    local stamp=src/mercato/gateway/static/.bundle.sha256
+    local want
+    want=$(cat package-lock.json web/*.js web/*.mjs | sha256sum | cut -d' ' -f1)
+    if [ ! -f src/mercato/gateway/static/wallet.js ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        log "building the web wallet bundle"
+        npm run --silent build:web >/dev/null
+        echo "$want" >"$stamp"
+    fi
+}
+
 bootstrap() {
     ensure_python_deps
     ensure_node_deps
+    ensure_apt chromium chromium
+    ensure_postgres
+    ensure_web_bundle
 }

@@ -188,6 +188,8 @@ def create_web_router(state: GatewayState) -> APIRouter:
 
     @router.post("/models/{model_id}/try", response_class=HTMLResponse)
     async def try_form(request: Request, model_id: int) -> Response:
+        # HTMX swaps in the fragment; a plain form post (no JavaScript) gets a page.
+        name = "_try_result.html" if request.headers.get("hx-request") else "try_page.html"
         form = parse_qs((await request.body()).decode(errors="replace"))
         session = optional_session(request, state)
         client = request.client.host if request.client else "unknown"
@@ -198,7 +200,9 @@ def create_web_router(state: GatewayState) -> APIRouter:
             session.address.lower() if session else "",
         )
         if wait:
-            return page(request, "_try_result.html", error=f"Too many tries: wait {wait:.0f} s.")
+            return page(
+                request, name, model_id=model_id, error=f"Too many tries: wait {wait:.0f} s."
+            )
         try:
             detail = await run_in_threadpool(index.model, model_id)
             body = try_request((detail.manifest or {}).get("inputs", []), form)
@@ -208,9 +212,9 @@ def create_web_router(state: GatewayState) -> APIRouter:
             else:
                 answer = await run_in_threadpool(try_remote, provider, model_id, body)
         except MercatoError as exc:
-            return page(request, "_try_result.html", error=str(exc))
+            return page(request, name, model_id=model_id, error=str(exc))
         outputs = json.loads(answer).get("outputs", {})
-        return page(request, "_try_result.html", outputs=outputs, error=None)
+        return page(request, name, model_id=model_id, outputs=outputs, error=None)
 
     @router.get("/publish", response_class=HTMLResponse)
     def publish_page(request: Request) -> HTMLResponse:

@@ -1,0 +1,299 @@
+// SPDX-License-Identifier: AGPL-3.0-only
+// The only JavaScript of the marketplace: what a wallet must sign. Every page works
+// for reading without it. The wallet is any EIP-1193 provider (window.ethereum); all
+// chain calls go through it, so the page never needs an RPC URL of its own.
+import {
+  createPublicClient, createWalletClient, custom, decodeEventLog, keccak256, concat, parseAbi,
+  parseUnits,
+} from "viem";
+import {
+  buyerKeyFromSignature, bytesToHex, decryptArtifact, hexToBytes, keyDerivationMessage,
+  sha256Hex, unwrapContentKey,
+} from "./crypto.js";
+
+const ABI = {
+  marketplace: parseAbi([
+    "function purchase(uint256 model_id, uint256 max_price, bytes32 buyer_key)",
+    "function purchase_with_permit(uint256 model_id, uint256 max_price, bytes32 buyer_key, uint256 permit_amount, uint256 permit_deadline, uint8 v, bytes32 r, bytes32 s)",
+    "function publish(bytes32 artifact_cid_digest, bytes32 plaintext_sha256, bytes32 manifest_cid_digest, uint256[] parents, uint16[] royalty_bps, uint256 price, uint256 license_duration) returns (uint256)",
+    "event Listed(uint256 indexed model_id, uint256 price, uint256 license_duration, bool for_sale, uint256 fee_bps)",
+  ]),
+  token: parseAbi(["function allowance(address owner, address spender) view returns (uint256)"]),
+  registry: parseAbi([
+    "function provider_url(address account) view returns (string)",
+    "function set_provider(string url)",
+    "function version_commitment(uint256 model_id, uint256 version) view returns (bytes32)",
+  ]),
+  reviews: parseAbi(["function review(uint256 model_id, uint256 rating, bytes32 text_cid_digest)"]),
+};
+const ZERO32 = "0x" + "00".repeat(32);
+const $ = (id) => document.getElementById(id);
+
+function say(id, text, kind = "") {
+  const el = $(id);
+  if (el) {
+    el.textContent = text;
+    el.className = `status ${kind}`;
+  }
+}
+
+// Plain words for what wallets and nodes throw.
+function plain(error) {
+  const text = String(error?.shortMessage || error?.message || error);
+  if (/rejected|denied/i.test(text)) return "You declined in your wallet. Nothing was sent.";
+  if (/insufficient/i.test(text)) return "Your wallet has too little MCT or ETH for this.";
+  if (/no wallet/i.test(text)) return text;
+  return text.split("\n")[0];
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, {
+    ...options,
+    headers: { "content-type": "application/json", ...(options.headers || {}) },
+  });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body.message || `The node answered ${response.status}.`);
+  return body;
+}
+
+let clients;
+async function wallet() {
+  if (!window.ethereum) throw new Error("No wallet found: install a browser wallet to sign.");
+  if (!clients) {
+    const transport = custom(window.ethereum);
+    const [account] = await window.ethereum.request({ method: "eth_requestAccounts" });
+    const chain = await api("/v1/chain");
+    clients = {
+      account,
+      chain,
+      public: createPublicClient({ transport }),
+      wallet: createWalletClient({ account, transport }),
+    };
+  }
+  return clients;
+}
+
+// Every transaction shows in the corner with its state until it is mined.
+async function sendTx(label, request) {
+  const { wallet: w, public: p } = await wallet();
+  const log = $("txlog");
+  log.hidden = false;
+  const item = document.createElement("li");
+  item.className = "tx";
+  item.textContent = `${label}: waiting for your wallet…`;
+  $("txlist").appendChild(item);
+  try {
+    const hash = await w.writeContract({ ...request, chain: null });
+    item.dataset.hash = hash;
+    item.textContent = `${label}: pending ${hash.slice(0, 10)}…`;
+    const receipt = await p.waitForTransactionReceipt({ hash, pollingInterval: 250 });
+    if (receipt.status !== "success") throw new Error("The transaction was reverted.");
+    item.textContent = `${label}: confirmed in block ${receipt.blockNumber}`;
+    item.dataset.state = "confirmed";
+    return receipt;
+  } catch (error) {
+    item.textContent = `${label}: failed. ${plain(error)}`;
+    item.dataset.state = "failed";
+    throw error;
+  }
+}
+
+async function connect() {
+  const { account } = await wallet();
+  const { message } = await api("/v1/auth/nonce", {
+    method: "POST", body: JSON.stringify({ address: account }),
+  });
+  const signature = await window.ethereum.request({
+    method: "personal_sign", params: [bytesToHex(new TextEncoder().encode(message)), account],
+  });
+  await api("/v1/auth/verify", { method: "POST", body: JSON.stringify({ message, signature }) });
+  location.reload();
+}
+
+let buyerKey;
+async function deriveKey() {
+  const { account, chain } = await wallet();
+  if (!buyerKey) {
+    const message = keyDerivationMessage(chain.chain_id);
+    const signature = await window.ethereum.request({
+      method: "personal_sign", params: [bytesToHex(new TextEncoder().encode(message)), account],
+    });
+    buyerKey = await buyerKeyFromSignature(signature);
+  }
+  return buyerKey;
+}
+
+async function buy() {
+  const box = $("buybox");
+  const id = BigInt(box.dataset.modelId);
+  const price = BigInt(box.dataset.price);
+  const { account, chain, public: p } = await wallet();
+  $("buy").disabled = true;
+  try {
+    if (price === 0n) {
+      await sendTx("Get free license", {
+        address: chain.marketplace, abi: ABI.marketplace, functionName: "purchase",
+        args: [id, 0n, ZERO32],
+      });
+    } else {
+      say("buy-status", "Sign the key message: it makes the key your purchase is delivered to.");
+      const key = await deriveKey();
+      const buyerKeyHex = bytesToHex(key.publicKey);
+      const allowance = await p.readContract({
+        address: chain.token, abi: ABI.token, functionName: "allowance",
+        args: [account, chain.marketplace],
+      });
+      if (allowance >= price) {
+        await sendTx("Purchase", {
+          address: chain.marketplace, abi: ABI.marketplace, functionName: "purchase",
+          args: [id, price, buyerKeyHex],
+        });
+      } else {
+        say("buy-status", "Sign the permit: it lets the marketplace take exactly the price.");
+        const deadline = Math.floor(Date.now() / 1000) + 3600;
+        const typed = await api(`/v1/chain/permit?owner=${account}&amount=${price}&deadline=${deadline}`);
+        const sig = hexToBytes(await window.ethereum.request({
+          method: "eth_signTypedData_v4", params: [account, JSON.stringify(typed)],
+        }));
+        const v = sig[64] < 27 ? sig[64] + 27 : sig[64];
+        await sendTx("Purchase with permit", {
+          address: chain.marketplace, abi: ABI.marketplace, functionName: "purchase_with_permit",
+          args: [id, price, buyerKeyHex, price, BigInt(deadline), v,
+            bytesToHex(sig.slice(0, 32)), bytesToHex(sig.slice(32, 64))],
+        });
+      }
+      say("buy-status", "Paid into escrow. Waiting for the seller's node to deliver your key…");
+      for (let i = 0; i < 240; i++) {
+        const order = await api(`/v1/orders/${account}/${id}`);
+        if (order.state === "delivered") break;
+        if (order.state !== "pending") throw new Error(`The order is ${order.state}.`);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+    say("buy-status", "Delivered. Downloading and verifying…");
+    await download();
+  } catch (error) {
+    say("buy-status", plain(error), "error");
+  } finally {
+    $("buy").disabled = false;
+  }
+}
+
+async function download() {
+  const id = $("buybox").dataset.modelId;
+  const { account, chain, public: p } = await wallet();
+  try {
+    const d = await api(`/v1/orders/${account}/${id}/delivery`);
+    // The digests the node reports must be the ones the chain committed to.
+    const onChain = await p.readContract({
+      address: chain.model_registry, abi: ABI.registry, functionName: "version_commitment",
+      args: [BigInt(id), BigInt(d.version)],
+    });
+    const mine = keccak256(concat([
+      "0x" + d.artifact_cid_digest, "0x" + d.plaintext_sha256, "0x" + d.manifest_cid_digest,
+    ]));
+    if (mine !== onChain) throw new Error("The node reported digests the chain does not commit to.");
+    const response = await fetch(`/v1/artifacts/${d.artifact_cid}`);
+    if (!response.ok) throw new Error("The artifact could not be fetched from the node.");
+    let bytes = new Uint8Array(await response.arrayBuffer());
+    if (d.encrypted) {
+      const contentKey = await unwrapContentKey(d.wrapped_key, await deriveKey());
+      bytes = await decryptArtifact(bytes, contentKey);
+    }
+    const digest = await sha256Hex(bytes);
+    if (digest !== d.plaintext_sha256) throw new Error("The decrypted file does not match its on-chain sha256.");
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(new Blob([bytes], { type: "application/x-tar" }));
+    link.download = `model-${id}-v${d.version}.tar`;
+    link.textContent = `Save ${link.download}`;
+    link.id = "saved";
+    document.body.appendChild(link);
+    link.click();
+    say("buy-status", `Verified: sha256 ${digest.slice(0, 16)}… matches the chain. Saved ${link.download}.`, "ok");
+  } catch (error) {
+    say("buy-status", plain(error), "error");
+  }
+}
+
+function toBase64(buffer) {
+  let text = "";
+  const bytes = new Uint8Array(buffer);
+  for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(text);
+}
+
+async function publish() {
+  const { account, chain, public: p } = await wallet();
+  const button = $("publish");
+  button.disabled = true;
+  try {
+    const files = Array.from($("pub-files").files);
+    if (!files.length) throw new Error("Choose the package's files first.");
+    const price = parseUnits($("pub-price").value || "0", 18);
+    say("publish-status", "Uploading to this node…");
+    const stored = await api("/v1/uploads", {
+      method: "POST",
+      body: JSON.stringify({
+        name: $("pub-name").value,
+        encrypt: price > 0n,
+        files: await Promise.all(files.map(async (f) => ({ path: f.name, data: toBase64(await f.arrayBuffer()) }))),
+      }),
+    });
+    const current = await p.readContract({
+      address: chain.model_registry, abi: ABI.registry, functionName: "provider_url", args: [account],
+    });
+    if (current !== chain.provider_url) {
+      await sendTx("Record provider URL", {
+        address: chain.model_registry, abi: ABI.registry, functionName: "set_provider",
+        args: [chain.provider_url],
+      });
+    }
+    const parent = $("pub-parent").value;
+    const royalty = Math.round(parseFloat($("pub-royalty").value || "0") * 100);
+    const receipt = await sendTx("Publish", {
+      address: chain.marketplace, abi: ABI.marketplace, functionName: "publish",
+      args: ["0x" + stored.artifact_cid_digest, "0x" + stored.plaintext_sha256,
+        "0x" + stored.manifest_cid_digest, parent ? [BigInt(parent)] : [], parent ? [royalty] : [],
+        price, BigInt(Math.round(parseFloat($("pub-days").value || "0") * 86400))],
+    });
+    const listed = receipt.logs
+      .filter((l) => l.address.toLowerCase() === chain.marketplace.toLowerCase())
+      .map((l) => { try { return decodeEventLog({ abi: ABI.marketplace, ...l }); } catch { return null; } })
+      .find((e) => e && e.eventName === "Listed");
+    const id = listed.args.model_id;
+    $("publish-status").innerHTML = `Published as <a id="published-link" href="/models/${id}">model #${id}</a>.`;
+  } catch (error) {
+    say("publish-status", plain(error), "error");
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function review() {
+  const form = $("review-form");
+  const { chain } = await wallet();
+  try {
+    await sendTx("Review", {
+      address: chain.reviews, abi: ABI.reviews, functionName: "review",
+      args: [BigInt(form.dataset.modelId), BigInt($("rating").value), ZERO32],
+    });
+    say("review-status", "Review recorded on-chain. It shows here once indexed.", "ok");
+  } catch (error) {
+    say("review-status", plain(error), "error");
+  }
+}
+
+const ACTIONS = { connect, buy, download, publish, review };
+document.addEventListener("click", (event) => {
+  const target = event.target.closest("[data-action]");
+  if (!target) return;
+  event.preventDefault();
+  ACTIONS[target.dataset.action]().catch((error) => {
+    const status = target.parentElement.querySelector(".status");
+    if (status) status.textContent = plain(error);
+    else alert(plain(error));
+  });
+});
+
+// For tests and power users: the same derivation the SDK uses.
+window.mercato = { keyDerivationMessage, buyerKeyFromSignature, decryptArtifact, sha256Hex };
