@@ -7,12 +7,14 @@
 - `car`: CAR v1 export and import, to move DAGs to and from any IPFS node.
 - `backends`: the local store, a kubo node (HTTP RPC) and trustless gateways behind one
   protocol.
+- `encrypted`: paid artifacts: encrypt while importing, export while decrypting.
 """
 
 from mercato.storage.backends import GatewayBackend, KuboBackend, LocalBackend, StorageBackend
-from mercato.storage.blockstore import Blockstore, GCResult
+from mercato.storage.blockstore import Blockstore, GCResult, VerifyResult
 from mercato.storage.car import export_car, import_car
 from mercato.storage.cids import MAX_BLOCK_SIZE, parse_cid
+from mercato.storage.encrypted import EncryptedImport, encrypt_and_import, export_and_decrypt
 from mercato.storage.exporter import BlockSource, export_file, iter_file
 from mercato.storage.unixfs import ImportResult, UnixFSImporter, import_file, only_hash
 
@@ -20,6 +22,7 @@ __all__ = [
     "MAX_BLOCK_SIZE",
     "BlockSource",
     "Blockstore",
+    "EncryptedImport",
     "GCResult",
     "GatewayBackend",
     "ImportResult",
@@ -27,6 +30,9 @@ __all__ = [
     "LocalBackend",
     "StorageBackend",
     "UnixFSImporter",
+    "VerifyResult",
+    "encrypt_and_import",
+    "export_and_decrypt",
     "export_car",
     "export_file",
     "import_car",

@@ -23,13 +23,18 @@ from typing import NamedTuple
 
 from multiformats import CID
 
-from mercato.crypto.stream import DEFAULT_CHUNK_SIZE, StreamDecryptor, StreamEncryptor
+from mercato.crypto.stream import StreamDecryptor, StreamEncryptor
 from mercato.errors import MercatoError, PlaintextHashMismatchError
 from mercato.storage.blockstore import Blockstore, wrap_write_error
 from mercato.storage.exporter import BlockSource, iter_file
 from mercato.storage.unixfs import import_file
 
-_READ_SIZE = DEFAULT_CHUNK_SIZE
+ENCRYPTION_CHUNK_SIZE = 256 * 1024
+"""Plaintext bytes per secretstream message for artifacts imported here.
+
+Larger than the stream format's 64 KiB default: the Python work around each libsodium
+call is per chunk, and 256 KiB chunks cut the CPU time of an encrypted import by about
+a fifth. The size is recorded in the stream header, so any reader decrypts either."""
 
 
 class EncryptedImport(NamedTuple):
@@ -53,6 +58,7 @@ def encrypt_and_import(
     *,
     cid_version: int = 0,
     pin: bool = True,
+    chunk_size: int = ENCRYPTION_CHUNK_SIZE,
 ) -> EncryptedImport:
     """Encrypt a file with the content key and import the ciphertext as UnixFS.
 
@@ -62,20 +68,22 @@ def encrypt_and_import(
         key: The 32-byte content key (`mercato.crypto.generate_content_key`).
         cid_version: 0 (kubo's default) or 1 (raw leaves, base32).
         pin: Pin the root so `gc` keeps it.
+        chunk_size: Plaintext bytes per encrypted chunk.
 
     Returns:
         (cid, plaintext_sha256, size): the ciphertext CID, the plaintext digest and size.
 
     Raises:
         InvalidKeyMaterialError: If `key` is not 32 bytes.
-        ConfigError: If `cid_version` is not 0 or 1.
+        ConfigError: If `cid_version` is not 0 or 1, or `chunk_size` is out of range.
         FileNotFoundError: If `path` does not exist.
         BlockWriteError: If a block could not be written (StorageFullError when full);
             nothing is pinned then.
     """
-    encryptor = StreamEncryptor(key)
+    encryptor = StreamEncryptor(key, chunk_size=chunk_size)
     with open(path, "rb", buffering=0) as fh:
-        pieces = iter(lambda: fh.read(_READ_SIZE), b"")
+        # Reads of exactly one chunk reach libsodium without being re-cut or copied.
+        pieces = iter(lambda: fh.read(chunk_size), b"")
         result = import_file(encryptor.encrypt(pieces), store, cid_version=cid_version, pin=pin)
     done = encryptor.result
     # Internal invariant, not input validation: import_file drains the stream, and a
@@ -164,4 +172,4 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-__all__ = ["EncryptedImport", "encrypt_and_import", "export_and_decrypt"]
+__all__ = ["ENCRYPTION_CHUNK_SIZE", "EncryptedImport", "encrypt_and_import", "export_and_decrypt"]

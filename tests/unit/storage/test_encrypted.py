@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mercato.crypto import decrypt_chunks, generate_content_key
+from mercato.crypto import check_content_key, decrypt_chunks, generate_content_key
 from mercato.crypto.stream import CHUNK_OVERHEAD, HEADER_SIZE, ciphertext_size
 from mercato.errors import (
     BlockHashMismatchError,
@@ -21,7 +21,12 @@ from mercato.errors import (
 from mercato.storage.backends import LocalBackend
 from mercato.storage.blockstore import Blockstore
 from mercato.storage.cids import block_key
-from mercato.storage.encrypted import EncryptedImport, encrypt_and_import, export_and_decrypt
+from mercato.storage.encrypted import (
+    ENCRYPTION_CHUNK_SIZE,
+    EncryptedImport,
+    encrypt_and_import,
+    export_and_decrypt,
+)
 from mercato.storage.exporter import iter_file
 from mercato.storage.unixfs import CHUNK_SIZE, only_hash
 
@@ -56,7 +61,7 @@ def test_round_trip(store: Blockstore, tmp_path: Path, key: bytes, version: int,
 
     # What is stored is the ciphertext, and its CID is the one `ipfs add` would print.
     ciphertext = b"".join(bytes(p) for p in iter_file(cid, store))
-    assert len(ciphertext) == ciphertext_size(size)
+    assert len(ciphertext) == ciphertext_size(size, ENCRYPTION_CHUNK_SIZE)
     if size >= 64:
         assert data[:64] not in ciphertext
     assert only_hash(io.BytesIO(ciphertext), cid_version=version) == cid
@@ -140,11 +145,15 @@ def test_bad_expected_digest_is_refused(store: Blockstore, tmp_path: Path, key: 
     assert not (tmp_path / "out.bin").exists()
 
 
+@pytest.mark.parametrize("chunk_size", [ENCRYPTION_CHUNK_SIZE, 65_536])
 def test_ciphertext_has_one_overhead_per_chunk(
-    store: Blockstore, tmp_path: Path, key: bytes
+    store: Blockstore, tmp_path: Path, key: bytes, chunk_size: int
 ) -> None:
     # Guards the size the SDK can predict before downloading.
-    data = pseudo_random(200_000)
-    cid, _, _ = encrypt_and_import(write(tmp_path, data), store, key)
-    stored = sum(len(p) for p in iter_file(cid, store))
-    assert stored == HEADER_SIZE + len(data) + 4 * CHUNK_OVERHEAD
+    data = pseudo_random(3 * chunk_size + 1)
+    cid, digest, _ = encrypt_and_import(write(tmp_path, data), store, key, chunk_size=chunk_size)
+    stored = b"".join(bytes(p) for p in iter_file(cid, store))
+    assert len(stored) == HEADER_SIZE + len(data) + 4 * CHUNK_OVERHEAD
+    assert check_content_key(key, stored[:HEADER_SIZE]) == chunk_size
+    dest = tmp_path / "out.bin"
+    assert export_and_decrypt(cid, store, key, digest, dest) == len(data)
