@@ -6,7 +6,8 @@ IPFS tooling can fetch and verify model bytes:
 
 - `format=raw` or `Accept: application/vnd.ipld.raw`: the block itself;
 - `format=car` or `Accept: application/vnd.ipld.car`: the DAG as a CAR v1 stream,
-  depth-first, without duplicates (`dag-scope=block` sends only the root block);
+  depth-first, without duplicates (`dag-scope=block` sends only the root block;
+  `entity-bytes=from:to` only the blocks that hold that byte range of a UnixFS file);
 - `format` wins over `Accept`;
 - neither: the file's bytes, as any IPFS gateway answers for a UnixFS file (single
   files only: there are no `/ipfs/{cid}/{path}` directories to walk); 501 for a CID that
@@ -85,6 +86,27 @@ def _parse(cid_text: str) -> CID:
         raise HTTPException(400, str(exc)) from exc
 
 
+def _parse_entity_bytes(value: str, size: int) -> tuple[int, int]:
+    """Resolve `from:to` (inclusive, negatives count from the end, `to` may be `*`)."""
+    first_text, sep, last_text = value.partition(":")
+    try:
+        if not sep:
+            raise ValueError(value)
+        first = int(first_text)
+        last = size - 1 if last_text == "*" else int(last_text)
+    except ValueError as exc:
+        raise HTTPException(
+            400, f"entity-bytes must look like 'from:to' or 'from:*', not {value!r}."
+        ) from exc
+    if first < 0:
+        first = max(size + first, 0)
+    if last < 0:
+        last = size + last
+    if last_text != "*" and int(last_text) >= 0 and first > last:
+        raise HTTPException(400, f"entity-bytes {value!r}: 'from' is after 'to'.")
+    return first, min(last, size - 1)
+
+
 def _common_headers(cid: CID, fmt: str, scope: str) -> dict[str, str]:
     if fmt == _FILE:
         return {
@@ -131,6 +153,7 @@ def create_ipfs_router(store: BlockSource) -> APIRouter:
         request: Request,
         format_param: str | None = Query(None, alias="format"),
         scope: str = Query("all", alias="dag-scope"),
+        entity_bytes: str | None = Query(None, alias="entity-bytes"),
     ) -> Response:
         """Serve a block, a CAR of a DAG, or the verified bytes of a UnixFS file."""
         fmt = _wanted_format(request, format_param)
@@ -153,10 +176,16 @@ def create_ipfs_router(store: BlockSource) -> APIRouter:
             return Response(
                 content=b"" if head else root, media_type=RAW_MEDIA_TYPE, headers=headers
             )
+        byte_range = None
+        if entity_bytes is not None and scope != "block":
+            byte_range = _parse_entity_bytes(entity_bytes, _file_size(parsed, root))
+            headers["Etag"] = f'"{parsed}.car.{scope}.dfs.n.{byte_range[0]}-{byte_range[1]}"'
         if head:
             return Response(content=b"", media_type=CAR_CONTENT_TYPE, headers=headers)
         body: Iterator[bytes]
-        if scope == "block":
+        if byte_range is not None:
+            body = iter_car_bytes(parsed, store, byte_range)
+        elif scope == "block":
             body = iter([car_header([parsed]), car_section(parsed, root)])
         else:
             # UnixFS files are whole entities, so "entity" and "all" send the same blocks.

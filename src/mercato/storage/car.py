@@ -34,7 +34,13 @@ from mercato.storage.cids import (
     parse_cid,
     verify_block,
 )
-from mercato.storage.dagpb import decode_node, encode_varint
+from mercato.storage.dagpb import (
+    UNIXFS_FILE,
+    UNIXFS_RAW,
+    decode_node,
+    decode_unixfs,
+    encode_varint,
+)
 from mercato.storage.exporter import BlockSource
 
 MAX_HEADER_SIZE = 1024 * 1024
@@ -78,6 +84,65 @@ def iter_dag(root: CID, source: BlockSource) -> Iterator[tuple[CID, bytes]]:
             stack.extend(reversed(children))
 
 
+def iter_file_range(
+    root: CID, source: BlockSource, first: int, last: int
+) -> Iterator[tuple[CID, bytes]]:
+    """The blocks a client needs to verify bytes `first..last` of a UnixFS file.
+
+    That is every node on the way down to the range and the leaves holding it, walked
+    depth-first in link order without duplicates: what a trustless gateway sends for
+    `?format=car&entity-bytes=first:last`.
+
+    Args:
+        root: The file's root CID.
+        source: Where blocks come from.
+        first: Offset of the first wanted byte.
+        last: Offset of the last wanted byte (inclusive); below `first` for no bytes.
+
+    Yields:
+        (cid, block) pairs, root first.
+
+    Raises:
+        BlockNotFoundError: If a block is missing.
+        BlockHashMismatchError: If a block is corrupted.
+        DagFormatError: If a node is not a UnixFS file node.
+    """
+    seen: set[bytes] = set()
+    stack: list[tuple[CID, int]] = [(root, 0)]  # (cid, file offset of its first byte)
+    while stack:
+        cid, offset = stack.pop()
+        key = bytes(cid)
+        if key in seen:
+            continue
+        seen.add(key)
+        block = source.get_block(cid)
+        yield cid, block
+        if cid.codec.code != CODEC_DAG_PB:
+            continue
+        name = str(cid)
+        node = decode_node(block, name)
+        if not node.links:
+            continue
+        meta = decode_unixfs(node.data, name) if node.data is not None else None
+        if meta is None or meta.type not in (UNIXFS_FILE, UNIXFS_RAW):
+            raise DagFormatError(f"{cid} is not a UnixFS file node.", cid=name)
+        if len(meta.blocksizes) != len(node.links):
+            raise DagFormatError(
+                f"Node {cid} has {len(node.links)} links but {len(meta.blocksizes)} "
+                "blocksizes.",
+                cid=name,
+            )
+        children: list[tuple[CID, int]] = []
+        pos = offset + (len(meta.data) if meta.data is not None else 0)
+        for link, size in zip(node.links, meta.blocksizes, strict=True):
+            if pos > last:
+                break
+            if pos + size > first and size:
+                children.append((cid_from_bytes(link.hash), pos))
+            pos += size
+        stack.extend(reversed(children))
+
+
 def car_header(roots: list[CID]) -> bytes:
     """The varint-prefixed CAR v1 header for `roots`."""
     roots_field: list[Any] = list(roots)
@@ -91,15 +156,29 @@ def car_section(cid: CID, block: bytes) -> bytes:
     return encode_varint(len(raw) + len(block)) + raw + block
 
 
-def iter_car_bytes(root: CID, source: BlockSource) -> Iterator[bytes]:
+def iter_car_bytes(
+    root: CID, source: BlockSource, byte_range: tuple[int, int] | None = None
+) -> Iterator[bytes]:
     """Stream a DAG as CAR v1 bytes (header, then one piece per block).
+
+    Args:
+        root: The DAG's root.
+        source: Where blocks come from.
+        byte_range: (first, last) inclusive file offsets: send only the blocks that
+            hold them (see `iter_file_range`); None sends the whole DAG.
 
     Raises:
         BlockNotFoundError: If a block is missing.
         BlockHashMismatchError: If a block is corrupted.
+        DagFormatError: If `byte_range` is given and the DAG is not a UnixFS file.
     """
     yield car_header([root])
-    for cid, block in iter_dag(root, source):
+    blocks = (
+        iter_dag(root, source)
+        if byte_range is None
+        else iter_file_range(root, source, byte_range[0], byte_range[1])
+    )
+    for cid, block in blocks:
         yield car_section(cid, block)
 
 
@@ -360,4 +439,5 @@ __all__ = [
     "import_car",
     "iter_car_bytes",
     "iter_dag",
+    "iter_file_range",
 ]

@@ -145,3 +145,57 @@ def test_plain_get_never_serves_a_corrupted_leaf(
     with pytest.raises(BlockHashMismatchError) as info:
         client.get(f"/ipfs/{imported.cid}")
     assert info.value.cid == str(leaf)
+
+
+def distinct_chunks(count: int) -> list[bytes]:
+    """`count` different chunks, cheap to build (each repeats its own index)."""
+    return [i.to_bytes(8, "big") * (CHUNK_SIZE // 8) for i in range(count)]
+
+
+def leaf_cid(chunk: bytes) -> str:
+    return str(cid_from_bytes(sha256_cid_bytes(1, 0x55, hashlib.sha256(chunk).digest())))
+
+
+@pytest.mark.parametrize(
+    ("entity_bytes", "first_chunk", "last_chunk"),
+    [
+        ("0:0", 0, 0),
+        (f"{CHUNK_SIZE}:{2 * CHUNK_SIZE}", 1, 2),
+        (f"{CHUNK_SIZE + 1}:{2 * CHUNK_SIZE - 1}", 1, 1),
+        ("-1:*", 9, 9),
+        (f"{8 * CHUNK_SIZE}:*", 8, 9),
+        (f"0:{-CHUNK_SIZE - 1}", 0, 8),
+    ],
+)
+def test_entity_bytes_sends_only_the_blocks_of_the_range(
+    client: TestClient, store: Blockstore, entity_bytes: str, first_chunk: int, last_chunk: int
+) -> None:
+    chunks = distinct_chunks(10)
+    result = import_file(io.BytesIO(b"".join(chunks)), store, cid_version=1)
+    response = client.get(f"/ipfs/{result.cid}?format=car&entity-bytes={entity_bytes}")
+    assert response.status_code == 200
+    blocks = list(CarReader(io.BytesIO(response.content)))  # verifies every block
+    assert blocks[0][0] == result.cid
+    leaves = [str(cid) for cid, _ in blocks[1:]]
+    assert leaves == [leaf_cid(c) for c in chunks[first_chunk : last_chunk + 1]]
+
+
+def test_entity_bytes_walks_a_deep_dag(client: TestClient, store: Blockstore) -> None:
+    # 176 leaves: two levels of parents, so offsets must add up across levels.
+    chunks = distinct_chunks(176)
+    result = import_file(io.BytesIO(b"".join(chunks)), store, cid_version=1)
+    first, last = 173 * CHUNK_SIZE + 5, 175 * CHUNK_SIZE
+    response = client.get(f"/ipfs/{result.cid}?format=car&entity-bytes={first}:{last}")
+    blocks = list(CarReader(io.BytesIO(response.content)))
+    raw = [str(cid) for cid, _ in blocks if cid.codec.name == "raw"]
+    assert raw == [leaf_cid(c) for c in chunks[173:176]]
+    parents = [cid for cid, _ in blocks if cid.codec.name == "dag-pb"]
+    assert parents[0] == result.cid
+    assert len(parents) == 3  # the root and both level-1 nodes the range spans
+
+
+def test_bad_entity_bytes_is_400(client: TestClient, imported: ImportResult) -> None:
+    base = f"/ipfs/{imported.cid}?format=car&entity-bytes="
+    assert client.get(base + "10").status_code == 400
+    assert client.get(base + "a:b").status_code == 400
+    assert client.get(base + "10:5").status_code == 400
