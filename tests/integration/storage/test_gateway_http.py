@@ -8,10 +8,12 @@ import io
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi import FastAPI, Response
 from fastapi.responses import StreamingResponse
 
+from mercato.crypto import generate_content_key
 from mercato.errors import (
     BlockHashMismatchError,
     BlockNotFoundError,
@@ -22,8 +24,9 @@ from mercato.errors import (
 from mercato.gateway.ipfs import create_ipfs_router
 from mercato.storage.backends import GatewayBackend, StorageBackend
 from mercato.storage.blockstore import Blockstore
-from mercato.storage.car import iter_car_bytes
+from mercato.storage.car import CarReader, iter_car_bytes
 from mercato.storage.cids import MAX_BLOCK_SIZE, parse_cid
+from mercato.storage.encrypted import encrypt_and_import, export_and_decrypt
 from mercato.storage.unixfs import CHUNK_SIZE, ImportResult, import_file
 
 from .helpers import pseudo_random, serve
@@ -144,3 +147,35 @@ def test_endless_block_body_is_cut_off(origin: tuple[Blockstore, ImportResult]) 
     store, result = origin
     with serve(hostile_app(store, "huge")) as url, pytest.raises(BlockTooLargeError):
         GatewayBackend(url).get_block(result.cid)
+
+
+def test_plain_get_streams_the_file_over_http(
+    gateway_url: str, origin: tuple[Blockstore, ImportResult]
+) -> None:
+    _, result = origin
+    with httpx.Client() as client:
+        response = client.get(f"{gateway_url}/ipfs/{result.cid}")
+        assert response.status_code == 200
+        assert response.content == DATA
+        assert int(response.headers["content-length"]) == len(DATA)
+        car = client.get(
+            f"{gateway_url}/ipfs/{result.cid}",
+            params={"format": "car", "entity-bytes": f"{CHUNK_SIZE}:{CHUNK_SIZE + 9}"},
+        )
+    blocks = list(CarReader(io.BytesIO(car.content)))
+    assert blocks[0][0] == result.cid
+    assert [block[:10] for _, block in blocks[1:]] == [DATA[CHUNK_SIZE : CHUNK_SIZE + 10]]
+
+
+def test_encrypted_artifact_round_trip_through_a_gateway(
+    tmp_path: Path, gateway_url: str, origin: tuple[Blockstore, ImportResult]
+) -> None:
+    # Seller imports into its store (served by the gateway); buyer decrypts from it.
+    store, _ = origin
+    plain = tmp_path / "model.onnx"
+    plain.write_bytes(DATA)
+    key = generate_content_key()
+    cid, digest, size = encrypt_and_import(plain, store, key)
+    dest = tmp_path / "bought.onnx"
+    assert export_and_decrypt(cid, GatewayBackend(gateway_url), key, digest, dest) == size
+    assert dest.read_bytes() == DATA
