@@ -207,7 +207,8 @@ async function download() {
     link.download = `model-${id}-v${d.version}.tar`;
     link.textContent = `Save ${link.download}`;
     link.id = "saved";
-    document.body.appendChild(link);
+    link.className = "btn secondary wide";
+    $("buybox").appendChild(link);
     link.click();
     say("buy-status", `Verified: sha256 ${digest.slice(0, 16)}… matches the chain. Saved ${link.download}.`, "ok");
   } catch (error) {

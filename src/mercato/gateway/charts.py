@@ -136,7 +136,8 @@ def line_chart_svg(
         y = sy(value)
         parts.append(
             f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#eef0f3"/>'
-            f'<text x="{left - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">{value:.3g}</text>'
+            f'<text x="{left - 6}" y="{y + 4:.1f}" class="tick" '
+            f'text-anchor="end">{value:.3g}</text>'
         )
     for x in sorted(set(xs)):
         parts.append(

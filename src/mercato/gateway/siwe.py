@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
-from eth_keys.exceptions import BadSignature
+from eth_keys.exceptions import BadSignature, ValidationError
 from eth_utils import is_checksum_address, to_checksum_address
 
 from mercato.errors import (
@@ -292,7 +292,7 @@ class SiweVerifier:
             raise SiweExpiredError("the message is not valid yet")
         try:
             signer = Account.recover_message(encode_defunct(text=text), signature=signature)
-        except (BadSignature, ValueError, TypeError) as exc:
+        except (BadSignature, ValidationError, ValueError, TypeError) as exc:
             raise SiweSignatureError(f"the signature is malformed ({exc})") from exc
         if signer != message.address:
             raise SiweSignatureError(f"the signature is by {signer}, not {message.address}")

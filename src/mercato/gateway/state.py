@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from mercato.client.artifacts import cid_from_digest
 from mercato.client.market import Market
 from mercato.client.provider import ProviderService
-from mercato.errors import IndexingError, StorageError
+from mercato.errors import IndexingError, IndexRpcError, StorageError
 from mercato.gateway.ratelimit import RateLimiter
 from mercato.gateway.sessions import SessionSigner, load_session_key
 from mercato.gateway.siwe import SiweVerifier
@@ -68,6 +68,8 @@ class IndexFollower:
         )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Bumped whenever a sync changed the index, so readers can cache between changes.
+        self.generation = 0
 
     def start(self) -> None:
         """Starts following the chain (a first sync runs in the thread)."""
@@ -75,10 +77,21 @@ class IndexFollower:
         self._thread.start()
 
     def _run(self) -> None:
-        try:
-            self.indexer.run(self._stop)
-        except IndexingError:
-            log.exception("the index stopped following the chain")
+        # `Indexer.run` in outline, keeping each report to know when the index changed.
+        interval = self.indexer.config.poll_interval
+        while not self._stop.is_set():
+            try:
+                report = self.indexer.sync_once()
+            except IndexRpcError:
+                self._stop.wait(interval)  # the chain is restarting: try again
+                continue
+            except IndexingError:
+                log.exception("the index stopped following the chain")
+                return
+            if report.events or report.metadata_applied or report.rolled_back_to is not None:
+                self.generation += 1
+            if report.indexed_to >= report.head - self.indexer.confirmations:
+                self._stop.wait(interval)
 
     def stop(self) -> None:
         """Stops the thread and waits for it."""
@@ -117,6 +130,21 @@ class GatewayState:
     try_by_address: RateLimiter
     try_by_wallet: RateLimiter
     follower: IndexFollower | None = None
+    detail_cache: dict[int, tuple[int, Any]] = field(default_factory=dict)
+
+    def cached(self, key: int, build: Callable[[], Any]) -> Any:
+        """`build()`, reused until the index changes (only while this app follows the chain)."""
+        if self.follower is None:
+            return build()
+        generation = self.follower.generation
+        hit = self.detail_cache.get(key)
+        if hit is not None and hit[0] == generation:
+            return hit[1]
+        value = build()
+        if len(self.detail_cache) > 10_000:
+            self.detail_cache.clear()
+        self.detail_cache[key] = (generation, value)
+        return value
 
     @property
     def chain_id(self) -> int:

@@ -80,4 +80,10 @@ def search_models(
 @router.get("/{model_id}", response_model=ModelDetailOut, responses={404: {"model": ErrorOut}})
 def model_detail(model_id: int, state: State) -> ModelDetailOut:
     """One model: listing, card, input/output signature, versions and the fee."""
-    return ModelDetailOut.of_detail(state.index.model(model_id), state.fees.fee_bps())
+    fee = state.fees.fee_bps()
+    detail: ModelDetailOut = state.cached(
+        model_id, lambda: ModelDetailOut.of_detail(state.index.model(model_id), fee)
+    )
+    if detail.protocol_fee_bps != fee:  # the fee changed on-chain, the index did not
+        detail = detail.model_copy(update={"protocol_fee_bps": fee})
+    return detail

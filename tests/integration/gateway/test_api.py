@@ -1,0 +1,84 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""The REST API against a real node: resources, errors with stable codes, sign-in."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from eth_account import Account
+from eth_account.messages import encode_defunct
+
+from mercato.node import Node
+
+pytestmark = pytest.mark.integration
+BUYER = Account.from_key("0x" + "33" * 32)
+
+
+def test_openapi_lists_every_resource(demo_node: tuple[Node, str, list[int]]) -> None:
+    _, base, _ = demo_node
+    paths = httpx.get(f"{base}/openapi.json").json()["paths"]
+    for path in (
+        "/v1/models",
+        "/v1/models/{model_id}",
+        "/v1/models/{model_id}/versions",
+        "/v1/models/{model_id}/lineage",
+        "/v1/models/{model_id}/reviews",
+        "/v1/models/{model_id}/evaluations",
+        "/v1/orders",
+        "/v1/creators/{address}",
+        "/v1/creators/{address}/earnings",
+        "/v1/auth/verify",
+    ):
+        assert path in paths
+
+
+def test_models_search_detail_and_lineage(demo_node: tuple[Node, str, list[int]]) -> None:
+    _, base, ids = demo_node
+    free = httpx.get(f"{base}/v1/models", params={"free": "true"}).json()["items"]
+    assert [m["name"] for m in free] == ["diabetes-gbr"]
+    cheap = httpx.get(f"{base}/v1/models", params={"max_price": 4 * 10**18, "sort": "price_low"})
+    assert [m["price"] for m in cheap.json()["items"]] == ["0", str(3 * 10**18)]
+    tuned = httpx.get(f"{base}/v1/models/{ids[3]}").json()
+    assert tuned["inputs"][0]["name"] and tuned["protocol_fee_bps"] == 0
+    assert tuned["versions"][0]["artifact_cid"].startswith("Qm")
+    lineage = httpx.get(f"{base}/v1/models/{ids[3]}/lineage").json()
+    assert lineage["parents"] == [{"model_id": ids[0], "royalty_bps": 1500}]
+    assert httpx.get(f"{base}/v1/models/{ids[0]}/lineage").json()["children"] == [ids[3]]
+
+
+def test_errors_have_stable_codes(demo_node: tuple[Node, str, list[int]]) -> None:
+    _, base, _ = demo_node
+    missing = httpx.get(f"{base}/v1/models/999")
+    assert (missing.status_code, missing.json()["error"]) == (404, "indexed_model_not_found")
+    bad = httpx.get(f"{base}/v1/creators/not-an-address")
+    assert (bad.status_code, bad.json()["error"]) == (422, "invalid_search_query")
+    invalid = httpx.get(f"{base}/v1/models", params={"limit": 0})
+    assert (invalid.status_code, invalid.json()["error"]) == (422, "invalid_request")
+    anonymous = httpx.get(f"{base}/v1/orders/mine")
+    assert (anonymous.status_code, anonymous.json()["error"]) == (401, "session_required")
+
+
+def test_sign_in_opens_a_session_and_refuses_a_replay(
+    demo_node: tuple[Node, str, list[int]],
+) -> None:
+    _, base, _ = demo_node
+    with httpx.Client(base_url=base) as client:
+        message = client.post("/v1/auth/nonce", json={"address": BUYER.address}).json()["message"]
+        signature = "0x" + bytes(BUYER.sign_message(encode_defunct(text=message)).signature).hex()
+        signed = client.post("/v1/auth/verify", json={"message": message, "signature": signature})
+        assert signed.status_code == 200 and signed.json()["address"] == BUYER.address
+        assert client.get("/v1/auth/session").json()["address"] == BUYER.address  # cookie
+        token = signed.json()["token"]
+        mine = httpx.get(f"{base}/v1/orders/mine", headers={"Authorization": f"Bearer {token}"})
+        assert mine.status_code == 200 and mine.json() == []
+        again = client.post("/v1/auth/verify", json={"message": message, "signature": signature})
+        assert (again.status_code, again.json()["error"]) == (401, "siwe_nonce")
+
+
+def test_earnings_and_creator(demo_node: tuple[Node, str, list[int]]) -> None:
+    node, base, _ = demo_node
+    creator = node.accounts[0].address
+    info = httpx.get(f"{base}/v1/creators/{creator}").json()
+    assert info["models_created"] == 3 and info["provider_url"] == base
+    earned = httpx.get(f"{base}/v1/creators/{creator}/earnings").json()
+    assert earned["credited"] == "0" and earned["credits"] == []
