@@ -4,12 +4,22 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 from mercato.client import Market
 from mercato.config import load_settings
@@ -56,6 +66,21 @@ def open_market(
     if signing:
         signer = Wallet.from_settings(settings).unlock(account, PasswordSource(password_file))
     return Market(settings, account=signer)
+
+
+@contextmanager
+def byte_progress(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A Rich progress bar over bytes; yields the callback the SDK reports bytes to."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda size: bar.advance(task, size)
 
 
 def parse_tokens(text: str) -> int:

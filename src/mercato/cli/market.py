@@ -19,6 +19,7 @@ from mercato.cli.common import (
     JsonOption,
     PasswordFileOption,
     RpcUrlOption,
+    byte_progress,
     console,
     format_tokens,
     open_market,
@@ -38,6 +39,14 @@ app.add_typer(version_app, name="version")
 app.add_typer(price_app, name="price")
 
 ModelId = Annotated[int, typer.Argument(help="The model's id.", min=1)]
+
+
+def _package_size(path: Path) -> int | None:
+    """The bytes a package's files hold, for a progress bar (None if unreadable)."""
+    try:
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    except OSError:
+        return None
 
 
 @app.command()
@@ -65,13 +74,16 @@ def publish(
     if len(parents) != len(shares):
         raise ConfigError("Give one --royalty per --parent, in the same order.")
     market = open_market(data_dir, rpc_url, account, password_file)
-    with console.status("Validating, hashing and storing the model…"):
+    amount = parse_tokens(price)
+    step = "Hashing, encrypting and storing" if amount else "Hashing and storing"
+    with byte_progress(step, _package_size(path)) as progress:
         result = market.models.publish(
             path,
-            price=parse_tokens(price),
+            price=amount,
             license_duration=license_days * 86_400,
             parents=parents,
             royalty_bps=shares,
+            progress=progress,
         )
     if json_output:
         print_json(
@@ -102,7 +114,8 @@ def version_add(
 ) -> None:
     """Publish a new version of a model you own."""
     market = open_market(data_dir, rpc_url, account, password_file)
-    result = market.models.add_version(model_id, path)
+    with byte_progress("Hashing and storing", _package_size(path)) as progress:
+        result = market.models.add_version(model_id, path, progress=progress)
     if json_output:
         print_json(
             {
@@ -369,8 +382,8 @@ def download(
 ) -> None:
     """Download a model you hold a license for; every block and the sha256 are checked."""
     market = open_market(data_dir, rpc_url, account, password_file)
-    with console.status("Downloading and verifying…"):
-        path = market.orders.download(model_id, dest, gateway=gateway)
+    with byte_progress("Downloading, verifying and decrypting", None) as progress:
+        path = market.orders.download(model_id, dest, gateway=gateway, progress=progress)
     console.print(f"Model {model_id} verified and unpacked into {path}")
 
 

@@ -19,7 +19,7 @@ import hashlib
 import os
 import tarfile
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from multiformats import CID, multihash
@@ -42,6 +42,17 @@ def cid_digest(cid: CID) -> bytes:
 def cid_from_digest(digest: bytes) -> CID:
     """The CIDv0 of a dag-pb root whose sha256 digest the chain stores."""
     return CID("base58btc", 0, "dag-pb", _SHA2_256.wrap(bytes(digest)))
+
+
+Progress = Callable[[int], None]  # called with the number of bytes just processed
+
+
+def counted(pieces: Iterable[bytes], progress: Progress | None) -> Iterator[bytes]:
+    """Passes `pieces` through, reporting each one's size to `progress`."""
+    for piece in pieces:
+        if progress is not None:
+            progress(len(piece))
+        yield piece
 
 
 def package_tar_stream(package: ModelPackage) -> Iterator[bytes]:
@@ -79,13 +90,26 @@ def extract_package_tar(tar_path: Path, dest: Path) -> None:
 
 
 def restore_package(
-    store: Blockstore, artifact_cid: CID, key: bytes | None, expected_sha256: bytes, dest: Path
+    store: Blockstore,
+    artifact_cid: CID,
+    key: bytes | None,
+    expected_sha256: bytes,
+    dest: Path,
+    progress: Progress | None = None,
 ) -> None:
     """Rebuilds a package directory from its stored artifact, all or nothing.
 
     The artifact is read block by block with hash checks, decrypted when `key` is given,
     checked against the sha256 the chain commits to, and unpacked; `dest` appears only
     once all of that succeeded.
+
+    Args:
+        store: The store holding the artifact's blocks.
+        artifact_cid: The artifact.
+        key: The content key of a paid model; None for a free one (stored in the clear).
+        expected_sha256: The plaintext sha256 the chain commits to.
+        dest: The package directory to create (absent or empty).
+        progress: Told how many stored bytes were read, as they are.
 
     Raises:
         BlockNotFoundError: The artifact is not (fully) in the store.
@@ -95,7 +119,7 @@ def restore_package(
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".mercato-restore-") as tmp:
         tar_path = Path(tmp) / "artifact.tar"
-        pieces = (bytes(piece) for piece in iter_file(artifact_cid, store))
+        pieces = counted((bytes(piece) for piece in iter_file(artifact_cid, store)), progress)
         with tar_path.open("wb") as out:
             if key is None:  # a free model is stored in the clear
                 digest = hashlib.sha256()

@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING
 from multiformats import CID
 
 from mercato.chain.contracts import Listing, ModelId, VersionDigests
-from mercato.client.artifacts import cid_digest, cid_from_digest, package_tar_stream
+from mercato.client.artifacts import (
+    Progress,
+    cid_digest,
+    cid_from_digest,
+    counted,
+    package_tar_stream,
+)
 from mercato.client.metadata import StoreMetadataSource
 from mercato.crypto import StreamEncryptor, generate_content_key
 from mercato.errors import ContractRevertError, ModelNotFoundError, VersionNotFoundError
@@ -73,6 +79,7 @@ class ModelsAPI:
         license_duration: int = 0,
         parents: Sequence[int] = (),
         royalty_bps: Sequence[int] = (),
+        progress: Progress | None = None,
     ) -> PublishedVersion:
         """Validates a model package, stores it (encrypted when paid) and publishes it.
 
@@ -82,6 +89,8 @@ class ModelsAPI:
             license_duration: License length in seconds; 0 is perpetual.
             parents: Ids of the models this one was built on.
             royalty_bps: Each parent's share of every sale, in basis points.
+            progress: Told how many package bytes were hashed (and encrypted) and
+                stored, as they are; the total is `load_package(path).total_size`.
 
         Returns:
             The new model's id, version 1 and its CIDs.
@@ -93,7 +102,7 @@ class ModelsAPI:
         """
         account = self._market.require_account("publish a model")
         package = load_package(path)
-        stored = self._store_package(package, encrypt=price > 0)
+        stored = self._store_package(package, encrypt=price > 0, progress=progress)
         self._ensure_provider_url(account.address)
         model_id = self._market.contracts.marketplace.publish(
             stored.digests,
@@ -104,7 +113,9 @@ class ModelsAPI:
         )
         return stored.published(model_id, 1)
 
-    def add_version(self, model_id: int, path: str | Path) -> PublishedVersion:
+    def add_version(
+        self, model_id: int, path: str | Path, progress: Progress | None = None
+    ) -> PublishedVersion:
         """Publishes a new version of a model the account owns; encrypted when the model is paid.
 
         Raises:
@@ -115,7 +126,9 @@ class ModelsAPI:
         """
         self._market.require_account("add a version")
         listing = self.show(model_id).listing
-        stored = self._store_package(load_package(path), encrypt=listing.price > 0)
+        stored = self._store_package(
+            load_package(path), encrypt=listing.price > 0, progress=progress
+        )
         version = self._market.contracts.registry.add_version(model_id, stored.digests)
         return stored.published(ModelId(model_id), version)
 
@@ -219,19 +232,22 @@ class ModelsAPI:
         """The model's parents with their royalty shares in basis points."""
         return self._market.contracts.registry.lineage(model_id)
 
-    def _store_package(self, package: ModelPackage, *, encrypt: bool) -> _StoredPackage:
+    def _store_package(
+        self, package: ModelPackage, *, encrypt: bool, progress: Progress | None
+    ) -> _StoredPackage:
         store = self._market.store
+        plaintext = counted(package_tar_stream(package), progress)
         manifest = import_file([package.manifest_bytes()], store)
         if encrypt:
             key = generate_content_key()
             encryptor = StreamEncryptor(key)
-            artifact = import_file(encryptor.encrypt(package_tar_stream(package)), store)
+            artifact = import_file(encryptor.encrypt(plaintext), store)
             # The encryptor hashed the plaintext on the way through.
             sha256 = encryptor.result.plaintext_sha256 if encryptor.result else b""
             self._market.keys.save(artifact.cid, key)
         else:
             digest = hashlib.sha256()
-            artifact = import_file(_hashing(package_tar_stream(package), digest), store)
+            artifact = import_file(_hashing(plaintext, digest), store)
             sha256 = digest.digest()
         return _StoredPackage(artifact.cid, manifest.cid, sha256, encrypt)
 

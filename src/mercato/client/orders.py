@@ -13,7 +13,7 @@ from eth_typing import ChecksumAddress
 from web3 import Web3
 
 from mercato.chain.contracts import LicenseState, ModelId, TokenAmount
-from mercato.client.artifacts import restore_package
+from mercato.client.artifacts import Progress, restore_package
 from mercato.crypto import derive_buyer_key
 from mercato.errors import (
     AlreadyLicensedError,
@@ -153,7 +153,14 @@ class OrdersAPI:
         self._market.contracts.marketplace.refund(model_id, account.address)
         return self.status(model_id)
 
-    def download(self, model_id: int, dest: str | Path, *, gateway: str | None = None) -> Path:
+    def download(
+        self,
+        model_id: int,
+        dest: str | Path,
+        *,
+        gateway: str | None = None,
+        progress: Progress | None = None,
+    ) -> Path:
         """Downloads a licensed model, verifies every block and the plaintext sha256, and
         unpacks it into `dest`. Nothing is written to `dest` unless everything checks out.
 
@@ -161,6 +168,7 @@ class OrdersAPI:
             model_id: The model.
             dest: A directory that does not exist yet (or is empty).
             gateway: Fetch from this IPFS gateway instead of the creator's provider URL.
+            progress: Told how many artifact bytes were verified and decrypted, as they are.
 
         Returns:
             `dest`.
@@ -180,7 +188,12 @@ class OrdersAPI:
         source = gateway or info.provider_url
         self._fetch(version, source)
         restore_package(
-            self._market.store, version.artifact_cid, key, version.plaintext_sha256, target
+            self._market.store,
+            version.artifact_cid,
+            key,
+            version.plaintext_sha256,
+            target,
+            progress,
         )
         return target
 

@@ -37,7 +37,15 @@ class NodeProcess:
     output: list[str] = field(default_factory=list)
 
     def start(self) -> None:
-        command = [sys.executable, "-m", "mercato.cli", "node", "up", "--data-dir", str(self.data_dir)]
+        command = [
+            sys.executable,
+            "-m",
+            "mercato.cli",
+            "node",
+            "up",
+            "--data-dir",
+            str(self.data_dir),
+        ]
         self.process = subprocess.Popen(
             [*command, *self.args],
             stdout=subprocess.PIPE,
@@ -96,14 +104,23 @@ class Network:
         return record
 
     def market(self, data_dir: Path, account: LocalAccount | None = None) -> Market:
-        settings = Settings(data_dir=data_dir, rpc_url=self.rpc_url, provider_url=self.creator_gateway)
+        settings = Settings(
+            data_dir=data_dir, rpc_url=self.rpc_url, provider_url=self.creator_gateway
+        )
         return Market(settings, account=account, deployment=self.deployment)
 
-    def cli(self, *args: str, data_dir: Path | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, data_dir: Path | None = None, timeout: float = 180
+    ) -> subprocess.CompletedProcess[str]:
         """Runs `mercato ARGS` as the buyer (by default) against the shared chain."""
         folder = data_dir or self.buyer_dir
         command = [sys.executable, "-m", "mercato.cli", *args]
-        env = {**os.environ, "MERCATO_DATA_DIR": str(folder), "MERCATO_RPC_URL": self.rpc_url, "COLUMNS": "200"}
+        env = {
+            **os.environ,
+            "MERCATO_DATA_DIR": str(folder),
+            "MERCATO_RPC_URL": self.rpc_url,
+            "COLUMNS": "200",
+        }
         return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
 
     def time_travel(self, seconds: int) -> None:
@@ -134,9 +151,9 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
     gateway_port = free_port()
     creator_gateway = f"http://127.0.0.1:{gateway_port}"
     common = ["--rpc-url", anvil.rpc_url, "--password-file", str(password_file)]
-    creator_node = NodeProcess(
-        creator_dir, [*common, "--gateway-port", str(gateway_port), "--account", creator.address]
-    )
+    # The settings file, not a flag, so `mercato publish` records the same provider URL.
+    (creator_dir / "config.toml").write_text(f"gateway_port = {gateway_port}\n")
+    creator_node = NodeProcess(creator_dir, [*common, "--account", creator.address])
     creator_node.start()  # deploys on the fresh chain and funds the dev accounts
     buyer_node = NodeProcess(
         buyer_dir,

@@ -31,7 +31,12 @@ def paid_model(network: Network, tmp_path_factory: pytest.TempPathFactory) -> in
 
 
 def _auth(network: Network, index: int) -> list[str]:
-    return ["--password-file", str(network.password_file), "--account", network.buyers[index].address]
+    return [
+        "--password-file",
+        str(network.password_file),
+        "--account",
+        network.buyers[index].address,
+    ]
 
 
 def test_missing_keystore_is_exit_11(network: Network, paid_model: int) -> None:
@@ -42,11 +47,15 @@ def test_missing_keystore_is_exit_11(network: Network, paid_model: int) -> None:
     assert "mercato wallet" in result.stderr
 
 
-def test_wrong_password_is_exit_12_and_buys_nothing(network: Network, paid_model: int, tmp_path: Path) -> None:
+def test_wrong_password_is_exit_12_and_buys_nothing(
+    network: Network, paid_model: int, tmp_path: Path
+) -> None:
     wrong = tmp_path / "wrong"
     wrong.write_text("not the password\n")
     buyer = network.buyers[3]
-    result = network.cli("buy", str(paid_model), "--password-file", str(wrong), "--account", buyer.address)
+    result = network.cli(
+        "buy", str(paid_model), "--password-file", str(wrong), "--account", buyer.address
+    )
     assert result.returncode == 12
     market = network.market(network.buyer_dir)
     assert market.orders.status(paid_model, buyer.address).state is LicenseState.NONE
@@ -94,8 +103,8 @@ class _TamperingGateway(http.server.BaseHTTPRequestHandler):
 
     upstream = ""
 
-    def do_GET(self) -> None:  # noqa: N802 - the standard library's handler name
-        with urllib.request.urlopen(self.upstream + self.path) as answer:  # noqa: S310 - loopback
+    def do_GET(self) -> None:
+        with urllib.request.urlopen(self.upstream + self.path) as answer:
             body = bytearray(answer.read())
             content_type = answer.headers["Content-Type"]
         body[len(body) // 2] ^= 0x01
@@ -127,7 +136,9 @@ def test_tampered_or_unreachable_provider_writes_nothing_then_the_real_one_works
     assert bought.returncode == 0, bought.stderr
     dest = tmp_path / "model"
 
-    tampered = network.cli("download", str(paid_model), str(dest), "--gateway", tampering_gateway, *auth)
+    tampered = network.cli(
+        "download", str(paid_model), str(dest), "--gateway", tampering_gateway, *auth
+    )
     assert tampered.returncode == 81
     assert "do not match" in tampered.stderr
     assert not dest.exists()
@@ -141,5 +152,7 @@ def test_tampered_or_unreachable_provider_writes_nothing_then_the_real_one_works
     fine = network.cli("download", str(paid_model), str(dest), *auth)
     assert fine.returncode == 0, fine.stderr
     assert (dest / "README.md").exists()
-    assert network.market(network.buyer_dir).contracts.marketplace.has_license(buyer.address, paid_model)
+    assert network.market(network.buyer_dir).contracts.marketplace.has_license(
+        buyer.address, paid_model
+    )
     assert PASSWORD not in fine.stdout + fine.stderr

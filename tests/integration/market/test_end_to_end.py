@@ -27,17 +27,28 @@ IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 @pytest.fixture(scope="module")
 def models(network: Network, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """A parent model by one creator and a paid model derived from it by another."""
-    samples = build_samples(tmp_path_factory.mktemp("samples"), ["iris-logreg", "iris-logreg-tuned"])
-    parent = network.market(network.creator_dir, network.parent_creator).models.publish(
-        samples["iris-logreg"].root, price=5 * TOKEN
+    samples = build_samples(
+        tmp_path_factory.mktemp("samples"), ["iris-logreg", "iris-logreg-tuned"]
     )
+    published = network.cli(
+        "publish", str(samples["iris-logreg"].root), "--price", "5", "--json",
+        "--account", network.parent_creator.address, "--password-file", str(network.password_file),
+        data_dir=network.creator_dir,
+    )  # fmt: skip
+    assert published.returncode == 0, published.stderr
+    parent = json.loads(published.stdout)
+    assert parent["encrypted"] is True
     child = network.market(network.creator_dir, network.creator).models.publish(
         samples["iris-logreg-tuned"].root,
         price=PRICE,
-        parents=[parent.model_id],
+        parents=[parent["model_id"]],
         royalty_bps=[ROYALTY_BPS],
     )
-    return {"parent": parent.model_id, "child": child.model_id, "source": samples["iris-logreg-tuned"].root}
+    return {
+        "parent": parent["model_id"],
+        "child": child.model_id,
+        "source": samples["iris-logreg-tuned"].root,
+    }
 
 
 def _outputs(model_path: Path) -> list[np.ndarray]:
@@ -88,11 +99,16 @@ def test_buyer_tries_buys_downloads_and_reviews_a_derived_model(
     digest = hashlib.sha256(b"".join(package_tar_stream(load_package(dest))))
     assert digest.digest() == on_chain
     # ...and the buyer's ONNX Runtime gives what the creator's gives.
-    for mine, theirs in zip(_outputs(dest / "model.onnx"), _outputs(source / "model.onnx"), strict=True):
+    for mine, theirs in zip(
+        _outputs(dest / "model.onnx"), _outputs(source / "model.onnx"), strict=True
+    ):
         np.testing.assert_array_equal(mine, theirs)
 
     royalty = PRICE * ROYALTY_BPS // 10_000
-    assert market.contracts.marketplace.credits(network.parent_creator.address) == parent_owner_credits + royalty
+    assert (
+        market.contracts.marketplace.credits(network.parent_creator.address)
+        == parent_owner_credits + royalty
+    )
 
     reviewed = network.cli("review", child, "5", *auth)
     assert reviewed.returncode == 0, reviewed.stderr
@@ -120,7 +136,9 @@ def test_node_restarted_between_purchase_and_delivery_delivers_once(
     network.creator_node.stop()
     network.creator_node.start()  # a second start must not deliver again
     market.models.show(child)  # a round trip to the chain after the restart
-    delivered = market.logs(market.contracts.marketplace, "Delivered", model_id=child, buyer=buyer.address)
+    delivered = market.logs(
+        market.contracts.marketplace, "Delivered", model_id=child, buyer=buyer.address
+    )
     assert len(delivered) == 1
 
 
@@ -130,21 +148,19 @@ def test_creator_node_down_past_the_deadline_buyer_refunds_every_token(
     child = str(models["child"])
     buyer = network.buyers[2]
     market = network.market(network.buyer_dir, buyer)
+    auth = ["--password-file", str(network.password_file), "--account", buyer.address]
     before = market.wallet.balance()
     network.creator_node.stop()
     try:
-        bought = network.cli("buy", child, "--wait", "0", "--password-file", str(network.password_file),
-                             "--account", buyer.address)  # fmt: skip
+        bought = network.cli("buy", child, "--wait", "0", *auth)
         assert bought.returncode == 0, bought.stderr
         assert market.wallet.balance() == before - PRICE
-        too_early = network.cli("refund", child, "--password-file", str(network.password_file),
-                                "--account", buyer.address)  # fmt: skip
+        too_early = network.cli("refund", child, *auth)
         assert too_early.returncode == 23
         assert "marketplace: delivery deadline not reached" in too_early.stderr
 
         network.time_travel(network.deployment.delivery_window + 1)
-        refunded = network.cli("refund", child, "--password-file", str(network.password_file),
-                               "--account", buyer.address)  # fmt: skip
+        refunded = network.cli("refund", child, *auth)
         assert refunded.returncode == 0, refunded.stderr
         assert market.wallet.balance() == before
         assert market.orders.status(int(child)).state is LicenseState.REFUNDED
