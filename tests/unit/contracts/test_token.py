@@ -152,3 +152,72 @@ def test_transfer_and_transfer_from(token: Any, alice: str, bob: str, carol: str
     assert [e.value for e in events(token, "Transfer")] == [2]
     assert token.balanceOf(alice) == FUNDED - 5
     assert token.balanceOf(carol) == FUNDED + 2
+
+
+# snekmate's ERC-20 functions the token exports as they are; checked here so every
+# external function of the deployed token has a test.
+
+
+def test_burn_succeeds(token: Any, alice: str) -> None:
+    supply = token.totalSupply()
+    with boa.env.prank(alice):
+        token.burn(4)
+    transfer = only_event(token, "Transfer")
+    assert (transfer.sender, transfer.receiver, transfer.value) == (alice, ZERO, 4)
+    assert token.totalSupply() == supply - 4
+    with boa.env.prank(alice), reverts("erc20: burn amount exceeds balance"):
+        token.burn(FUNDED)
+
+
+def test_burn_from_succeeds(token: Any, alice: str, bob: str) -> None:
+    with boa.env.prank(bob), reverts("erc20: insufficient allowance"):
+        token.burn_from(alice, 1)
+    with boa.env.prank(alice):
+        token.approve(bob, 3)
+    with boa.env.prank(bob):
+        token.burn_from(alice, 3)
+    assert only_event(token, "Transfer").value == 3
+    assert token.balanceOf(alice) == FUNDED - 3
+    assert token.allowance(alice, bob) == 0
+
+
+def test_set_minter_succeeds(token: Any, deployer: str, alice: str) -> None:
+    with boa.env.prank(deployer):
+        token.set_minter(alice, True)
+    changed = only_event(token, "RoleMinterChanged")
+    assert (changed.minter, changed.status) == (alice, True)
+    with boa.env.prank(alice):
+        token.mint(alice, 1)
+    assert token.balanceOf(alice) == FUNDED + 1
+
+
+def test_set_minter_refusals(token: Any, deployer: str, alice: str) -> None:
+    with boa.env.prank(alice), reverts("ownable: caller is not the owner"):
+        token.set_minter(alice, True)
+    with boa.env.prank(deployer), reverts("erc20: minter is the zero address"):
+        token.set_minter(ZERO, True)
+    with boa.env.prank(deployer), reverts("erc20: minter is owner address"):
+        token.set_minter(deployer, False)
+
+
+def test_transfer_ownership_moves_the_minter_role(token: Any, deployer: str, alice: str) -> None:
+    with boa.env.prank(deployer), reverts("erc20: new owner is the zero address"):
+        token.transfer_ownership(ZERO)
+    with boa.env.prank(deployer):
+        token.transfer_ownership(alice)
+    moved = only_event(token, "OwnershipTransferred")
+    assert (moved.previous_owner, moved.new_owner) == (deployer, alice)
+    assert token.owner() == alice
+    assert token.is_minter(alice)
+    assert not token.is_minter(deployer)
+
+
+def test_renounce_ownership(token: Any, deployer: str, alice: str) -> None:
+    with boa.env.prank(alice), reverts("ownable: caller is not the owner"):
+        token.renounce_ownership()
+    with boa.env.prank(deployer):
+        token.renounce_ownership()
+    assert only_event(token, "OwnershipTransferred").new_owner == ZERO
+    assert token.owner() == ZERO
+    with boa.env.prank(deployer), reverts("erc20: access is denied"):
+        token.mint(deployer, 1)
