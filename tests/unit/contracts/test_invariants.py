@@ -276,11 +276,12 @@ class MarketplaceMachine(RuleBasedStateMachine):
     def deliver(self, data: st.DataObject, caller_kind: str) -> None:
         buyer, model_id = data.draw(st.sampled_from(self._pending()))
         owner = self.world.models[model_id].owner
-        caller = {
-            "owner": owner,
-            "agent": self.world.agents.get(owner, owner),
-            "other": data.draw(st.sampled_from(self.accounts)),
-        }[caller_kind]
+        if caller_kind == "owner":
+            caller = owner
+        elif caller_kind == "agent":
+            caller = self.world.agents.get(owner, owner)
+        else:
+            caller = data.draw(st.sampled_from(self.accounts))
         order = self.world.orders[(buyer, model_id)]
         reason = None
         if self._now() > order.time:
