@@ -26,13 +26,15 @@ Guarantees and why they hold:
   one by one: that made imports 10x slower than hashing. Instead an import makes
   everything it wrote durable once, at the end (`flush`: one `syncfs` of the store's
   file system, or `sync` where there is no `syncfs`), *before* it records its pin or
-  returns a CID. So an import that reported success survives a power cut whole. A
-  power cut during an import can leave a block file with missing or stale bytes under
-  its key (the rename reached the journal, the data did not); that import never
-  reported success and its root is not pinned. Such a file is caught because every
-  read re-hashes the block: `get` raises `BlockHashMismatchError` naming the CID and
-  moves the file to quarantine/, `put`/import of the same bytes rewrites a block whose
-  size is wrong, and `verify` re-hashes the whole store and quarantines what is bad.
+  returns a CID. So the blocks an import wrote survive a power cut after it reported
+  success. A power cut during an import can leave a block file with missing or stale
+  bytes under its key (the rename reached the journal, the data did not); that import
+  never reported success and its root is not pinned, but a later import of the same
+  bytes may find the file and keep it. Such a file is caught because every read
+  re-hashes the block: `get` raises `BlockHashMismatchError` naming the CID and moves
+  the file to quarantine/; `put`/import of the same bytes rewrites a block whose size
+  is wrong (the usual damage: an empty file) and any block that was quarantined; and
+  `verify` re-hashes the whole store, e.g. after an unclean shutdown.
 - Blocks are written with O_DIRECT where the file system allows it: the bytes go to
   the disk once instead of filling the page cache and being flushed again at the end,
   which is what makes the final `flush` cheap. Other file systems use ordinary writes.

@@ -128,8 +128,7 @@ def iter_file_range(
             raise DagFormatError(f"{cid} is not a UnixFS file node.", cid=name)
         if len(meta.blocksizes) != len(node.links):
             raise DagFormatError(
-                f"Node {cid} has {len(node.links)} links but {len(meta.blocksizes)} "
-                "blocksizes.",
+                f"Node {cid} has {len(node.links)} links but {len(meta.blocksizes)} blocksizes.",
                 cid=name,
             )
         children: list[tuple[CID, int]] = []
