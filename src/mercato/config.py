@@ -53,7 +53,9 @@ class Settings(BaseModel):
         default=None, description="SQLAlchemy URL of the index; unset uses SQLite in the data dir"
     )
     confirmations: int | None = Field(
-        default=None, ge=0, description="Blocks before the index trusts an event (None: 0 locally, 12 elsewhere)"
+        default=None,
+        ge=0,
+        description="Blocks before the index trusts an event (None: 0 locally, 12 elsewhere)",
     )
     try_per_minute: int = Field(default=30, ge=1, description="Try calls per wallet per minute")
 

@@ -643,7 +643,8 @@ class DeliveryTimeoutError(MarketError, TimeoutError):
         self.model_id, self.deadline = model_id, deadline
         super().__init__(
             f"The key for model {model_id} has not been delivered yet. Wait, or after the "
-            f"deadline (unix time {deadline}) take your tokens back with 'mercato refund {model_id}'."
+            f"deadline (unix time {deadline}) take your tokens back with "
+            f"'mercato refund {model_id}'."
         )
 
 

@@ -47,13 +47,18 @@ class StoreMetadataSource:
                     log.debug("manifest %s not fetched from %s: %s", cid, url, exc)
             else:
                 return None  # not available yet: the index holds the version until it is
+        # Present but unreadable: indexed as invalid ({}) rather than held forever.
+        data = bytearray()
         try:
-            data = b"".join(bytes(piece) for piece in iter_file(cid, store))
-            document = json.loads(data) if len(data) <= MAX_MANIFEST else None
+            for piece in iter_file(cid, store):
+                data += piece
+                if len(data) > MAX_MANIFEST:
+                    return {}
+            document = json.loads(bytes(data))
         except (StorageError, ValueError) as exc:
             log.warning("manifest %s is unreadable: %s", cid, exc)
-            return None
-        return document if isinstance(document, dict) else None
+            return {}
+        return document if isinstance(document, dict) else {}
 
     def _provider_urls(self) -> list[str]:
         if time.monotonic() - self._providers_read > PROVIDERS_REFRESH:

@@ -3,56 +3,30 @@
 
 The node's gateway also keeps the index in step with the chain: `IndexFollower` runs
 the index's `Indexer` in a thread for as long as the app runs, reading manifests from
-the node's own store (`StoreMetadataSource`).
+the node's own store or the providers recorded on-chain (`StoreMetadataSource`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from mercato.client.artifacts import cid_from_digest
 from mercato.client.market import Market
+from mercato.client.metadata import StoreMetadataSource
 from mercato.client.provider import ProviderService
-from mercato.errors import IndexingError, IndexRpcError, StorageError
+from mercato.errors import IndexingError, IndexRpcError
 from mercato.gateway.ratelimit import RateLimiter
 from mercato.gateway.sessions import SessionSigner, load_session_key
 from mercato.gateway.siwe import SiweVerifier
 from mercato.index import Index, Indexer, IndexerConfig
-from mercato.storage.exporter import iter_file
 
 log = logging.getLogger(__name__)
 MAX_MANIFEST = 4 * 1024 * 1024  # bytes; manifests are a few kB
-
-
-class StoreMetadataSource:
-    """Manifests read from the node's blockstore (verified block by block)."""
-
-    def __init__(self, market: Market) -> None:
-        self._market = market
-
-    def manifest(self, digest: bytes) -> Mapping[str, Any] | None:
-        """The manifest whose CID holds `digest`, or None while this node lacks its blocks."""
-        cid = cid_from_digest(digest)
-        store = self._market.store
-        try:
-            if not store.has(cid):
-                return None
-            data = bytearray()
-            for piece in iter_file(cid, store):
-                data += piece
-                if len(data) > MAX_MANIFEST:
-                    return {}
-            document = json.loads(bytes(data))
-        except (StorageError, ValueError):
-            return {}  # present but unreadable: indexed as invalid rather than held forever
-        return document if isinstance(document, dict) else {}
 
 
 class IndexFollower:

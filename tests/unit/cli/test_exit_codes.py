@@ -22,7 +22,9 @@ def test_no_class_is_shadowed_by_a_base_listed_before_it() -> None:
 
 def test_every_error_class_maps_to_a_code_outside_the_reserved_ones() -> None:
     classes = [
-        c for _, c in inspect.getmembers(errors, inspect.isclass) if issubclass(c, errors.MercatoError)
+        c
+        for _, c in inspect.getmembers(errors, inspect.isclass)
+        if issubclass(c, errors.MercatoError)
     ]
     for kind in classes:
         code = next(code for k, code in EXIT_CODES if issubclass(kind, k))
