@@ -302,6 +302,9 @@ def import_file(
 ) -> ImportResult:
     """Import a file into the blockstore as UnixFS, like `ipfs add`.
 
+    When it returns, every block is durable on disk (one sync for the whole import, see
+    the blockstore docstring) and, with `pin`, so is the pin.
+
     Args:
         source: A path, a binary file object, or an iterable of bytes (e.g. an
             encryption stream: nothing is spooled to a temp file).
