@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ from mercato.chain.contracts import Delivery, LicenseState, ModelId
 from mercato.client.market import Market
 from mercato.crypto import wrap_content_key
 from mercato.errors import ConfigError, ContentKeyMissingError, MercatoError
+from mercato.fsutil import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 32  # the marketplace's deliver_many limit
@@ -136,10 +135,4 @@ class SellerAgent:
 
     def _save_cursor(self, block: int) -> None:
         self.cursor_path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            "w", dir=self.cursor_path.parent, delete=False, prefix=".cursor-"
-        ) as tmp:
-            json.dump({"block": block}, tmp)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp.name, self.cursor_path)
+        atomic_write_bytes(self.cursor_path, json.dumps({"block": block}).encode())

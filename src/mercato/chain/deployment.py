@@ -14,8 +14,6 @@ The record of a deployment is saved as JSON in the data directory:
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ from eth_utils import to_checksum_address
 
 from mercato.chain.artifacts import Artifact, load_artifact
 from mercato.errors import DeploymentError
+from mercato.fsutil import atomic_write_bytes
 
 # Anvil/Hardhat and Ganache/geth --dev: the chains where demo funding and the faucet apply.
 LOCAL_CHAIN_IDS = frozenset({31_337, 1_337})
@@ -71,14 +70,9 @@ class Deployment:
         """Writes the record atomically to `<data_dir>/deployments/<chain id>.json`."""
         path = deployment_path(data_dir, self.chain_id)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            "w", dir=path.parent, prefix=f".{path.name}.", delete=False
-        ) as tmp:
-            json.dump(asdict(self), tmp, indent=2, sort_keys=True)
-            tmp.write("\n")
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp.name, path)
+        atomic_write_bytes(
+            path, (json.dumps(asdict(self), indent=2, sort_keys=True) + "\n").encode()
+        )
         return path
 
     @classmethod

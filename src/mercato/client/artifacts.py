@@ -26,6 +26,7 @@ from multiformats import CID, multihash
 
 from mercato.crypto import StreamDecryptor
 from mercato.errors import ContentKeyMissingError, DownloadError
+from mercato.fsutil import atomic_write_bytes
 from mercato.models.package import ModelPackage
 from mercato.storage.blockstore import Blockstore
 from mercato.storage.exporter import iter_file
@@ -150,15 +151,7 @@ class KeyStore:
 
     def save(self, artifact_cid: CID, key: bytes) -> None:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path = self.directory / f"{artifact_cid}.key"
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, key)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        atomic_write_bytes(self.directory / f"{artifact_cid}.key", key)
 
     def load(self, artifact_cid: CID) -> bytes:
         """Raises: ContentKeyMissingError: this node does not hold the key."""

@@ -24,6 +24,7 @@ from mercato.crypto import StreamEncryptor, generate_content_key
 from mercato.errors import ContractRevertError, ModelNotFoundError, VersionNotFoundError
 from mercato.index import Indexer, IndexerConfig, SearchPage, SearchQuery
 from mercato.models.package import ModelPackage, load_package
+from mercato.storage.encrypted import ENCRYPTION_CHUNK_SIZE
 from mercato.storage.unixfs import import_file
 
 if TYPE_CHECKING:
@@ -240,7 +241,8 @@ class ModelsAPI:
         manifest = import_file([package.manifest_bytes()], store)
         if encrypt:
             key = generate_content_key()
-            encryptor = StreamEncryptor(key)
+            # The storage layer's chunk size: fewer, larger secretstream messages.
+            encryptor = StreamEncryptor(key, chunk_size=ENCRYPTION_CHUNK_SIZE)
             artifact = import_file(encryptor.encrypt(plaintext), store)
             # The encryptor hashed the plaintext on the way through.
             sha256 = encryptor.result.plaintext_sha256 if encryptor.result else b""

@@ -24,6 +24,7 @@ from mercato.crypto.stream import (
     StreamDecryptor,
     StreamEncryptor,
 )
+from mercato.fsutil import fsync_directory
 
 StrPath = str | os.PathLike[str]
 
@@ -117,16 +118,4 @@ def _write_atomically(dst: StrPath, pieces: Iterable[bytes]) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
-    _fsync_directory(target.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename itself durable; not every platform can open a directory.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_directory(target.parent)

@@ -69,6 +69,7 @@ from mercato.errors import (
     DagFormatError,
     StorageFullError,
 )
+from mercato.fsutil import fsync_directory
 from mercato.storage import dagpb
 from mercato.storage.cids import (
     CODEC_DAG_PB,
@@ -522,7 +523,7 @@ class Blockstore:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.rename(tmp, path)
-            _fsync_dir(self.pins_dir)
+            fsync_directory(self.pins_dir)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise wrap_write_error(exc, path) from exc
@@ -623,14 +624,6 @@ def _write_all(fd: int, parts: Sequence[bytes | memoryview]) -> None:
             views.pop(0)
         if views and written:
             views[0] = views[0][written:]
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def wrap_write_error(exc: OSError, path: Path) -> BlockWriteError:

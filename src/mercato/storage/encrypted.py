@@ -25,6 +25,7 @@ from multiformats import CID
 
 from mercato.crypto.stream import StreamDecryptor, StreamEncryptor
 from mercato.errors import MercatoError, PlaintextHashMismatchError
+from mercato.fsutil import fsync_directory
 from mercato.storage.blockstore import Blockstore, wrap_write_error
 from mercato.storage.exporter import BlockSource, iter_file
 from mercato.storage.unixfs import import_file
@@ -156,20 +157,8 @@ def export_and_decrypt(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(dest.parent)
+    fsync_directory(dest.parent)
     return size
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename durable; not every platform can open a directory.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 __all__ = ["ENCRYPTION_CHUNK_SIZE", "EncryptedImport", "encrypt_and_import", "export_and_decrypt"]

@@ -11,12 +11,9 @@ tell a wrong password from a broken file, and crash-safe private file writes.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Literal, TypeGuard
@@ -33,6 +30,7 @@ from mercato.errors import (
     KeystoreWriteError,
     WrongPasswordError,
 )
+from mercato.fsutil import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -272,26 +270,12 @@ def write_private_file(path: Path, data: bytes, *, replace: bool = False) -> Non
         FileExistsError: `path` exists and `replace` is False.
         KeystoreWriteError: The file system refused the write.
     """
-    if not replace and path.exists():
-        raise FileExistsError(path)
-    tmp: str | None = None
     try:
-        # mkstemp creates the file with mode 0600 from the start: no window where the
-        # key is readable by others.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        tmp = None
-        _fsync_directory(path.parent)
+        atomic_write_bytes(path, data, replace=replace)
+    except FileExistsError:
+        raise
     except OSError as exc:
         raise KeystoreWriteError(str(path), exc.strerror or str(exc)) from exc
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
 
 
 def ensure_private_directory(directory: Path) -> None:
@@ -310,21 +294,6 @@ def ensure_private_directory(directory: Path) -> None:
             directory.chmod(0o700)
     except OSError as exc:
         raise KeystoreWriteError(str(directory), exc.strerror or str(exc)) from exc
-
-
-def _fsync_directory(directory: Path) -> None:
-    # The rename is durable only once the directory entry is on disk; some platforms
-    # cannot open directories, and there the rename is the best we can do.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        logger.debug("cannot fsync directory %s", directory)
-    finally:
-        os.close(fd)
 
 
 def _is_hex(value: Any, length: int | None) -> bool:
