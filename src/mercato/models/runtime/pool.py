@@ -1,11 +1,19 @@
 # SPDX-License-Identifier: AGPL-3.0-only
 """The try-before-you-buy pool: ONNX Runtime in worker processes with hard limits.
 
-A call is checked against the model's manifest in the caller's process, then handed
-to an idle worker. The pool waits at most `timeout_s`; a worker that overruns is
-killed and replaced, one that runs out of memory or dies is replaced, and the caller
-gets a typed error while the other workers keep serving. `run` is thread-safe: with N
-workers, N calls run in parallel.
+A call is checked against the model's manifest in the caller's process, then queued.
+One dispatcher thread per worker takes the oldest waiting call to its worker and waits
+at most `timeout_s`; a worker that overruns is killed and replaced, one that runs out of
+memory or dies is replaced, and the caller gets a typed error while the other workers
+keep serving. `run` is thread-safe: with N workers, N batches run in parallel.
+
+Dynamic batching, as model servers do it: when several calls for the same model wait
+and the model's inputs and outputs all share a symbolic first dimension (`N`), a free
+worker takes them together, concatenated along that dimension, and the outputs are
+split back per call. Nothing waits on purpose to fill a batch, so a lone call goes
+at once. A batch stays within `max_input_bytes`; if a batched run fails in any way
+(error, timeout, crash, memory, output limit, outputs without the batch dimension),
+each call is run again on its own, so one bad call fails alone.
 """
 
 from __future__ import annotations
@@ -13,12 +21,13 @@ from __future__ import annotations
 import contextlib
 import itertools
 import multiprocessing
-import queue
 import select
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from multiprocessing import shared_memory
 from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import Any
@@ -27,6 +36,7 @@ import numpy as np
 
 from mercato.errors import (
     ConfigError,
+    InferenceError,
     InferenceMemoryError,
     InferencePoolClosedError,
     InferenceRunError,
@@ -40,7 +50,7 @@ from mercato.models.runtime.tensors import (
     encode_outputs,
     prepare_inputs,
 )
-from mercato.models.runtime.worker import pack, unpack, worker_main
+from mercato.models.runtime.worker import place, receive, send, take, worker_main
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,8 @@ class RuntimeLimits:
         threads: Intra-op threads per session (1 = one core per worker).
         startup_timeout_s: How long a new worker may take to import ONNX Runtime.
         queue_timeout_s: How long a call waits for a free worker.
+        max_batch_calls: Most waiting calls for one model run together as one batch
+            (1 turns dynamic batching off).
     """
 
     timeout_s: float = 5.0
@@ -72,6 +84,7 @@ class RuntimeLimits:
     threads: int = 1
     startup_timeout_s: float = 60.0
     queue_timeout_s: float = 30.0
+    max_batch_calls: int = 64
 
     @property
     def input_policy(self) -> InputPolicy:
@@ -106,12 +119,20 @@ class TryResult:
         return encode_outputs(self.model, self.outputs, self.elapsed_ms)
 
 
+_SLACK = 64 * 64  # room for the alignment of up to 64 input tensors
+
+
 class _Worker:
-    """One worker process and the parent's end of its pipe."""
+    """One worker process, the parent's end of its pipe and its shared tensor segment."""
 
     def __init__(self, context: Any, limits: RuntimeLimits) -> None:
         parent, child = context.Pipe(duplex=True)
         self.conn: Connection = parent
+        self.input_capacity = limits.max_input_bytes + _SLACK
+        self.segment = shared_memory.SharedMemory(
+            create=True, size=self.input_capacity + limits.max_output_bytes + _SLACK
+        )
+        self.unlinked = False
         self.process = context.Process(
             target=worker_main,
             args=(
@@ -120,6 +141,8 @@ class _Worker:
                 limits.session_cache_size,
                 limits.threads,
                 limits.max_output_bytes,
+                self.segment.name,
+                self.input_capacity,
             ),
             daemon=True,
             name="mercato-try-worker",
@@ -132,6 +155,10 @@ class _Worker:
         # which costs more than the rest of a small try-call.
         self._poller = select.poll()
         self._poller.register(self.conn.fileno(), select.POLLIN | select.POLLHUP | select.POLLERR)
+
+    @property
+    def buffer(self) -> memoryview | None:
+        return self.segment.buf
 
     def wait_reply(self, timeout: float) -> bool:
         """Wait until the worker has answered (or died); False on timeout."""
@@ -152,27 +179,149 @@ class _Worker:
                 exitcode=self.process.exitcode,
             )
         try:
-            message = self.conn.recv()
+            message = receive(self.conn)
         except (EOFError, OSError) as exc:
             raise InferenceWorkerCrashedError(
                 "A try-runtime worker died while starting; check that onnxruntime imports.",
                 exitcode=self.process.exitcode,
             ) from exc
         self.ready = message[0] == "ready"
+        # Both sides have it mapped now: drop the name, so nothing is left behind in
+        # /dev/shm whatever happens to either process.
+        self._unlink()
+
+    def _unlink(self) -> None:
+        if not self.unlinked:
+            self.unlinked = True
+            with contextlib.suppress(FileNotFoundError):
+                self.segment.unlink()
+
+    def _release_segment(self) -> None:
+        self._unlink()
+        with contextlib.suppress(BufferError):  # a view still alive: the GC unmaps it
+            self.segment.close()
 
     def kill(self) -> None:
         self.process.kill()
         self.process.join(5)
         self.conn.close()
+        self._release_segment()
 
     def stop(self) -> None:
         with contextlib.suppress(OSError, ValueError):  # already dead or closed
-            self.conn.send(("stop",))
+            send(self.conn, ("stop",))
         self.process.join(2)
         if self.process.is_alive():
             self.kill()
         else:
             self.conn.close()
+            self._release_segment()
+
+
+class _Call:
+    """One queued try-call and, once served, its outcome."""
+
+    __slots__ = (
+        "arrays",
+        "done",
+        "error",
+        "key",
+        "model",
+        "names",
+        "nbytes",
+        "path",
+        "queued_at",
+        "result",
+        "rows",
+    )
+
+    def __init__(
+        self,
+        model: str,
+        key: str,
+        path: str,
+        arrays: dict[str, np.ndarray],
+        names: list[str] | None,
+        rows: int,
+    ) -> None:
+        self.model = model
+        self.key = key
+        self.path = path
+        self.arrays = arrays
+        self.names = names
+        self.rows = rows
+        self.nbytes = sum(getattr(a, "nbytes", 0) for a in arrays.values())
+        self.queued_at = time.monotonic()
+        self.done = threading.Event()
+        self.result: TryResult | None = None
+        self.error: BaseException | None = None
+
+    def finish(self, result: TryResult | None, error: BaseException | None = None) -> None:
+        self.result, self.error = result, error
+        self.arrays = {}  # the inputs are not needed any more
+        self.done.set()
+
+
+class _Slot:
+    """A dispatcher thread's worker; replaced in place after a fault."""
+
+    __slots__ = ("worker",)
+
+    def __init__(self, worker: _Worker) -> None:
+        self.worker = worker
+
+
+def batch_dimension(package: ModelPackage) -> str | None:
+    """The symbolic batch dimension a model's inputs and outputs all start with.
+
+    Args:
+        package: The model.
+
+    Returns:
+        The dimension's name, or None when calls to this model cannot be batched:
+        an input or output lacks a known rank, does not start with the same symbolic
+        dimension, or is not a tensor.
+    """
+    inputs = package.inputs
+    outputs = package.manifest.get("outputs") or []
+    if not inputs or not outputs:
+        return None
+    first = inputs[0].shape[0] if inputs[0].shape else None
+    if not isinstance(first, str):
+        return None
+    for spec in inputs:
+        if not spec.shape or spec.shape[0] != first:
+            return None
+    for entry in outputs:
+        shape = entry.get("shape") if entry.get("kind") == "tensor" else None
+        if not shape or shape[0] != first:
+            return None
+    return first
+
+
+def split_outputs(
+    outputs: Mapping[str, Any], rows: Sequence[int]
+) -> list[dict[str, np.ndarray]] | None:
+    """Cut a batched run's outputs back into one output set per call.
+
+    Args:
+        outputs: The batched run's outputs.
+        rows: Rows each call contributed, in batch order.
+
+    Returns:
+        One dict per call (copies), or None when an output is not an array whose
+        first dimension is the batch's total rows.
+    """
+    total = sum(rows)
+    for value in outputs.values():
+        if not isinstance(value, np.ndarray) or value.ndim == 0 or value.shape[0] != total:
+            return None
+    parts: list[dict[str, np.ndarray]] = []
+    start = 0
+    for count in rows:
+        parts.append({name: value[start : start + count].copy() for name, value in outputs.items()})
+        start += count
+    return parts
 
 
 class TryPool:
@@ -200,7 +349,8 @@ class TryPool:
                 `forkserver` (faster replacement after a fault).
 
         Raises:
-            ConfigError: `workers` is below 1 or the start method is unknown.
+            ConfigError: `workers` is below 1, the start method is unknown or
+                `max_batch_calls` is below 1.
         """
         if workers < 1:
             raise ConfigError(f"A try pool needs at least 1 worker, got {workers}.")
@@ -211,13 +361,24 @@ class TryPool:
             )
         self.size = workers
         self.limits = limits or RuntimeLimits()
+        if self.limits.max_batch_calls < 1:
+            raise ConfigError(
+                f"max_batch_calls must be at least 1, got {self.limits.max_batch_calls}."
+            )
         self._context = multiprocessing.get_context(start_method)
-        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._cond = threading.Condition()
+        # Waiting calls, grouped by what may share a batch; oldest group first.
+        self._pending: dict[object, deque[_Call]] = {}
+        self._held = 0
+        self._dispatchers: list[threading.Thread] = []
         self._all: set[_Worker] = set()
         self._lock = threading.Lock()
         self._ids = itertools.count()
+        self._batch_dims: dict[str, str | None] = {}
         self._open = False
         self.replaced = 0  # workers replaced after faults or recycling, for monitoring
+        self.batched_runs = 0  # worker runs that served more than one call
+        self.batch_retries = 0  # batched runs that failed and were retried call by call
 
     def __enter__(self) -> TryPool:
         self.start()
@@ -244,12 +405,29 @@ class TryPool:
         fresh = [self._spawn() for _ in range(self.size)]
         for worker in fresh:
             worker.wait_ready(self.limits.startup_timeout_s)
-            self._idle.put(worker)
+        for worker in fresh:
+            thread = threading.Thread(
+                target=self._dispatch, args=(_Slot(worker),), daemon=True, name="mercato-try"
+            )
+            thread.start()
+            self._dispatchers.append(thread)
 
     def close(self) -> None:
-        """Stop every worker. Calls after this raise `InferencePoolClosedError`."""
-        with self._lock:
+        """Stop every worker. Calls after this raise `InferencePoolClosedError`.
+
+        A call already running in a worker finishes (within `timeout_s`) first.
+        """
+        with self._cond:
             self._open = False
+            waiting = [call for calls in self._pending.values() for call in calls]
+            self._pending.clear()
+            self._cond.notify_all()
+        for call in waiting:
+            call.finish(None, InferencePoolClosedError("The try pool was closed."))
+        for thread in self._dispatchers:
+            thread.join(self.limits.timeout_s + 5)
+        self._dispatchers = []
+        with self._lock:
             workers = list(self._all)
             self._all.clear()
         for worker in workers:
@@ -261,48 +439,191 @@ class TryPool:
         with self._lock:
             return sorted(w.process.pid for w in self._all if w.process.pid is not None)
 
+    @contextlib.contextmanager
+    def _hold(self) -> Iterator[None]:
+        """Keep calls queued (not dispatched) while inside; lets tests build a batch."""
+        with self._cond:
+            self._held += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._held -= 1
+                self._cond.notify_all()
+
+    def _queued(self) -> int:
+        with self._cond:
+            return sum(len(calls) for calls in self._pending.values())
+
     def _spawn(self) -> _Worker:
         worker = _Worker(self._context, self.limits)
         with self._lock:
             self._all.add(worker)
         return worker
 
-    def _replace(self, worker: _Worker) -> None:
+    def _replace(self, slot: _Slot) -> None:
+        worker = slot.worker
         worker.kill()
         with self._lock:
             self._all.discard(worker)
             if not self._open:
                 return
             self.replaced += 1
-        # The new worker warms up in the background; whoever takes it waits for "ready".
-        self._idle.put(self._spawn())
+        # The new worker warms up in the background; its next call waits for "ready".
+        slot.worker = self._spawn()
 
-    def _acquire(self) -> _Worker:
-        if not self._open:
-            raise InferencePoolClosedError("The try pool is closed; start it first.")
-        try:
-            worker = self._idle.get(timeout=self.limits.queue_timeout_s)
-        except queue.Empty as exc:
-            raise InferenceTimeoutError(
-                f"All {self.size} try workers stayed busy for {self.limits.queue_timeout_s} "
-                "s. Try again later.",
-                seconds=self.limits.queue_timeout_s,
-            ) from exc
+    def _dispatch(self, slot: _Slot) -> None:
+        """A dispatcher thread: serve batches of waiting calls on this slot's worker."""
+        while True:
+            with self._cond:
+                while self._open and (self._held or not self._pending):
+                    self._cond.wait()
+                if not self._open:
+                    break
+                batch = self._take_batch()
+            try:
+                self._serve(slot, batch)
+            except Exception as exc:  # a bug here must not strand callers
+                self._replace(slot)
+                for call in batch:
+                    if not call.done.is_set():
+                        call.finish(None, InferenceRunError(f"The try pool failed: {exc!r}"))
+        with self._lock:
+            self._all.discard(slot.worker)
+        slot.worker.stop()
+
+    def _take_batch(self) -> list[_Call]:
+        """Take the oldest group's calls that fit one batch (call with `_cond` held)."""
+        group = next(iter(self._pending))
+        calls = self._pending.pop(group)
+        batch = [calls.popleft()]
+        size = batch[0].nbytes
+        while calls and len(batch) < self.limits.max_batch_calls:
+            if size + calls[0].nbytes > self.limits.max_input_bytes:
+                break
+            call = calls.popleft()
+            size += call.nbytes
+            batch.append(call)
+        if calls:
+            self._pending[group] = calls  # back of the line: other models get a turn
+        return batch
+
+    def _serve(self, slot: _Slot, batch: list[_Call]) -> None:
+        now = time.monotonic()
+        live = []
+        for call in batch:
+            if now - call.queued_at > self.limits.queue_timeout_s:
+                call.finish(
+                    None,
+                    InferenceTimeoutError(
+                        f"All {self.size} try workers stayed busy for "
+                        f"{self.limits.queue_timeout_s} s. Try again later.",
+                        seconds=self.limits.queue_timeout_s,
+                    ),
+                )
+            else:
+                live.append(call)
+        if len(live) > 1:
+            first = live[0]
+            arrays = {name: [call.arrays[name] for call in live] for name in first.arrays}
+            try:
+                outputs, elapsed_ms = self._exchange(slot, first, arrays, len(live))
+            except InferenceError:
+                parts = None
+            else:
+                parts = split_outputs(outputs, [call.rows for call in live])
+            with self._lock:
+                self.batched_runs += 1
+                if parts is None:
+                    self.batch_retries += 1
+            if parts is not None:
+                for call, part in zip(live, parts, strict=True):
+                    call.finish(TryResult(model=call.model, outputs=part, elapsed_ms=elapsed_ms))
+                return
+        for call in live:  # alone, or again one by one after a failed batch
+            try:
+                outputs, elapsed_ms = self._exchange(slot, call, call.arrays, 1)
+            except InferenceError as exc:
+                call.finish(None, exc)
+            else:
+                call.finish(TryResult(model=call.model, outputs=outputs, elapsed_ms=elapsed_ms))
+
+    def _exchange(
+        self, slot: _Slot, call: _Call, arrays: Mapping[str, Any], count: int
+    ) -> tuple[dict[str, Any], float]:
+        """One round trip to the slot's worker; replaces the worker after a fault.
+
+        `arrays` holds arrays, or lists of arrays to concatenate for a batch.
+        """
+        worker = slot.worker
         try:
             worker.wait_ready(self.limits.startup_timeout_s)
         except InferenceWorkerCrashedError:
-            self._replace(worker)
+            self._replace(slot)
             raise
-        return worker
+        model = call.model
+        try:
+            layout = place(dict(arrays), worker.buffer, 0, worker.input_capacity)
+            send(worker.conn, ("run", next(self._ids), call.key, call.path, layout, call.names))
+            answered = worker.wait_reply(self.limits.timeout_s)
+            reply = receive(worker.conn) if answered else None
+        except (EOFError, OSError, ValueError) as exc:
+            worker.process.join(0.5)  # reap it, so the exit code is known
+            exitcode = worker.process.exitcode
+            self._replace(slot)
+            raise InferenceWorkerCrashedError(
+                f"The worker running model {model!r} died (exit code {exitcode}). "
+                "The model may be malformed or need more memory than a try-call allows.",
+                exitcode=exitcode,
+            ) from exc
+        if reply is None:
+            # Raised outside the try: TimeoutError is an OSError and must not look like a crash.
+            self._replace(slot)
+            raise InferenceTimeoutError(
+                f"Model {model!r} ran longer than the {self.limits.timeout_s} s "
+                "try limit and was stopped. Try a smaller input; the model may loop.",
+                seconds=self.limits.timeout_s,
+            )
+        if reply[0] == "ok":
+            outputs = take(reply[2], worker.buffer, copy=True)
+            self._release(slot, count)
+            return outputs, reply[3]
+        _, _, kind, detail = reply
+        if kind == "memory":
+            self._replace(slot)  # its heap may be fragmented or half-freed
+            raise InferenceMemoryError(
+                f"Model {model!r} needed more memory than the "
+                f"{self.limits.memory_bytes}-byte try limit ({detail.splitlines()[0][:200]}). "
+                "Try a smaller input.",
+                limit_bytes=self.limits.memory_bytes,
+            )
+        self._release(slot, count)
+        what = {"load": "could not be loaded", "output": "produced too much output"}.get(
+            kind, "failed"
+        )
+        raise InferenceRunError(f"Model {model!r} {what} in ONNX Runtime: {detail.strip()[:500]}")
 
-    def _release(self, worker: _Worker) -> None:
-        worker.calls += 1
-        if worker.calls >= self.limits.max_calls_per_worker:
-            self._replace(worker)
-        elif self._open:
-            self._idle.put(worker)
-        else:
-            worker.stop()
+    def _release(self, slot: _Slot, count: int) -> None:
+        slot.worker.calls += count
+        if slot.worker.calls >= self.limits.max_calls_per_worker:
+            self._replace(slot)
+
+    def _group(self, package: ModelPackage, key: str, call: _Call) -> object:
+        """What a call may share a batch with: itself alone, or a signature."""
+        if self.limits.max_batch_calls < 2 or call.rows < 1:
+            return call
+        if key not in self._batch_dims:
+            self._batch_dims[key] = batch_dimension(package)
+        if self._batch_dims[key] is None:
+            return call
+        signature: list[object] = [key, tuple(call.names) if call.names is not None else None]
+        for name, array in call.arrays.items():
+            if not isinstance(array, np.ndarray) or array.dtype.kind not in "biufc":
+                return call
+            if array.ndim < 1 or array.shape[0] != call.rows:
+                return call
+            signature.append((name, array.dtype.str, array.shape[1:]))
+        return tuple(signature)
 
     def run_arrays(
         self,
@@ -330,51 +651,25 @@ class TryPool:
             InferenceRunError: ONNX Runtime could not load or run the model, or the
                 outputs are over `max_output_bytes`.
         """
-        worker = self._acquire()
-        call_id = next(self._ids)
         key, path = package.session_key
         names = list(output_names) if output_names is not None else None
-        try:
-            message = ("run", call_id, key, path, pack(dict(arrays)), names)
-            worker.conn.send(message)
-            answered = worker.wait_reply(self.limits.timeout_s)
-            reply = worker.conn.recv() if answered else None
-        except (EOFError, OSError) as exc:
-            worker.process.join(0.5)  # reap it, so the exit code is known
-            exitcode = worker.process.exitcode
-            self._replace(worker)
-            raise InferenceWorkerCrashedError(
-                f"The worker running model {package.name!r} died (exit code {exitcode}). "
-                "The model may be malformed or need more memory than a try-call allows.",
-                exitcode=exitcode,
-            ) from exc
-        if reply is None:
-            # Raised outside the try: TimeoutError is an OSError and must not look like a crash.
-            self._replace(worker)
-            raise InferenceTimeoutError(
-                f"Model {package.name!r} ran longer than the {self.limits.timeout_s} s "
-                "try limit and was stopped. Try a smaller input; the model may loop.",
-                seconds=self.limits.timeout_s,
-            )
-        if reply[0] == "ok":
-            self._release(worker)
-            return TryResult(model=package.name, outputs=unpack(reply[2]), elapsed_ms=reply[3])
-        _, _, kind, detail = reply
-        if kind == "memory":
-            self._replace(worker)  # its heap may be fragmented or half-freed
-            raise InferenceMemoryError(
-                f"Model {package.name!r} needed more memory than the "
-                f"{self.limits.memory_bytes}-byte try limit ({detail.splitlines()[0][:200]}). "
-                "Try a smaller input.",
-                limit_bytes=self.limits.memory_bytes,
-            )
-        self._release(worker)
-        what = {"load": "could not be loaded", "output": "produced too much output"}.get(
-            kind, "failed"
-        )
-        raise InferenceRunError(
-            f"Model {package.name!r} {what} in ONNX Runtime: {detail.strip()[:500]}"
-        )
+        inputs = dict(arrays)
+        first = next(iter(inputs.values()), None)
+        rows = first.shape[0] if isinstance(first, np.ndarray) and first.ndim else 0
+        call = _Call(package.name, key, path, inputs, names, rows)
+        group = self._group(package, key, call)
+        with self._cond:
+            if not self._open:
+                raise InferencePoolClosedError("The try pool is closed; start it first.")
+            calls = self._pending.get(group)
+            if calls is None:
+                self._pending[group] = calls = deque()
+            calls.append(call)
+            self._cond.notify()
+        call.done.wait()
+        if call.error is not None or call.result is None:
+            raise call.error or InferenceRunError("The try pool returned no result.")
+        return call.result
 
     def run(
         self,

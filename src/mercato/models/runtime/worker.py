@@ -6,56 +6,102 @@ an LRU cache of InferenceSessions, and answers one request at a time over a pipe
 needs no network. The pool kills it on a timeout and replaces it after any fault, so
 a model that hangs, crashes or eats memory only ever takes this process down.
 
-Protocol (tuples over a `multiprocessing` connection)::
+Tensors travel through a shared-memory segment the pool creates for this worker alone
+(inputs at the start, outputs after `input_capacity` bytes); the pipe carries only a
+small pickled header per call. A tensor that does not fit its region, or is not a
+numeric array, travels inline in the header instead. The segment is mapped before the
+memory limit is set, so it does not eat into the model's headroom.
+
+Protocol (`send_bytes` of a pickled tuple over a `multiprocessing` connection)::
 
     worker -> pool   ("ready", pid)
-    pool -> worker   ("run", call_id, cache_key, model_path, pack(inputs), output_names)
-    worker -> pool   ("ok", call_id, pack(outputs), elapsed_ms)
+    pool -> worker   ("run", call_id, cache_key, model_path, layout(inputs), output_names)
+    worker -> pool   ("ok", call_id, layout(outputs), elapsed_ms)
                      ("error", call_id, kind, message)   kind: load | run | memory | output
     pool -> worker   ("stop",)
+
+A layout is one ``(name, dtype, shape, where)`` per tensor: ``where`` is the byte offset
+in the shared segment, or ``("inline", value)``.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import time
 from collections import OrderedDict
 from multiprocessing.connection import Connection
 from typing import Any
 
-Packed = list[tuple[str, str, tuple[int, ...], Any]]
+Layout = list[tuple[str, str, tuple[int, ...], Any]]
 
 # ONNX Runtime's allocation failures arrive as generic errors; these words mark them.
 _MEMORY_MARKERS = ("failed to allocate", "bad_alloc", "bad allocation", "out of memory")
+_ALIGN = 64
 
 
-def pack(arrays: dict[str, Any]) -> Packed:
-    """Flatten arrays to (name, dtype, shape, bytes) for the pipe.
+def send(conn: Connection, message: tuple[Any, ...]) -> None:
+    """Send one protocol message (a small tuple) as a single pickled frame."""
+    conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
-    Pickling an ndarray costs tens of microseconds even for a few numbers; raw bytes
-    cost almost nothing, and a try-call is mostly small tensors.
+
+def receive(conn: Connection) -> Any:
+    """Receive one protocol message sent with `send`."""
+    return pickle.loads(conn.recv_bytes())
+
+
+def place(arrays: dict[str, Any], buffer: memoryview | None, start: int, end: int) -> Layout:
+    """Copy numeric arrays into `buffer[start:end]` and describe where each went.
 
     Args:
-        arrays: Tensors by name; anything that is not a numeric array passes as is.
+        arrays: Tensors by name, or lists of tensors to concatenate along the first
+            axis (a batch); anything that is not a numeric array goes inline.
+        buffer: The shared segment, or None to send everything inline.
+        start: First byte of the region to fill.
+        end: End of the region.
 
     Returns:
-        One tuple per tensor.
+        The layout the other side passes to `take`.
     """
-    packed: Packed = []
+    import numpy as np
+
+    layout: Layout = []
+    offset = start
     for name, value in arrays.items():
-        dtype = getattr(value, "dtype", None)
-        if dtype is not None and dtype.kind in "biufc":
-            packed.append((name, dtype.str, value.shape, value.tobytes()))
+        parts = value if isinstance(value, list) else None  # a batch, to concatenate
+        sample = parts[0] if parts else value
+        dtype = getattr(sample, "dtype", None)
+        if dtype is None or dtype.kind not in "biufc":
+            layout.append((name, "", (), ("inline", value)))
+            continue
+        if parts is not None:
+            shape = (sum(p.shape[0] for p in parts), *sample.shape[1:])
         else:
-            packed.append((name, "", (), value))
-    return packed
+            shape = value.shape
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if buffer is not None and offset + nbytes <= end:
+            target = np.ndarray(shape, dtype=dtype, buffer=buffer, offset=offset)
+            if parts is not None:
+                np.concatenate(parts, axis=0, out=target, casting="no")
+            else:
+                np.copyto(target, value, casting="no")
+            del target
+            layout.append((name, dtype.str, shape, offset))
+            offset += -(-nbytes // _ALIGN) * _ALIGN
+        else:
+            data = np.concatenate(parts, axis=0) if parts is not None else value
+            layout.append((name, dtype.str, shape, ("inline", data.tobytes())))
+    return layout
 
 
-def unpack(packed: Packed) -> dict[str, Any]:
-    """Rebuild the arrays `pack` flattened (read-only views on the received bytes).
+def take(layout: Layout, buffer: memoryview | None, *, copy: bool) -> dict[str, Any]:
+    """Rebuild the arrays `place` described.
 
     Args:
-        packed: The output of `pack`.
+        layout: The output of `place`.
+        buffer: The shared segment.
+        copy: Copy out of the segment (the pool does, since the segment is reused);
+            the worker reads its inputs in place.
 
     Returns:
         Tensors by name.
@@ -63,8 +109,13 @@ def unpack(packed: Packed) -> dict[str, Any]:
     import numpy as np
 
     out: dict[str, Any] = {}
-    for name, dtype, shape, data in packed:
-        out[name] = np.frombuffer(data, dtype=dtype).reshape(shape) if dtype else data
+    for name, dtype, shape, where in layout:
+        if isinstance(where, tuple):
+            value = where[1]
+            out[name] = np.frombuffer(value, dtype=dtype).reshape(shape) if dtype else value
+            continue
+        view = np.ndarray(shape, dtype=dtype, buffer=buffer, offset=where)
+        out[name] = view.copy() if copy else view
     return out
 
 
@@ -93,6 +144,8 @@ def worker_main(
     cache_size: int,
     threads: int,
     max_output_bytes: int,
+    shared_name: str | None = None,
+    input_capacity: int = 0,
 ) -> None:
     """Serve try-calls until told to stop or the pipe closes.
 
@@ -102,6 +155,8 @@ def worker_main(
         cache_size: How many InferenceSessions to keep warm.
         threads: Intra-op threads per session.
         max_output_bytes: Largest total output to send back.
+        shared_name: The shared-memory segment for tensors, if the pool made one.
+        input_capacity: Bytes at the start of the segment reserved for inputs.
     """
     import numpy as np
     import onnxruntime as ort
@@ -111,17 +166,24 @@ def worker_main(
     options.inter_op_num_threads = 1
     options.log_severity_level = 4  # errors are reported to the pool, not printed
     sessions: OrderedDict[str, Any] = OrderedDict()
+    buffer: memoryview | None = None
+    size = 0
+    if shared_name is not None:
+        from multiprocessing import shared_memory
+
+        segment = shared_memory.SharedMemory(name=shared_name)
+        buffer, size = segment.buf, segment.size
     _limit_memory(memory_headroom_bytes)
-    conn.send(("ready", os.getpid()))
+    send(conn, ("ready", os.getpid()))
 
     while True:
         try:
-            message = conn.recv()
+            message = receive(conn)
         except (EOFError, OSError):
             return
         if message[0] == "stop":
             return
-        _, call_id, key, path, inputs, output_names = message
+        _, call_id, key, path, layout, output_names = message
         try:
             cached = sessions.get(key)
             if cached is None:
@@ -131,7 +193,7 @@ def worker_main(
                     )
                 except Exception as exc:  # ORT's pybind error classes are not public API
                     kind = "memory" if _is_memory_error(exc) else "load"
-                    conn.send(("error", call_id, kind, str(exc)))
+                    send(conn, ("error", call_id, kind, str(exc)))
                     continue
                 cached = (session, [o.name for o in session.get_outputs()])
                 sessions[key] = cached
@@ -139,22 +201,26 @@ def worker_main(
                     sessions.popitem(last=False)
             sessions.move_to_end(key)
             session, all_names = cached
+            inputs = take(layout, buffer, copy=False)
             started = time.perf_counter()
             try:
-                results = session.run(output_names, unpack(inputs))
+                results = session.run(output_names, inputs)
             except Exception as exc:  # as above: Fail, InvalidArgument, RuntimeException...
                 kind = "memory" if _is_memory_error(exc) else "run"
-                conn.send(("error", call_id, kind, str(exc)))
+                send(conn, ("error", call_id, kind, str(exc)))
                 continue
+            finally:
+                del inputs  # no views on the segment survive the call
             elapsed_ms = (time.perf_counter() - started) * 1000
             names = output_names or all_names
             outputs = dict(zip(names, results, strict=True))
-            size = sum(v.nbytes for v in outputs.values() if isinstance(v, np.ndarray))
-            if size > max_output_bytes:
-                detail = f"{size} bytes of output, limit {max_output_bytes}"
-                conn.send(("error", call_id, "output", detail))
+            total = sum(v.nbytes for v in outputs.values() if isinstance(v, np.ndarray))
+            if total > max_output_bytes:
+                detail = f"{total} bytes of output, limit {max_output_bytes}"
+                send(conn, ("error", call_id, "output", detail))
                 continue
-            conn.send(("ok", call_id, pack(outputs), elapsed_ms))
+            placed = place(outputs, buffer, input_capacity, size)
+            send(conn, ("ok", call_id, placed, elapsed_ms))
         except MemoryError:
             # Even the error reply may fail to allocate; dying lets the pool replace us.
             os._exit(70)
