@@ -147,7 +147,9 @@ def create_ipfs_router(store: BlockSource) -> APIRouter:
         except BlockNotFoundError as exc:
             raise HTTPException(404, f"{cid} is not on this node.") from exc
 
-    @router.api_route("/ipfs/{cid}", methods=["GET", "HEAD"], response_model=None)
+    # One handler, two routes: each method needs its own OpenAPI operation id.
+    @router.head("/ipfs/{cid}", response_model=None, operation_id="head_ipfs")
+    @router.get("/ipfs/{cid}", response_model=None, operation_id="get_ipfs")
     def get_ipfs(
         cid: str,
         request: Request,
