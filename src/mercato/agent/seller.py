@@ -40,7 +40,8 @@ class PendingOrder:
 
 
 class SellerAgent:
-    """Delivers keys for every account this node holds (one `Market` per account)."""
+    """Delivers keys for the models its accounts own, and for owners who made one of its
+    accounts their agent (one `Market` per account)."""
 
     def __init__(self, markets: list[Market], data_dir: Path) -> None:
         if not markets:
@@ -79,16 +80,18 @@ class SellerAgent:
         orders, head = self.pending()
         delivered = 0
         settled_until = head
-        by_owner: dict[str, list[Delivery]] = {}
+        by_sender: dict[str, list[Delivery]] = {}
         for order in orders:
-            owner: str = self._any.contracts.registry.owner_of(order.model_id)
+            sender = self._sender_for(order.model_id)
+            if sender is None:
+                continue
             try:
-                by_owner.setdefault(owner, []).append(self._delivery(order, owner))
+                by_sender.setdefault(sender, []).append(self._delivery(order, sender))
             except ContentKeyMissingError as exc:
                 # The buyer will be refunded after the deadline; say so and move on.
                 log.error("cannot deliver model %s to %s: %s", order.model_id, order.buyer, exc)
-        for owner, deliveries in by_owner.items():
-            market = self.markets[owner]
+        for sender, deliveries in by_sender.items():
+            market = self.markets[sender]
             for i in range(0, len(deliveries), MAX_BATCH):
                 batch = deliveries[i : i + MAX_BATCH]
                 try:
@@ -113,15 +116,25 @@ class SellerAgent:
                 log.error("agent round failed: %s", exc)
             stop.wait(poll)
 
-    def _still_ours_and_pending(self, order: PendingOrder, now: int) -> bool:
+    def _sender_for(self, model_id: int) -> str | None:
+        """Which of our accounts may deliver for this model: its owner, or the agent the
+        owner delegated to (`set_agent`), e.g. a creator who publishes from a browser."""
         contracts = self._any.contracts
-        if contracts.registry.owner_of(order.model_id) not in self.markets:
+        owner: str = contracts.registry.owner_of(model_id)
+        if owner in self.markets:
+            return owner
+        agent: str = contracts.marketplace.agent_of(owner)
+        return agent if agent in self.markets else None
+
+    def _still_ours_and_pending(self, order: PendingOrder, now: int) -> bool:
+        if self._sender_for(order.model_id) is None:
             return False
+        contracts = self._any.contracts
         record = contracts.marketplace.license(order.buyer, order.model_id)
         return record.state is LicenseState.PENDING and record.time >= now
 
-    def _delivery(self, order: PendingOrder, owner: str) -> Delivery:
-        market = self.markets[owner]
+    def _delivery(self, order: PendingOrder, sender: str) -> Delivery:
+        market = self.markets[sender]
         version = market.models.version(order.model_id)
         key = market.keys.load(version.artifact_cid)
         wrapped = wrap_content_key(key, order.buyer_key)

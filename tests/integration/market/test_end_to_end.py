@@ -168,3 +168,18 @@ def test_creator_node_down_past_the_deadline_buyer_refunds_every_token(
         network.creator_node.start()
     # The restarted node sees the refunded order and leaves it alone.
     assert market.orders.status(int(child)).state is LicenseState.REFUNDED
+
+
+def test_node_delivers_for_an_owner_who_made_its_account_their_agent(
+    network: Network, models: dict[str, object]
+) -> None:
+    parent = int(str(models["parent"]))
+    owner = network.market(network.creator_dir, network.parent_creator)
+    owner.contracts.marketplace.set_agent(network.creator.address)  # the node's account
+    credits_before = owner.contracts.marketplace.credits(network.parent_creator.address)
+    buyer = network.market(network.buyer_dir, network.buyers[6])
+
+    buyer.orders.buy(parent)
+    assert buyer.orders.wait_for_delivery(parent, timeout=90).state is LicenseState.DELIVERED
+    price = owner.contracts.marketplace.listing(parent).price
+    assert owner.contracts.marketplace.credits(network.parent_creator.address) == credits_before + price
