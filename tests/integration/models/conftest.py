@@ -108,3 +108,63 @@ def pool() -> Iterator[TryPool]:
 
 def iris_rows() -> np.ndarray:
     return np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]], dtype=np.float32)
+
+
+def gather_model() -> onnx.ModelProto:
+    """Batchable: y[i] = table[idx[i]] over 4 entries; an index past 3 fails the run."""
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "idx"], ["y"], axis=0)],
+        "gathers",
+        [helper.make_tensor_value_info("idx", TensorProto.INT64, ["N"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N"])],
+        initializer=[helper.make_tensor("table", TensorProto.FLOAT, [4], [10, 11, 12, 13])],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def batch_looping_model() -> onnx.ModelProto:
+    """Batchable: y = x, after a loop that runs max(x) times (x = 1e15 runs for years)."""
+    body = helper.make_graph(
+        [
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+            helper.make_node("Add", ["v_in", "one"], ["v_out"]),
+        ],
+        "body",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("v_in", TensorProto.FLOAT, [1]),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("v_out", TensorProto.FLOAT, [1]),
+        ],
+        initializer=[helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])],
+    )
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMax", ["x"], ["top"], keepdims=0),
+            helper.make_node("Cast", ["top"], ["trips"], to=TensorProto.INT64),
+            helper.make_node("Loop", ["trips", "cond", "zero"], ["v"], body=body),
+            helper.make_node("Mul", ["v", "nought"], ["nothing"]),
+            helper.make_node("Add", ["x", "nothing"], ["y"]),
+        ],
+        "loops-per-row",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N"])],
+        initializer=[
+            helper.make_tensor("cond", TensorProto.BOOL, [], [True]),
+            helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]),
+            helper.make_tensor("nought", TensorProto.FLOAT, [1], [0.0]),
+        ],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.fixture(scope="session")
+def batchable(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ModelPackage]:
+    root = tmp_path_factory.mktemp("batchable")
+    return {
+        "gathers": _write(root, "gathers", gather_model()),
+        "loops-per-row": _write(root, "loops-per-row", batch_looping_model()),
+    }
