@@ -15,6 +15,8 @@ const ABI = {
   marketplace: parseAbi([
     "function purchase(uint256 model_id, uint256 max_price, bytes32 buyer_key)",
     "function purchase_with_permit(uint256 model_id, uint256 max_price, bytes32 buyer_key, uint256 permit_amount, uint256 permit_deadline, uint8 v, bytes32 r, bytes32 s)",
+    "function set_agent(address agent)",
+    "function agent_of(address owner) view returns (address)",
     "function publish(bytes32 artifact_cid_digest, bytes32 plaintext_sha256, bytes32 manifest_cid_digest, uint256[] parents, uint16[] royalty_bps, uint256 price, uint256 license_duration) returns (uint256)",
     "event Listed(uint256 indexed model_id, uint256 price, uint256 license_duration, bool for_sale, uint256 fee_bps)",
   ]),
@@ -223,6 +225,22 @@ function toBase64(buffer) {
   return btoa(text);
 }
 
+// A paid model's keys are delivered by a node's agent. A creator whose key this node
+// does not hold names the node's delivering account as their agent, once; it can
+// release escrow to the creator but never move tokens anywhere else.
+async function ensureDeliveryAgent(account, chain, p) {
+  const agent = chain.delivery_agent;
+  if (!agent) throw new Error("This node has no delivering account, so nobody could receive the keys of a paid model. Publish it free, or from your own node.");
+  if (agent.toLowerCase() === account.toLowerCase()) return;
+  const current = await p.readContract({
+    address: chain.marketplace, abi: ABI.marketplace, functionName: "agent_of", args: [account],
+  });
+  if (current.toLowerCase() === agent.toLowerCase()) return;
+  await sendTx("Let this node deliver your keys", {
+    address: chain.marketplace, abi: ABI.marketplace, functionName: "set_agent", args: [agent],
+  });
+}
+
 async function publish() {
   const { account, chain, public: p } = await wallet();
   const button = $("publish");
@@ -249,6 +267,7 @@ async function publish() {
         args: [chain.provider_url],
       });
     }
+    if (price > 0n) await ensureDeliveryAgent(account, chain, p);
     const parent = $("pub-parent").value;
     const royalty = Math.round(parseFloat($("pub-royalty").value || "0") * 100);
     const receipt = await sendTx("Publish", {

@@ -119,3 +119,29 @@ def test_pages_read_without_javascript(browser: Any, demo_node: tuple[Node, str]
     expect(page.locator("code.output")).to_have_count(2)
     expect(page.locator("a.back")).to_be_visible()  # a whole page, not a fragment
     context.close()
+
+
+def test_a_browser_creator_names_the_node_as_agent_and_sales_get_delivered(
+    browser: Any, demo_node: tuple[Node, str]
+) -> None:
+    node, base = demo_node
+    creator = demo_accounts()[5]  # funded, but the node does not hold this key
+    page, _ = open_page(browser, node, creator)
+    page.goto(base + "/publish")
+    _sign_in(page)
+    sample = node.settings.data_dir / "samples" / "iris-logreg"
+    page.fill("#pub-name", "iris-by-a-browser-creator")
+    page.set_input_files("#pub-files", [str(sample / "model.onnx"), str(sample / "README.md")])
+    page.fill("#pub-price", "1")
+    page.click("#publish")
+    link = page.locator("#published-link")
+    expect(link).to_be_visible(timeout=60_000)
+    expect(page.locator("#txlist")).to_contain_text("Let this node deliver your keys: confirmed")
+    model_id = int(link.inner_text().removeprefix("model #"))
+    page.context.close()
+
+    contracts = node.market.contracts  # type: ignore[union-attr]
+    assert contracts.marketplace.agent_of(creator.address) == demo_accounts()[0].address
+    buyer = node.account_market(demo_accounts()[8])
+    buyer.orders.buy(model_id)
+    assert buyer.orders.wait_for_delivery(model_id, timeout=60).licensed

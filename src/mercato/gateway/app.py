@@ -67,6 +67,7 @@ def create_app(
     index: Index | None = None,
     follow_chain: bool = True,
     domains: set[str] | None = None,
+    delivery_agent: str | None = None,
 ) -> FastAPI:
     """Builds the node's FastAPI application (OpenAPI at /openapi.json).
 
@@ -77,6 +78,8 @@ def create_app(
         follow_chain: Keep the index in step with the chain while the app runs.
         domains: host[:port] names sign-in messages may name; defaults to the node's
             public URL and bind address.
+        delivery_agent: The account the node's agent delivers keys from, offered to
+            browser creators as their agent; None when the node sells nothing.
 
     Returns:
         The app.
@@ -85,6 +88,7 @@ def create_app(
         IndexDatabaseError: The index database cannot be opened or migrated.
     """
     state = build_state(market, provider, index=index, follow_chain=follow_chain, domains=domains)
+    state.delivery_agent = delivery_agent
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

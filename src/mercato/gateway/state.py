@@ -104,6 +104,9 @@ class GatewayState:
     try_by_address: RateLimiter
     try_by_wallet: RateLimiter
     follower: IndexFollower | None = None
+    # The account this node delivers keys from; creators who publish from a browser
+    # name it as their agent (`set_agent`) so their sales get delivered.
+    delivery_agent: str | None = None
     detail_cache: dict[int, tuple[int, Any]] = field(default_factory=dict)
 
     def cached(self, key: int, build: Callable[[], Any]) -> Any:

@@ -26,6 +26,8 @@ class ChainOut(BaseModel):
     reviews: str
     protocol_fee_bps: int
     provider_url: str
+    # The account this node delivers keys from (name it with set_agent), or null.
+    delivery_agent: str | None
 
 
 @router.get("", response_model=ChainOut)
@@ -40,6 +42,7 @@ def chain(state: State) -> ChainOut:
         reviews=d.reviews,
         protocol_fee_bps=state.fees.fee_bps(),
         provider_url=state.market.settings.public_url,
+        delivery_agent=state.delivery_agent,
     )
 
 
