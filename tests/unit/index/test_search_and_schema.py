@@ -4,16 +4,18 @@ file filled with hand-made rows: no chain needed."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from eth_utils import to_checksum_address
-from sqlalchemy import insert, inspect
+from sqlalchemy import Connection, insert, inspect
 
 from mercato.errors import IndexDatabaseError, IndexedModelNotFoundError, InvalidSearchQueryError
-from mercato.index import Index, SearchQuery, Sort
+from mercato.index import Index, SearchQuery, Sort, search
 from mercato.index import schema as s
 from mercato.index.db import create_index_engine, downgrade
 
@@ -134,6 +136,79 @@ def test_keyset_pages_cover_everything_once(index: Index, sort: Sort) -> None:
             break
         cursor = page.next_cursor
     assert seen == _ids(index, sort=sort) and len(seen) == 28
+
+
+_PLAN_QUERIES = [
+    {"text": "resnet"},
+    {"text": "fill"},
+    {"text": "filler", "sort": Sort.PRICE_HIGH},
+    {"text": "resnet", "task": "image-classification", "sort": Sort.BEST_RATED},
+    {"task": "image-classification", "license": "MIT", "sort": Sort.MOST_BOUGHT},
+    {"tag": "vision", "sort": Sort.PRICE_LOW},
+    {"derived_from": 1, "sort": Sort.NEWEST},
+    {"creator": CREATOR, "sort": Sort.PRICE_LOW},
+    {"free_only": True, "sort": Sort.BEST_RATED},
+    {"min_price": 40, "max_price": 110, "sort": Sort.NEWEST},
+    {"min_price": 40, "max_price": 110, "sort": Sort.PRICE_HIGH},
+    {"min_rating": 3, "sort": Sort.MOST_BOUGHT},
+    {"min_rating": 3, "sort": Sort.BEST_RATED},
+]
+
+
+def _all_pages(index: Index, limit: int, **query: object) -> list[list[int]]:
+    pages, cursor = [], None
+    while True:
+        page = index.search(SearchQuery(limit=limit, cursor=cursor, **query))  # type: ignore[arg-type]
+        pages.append([m.model_id for m in page.items])
+        if page.next_cursor is None:
+            return pages
+        cursor = page.next_cursor
+
+
+@pytest.mark.parametrize("query", _PLAN_QUERIES, ids=str)
+def test_plan_choice_never_changes_results(
+    index: Index, monkeypatch: pytest.MonkeyPatch, query: dict[str, object]
+) -> None:
+    # Every filter driving the query, then every filter checked row by row: same pages.
+    monkeypatch.setattr(search, "DRIVING_SET_MAX", 10**9)
+    driven = _all_pages(index, 3, **query)
+    monkeypatch.setattr(search, "DRIVING_SET_MAX", 0)
+    checked = _all_pages(index, 3, **query)
+    assert driven == checked and [i for page in driven for i in page] == _ids(index, **query)
+
+
+def test_big_filters_are_checked_along_the_sort_index(
+    index: Index, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Filters selecting more than DRIVING_SET_MAX models leave the sort's index to
+    drive: no sort of every match before the LIMIT."""
+    monkeypatch.setattr(search, "DRIVING_SET_MAX", 0)
+    query = SearchQuery(text="filler", tag="vision", task="image-classification")
+    with index.engine.connect() as conn:
+        statement = search.build_search(conn, replace(query, sort=Sort.BEST_RATED))
+        sql = str(statement.compile(conn))
+        assert "+models.task" in sql and "EXISTS" in sql and "+models.model_id IN" in sql
+        plan = _plan(conn, statement)
+    assert "USE TEMP B-TREE FOR ORDER BY" not in plan and "ix_models_rating" in plan
+    # A filter selecting few models drives, in its indexable form; a big one is checked.
+    monkeypatch.setattr(search, "DRIVING_SET_MAX", 5)
+    with index.engine.connect() as conn:
+        sql = str(search.build_search(conn, replace(query, text="resnet")).compile(conn))
+        assert "models.model_id IN (SELECT rowid" in sql and "+models.model_id" not in sql
+        assert "+models.task" in sql  # 27 models have the task
+        sql = str(search.build_search(conn, query).compile(conn))
+        assert "+models.model_id IN (SELECT rowid" in sql  # 25 fillers
+
+
+def _plan(conn: Connection, statement: Any) -> str:
+    compiled = statement.compile(conn)
+    params = compiled.construct_params()
+    values = []
+    for name in compiled.positiontup:
+        processor = compiled.binds[name].type._cached_bind_processor(conn.dialect)
+        values.append(processor(params[name]) if processor else params[name])
+    rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + str(compiled), tuple(values)).all()
+    return "\n".join(row[3] for row in rows)
 
 
 def test_bad_queries_raise_typed_errors(index: Index) -> None:
