@@ -76,9 +76,9 @@ class Node:
         self._pool = TryPool(workers=self.try_workers)
         self._pool.start()
         provider = ProviderService(self.market, self._pool)
-        agent = self.accounts[0].address if self.accounts else None
+        delivery_agent = self.accounts[0].address if self.accounts else None
         config = uvicorn.Config(
-            create_app(self.market, provider, delivery_agent=agent),
+            create_app(self.market, provider, delivery_agent=delivery_agent),
             host=settings.gateway_host,
             port=settings.gateway_port,
             log_level="warning",

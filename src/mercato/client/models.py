@@ -119,6 +119,14 @@ class ModelsAPI:
     ) -> PublishedVersion:
         """Publishes a new version of a model the account owns; encrypted when the model is paid.
 
+        Args:
+            model_id: The model.
+            path: The new version's package directory.
+            progress: Told how many package bytes were stored, as they are.
+
+        Returns:
+            The new version's number and CIDs.
+
         Raises:
             NoAccountError: The market is read-only.
             ModelNotFoundError: No such model.
@@ -136,7 +144,16 @@ class ModelsAPI:
     def set_price(
         self, model_id: int, price: int, *, license_duration: int = 0, for_sale: bool = True
     ) -> Listing:
-        """Sets a model's price and license terms. Returns the new listing.
+        """Sets a model's price and license terms.
+
+        Args:
+            model_id: The model.
+            price: MCT base units (10**18 per token); 0 makes it free.
+            license_duration: License length in seconds; 0 is perpetual.
+            for_sale: False stops new purchases.
+
+        Returns:
+            The listing as the marketplace now records it.
 
         Raises:
             NoAccountError: The market is read-only.
@@ -147,9 +164,17 @@ class ModelsAPI:
         return self._market.contracts.marketplace.listing(model_id)
 
     def deprecate(self, model_id: int, version: int) -> None:
-        """Marks a version deprecated (it stays readable, never rewritten).
+        """Marks a version deprecated (it stays readable and is never rewritten).
+
+        Args:
+            model_id: The model.
+            version: The version to deprecate.
+
+        Returns:
+            Nothing; the registry logs `VersionDeprecated`.
 
         Raises:
+            NoAccountError: The market is read-only.
             ContractRevertError: Not the owner, no such version, or already deprecated.
         """
         self._market.require_account("deprecate a version")
@@ -157,6 +182,12 @@ class ModelsAPI:
 
     def show(self, model_id: int) -> ModelInfo:
         """Reads a model from the chain: owner, listing, versions, lineage, provider.
+
+        Args:
+            model_id: The model.
+
+        Returns:
+            The model as the chain records it, versions oldest first.
 
         Raises:
             ModelNotFoundError: No such model.
@@ -189,7 +220,14 @@ class ModelsAPI:
         )
 
     def version(self, model_id: int, version: int | None = None) -> VersionInfo:
-        """One version of a model (the latest when `version` is None).
+        """One version of a model.
+
+        Args:
+            model_id: The model.
+            version: The version number; None for the latest.
+
+        Returns:
+            The version's CIDs, plaintext sha256 and deprecation mark.
 
         Raises:
             ModelNotFoundError: No such model.
@@ -230,7 +268,17 @@ class ModelsAPI:
         return index.search(query or SearchQuery())
 
     def lineage(self, model_id: int) -> list[tuple[ModelId, int]]:
-        """The model's parents with their royalty shares in basis points."""
+        """The model's parents with their royalty shares.
+
+        Args:
+            model_id: The model.
+
+        Returns:
+            (parent model id, royalty in basis points) pairs; empty for a root model.
+
+        Raises:
+            ChainError: The chain cannot be read.
+        """
         return self._market.contracts.registry.lineage(model_id)
 
     def _store_package(

@@ -105,7 +105,18 @@ class OrdersAPI:
         return self.status(model_id)
 
     def status(self, model_id: int, buyer: str | None = None) -> Order:
-        """The order/license of `buyer` (default: the market's account) for a model."""
+        """The order/license of a buyer for a model.
+
+        Args:
+            model_id: The model.
+            buyer: The buyer; defaults to the market's account.
+
+        Returns:
+            The order (state NONE when the buyer never bought it).
+
+        Raises:
+            NoAccountError: No buyer given and the market is read-only.
+        """
         address = Web3.to_checksum_address(
             buyer or self._market.require_account("read orders").address
         )
@@ -113,7 +124,17 @@ class OrdersAPI:
         return Order(ModelId(model_id), address, record.state, record.price, record.time)
 
     def list(self, buyer: str | None = None) -> builtins.list[Order]:
-        """Every order and license of `buyer` (default: the market's account), newest first."""
+        """Every order and license of a buyer, newest first.
+
+        Args:
+            buyer: The buyer; defaults to the market's account.
+
+        Returns:
+            One order per model the buyer ever bought or was granted.
+
+        Raises:
+            NoAccountError: No buyer given and the market is read-only.
+        """
         address = buyer or self._market.require_account("list orders").address
         marketplace = self._market.contracts.marketplace
         seen: dict[int, None] = {}
@@ -127,9 +148,17 @@ class OrdersAPI:
     ) -> Order:
         """Waits until the seller's node has delivered the key.
 
+        Args:
+            model_id: The model.
+            timeout: Seconds to wait at most.
+            poll: Seconds between looks at the chain.
+
+        Returns:
+            The delivered order.
+
         Raises:
             DeliveryTimeoutError: Not delivered within `timeout` seconds.
-            LicenseRequiredError: There is no purchase to wait for.
+            LicenseRequiredError: There is no purchase to wait for (none, or refunded).
         """
         deadline = time.monotonic() + timeout
         while True:
@@ -144,6 +173,12 @@ class OrdersAPI:
 
     def refund(self, model_id: int) -> Order:
         """Takes back the escrow of a purchase the seller did not deliver before its deadline.
+
+        Args:
+            model_id: The model.
+
+        Returns:
+            The order, now refunded.
 
         Raises:
             NoAccountError: The market is read-only.

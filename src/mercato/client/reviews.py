@@ -61,6 +61,9 @@ class ReviewsAPI:
             rating: 1 (worst) to 5 (best).
             text_cid: The CID of the review text in the store, if any.
 
+        Returns:
+            Nothing; the reviews contract logs `Reviewed`.
+
         Raises:
             NoAccountError: The market is read-only.
             LicenseRequiredError: Only license holders may review.
@@ -77,6 +80,16 @@ class ReviewsAPI:
     ) -> None:
         """Records an evaluation of a model version, authored by the account.
 
+        Args:
+            model_id: The model.
+            version: The evaluated version.
+            dataset_cid: The CID of the evaluation dataset.
+            metric: The metric's name, at most 32 bytes (e.g. "accuracy").
+            score: The score; kept on-chain with 6 decimals.
+
+        Returns:
+            Nothing; the reviews contract logs `EvaluationAttested`.
+
         Raises:
             NoAccountError: The market is read-only.
             ContractRevertError: The version does not exist.
@@ -87,7 +100,17 @@ class ReviewsAPI:
         )
 
     def history(self, model_id: int) -> History:
-        """The model's reviews (each reviewer's latest) and evaluations, oldest first."""
+        """The model's performance history.
+
+        Args:
+            model_id: The model.
+
+        Returns:
+            Each reviewer's latest review and every evaluation, oldest first.
+
+        Raises:
+            ChainError: The chain's logs cannot be read.
+        """
         contract = self._market.contracts.reviews
         latest: dict[str, Review] = {}
         for log in self._market.logs(contract, "Reviewed", model_id=model_id):

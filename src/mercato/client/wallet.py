@@ -17,7 +17,13 @@ class WalletAPI:
         self._market = market
 
     def balance(self, account: str | None = None) -> TokenAmount:
-        """The MCT balance (base units) of `account`, or of the market's account.
+        """An MCT balance.
+
+        Args:
+            account: Any address; defaults to the market's account.
+
+        Returns:
+            The balance in base units (10**18 per token).
 
         Raises:
             NoAccountError: No account given and the market is read-only.
@@ -26,7 +32,10 @@ class WalletAPI:
         return self._market.contracts.token.balance_of(address)
 
     def faucet(self) -> TokenAmount:
-        """Draws test tokens on a local chain; returns the new balance.
+        """Draws test tokens on a local chain.
+
+        Returns:
+            The account's new balance in base units.
 
         Raises:
             NoAccountError: The market is read-only.
