@@ -40,6 +40,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # last transactions, which the cursor then re-ingests from the chain.
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
+    # Searches read the file through a memory map (address space, not memory: the pages
+    # are the OS's cache, shared by every connection) and keep a larger private cache
+    # than the 2 MiB default; sorts of a page's candidates stay in memory. Together about
+    # 10-20% off the median search on 100,000 models (benchmarks/index_search.py).
+    cursor.execute(f"PRAGMA mmap_size={256 * 2**20}")
+    cursor.execute(f"PRAGMA cache_size=-{16 * 2**10}")  # KiB
+    cursor.execute("PRAGMA temp_store=MEMORY")
     cursor.close()
 
 
@@ -51,7 +58,8 @@ def create_index_engine(url: str) -> Engine:
             (the psycopg 3 driver is chosen when the URL names none).
 
     Returns:
-        The engine; SQLite connections are switched to WAL mode.
+        The engine; SQLite connections are switched to WAL mode and given the cache
+            settings searches want.
 
     Raises:
         IndexDatabaseError: The URL is malformed or names an unsupported backend.

@@ -240,6 +240,14 @@ def test_migrations_build_exactly_the_declared_schema(tmp_path: Path) -> None:
     assert set(inspect(index.engine).get_table_names()) <= {"alembic_version"}
 
 
+def test_sqlite_connections_get_the_search_settings(tmp_path: Path) -> None:
+    index = Index.open(data_dir=tmp_path)
+    with index.engine.connect() as conn:
+        pragmas = ("mmap_size", "temp_store")
+        settings = [conn.exec_driver_sql(f"PRAGMA {p}").scalar() for p in pragmas]
+    assert settings == [256 * 2**20, 2]  # 2: MEMORY
+
+
 def test_unsupported_database_urls_are_refused() -> None:
     with pytest.raises(IndexDatabaseError):
         create_index_engine("mysql://localhost/x")
