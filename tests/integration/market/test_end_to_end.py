@@ -182,4 +182,5 @@ def test_node_delivers_for_an_owner_who_made_its_account_their_agent(
     buyer.orders.buy(parent)
     assert buyer.orders.wait_for_delivery(parent, timeout=90).state is LicenseState.DELIVERED
     price = owner.contracts.marketplace.listing(parent).price
-    assert owner.contracts.marketplace.credits(network.parent_creator.address) == credits_before + price
+    credited = owner.contracts.marketplace.credits(network.parent_creator.address)
+    assert credited == credits_before + price
