@@ -16,6 +16,8 @@ from urllib.parse import parse_qs, urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
+from markdown_it import MarkdownIt
+from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
 from mercato.client.provider import try_remote
@@ -28,6 +30,15 @@ from mercato.gateway.state import GatewayState
 from mercato.index import Sort
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).with_name("templates"))
+# CommonMark with raw HTML off: a card's Markdown is rendered, never its markup or scripts.
+_MARKDOWN = MarkdownIt("commonmark", {"html": False})
+
+
+def markdown(text: str) -> Markup:
+    """A model card's Markdown as safe HTML."""
+    return Markup(_MARKDOWN.render(text))
+
+
 TOKEN = Decimal(10**18)
 SCORE_SCALE = 1_000_000
 
@@ -52,7 +63,7 @@ def short(address: str | None) -> str:
     return f"{address[:6]}…{address[-4:]}" if address else ""
 
 
-TEMPLATES.env.filters.update(mct=mct, duration=duration, short=short)
+TEMPLATES.env.filters.update(mct=mct, duration=duration, short=short, markdown=markdown)
 
 
 def _fill(dtype: str, text: str) -> float | int:

@@ -75,6 +75,10 @@ class ModelCard:
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
+        # The card's free text is public, as on the Hub: a marketplace page shows it
+        # before anyone buys (the artifact itself may be encrypted).
+        if self.text.strip():
+            out["text"] = self.text
         return out
 
 
