@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -56,3 +58,39 @@ def atomic_write_bytes(path: Path, data: bytes, *, replace: bool = True) -> None
             os.unlink(tmp)
         raise
     fsync_directory(path.parent)
+
+
+def write_atomically(dest: Path, pieces: Iterable[bytes | memoryview]) -> int:
+    """Streams `pieces` into `dest`, which appears only once every piece is on disk.
+
+    The temporary file sits beside `dest` (same file system, so the rename is atomic)
+    and is removed on any error, including one raised by the `pieces` iterator itself,
+    which is how callers veto a file whose content fails a check at the very end.
+
+    Args:
+        dest: The destination; replaced if it exists.
+        pieces: The content.
+
+    Returns:
+        The number of bytes written.
+
+    Raises:
+        OSError: The file system refused the write.
+        Whatever `pieces` raises; nothing is left behind either way.
+    """
+    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.part")
+    written = 0
+    try:
+        with open(tmp, "xb") as out:
+            for piece in pieces:
+                out.write(piece)
+                written += len(piece)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        # Also on KeyboardInterrupt: never leave a half-written file behind.
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_directory(dest.parent)
+    return written

@@ -10,9 +10,7 @@ removed and the destination is left as it was.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -24,7 +22,7 @@ from mercato.crypto.stream import (
     StreamDecryptor,
     StreamEncryptor,
 )
-from mercato.fsutil import fsync_directory
+from mercato.fsutil import write_atomically
 
 StrPath = str | os.PathLike[str]
 
@@ -104,18 +102,4 @@ def decrypt_file(
 
 
 def _write_atomically(dst: StrPath, pieces: Iterable[bytes]) -> None:
-    target = Path(dst)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for piece in pieces:
-                out.write(piece)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        # Also on KeyboardInterrupt: never leave a half-written file behind.
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    fsync_directory(target.parent)
+    write_atomically(Path(dst), pieces)

@@ -14,8 +14,6 @@ blocks above the size limit and reports a stream cut short as `CarTruncatedError
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, cast
@@ -25,6 +23,7 @@ from dag_cbor.encoding.err import CBORError
 from multiformats import CID
 
 from mercato.errors import CarFormatError, CarTruncatedError, DagFormatError, MercatoError
+from mercato.fsutil import write_atomically
 from mercato.storage.blockstore import Blockstore, wrap_write_error
 from mercato.storage.cids import (
     CODEC_DAG_PB,
@@ -199,26 +198,13 @@ def export_car(root: CID | str, source: BlockSource, dest: Path | str) -> int:
         BlockWriteError: If dest could not be written (StorageFullError when full).
     """
     dest = Path(dest)
-    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.part")
-    written = 0
     try:
-        with open(tmp, "wb") as fh:
-            for piece in iter_car_bytes(parse_cid(root), source):
-                fh.write(piece)
-                written += len(piece)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.rename(tmp, dest)
+        return write_atomically(dest, iter_car_bytes(parse_cid(root), source))
     except MercatoError:
-        tmp.unlink(missing_ok=True)
+        # Checked first: backend errors are ConnectionErrors, i.e. OSErrors too.
         raise
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise wrap_write_error(exc, dest) from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return written
 
 
 class _Readable(Protocol):

@@ -16,8 +16,7 @@ error it is removed and `dest` is left as it was.
 from __future__ import annotations
 
 import hmac
-import os
-import secrets
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -25,7 +24,7 @@ from multiformats import CID
 
 from mercato.crypto.stream import StreamDecryptor, StreamEncryptor
 from mercato.errors import MercatoError, PlaintextHashMismatchError
-from mercato.fsutil import fsync_directory
+from mercato.fsutil import write_atomically
 from mercato.storage.blockstore import Blockstore, wrap_write_error
 from mercato.storage.exporter import BlockSource, iter_file
 from mercato.storage.unixfs import import_file
@@ -131,34 +130,23 @@ def export_and_decrypt(
     expected = bytes(expected_sha256)
     decryptor = StreamDecryptor(key, expected_sha256=expected)
     dest = Path(dest)
-    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.part")
-    size = 0
+
+    def checked() -> Iterator[bytes]:
+        yield from decryptor.decrypt(iter_file(cid, source))
+        done = decryptor.result
+        # The decryptor checks the digest itself; checked again here because this is
+        # the last line of defence before the plaintext gets a name.
+        if done is None or not hmac.compare_digest(done.plaintext_sha256, expected):
+            actual = done.plaintext_sha256 if done is not None else b""
+            raise PlaintextHashMismatchError(expected, actual)
+
     try:
-        with open(tmp, "xb") as out:
-            for piece in decryptor.decrypt(iter_file(cid, source)):
-                out.write(piece)
-                size += len(piece)
-            done = decryptor.result
-            # The decryptor checks the digest itself; checked again here because this is
-            # the last line of defence before the plaintext gets a name.
-            if done is None or not hmac.compare_digest(done.plaintext_sha256, expected):
-                actual = done.plaintext_sha256 if done is not None else b""
-                raise PlaintextHashMismatchError(expected, actual)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dest)
+        return write_atomically(dest, checked())
     except MercatoError:
         # Checked first: storage errors can also be OSErrors (BlockWriteError, backends).
-        tmp.unlink(missing_ok=True)
         raise
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise wrap_write_error(exc, dest) from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_directory(dest.parent)
-    return size
 
 
 __all__ = ["ENCRYPTION_CHUNK_SIZE", "EncryptedImport", "encrypt_and_import", "export_and_decrypt"]

@@ -8,8 +8,6 @@ hash checks overlap on a thread pool.
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,6 +17,7 @@ from typing import Protocol, cast
 from multiformats import CID
 
 from mercato.errors import DagFormatError, MercatoError
+from mercato.fsutil import write_atomically
 from mercato.storage.blockstore import wrap_write_error
 from mercato.storage.cids import (
     CODEC_DAG_PB,
@@ -178,24 +177,10 @@ def export_file(cid: CID | str, source: BlockSource, dest: Path | str) -> int:
         BlockWriteError: If `dest` could not be written (StorageFullError when full).
     """
     dest = Path(dest)
-    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.part")
-    written = 0
     try:
-        with open(tmp, "wb") as fh:
-            for piece in iter_file(cid, source):
-                fh.write(piece)
-                written += len(piece)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.rename(tmp, dest)
+        return write_atomically(dest, iter_file(cid, source))
     except MercatoError:
         # Checked first: backend errors are ConnectionErrors, i.e. OSErrors too.
-        tmp.unlink(missing_ok=True)
         raise
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise wrap_write_error(exc, dest) from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return written

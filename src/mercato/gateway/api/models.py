@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from mercato.gateway.api.schemas import ErrorOut, ModelDetailOut, ModelOut, SearchOut
 from mercato.gateway.dependencies import State
@@ -48,32 +48,12 @@ def search_query(
 
 
 @router.get("", response_model=SearchOut)
-def search_models(
-    state: State,
-    q: str | None = None,
-    task: str | None = None,
-    license: str | None = None,
-    tag: str | None = None,
-    min_price: int | None = None,
-    max_price: int | None = None,
-    free: bool = False,
-    min_rating: float | None = None,
-    creator: str | None = None,
-    derived_from: int | None = None,
-    sort: Sort = Sort.NEWEST,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: str | None = None,
-) -> SearchOut:
+def search_models(state: State, query: Annotated[SearchQuery, Depends(search_query)]) -> SearchOut:
     """Searches models: full text (`q`), filters, sort and a page cursor.
 
     Prices are in token base units; `free` keeps models listed at price 0.
     """
-    page = state.index.search(
-        search_query(
-            q, task, license, tag, min_price, max_price, free, min_rating, creator,
-            derived_from, sort, limit, cursor,
-        )
-    )  # fmt: skip
+    page = state.index.search(query)
     return SearchOut(items=[ModelOut.of(m) for m in page.items], next_cursor=page.next_cursor)
 
 
