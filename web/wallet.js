@@ -152,7 +152,8 @@ async function buy() {
         });
       } else {
         say("buy-status", "Sign the permit: it lets the marketplace take exactly the price.");
-        const deadline = Math.floor(Date.now() / 1000) + 3600;
+        // The chain's clock, not the browser's, decides whether the permit expired.
+        const deadline = Number((await p.getBlock()).timestamp) + 3600;
         const typed = await api(`/v1/chain/permit?owner=${account}&amount=${price}&deadline=${deadline}`);
         const sig = hexToBytes(await window.ethereum.request({
           method: "eth_signTypedData_v4", params: [account, JSON.stringify(typed)],

@@ -45,10 +45,7 @@ class Order:
     state: LicenseState
     price: TokenAmount
     time: int  # the delivery deadline while pending, the expiry once delivered (0 = perpetual)
-
-    @property
-    def licensed(self) -> bool:
-        return self.state is LicenseState.DELIVERED and (self.time == 0 or self.time > time.time())
+    licensed: bool  # a current license, by the chain's clock
 
 
 class OrdersAPI:
@@ -99,8 +96,10 @@ class OrdersAPI:
         if contracts.token.allowance(account.address, contracts.marketplace.address) >= price:
             contracts.marketplace.purchase(model_id, limit, buyer_key)
         else:
+            # The chain's clock, not this machine's, decides whether the permit expired.
+            now = int(self._market.w3.eth.get_block("latest")["timestamp"])
             contracts.marketplace.purchase_with_permit(
-                model_id, limit, buyer_key, contracts.token, int(time.time()) + PERMIT_LIFETIME
+                model_id, limit, buyer_key, contracts.token, now + PERMIT_LIFETIME
             )
         return self.status(model_id)
 
@@ -120,8 +119,10 @@ class OrdersAPI:
         address = Web3.to_checksum_address(
             buyer or self._market.require_account("read orders").address
         )
-        record = self._market.contracts.marketplace.license(address, model_id)
-        return Order(ModelId(model_id), address, record.state, record.price, record.time)
+        marketplace = self._market.contracts.marketplace
+        record = marketplace.license(address, model_id)
+        licensed = marketplace.has_license(address, model_id)
+        return Order(ModelId(model_id), address, record.state, record.price, record.time, licensed)
 
     def list(self, buyer: str | None = None) -> builtins.list[Order]:
         """Every order and license of a buyer, newest first.
