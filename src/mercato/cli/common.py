@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,10 +21,11 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from mercato.client import Market
 from mercato.config import load_settings
 from mercato.errors import ConfigError
-from mercato.wallet import PasswordSource, Wallet
+
+if TYPE_CHECKING:
+    from mercato.client import Market
 
 console = Console()
 
@@ -61,6 +62,10 @@ def open_market(
         ConfigError, KeystoreNotFoundError, WrongPasswordError, ChainUnavailableError,
         DeploymentError: as the settings, wallet and `Market` raise them.
     """
+    # Imported here: web3 and friends take seconds to import, and `--help` needs none of it.
+    from mercato.client import Market
+    from mercato.wallet import PasswordSource, Wallet
+
     settings = load_settings(data_dir=data_dir, rpc_url=rpc_url, account=account)
     signer = None
     if signing:

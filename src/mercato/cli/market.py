@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -28,10 +29,7 @@ from mercato.cli.common import (
 )
 from mercato.cli.errors import handles_errors
 from mercato.cli.wallet import wallet_app
-from mercato.client.provider import try_remote
 from mercato.errors import ConfigError
-from mercato.index import SearchQuery, Sort
-from mercato.storage.cids import parse_cid
 
 version_app = typer.Typer(help="Model versions.", no_args_is_help=True)
 price_app = typer.Typer(help="Prices and license terms.", no_args_is_help=True)
@@ -39,6 +37,16 @@ app.add_typer(version_app, name="version")
 app.add_typer(price_app, name="price")
 
 ModelId = Annotated[int, typer.Argument(help="The model's id.", min=1)]
+
+
+class SortOrder(StrEnum):
+    """`mercato.index.Sort`'s values, spelled here so `--help` need not import the index."""
+
+    NEWEST = "newest"
+    BEST_RATED = "best_rated"
+    MOST_BOUGHT = "most_bought"
+    PRICE_LOW = "price_low"
+    PRICE_HIGH = "price_high"
 
 
 def _package_size(path: Path) -> int | None:
@@ -172,7 +180,7 @@ def search(
     derived_from: Annotated[
         int | None, typer.Option(help="Only models built on this model id.")
     ] = None,
-    sort: Annotated[Sort, typer.Option(help="Order of the results.")] = Sort.NEWEST,
+    sort: Annotated[SortOrder, typer.Option(help="Order of the results.")] = SortOrder.NEWEST,
     limit: Annotated[int, typer.Option(help="Models per page.", min=1, max=100)] = 20,
     cursor: Annotated[
         str | None, typer.Option(help="The next-page cursor a search printed.")
@@ -182,13 +190,15 @@ def search(
     json_output: JsonOption = False,
 ) -> None:
     """Search the marketplace (the index catches up with the chain first)."""
+    from mercato.index import SearchQuery, Sort
+
     market = open_market(data_dir, rpc_url, signing=False)
     query = SearchQuery(
         text=text, task=task, license=license, tag=tag,
         min_price=parse_tokens(min_price) if min_price is not None else None,
         max_price=parse_tokens(max_price) if max_price is not None else None,
         free_only=free, min_rating=min_rating, creator=creator, derived_from=derived_from,
-        sort=sort, limit=limit, cursor=cursor,
+        sort=Sort(sort.value), limit=limit, cursor=cursor,
     )  # fmt: skip
     page = market.models.search(query)
     if json_output:
@@ -299,6 +309,8 @@ def try_command(
     request = parsed if "inputs" in parsed else {"inputs": parsed}
     market = open_market(data_dir, rpc_url, signing=False)
     info = market.models.show(model_id)
+    from mercato.client.provider import try_remote
+
     answer = try_remote(info.provider_url, model_id, json.dumps(request).encode())
     typer.echo(answer.decode())
 
@@ -416,6 +428,8 @@ def review(
     password_file: PasswordFileOption = None,
 ) -> None:
     """Review a model you hold a license for (again to update your review)."""
+    from mercato.storage.cids import parse_cid
+
     market = open_market(data_dir, rpc_url, account, password_file)
     market.reviews.review(model_id, rating, parse_cid(text_cid) if text_cid else None)
     console.print(f"Model {model_id}: reviewed {rating}/5")
@@ -435,6 +449,8 @@ def attest(
     password_file: PasswordFileOption = None,
 ) -> None:
     """Attest an evaluation of a model version under your address."""
+    from mercato.storage.cids import parse_cid
+
     market = open_market(data_dir, rpc_url, account, password_file)
     market.reviews.attest(model_id, version, parse_cid(dataset_cid), metric, score)
     console.print(f"Model {model_id} v{version}: {metric} = {score:g} attested")

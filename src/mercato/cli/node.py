@@ -7,14 +7,11 @@ import logging
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from eth_account.signers.local import LocalAccount
 from rich.table import Table
 
-from mercato.chain.deployment import Deployment, deployment_path
-from mercato.chain.session import demo_accounts
 from mercato.cli.app import app
 from mercato.cli.common import (
     AccountOption,
@@ -25,9 +22,14 @@ from mercato.cli.common import (
     format_tokens,
 )
 from mercato.cli.errors import handles_errors
-from mercato.config import Settings, load_settings
-from mercato.node import Node, seed_demo
-from mercato.wallet import PasswordSource, Wallet
+from mercato.config import load_settings
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+    from mercato.chain.deployment import Deployment
+    from mercato.config import Settings
+    from mercato.node import Node
 
 node_app = typer.Typer(help="Run a Mercato node.", no_args_is_help=True)
 app.add_typer(node_app, name="node")
@@ -68,6 +70,10 @@ def up(
     """
     # Installed first, so a stop request during set-up still shuts Anvil down cleanly.
     stopped = _stop_requested()
+    # Imported here: the node's stack takes seconds to import, and `--help` needs none of it.
+    from mercato.chain.deployment import Deployment
+    from mercato.node import Node, seed_demo
+
     settings = load_settings(
         data_dir=data_dir,
         rpc_url=rpc_url,
@@ -96,6 +102,9 @@ def up(
 def _seller_accounts(
     settings: Settings, account: str | None, password_file: Path | None, demo: bool
 ) -> list[LocalAccount]:
+    from mercato.chain.session import demo_accounts
+    from mercato.wallet import PasswordSource, Wallet
+
     if demo:
         return demo_accounts()[:2]  # the demo creators (public test keys)
     wallet = Wallet.from_settings(settings)
@@ -106,11 +115,15 @@ def _seller_accounts(
 
 
 def _import_deployment(settings: Settings, record: Deployment) -> None:
+    from mercato.chain.deployment import deployment_path
+
     if not deployment_path(settings.data_dir, record.chain_id).exists():
         record.save(settings.data_dir)
 
 
 def _print_summary(node: Node, demo: bool) -> None:
+    from mercato.chain.session import demo_accounts
+
     session, market = node.session, node.market
     if session is None or market is None:
         return

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,7 +19,9 @@ from rich.table import Table
 from mercato.cli.app import app
 from mercato.cli.errors import handles_errors
 from mercato.config import load_settings
-from mercato.wallet import PasswordSource, Wallet
+
+if TYPE_CHECKING:
+    from mercato.wallet import Wallet
 
 wallet_app = typer.Typer(help="Manage the accounts this machine holds.", no_args_is_help=True)
 app.add_typer(wallet_app, name="wallet")
@@ -42,6 +44,9 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON documen
 
 
 def _open_wallet(data_dir: Path | None) -> Wallet:
+    # Imported here: eth-account takes a second to import, and `--help` needs none of it.
+    from mercato.wallet import Wallet
+
     return Wallet.from_settings(load_settings(data_dir=data_dir))
 
 
@@ -75,6 +80,8 @@ def new(
     password: neither can be recovered.
     """
     wallet = _open_wallet(data_dir)
+    from mercato.wallet import PasswordSource
+
     address = wallet.create(PasswordSource(password_file=password_file))
     _report_added(wallet, address, "Created", json_output)
 
@@ -102,6 +109,8 @@ def import_(
     the password is the keystore's own; the file is checked to open before it is kept.
     """
     wallet = _open_wallet(data_dir)
+    from mercato.wallet import PasswordSource
+
     source = PasswordSource(password_file=password_file)
     if keystore is not None and private_key_file is None:
         address = wallet.import_keystore(keystore, source)
@@ -182,6 +191,8 @@ def default(
 ) -> None:
     """Show the default account, or make ADDRESS the default."""
     settings = load_settings(data_dir=data_dir)
+    from mercato.wallet import Wallet
+
     wallet = Wallet.from_settings(settings)
     if address is not None:
         chosen = wallet.set_default(address)
