@@ -20,6 +20,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
+from mercato.client.artifacts import cid_from_digest
 from mercato.client.provider import try_remote
 from mercato.errors import IndexedModelNotFoundError, MercatoError
 from mercato.gateway.api.models import search_query
@@ -32,6 +33,11 @@ from mercato.index import Sort
 TEMPLATES = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 # CommonMark with raw HTML off: a card's Markdown is rendered, never its markup or scripts.
 _MARKDOWN = MarkdownIt("commonmark", {"html": False})
+
+
+def cid(digest_hex: str) -> str:
+    """The CID (as `ipfs add` prints it) of an artifact or manifest from its on-chain digest."""
+    return str(cid_from_digest(bytes.fromhex(digest_hex.removeprefix("0x"))))
 
 
 def markdown(text: str) -> Markup:
@@ -63,7 +69,7 @@ def short(address: str | None) -> str:
     return f"{address[:6]}…{address[-4:]}" if address else ""
 
 
-TEMPLATES.env.filters.update(mct=mct, duration=duration, short=short, markdown=markdown)
+TEMPLATES.env.filters.update(mct=mct, duration=duration, short=short, markdown=markdown, cid=cid)
 
 
 def _fill(dtype: str, text: str) -> float | int:

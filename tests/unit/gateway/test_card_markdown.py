@@ -1,14 +1,15 @@
 # SPDX-License-Identifier: AGPL-3.0-only
-"""A model card's Markdown is rendered on the model page, and its raw HTML never is."""
+"""The model page: the card's Markdown is rendered (its raw HTML never is), CIDs are shown."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from mercato.gateway.web import markdown
+from mercato.gateway.web import cid, markdown
 from mercato.models.card import parse_card
 from mercato.models.manifest import validate_manifest
 from mercato.models.samples import build_samples
+from mercato.storage.unixfs import only_hash
 
 
 def test_markdown_is_rendered() -> None:
@@ -32,3 +33,8 @@ def test_card_text_travels_in_the_public_manifest(tmp_path: Path) -> None:
     package = build_samples(tmp_path, ["iris-logreg"])["iris-logreg"]
     assert package.manifest["card"]["text"] == package.card.text
     validate_manifest(package.manifest)  # the published schema accepts it
+
+
+def test_version_table_shows_the_cid_ipfs_prints() -> None:
+    digest = "0x" + only_hash([b"hello"]).digest.hex()[4:]
+    assert cid(digest) == "QmWfVY9y3xjsixTgbd9AorQxH7VtMpzfx2HaWtsoUYecaX"
