@@ -127,8 +127,13 @@ def write_package(
     """
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
+    model = onnx.ModelProto.FromString(model.SerializeToString())  # the caller's stays as is
+    # skl2onnx lists opset imports in an order that can change from one process to the
+    # next (it collects domains in a set); sorted, the same model gives the same bytes.
+    imports = sorted(model.opset_import, key=lambda entry: (entry.domain, entry.version))
+    del model.opset_import[:]
+    model.opset_import.extend(imports)
     if external_data:
-        model = onnx.ModelProto.FromString(model.SerializeToString())
         for tensor in model.graph.initializer:
             # Only raw_data tensors move to external data; skl2onnx writes float_data.
             array = onnx.numpy_helper.to_array(tensor)

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 from sklearn.datasets import load_digits, load_iris
 
@@ -25,6 +27,17 @@ def _digests(root: Path) -> dict[str, str]:
     }
 
 
+def _explain(dirs: list[Path], first: dict[str, str], second: dict[str, str]) -> str:
+    """Which fields of a differing ONNX file differ (weights left out), to find the cause."""
+    lines = []
+    for name in sorted(k for k in first if first[k] != second.get(k) and k.endswith(".onnx")):
+        protos = [
+            str(onnx.load(str(d / name), load_external_data=False)).splitlines() for d in dirs
+        ]
+        lines += [name, *list(difflib.unified_diff(*protos, lineterm=""))[:60]]
+    return "\n".join(lines)
+
+
 def test_builds_in_fresh_processes_are_byte_identical(tmp_path: Path) -> None:
     dirs = [tmp_path / "first", tmp_path / "second"]
     # Two interpreters at once: nothing may leak between builds through process state.
@@ -32,7 +45,7 @@ def test_builds_in_fresh_processes_are_byte_identical(tmp_path: Path) -> None:
     assert [b.wait(timeout=300) for b in builds] == [0, 0]
     first, second = (_digests(d) for d in dirs)
     assert len(first) >= 9  # 4 packages x (model + card) + external data
-    assert first == second
+    assert first == second, _explain(dirs, first, second)
     for name in ("iris-logreg", "iris-logreg-tuned", "digits-mlp", "diabetes-gbr"):
         a = load_package(dirs[0] / name).manifest_bytes()
         b = load_package(dirs[1] / name).manifest_bytes()
