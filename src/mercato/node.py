@@ -66,7 +66,17 @@ class Node:
 
         Raises:
             AnvilError, ChainUnavailableError, DeploymentError: as `open_chain`.
+            GatewayStartError: The gateway's port is taken.
+            InferenceError: The try workers cannot start.
+            Whatever fails, everything already started is stopped again (no stray Anvil).
         """
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
         self.session = open_chain(
             self.settings.data_dir, rpc_url=self.settings.rpc_url, port=self.settings.anvil_port
         )
@@ -84,7 +94,7 @@ class Node:
             log_level="warning",
         )
         self._server = uvicorn.Server(config)
-        self._spawn("gateway", self._server.run)
+        self._spawn("gateway", self._serve)
         if self.accounts:
             markets = [Market(settings, account=a, deployment=deployment) for a in self.accounts]
             agent = SellerAgent(markets, settings.data_dir)
@@ -108,6 +118,16 @@ class Node:
             self._pool.close()
         if self.session is not None:
             self.session.close()
+
+    def _serve(self) -> None:
+        if self._server is None:
+            return
+        try:
+            self._server.run()
+        except SystemExit:
+            # uvicorn exits when it cannot bind; `_wait_for_gateway` reports it as
+            # GatewayStartError, so the thread ends quietly.
+            log.debug("the gateway could not start")
 
     def _spawn(self, name: str, target: object) -> None:
         thread = threading.Thread(target=target, name=f"mercato-{name}", daemon=True)  # type: ignore[arg-type]

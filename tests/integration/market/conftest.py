@@ -154,18 +154,19 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
     # The settings file, not a flag, so `mercato publish` records the same provider URL.
     (creator_dir / "config.toml").write_text(f"gateway_port = {gateway_port}\n")
     creator_node = NodeProcess(creator_dir, [*common, "--account", creator.address])
-    creator_node.start()  # deploys on the fresh chain and funds the dev accounts
     buyer_node = NodeProcess(
         buyer_dir,
         [*common, "--gateway-port", str(free_port()),
          "--deployment", str(creator_dir / "deployments" / "31337.json")],
     )  # fmt: skip
-    buyer_node.start()
-    network = Network(
-        anvil, creator_dir, buyer_dir, password_file, creator_node, buyer_node,
-        creator_gateway, parent_creator, creator, buyers,
-    )  # fmt: skip
-    yield network
-    creator_node.stop()
-    buyer_node.stop()
-    anvil.stop()
+    try:
+        creator_node.start()  # deploys on the fresh chain and funds the dev accounts
+        buyer_node.start()
+        yield Network(
+            anvil, creator_dir, buyer_dir, password_file, creator_node, buyer_node,
+            creator_gateway, parent_creator, creator, buyers,
+        )  # fmt: skip
+    finally:
+        creator_node.stop()
+        buyer_node.stop()
+        anvil.stop()
