@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 import httpx
 from multiformats import CID
@@ -239,18 +239,9 @@ class KuboBackend:
             StorageBackendError: If kubo fails.
         """
         url = f"{self.api_url}/api/v0/block/get"
-        try:
-            with self._client.stream("POST", url, params={"arg": str(cid)}) as response:
-                if response.status_code != 200:
-                    response.read()
-                    _raise_for(response, url, cid)
-                data = _read_limited(response, cid)
-        except httpx.HTTPError as exc:
-            raise StorageBackendError(
-                f"Could not reach kubo at {self.api_url} ({exc}).", url=url
-            ) from exc
-        verify_block(cid, data, url)
-        return data
+        return _fetch_block(
+            self._client, "POST", url, cid, f"kubo at {self.api_url}", params={"arg": str(cid)}
+        )
 
     def has(self, cid: CID) -> bool:
         """Ask `/api/v0/block/stat` (offline) whether kubo holds the block.
@@ -342,23 +333,15 @@ class GatewayBackend:
             StorageBackendError: If the gateway fails or is unreachable.
         """
         url = f"{self.base_url}/ipfs/{cid}"
-        try:
-            with self._client.stream(
-                "GET",
-                url,
-                params={"format": "raw"},
-                headers={"Accept": "application/vnd.ipld.raw"},
-            ) as response:
-                if response.status_code != 200:
-                    response.read()
-                    _raise_for(response, url, cid)
-                data = _read_limited(response, cid)
-        except httpx.HTTPError as exc:
-            raise StorageBackendError(
-                f"Could not reach the gateway {url} ({exc}).", url=url
-            ) from exc
-        verify_block(cid, data, url)
-        return data
+        return _fetch_block(
+            self._client,
+            "GET",
+            url,
+            cid,
+            f"the gateway {url}",
+            params={"format": "raw"},
+            headers={"Accept": "application/vnd.ipld.raw"},
+        )
 
     def has(self, cid: CID) -> bool:
         """HEAD `/ipfs/{cid}?format=raw`.
@@ -426,3 +409,19 @@ __all__ = [
     "LocalBackend",
     "StorageBackend",
 ]
+
+
+def _fetch_block(
+    client: httpx.Client, method: str, url: str, cid: CID, what: str, **request: Any
+) -> bytes:
+    """One block over HTTP, size-limited and checked against its CID (kubo and gateways)."""
+    try:
+        with client.stream(method, url, **request) as response:
+            if response.status_code != 200:
+                response.read()
+                _raise_for(response, url, cid)
+            data = _read_limited(response, cid)
+    except httpx.HTTPError as exc:
+        raise StorageBackendError(f"Could not reach {what} ({exc}).", url=url) from exc
+    verify_block(cid, data, url)
+    return data
