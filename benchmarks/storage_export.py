@@ -6,8 +6,11 @@ Imports a --size MiB file, then compares (warm page cache):
 - read + sha256: the same read, hashed in one thread (what any verified read costs);
 - verified read: `iter_file`, which re-hashes every block against its CID;
 - copy: copying the original file to a new one with fsync (what any export costs);
-- export: `export_file` (verified read + write + fsync + rename).
-Verified read is compared with both read baselines, export with the copy.
+- export: `export_file` (verified read + write + fsync + rename);
+- CAR stream: `iter_car_bytes` over the whole DAG (verified, nothing written);
+- CAR export: `export_car` (CAR stream + write + fsync + rename).
+Verified read and CAR stream are compared with both read baselines, the exports with
+the copy.
 
 Usage: .venv/bin/python benchmarks/storage_export.py [--size MiB]   (default 1024)
 """
@@ -27,6 +30,7 @@ from pathlib import Path
 from multiformats import CID
 
 from mercato.storage.blockstore import Blockstore
+from mercato.storage.car import export_car, iter_car_bytes
 from mercato.storage.exporter import export_file, iter_file
 from mercato.storage.unixfs import import_file
 
@@ -52,6 +56,11 @@ def sha256_read(path: Path) -> None:
 
 def drain(cid: CID, store: Blockstore) -> None:
     for _ in iter_file(cid, store):
+        pass
+
+
+def drain_car(cid: CID, store: Blockstore) -> None:
+    for _ in iter_car_bytes(cid, store):
         pass
 
 
@@ -88,6 +97,9 @@ def main() -> None:
             copied = rate(size, lambda: copy_fsync(src, scratch / "copy.bin"))
             exported = rate(size, partial(export_file, cid, store, scratch / "out.bin"))
             (scratch / "out.bin").unlink()
+            car_stream = rate(size, partial(drain_car, cid, store))
+            car_export = rate(size, partial(export_car, cid, store, scratch / "out.car"))
+            (scratch / "out.car").unlink()
             print(f"CIDv{version}:")
             print(f"  raw read            {base:8.1f} MiB/s")
             print(f"  read + sha256       {hashed:8.1f} MiB/s")
@@ -97,6 +109,11 @@ def main() -> None:
             )
             print(f"  copy + fsync        {copied:8.1f} MiB/s")
             print(f"  export              {exported:8.1f} MiB/s  ratio {exported / copied:.2f}x")
+            print(
+                f"  CAR stream          {car_stream:8.1f} MiB/s  ratio {car_stream / base:.2f}x "
+                f"raw read, {car_stream / hashed:.2f}x read + sha256"
+            )
+            print(f"  CAR export          {car_export:8.1f} MiB/s  ratio {car_export / copied:.2f}x")
             shutil.rmtree(scratch / f"store{version}")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
