@@ -22,7 +22,7 @@ import dag_cbor
 from dag_cbor.encoding.err import CBORError
 from multiformats import CID
 
-from mercato.errors import CarFormatError, CarTruncatedError, DagFormatError, MercatoError
+from mercato.errors import CarFormatError, CarTruncatedError, MercatoError
 from mercato.fsutil import write_atomically
 from mercato.storage.blockstore import Blockstore, wrap_write_error
 from mercato.storage.cids import (
@@ -33,20 +33,54 @@ from mercato.storage.cids import (
     parse_cid,
     verify_block,
 )
-from mercato.storage.dagpb import (
-    UNIXFS_FILE,
-    UNIXFS_RAW,
-    decode_node,
-    decode_unixfs,
-    encode_varint,
+from mercato.storage.dagpb import encode_varint
+from mercato.storage.exporter import (
+    BlockSource,
+    codec_of,
+    decode_links,
+    raw_fetcher,
+    walk_file_range,
 )
-from mercato.storage.exporter import BlockSource
 
 MAX_HEADER_SIZE = 1024 * 1024
 """A header is a few CIDs; anything bigger is refused rather than read into memory."""
 
 _MAX_CID_SIZE = 128
 CAR_CONTENT_TYPE = "application/vnd.ipld.car"
+
+
+def iter_dag_raw(root: bytes, source: BlockSource) -> Iterator[tuple[bytes, bytes]]:
+    """`iter_dag` on binary CIDs: no `CID` object is built for a block or a link.
+
+    Building a `CID` costs more than reading and hashing a 256 KiB block, so CAR export
+    of a big DAG walks the links as the bytes they are; every block is still verified
+    by the source (`raw_fetcher`).
+
+    Args:
+        root: The DAG's root CID (binary).
+        source: Where blocks come from.
+
+    Yields:
+        (binary cid, block) pairs, root first.
+
+    Raises:
+        BlockNotFoundError: If a block is missing.
+        BlockHashMismatchError: If a block is corrupted.
+        DagFormatError: If a dag-pb node is malformed or links to a non-CID.
+    """
+    fetch = raw_fetcher(source)
+    seen: set[bytes] = set()
+    stack = [root]
+    while stack:
+        raw = stack.pop()
+        if raw in seen:
+            continue
+        seen.add(raw)
+        block = fetch(raw)
+        yield raw, block
+        if codec_of(raw) == CODEC_DAG_PB:
+            node = decode_links(raw, block)
+            stack.extend(link.hash for link in reversed(node.links))
 
 
 def iter_dag(root: CID, source: BlockSource) -> Iterator[tuple[CID, bytes]]:
@@ -64,23 +98,8 @@ def iter_dag(root: CID, source: BlockSource) -> Iterator[tuple[CID, bytes]]:
         BlockHashMismatchError: If a block is corrupted.
         DagFormatError: If a dag-pb node is malformed.
     """
-    seen: set[bytes] = set()
-    stack = [root]
-    while stack:
-        cid = stack.pop()
-        key = bytes(cid)
-        if key in seen:
-            continue
-        seen.add(key)
-        block = source.get_block(cid)
-        yield cid, block
-        if cid.codec.code == CODEC_DAG_PB:
-            node = decode_node(block, str(cid))
-            try:
-                children = [cid_from_bytes(link.hash) for link in node.links]
-            except ValueError as exc:
-                raise DagFormatError(f"Node {cid} links to a non-CID.", cid=str(cid)) from exc
-            stack.extend(reversed(children))
+    for raw, block in iter_dag_raw(bytes(root), source):
+        yield cid_from_bytes(raw), block
 
 
 def iter_file_range(
@@ -90,7 +109,7 @@ def iter_file_range(
 
     That is every node on the way down to the range and the leaves holding it, walked
     depth-first in link order without duplicates: what a trustless gateway sends for
-    `?format=car&entity-bytes=first:last`.
+    `?format=car&entity-bytes=first:last` (the descent is `walk_file_range`).
 
     Args:
         root: The file's root CID.
@@ -106,39 +125,8 @@ def iter_file_range(
         BlockHashMismatchError: If a block is corrupted.
         DagFormatError: If a node is not a UnixFS file node.
     """
-    seen: set[bytes] = set()
-    stack: list[tuple[CID, int]] = [(root, 0)]  # (cid, file offset of its first byte)
-    while stack:
-        cid, offset = stack.pop()
-        key = bytes(cid)
-        if key in seen:
-            continue
-        seen.add(key)
-        block = source.get_block(cid)
-        yield cid, block
-        if cid.codec.code != CODEC_DAG_PB:
-            continue
-        name = str(cid)
-        node = decode_node(block, name)
-        if not node.links:
-            continue
-        meta = decode_unixfs(node.data, name) if node.data is not None else None
-        if meta is None or meta.type not in (UNIXFS_FILE, UNIXFS_RAW):
-            raise DagFormatError(f"{cid} is not a UnixFS file node.", cid=name)
-        if len(meta.blocksizes) != len(node.links):
-            raise DagFormatError(
-                f"Node {cid} has {len(node.links)} links but {len(meta.blocksizes)} blocksizes.",
-                cid=name,
-            )
-        children: list[tuple[CID, int]] = []
-        pos = offset + (len(meta.data) if meta.data is not None else 0)
-        for link, size in zip(node.links, meta.blocksizes, strict=True):
-            if pos > last:
-                break
-            if pos + size > first and size:
-                children.append((cid_from_bytes(link.hash), pos))
-            pos += size
-        stack.extend(reversed(children))
+    for piece in walk_file_range(bytes(root), source, first, last, dedupe=True):
+        yield cid_from_bytes(piece.cid), piece.block
 
 
 def car_header(roots: list[CID]) -> bytes:
@@ -148,9 +136,9 @@ def car_header(roots: list[CID]) -> bytes:
     return encode_varint(len(header)) + header
 
 
-def car_section(cid: CID, block: bytes) -> bytes:
-    """One varint-prefixed CAR section."""
-    raw = bytes(cid)
+def car_section(cid: CID | bytes, block: bytes) -> bytes:
+    """One varint-prefixed CAR section (`cid` as a `CID` or in binary form)."""
+    raw = cid if isinstance(cid, bytes) else bytes(cid)
     return encode_varint(len(raw) + len(block)) + raw + block
 
 
@@ -171,13 +159,13 @@ def iter_car_bytes(
         DagFormatError: If `byte_range` is given and the DAG is not a UnixFS file.
     """
     yield car_header([root])
-    blocks = (
-        iter_dag(root, source)
-        if byte_range is None
-        else iter_file_range(root, source, byte_range[0], byte_range[1])
-    )
-    for cid, block in blocks:
-        yield car_section(cid, block)
+    if byte_range is None:
+        for raw, block in iter_dag_raw(bytes(root), source):
+            yield car_section(raw, block)
+    else:
+        first, last = byte_range
+        for piece in walk_file_range(bytes(root), source, first, last, dedupe=True):
+            yield car_section(piece.cid, piece.block)
 
 
 def export_car(root: CID | str, source: BlockSource, dest: Path | str) -> int:
@@ -424,5 +412,6 @@ __all__ = [
     "import_car",
     "iter_car_bytes",
     "iter_dag",
+    "iter_dag_raw",
     "iter_file_range",
 ]
