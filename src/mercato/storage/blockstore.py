@@ -14,6 +14,9 @@ Layout under the directory the caller passes (`Blockstore(root)`)::
     ├── tmp/                             blocks being written; renamed into blocks/ only
     │                                    once completely written
     ├── quarantine/                      blocks found damaged, moved aside; gc empties it
+    ├── journal/
+    │   └── 3f9c0a...e1.intent           an import in progress: its start time (ns); its
+    │                                    writer holds an flock on it until it is durable
     └── lock                             flock: writers hold it shared, gc exclusive
 
 Guarantees and why they hold:
@@ -34,7 +37,19 @@ Guarantees and why they hold:
   re-hashes the block: `get` raises `BlockHashMismatchError` naming the CID and moves
   the file to quarantine/; `put`/import of the same bytes rewrites a block whose size
   is wrong (the usual damage: an empty file) and any block that was quarantined; and
-  `verify` re-hashes the whole store, e.g. after an unclean shutdown.
+  `verify` re-hashes the whole store.
+- *After an unclean stop, what an interrupted import wrote is re-checked before it can
+  be reused.* `writing()` (imports hold it from their first block to their pin) first
+  makes an intent file durable in journal/, holding an flock on it, and removes it once
+  the import has flushed. An intent whose flock can be taken belongs to a writer that
+  died (killed, or the machine lost power). `recover` re-hashes only the block files
+  modified since the oldest such intent started (minus `RECOVER_SLACK_NS` for clock
+  granularity), quarantines the damaged ones and removes those intents. It runs when a
+  node starts (`mercato node up`), on the first `writing()` of each `Blockstore`
+  (before anything can deduplicate against a damaged block), and on demand
+  (`mercato store recover`). With no stale intent it costs one listing of an empty
+  directory. A wall clock stepped back by more than the slack during the import could
+  hide a block from it; `verify` (`mercato store verify`) checks everything.
 - Blocks are written with O_DIRECT where the file system allows it: the bytes go to
   the disk once instead of filling the page cache and being flushed again at the end,
   which is what makes the final `flush` cheap. Other file systems use ordinary writes.
@@ -53,9 +68,10 @@ import mmap
 import os
 import secrets
 import threading
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -106,6 +122,15 @@ def _load_syncfs() -> Callable[[int], int] | None:
 
 _SYNCFS = _load_syncfs()
 
+RECOVER_SLACK_NS = 2 * 10**9
+"""How far before an intent's start time `recover` looks: file times come from a coarse
+kernel clock that can lag `time.time_ns()` by a tick, and clocks get small corrections."""
+
+_INTENT_SUFFIX = ".intent"
+
+ProgressCallback = Callable[[int, int], None]
+"""Called with (blocks checked so far, blocks to check) as `verify` goes."""
+
 
 @dataclass(frozen=True)
 class VerifyResult:
@@ -119,6 +144,28 @@ class VerifyResult:
 
     checked: int
     corrupted: list[str]
+
+
+@dataclass(frozen=True)
+class RecoverResult:
+    """What `Blockstore.recover` did.
+
+    Attributes:
+        intents: Imports found cut off (stale intents in journal/), now resolved.
+        checked: Number of blocks re-hashed (those written since the oldest of them).
+        corrupted: Keys (base32 multihashes) of the damaged blocks, moved to quarantine/.
+    """
+
+    intents: int
+    checked: int
+    corrupted: list[str]
+
+
+@dataclass(frozen=True)
+class _Intent:
+    path: Path
+    fd: int
+    start_ns: int
 
 
 @dataclass(frozen=True)
@@ -153,7 +200,14 @@ class Blockstore:
         self.pins_dir = self.root / "pins"
         self.tmp_dir = self.root / "tmp"
         self.quarantine_dir = self.root / "quarantine"
-        for directory in (self.blocks_dir, self.pins_dir, self.tmp_dir, self.quarantine_dir):
+        self.journal_dir = self.root / "journal"
+        for directory in (
+            self.blocks_dir,
+            self.pins_dir,
+            self.tmp_dir,
+            self.quarantine_dir,
+            self.journal_dir,
+        ):
             directory.mkdir(parents=True, exist_ok=True)
         self._lock_path = self.root / "lock"
         self._lock_path.touch(exist_ok=True)
@@ -161,6 +215,9 @@ class Blockstore:
         self._buffers = threading.local()
         # Shard directories known to exist (at most 1024): saves a mkdir per block.
         self._shards: set[str] = set()
+        # `recover` runs once per instance before its first import (see the docstring).
+        self._recovered = False
+        self._recover_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Blockstore({str(self.root)!r})"
@@ -184,9 +241,57 @@ class Blockstore:
 
     @contextmanager
     def writing(self) -> Iterator[None]:
-        """Hold off garbage collection while a DAG is written and then pinned."""
+        """Hold off garbage collection while a DAG is written and then pinned.
+
+        Also records the import in journal/ until it is durable, so that `recover` can
+        re-check what it wrote if the process or the machine dies first. The caller
+        makes its blocks durable (`pin` or `flush`) before leaving the block; when it
+        leaves with an error, the blocks are flushed here, and if even that fails the
+        intent stays for `recover`.
+
+        Raises:
+            BlockWriteError: If the intent could not be recorded (nothing was written).
+        """
+        self._recover_once()
         with self._flock(fcntl.LOCK_SH):
-            yield
+            intent = self._record_intent()
+            durable = False
+            try:
+                yield
+                durable = True
+            finally:
+                if not durable:
+                    try:
+                        self.flush()
+                        durable = True
+                    except BlockWriteError:
+                        pass  # leave the intent: a later `recover` checks these blocks
+                if durable:
+                    intent.path.unlink(missing_ok=True)
+                os.close(intent.fd)  # releases the flock
+
+    def _record_intent(self) -> _Intent:
+        name = secrets.token_hex(8)
+        tmp = self.tmp_dir / f"intent.{name}.tmp"
+        final = self.journal_dir / f"{name}{_INTENT_SUFFIX}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except OSError as exc:
+            raise wrap_write_error(exc, final) from exc
+        try:
+            # Locked before it appears in journal/, so `recover` never takes a live
+            # import for a dead one; durable before the first block is written.
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(fd, f"{time.time_ns()} {os.getpid()}\n".encode())
+            os.fsync(fd)
+            os.rename(tmp, final)
+            fsync_directory(self.journal_dir)
+        except OSError as exc:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            final.unlink(missing_ok=True)
+            raise wrap_write_error(exc, final) from exc
+        return _Intent(final, fd, 0)
 
     # --- writes -----------------------------------------------------------------------
 
@@ -447,17 +552,115 @@ class Blockstore:
                 for entry in shard.iterdir():
                     yield BlockKey(entry.name)
 
-    def verify(self, *, repair: bool = True, workers: int | None = None) -> VerifyResult:
-        """Re-hash every stored block (e.g. after a power cut or a disk error).
+    def _block_files(self) -> Iterator[os.DirEntry[str]]:
+        for shard in os.scandir(self.blocks_dir):
+            if shard.is_dir():
+                yield from os.scandir(shard.path)
+
+    def verify(
+        self,
+        *,
+        repair: bool = True,
+        workers: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> VerifyResult:
+        """Re-hash every stored block (e.g. after a disk error, or to be thorough).
+
+        With `repair`, a full check also settles any import cut off by an unclean stop
+        (its stale intent is removed, as `recover` would).
 
         Args:
             repair: Move damaged blocks to quarantine/, so that re-importing or
                 re-fetching the data writes them again.
             workers: Hashing threads (default: the CPU count).
+            progress: Called with (checked, total) after each block.
 
         Returns:
             How many blocks were checked and the keys of the damaged ones.
         """
+        claim: AbstractContextManager[list[_Intent]] = (
+            self._claim_stale_intents() if repair else nullcontext([])
+        )
+        with claim as stale:
+            paths = [Path(entry.path) for entry in self._block_files()]
+            checked, corrupted = self._rehash(paths, repair, workers, progress)
+            self._drop_intents(stale)
+        return VerifyResult(checked=checked, corrupted=corrupted)
+
+    def recover(self, *, workers: int | None = None) -> RecoverResult:
+        """Re-check what imports cut off by an unclean stop wrote (see the docstring).
+
+        Only block files modified since the oldest stale intent started are re-hashed;
+        damaged ones go to quarantine/. Intents of live imports are left alone.
+
+        Args:
+            workers: Hashing threads (default: the CPU count).
+
+        Returns:
+            How many cut-off imports were found, blocks checked, and the damaged keys.
+
+        Raises:
+            BlockWriteError: If a stale intent could not be removed.
+        """
+        with self._claim_stale_intents() as stale:
+            if not stale:
+                self._recovered = True
+                return RecoverResult(intents=0, checked=0, corrupted=[])
+            since = min(intent.start_ns for intent in stale) - RECOVER_SLACK_NS
+            paths = []
+            for entry in self._block_files():
+                try:
+                    if entry.stat().st_mtime_ns >= since:
+                        paths.append(Path(entry.path))
+                except FileNotFoundError:
+                    continue  # removed meanwhile (gc)
+            checked, corrupted = self._rehash(paths, True, workers, None)
+            self._drop_intents(stale)
+        self._recovered = True
+        return RecoverResult(intents=len(stale), checked=checked, corrupted=corrupted)
+
+    def _recover_once(self) -> None:
+        if self._recovered:
+            return
+        with self._recover_lock:
+            if not self._recovered:
+                self.recover()
+
+    @contextmanager
+    def _claim_stale_intents(self) -> Iterator[list[_Intent]]:
+        """Lock the intents whose writers died; held until the caller has checked."""
+        claimed: list[_Intent] = []
+        try:
+            for entry in os.scandir(self.journal_dir):
+                if not entry.name.endswith(_INTENT_SUFFIX):
+                    continue
+                intent = _claim_intent(Path(entry.path))
+                if intent is not None:
+                    claimed.append(intent)
+            yield claimed
+        finally:
+            for intent in claimed:
+                os.close(intent.fd)
+
+    def _drop_intents(self, intents: Iterable[_Intent]) -> None:
+        dropped = False
+        for intent in intents:
+            try:
+                intent.path.unlink(missing_ok=True)
+            except OSError as exc:
+                raise wrap_write_error(exc, intent.path) from exc
+            dropped = True
+        if dropped:
+            fsync_directory(self.journal_dir)
+
+    def _rehash(
+        self,
+        paths: list[Path],
+        repair: bool,
+        workers: int | None,
+        progress: ProgressCallback | None,
+    ) -> tuple[int, list[str]]:
+        """Re-hash block files; returns (checked, keys of the damaged ones)."""
 
         def check(path: Path) -> str | None:
             try:
@@ -478,15 +681,18 @@ class Blockstore:
                 self._quarantine(path, inode)
             return path.name
 
-        paths = (self._path(key) for key in self.iter_keys())
         checked = 0
         corrupted: list[str] = []
+        if not paths:
+            return 0, corrupted
         with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
             for bad in pool.map(check, paths):
                 checked += 1
                 if bad is not None:
                     corrupted.append(bad)
-        return VerifyResult(checked=checked, corrupted=corrupted)
+                if progress is not None:
+                    progress(checked, len(paths))
+        return checked, corrupted
 
     # --- pins and gc ------------------------------------------------------------------
 
@@ -612,6 +818,34 @@ class Blockstore:
                 freed += entry.stat().st_size
                 entry.unlink(missing_ok=True)
             return GCResult(removed_blocks=removed, freed_bytes=freed)
+
+
+def _claim_intent(path: Path) -> _Intent | None:
+    """Lock an intent file if its writer is gone; None while it lives (or it is gone)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None  # its import just finished
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # A finished writer unlinks, then unlocks: the lock alone may be on a file that
+        # is no longer in journal/.
+        if os.stat(path).st_ino != os.fstat(fd).st_ino:
+            raise FileNotFoundError(path)
+        text = os.pread(fd, 64, 0)
+        mtime = os.fstat(fd).st_mtime_ns
+    except (BlockingIOError, FileNotFoundError):
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    try:
+        start = int(text.split()[0])
+    except (ValueError, IndexError):
+        start = 0  # unreadable: assume the worst and check every block
+    # The file's own time comes from the same clock as the blocks' times.
+    return _Intent(path, fd, min(start, mtime))
 
 
 def _write_all(fd: int, parts: Sequence[bytes | memoryview]) -> None:
