@@ -83,6 +83,17 @@ class Node:
         settings = self.settings.model_copy(update={"rpc_url": self.session.rpc_url})
         deployment = self.session.deployment
         self.market = Market(settings, deployment=deployment)
+        # Before the gateway serves or an import reuses a block: re-check what imports
+        # cut off by an unclean stop wrote (cheap when there were none).
+        recovered = self.market.store.recover()
+        if recovered.intents:
+            log.warning(
+                "store: %d interrupted import(s) found; %d block(s) re-checked, %d damaged "
+                "moved to quarantine",
+                recovered.intents,
+                recovered.checked,
+                len(recovered.corrupted),
+            )
         self._pool = TryPool(workers=self.try_workers)
         self._pool.start()
         provider = ProviderService(self.market, self._pool)
