@@ -11,7 +11,10 @@ IPFS tooling can fetch and verify model bytes:
 - `format` wins over `Accept`;
 - neither: the file's bytes, as any IPFS gateway answers for a UnixFS file (single
   files only: there are no `/ipfs/{cid}/{path}` directories to walk); 501 for a CID that
-  is not a UnixFS file;
+  is not a UnixFS file. A single `Range: bytes=a-b | a- | -n` gets 206 with only the
+  blocks holding the range read (and verified); an unsatisfiable one 416 with
+  `Content-Range: bytes */size`; several ranges, a malformed header or a stale
+  `If-Range` get the whole file (200), as RFC 9110 allows;
 - 404 when the root block is not in the store. Blocks are verified as they are read, so
   a corrupted store ends the stream instead of serving wrong bytes.
 """
@@ -28,7 +31,7 @@ from mercato.errors import BlockNotFoundError, DagFormatError, InvalidCIDError
 from mercato.storage.car import car_header, car_section, iter_car_bytes
 from mercato.storage.cids import CODEC_DAG_PB, CODEC_RAW, parse_cid
 from mercato.storage.dagpb import UNIXFS_FILE, UNIXFS_RAW, decode_node, decode_unixfs
-from mercato.storage.exporter import BlockSource, iter_file
+from mercato.storage.exporter import BlockSource, iter_file, iter_file_range_bytes
 
 RAW_MEDIA_TYPE = "application/vnd.ipld.raw"
 CAR_MEDIA_TYPE = "application/vnd.ipld.car"
@@ -107,6 +110,45 @@ def _parse_entity_bytes(value: str, size: int) -> tuple[int, int]:
     return first, min(last, size - 1)
 
 
+def _parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """Resolve a single `bytes=` range of RFC 9110 to inclusive (first, last) offsets.
+
+    Returns:
+        The range clamped to the file; None when the header is to be ignored (not
+        bytes, several ranges, malformed), which means answering with the whole file.
+
+    Raises:
+        HTTPException: 416 when the range lies past the end of the file.
+    """
+    unit, sep, spec = header.partition("=")
+    if not sep or unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first_text, dash, last_text = spec.strip().partition("-")
+    digits = first_text + last_text
+    if not dash or not (digits.isascii() and digits.isdigit()):
+        return None  # also refuses signs and blanks inside the numbers
+    if first_text:
+        first = int(first_text)
+        last = int(last_text) if last_text else size - 1
+        if last_text and last < first:
+            return None  # invalid: ignored, not unsatisfiable
+        if first >= size:
+            raise _unsatisfiable(size)
+        return first, min(last, size - 1)
+    suffix = int(last_text)
+    if suffix == 0 or size == 0:
+        raise _unsatisfiable(size)
+    return max(size - suffix, 0), size - 1
+
+
+def _unsatisfiable(size: int) -> HTTPException:
+    return HTTPException(
+        416,
+        f"The range starts past the end of the file ({size} bytes).",
+        headers={"Content-Range": f"bytes */{size}", "Accept-Ranges": "bytes"},
+    )
+
+
 def _common_headers(cid: CID, fmt: str, scope: str) -> dict[str, str]:
     if fmt == _FILE:
         return {
@@ -115,7 +157,7 @@ def _common_headers(cid: CID, fmt: str, scope: str) -> dict[str, str]:
             "X-Content-Type-Options": "nosniff",
             "X-Ipfs-Path": f"/ipfs/{cid}",
             "X-Ipfs-Roots": str(cid),
-            "Accept-Ranges": "none",
+            "Accept-Ranges": "bytes",
             "Vary": "Accept",
         }
     ext = "bin" if fmt == "raw" else "car"
@@ -140,6 +182,36 @@ def create_ipfs_router(store: BlockSource) -> APIRouter:
         A router to include in the node's FastAPI app.
     """
     router = APIRouter(tags=["ipfs"])
+
+    def _file_response(
+        cid: CID, root: bytes, request: Request, headers: dict[str, str]
+    ) -> Response:
+        size = _file_size(cid, root)
+        byte_range = None
+        range_header = request.headers.get("range")
+        if_range = request.headers.get("if-range")
+        # The content never changes, but a client's If-Range names what it holds.
+        if range_header is not None and (if_range is None or if_range == headers["Etag"]):
+            byte_range = _parse_range(range_header, size)
+        status = 200
+        body: Iterator[bytes | memoryview]
+        if byte_range is None:
+            headers["Content-Length"] = str(size)
+            # Streamed block by block, each verified against its CID as it is read.
+            body = iter_file(cid, store)
+        else:
+            first, last = byte_range
+            status = 206
+            headers["Content-Length"] = str(last - first + 1)
+            headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+            body = iter_file_range_bytes(cid, store, first, last)
+        if request.method == "HEAD":
+            return Response(
+                content=b"", status_code=status, media_type=FILE_MEDIA_TYPE, headers=headers
+            )
+        return StreamingResponse(
+            body, status_code=status, media_type=FILE_MEDIA_TYPE, headers=headers
+        )
 
     def _root_block(cid: CID) -> bytes:
         try:
@@ -166,13 +238,7 @@ def create_ipfs_router(store: BlockSource) -> APIRouter:
         headers = _common_headers(parsed, fmt, scope)
         head = request.method == "HEAD"
         if fmt == _FILE:
-            headers["Content-Length"] = str(_file_size(parsed, root))
-            if head:
-                return Response(content=b"", media_type=FILE_MEDIA_TYPE, headers=headers)
-            # Streamed block by block, each verified against its CID as it is read.
-            return StreamingResponse(
-                iter_file(parsed, store), media_type=FILE_MEDIA_TYPE, headers=headers
-            )
+            return _file_response(parsed, root, request, headers)
         if fmt == "raw":
             headers["Content-Length"] = str(len(root))
             return Response(
