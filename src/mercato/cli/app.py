@@ -13,7 +13,7 @@ app = typer.Typer(
 
 def _register_commands() -> None:
     # Imported for their side effect of adding commands to `app`.
-    from mercato.cli import market, models, node, storage, wallet  # noqa: F401
+    from mercato.cli import market, models, node, storage, store, wallet  # noqa: F401
 
 
 def main() -> None:

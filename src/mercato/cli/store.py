@@ -1,0 +1,153 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""`mercato store ...`: check and tidy the node's local blockstore.
+
+Like `ipfs repo verify` and `ipfs repo gc`: `verify` re-hashes every block, `gc` deletes
+what no pin holds, and `recover` re-checks only what imports cut off by an unclean stop
+wrote (a node also does that when it starts; see `mercato.storage.blockstore`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.filesize import decimal
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from mercato.cli.app import app
+from mercato.cli.common import DataDirOption, JsonOption
+from mercato.cli.errors import handles_errors
+from mercato.config import load_settings
+
+if TYPE_CHECKING:
+    from mercato.storage.blockstore import Blockstore
+
+# Exit codes of the storage commands (band 30-39, shared with `mercato cid`: 30 and 31,
+# and 32 for any StorageError); stable, never reused.
+EXIT_DAMAGED_BLOCKS = 33
+EXIT_NO_STORE = 34
+
+store_app = typer.Typer(help="Check and tidy the node's local block store.", no_args_is_help=True)
+app.add_typer(store_app, name="store")
+err_console = Console(stderr=True)
+
+
+def _open_store(data_dir: Path | None) -> Blockstore:
+    """The node's blockstore, without creating one where there is none."""
+    from mercato.storage.blockstore import Blockstore
+
+    root = load_settings(data_dir=data_dir).data_dir / "store"
+    if not (root / "blocks").is_dir():
+        err_console.print(
+            f"[bold red]error:[/bold red] there is no block store at {root}. "
+            "Pass the node's --data-dir (or set MERCATO_DATA_DIR).",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_NO_STORE)
+    return Blockstore(root)
+
+
+def _cid_of_key(key: str) -> str:
+    """A block's key as a CID anyone can look up (`ipfs block get`).
+
+    The store keys blocks by multihash, as kubo does, so the codec is not known: raw.
+    """
+    from multiformats import CID
+
+    try:
+        mh = base64.b32decode(key.upper() + "=" * (-len(key) % 8))
+        return str(CID("base32", 1, "raw", mh))
+    except (ValueError, KeyError):
+        return key  # not a block name at all: show the file name
+
+
+def _emit(payload: dict[str, Any]) -> None:
+    typer.echo(json.dumps(payload, sort_keys=True))
+
+
+@store_app.command("verify")
+@handles_errors
+def verify_command(
+    data_dir: DataDirOption = None,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair/--no-repair",
+            help="Move damaged blocks to quarantine/ so the next import or fetch rewrites "
+            "them (the default); --no-repair only reports them.",
+        ),
+    ] = True,
+    json_output: JsonOption = False,
+) -> None:
+    """Re-hash every block of the store and report the damaged ones by CID.
+
+    Exits with 33 when a block is damaged.
+    """
+    store = _open_store(data_dir)
+    columns = (
+        TextColumn("verifying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("blocks"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task("verify", total=None)
+        result = store.verify(
+            repair=repair,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    damaged = [_cid_of_key(key) for key in result.corrupted]
+    if json_output:
+        _emit({"checked": result.checked, "damaged": damaged, "repaired": repair})
+    elif not damaged:
+        typer.echo(f"Checked {result.checked} blocks: all intact.")
+    else:
+        typer.echo(f"Checked {result.checked} blocks: {len(damaged)} damaged.")
+        for cid in damaged:
+            typer.echo(f"  damaged: {cid}")
+        if repair:
+            typer.echo(
+                "They were moved to quarantine/; import the files again (or fetch them from "
+                "a gateway) to restore them."
+            )
+        else:
+            typer.echo("Nothing was moved; run without --no-repair to quarantine them.")
+    if damaged:
+        raise typer.Exit(EXIT_DAMAGED_BLOCKS)
+
+
+@store_app.command("gc")
+@handles_errors
+def gc_command(data_dir: DataDirOption = None, json_output: JsonOption = False) -> None:
+    """Delete every block no pin holds, and quarantined blocks."""
+    result = _open_store(data_dir).gc()
+    if json_output:
+        _emit({"removed_blocks": result.removed_blocks, "freed_bytes": result.freed_bytes})
+    else:
+        typer.echo(f"Removed {result.removed_blocks} blocks, freed {decimal(result.freed_bytes)}.")
+
+
+@store_app.command("recover")
+@handles_errors
+def recover_command(data_dir: DataDirOption = None, json_output: JsonOption = False) -> None:
+    """Re-check the blocks written by imports that an unclean stop cut off."""
+    result = _open_store(data_dir).recover()
+    damaged = [_cid_of_key(key) for key in result.corrupted]
+    if json_output:
+        _emit(
+            {"interrupted_imports": result.intents, "checked": result.checked, "damaged": damaged}
+        )
+    elif not result.intents:
+        typer.echo("Nothing to recover: no import was cut off.")
+    else:
+        typer.echo(
+            f"Found {result.intents} interrupted import(s); re-checked {result.checked} blocks, "
+            f"{len(damaged)} damaged and moved to quarantine/."
+        )
+        for cid in damaged:
+            typer.echo(f"  damaged: {cid}")
