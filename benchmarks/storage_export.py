@@ -113,7 +113,8 @@ def main() -> None:
                 f"  CAR stream          {car_stream:8.1f} MiB/s  ratio {car_stream / base:.2f}x "
                 f"raw read, {car_stream / hashed:.2f}x read + sha256"
             )
-            print(f"  CAR export          {car_export:8.1f} MiB/s  ratio {car_export / copied:.2f}x")
+            car_ratio = car_export / copied
+            print(f"  CAR export          {car_export:8.1f} MiB/s  ratio {car_ratio:.2f}x")
             shutil.rmtree(scratch / f"store{version}")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
