@@ -282,7 +282,8 @@ class Blockstore:
             # Locked before it appears in journal/, so `recover` never takes a live
             # import for a dead one; durable before the first block is written.
             fcntl.flock(fd, fcntl.LOCK_EX)
-            os.write(fd, f"{time.time_ns()} {os.getpid()}\n".encode())
+            start = time.time_ns()
+            os.write(fd, f"{start} {os.getpid()}\n".encode())
             os.fsync(fd)
             os.rename(tmp, final)
             fsync_directory(self.journal_dir)
@@ -291,7 +292,7 @@ class Blockstore:
             tmp.unlink(missing_ok=True)
             final.unlink(missing_ok=True)
             raise wrap_write_error(exc, final) from exc
-        return _Intent(final, fd, 0)
+        return _Intent(final, fd, start)
 
     # --- writes -----------------------------------------------------------------------
 
