@@ -10,6 +10,7 @@ plaintext copy of each version it serves, rebuilt from its own store and key:
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import TYPE_CHECKING
 
@@ -75,6 +76,16 @@ class ProviderService:
             InferenceError: The run failed, overran its time or memory, or crashed its worker.
         """
         return self._pool.run_json(self.package_for(model_id), request)
+
+    async def try_json_async(self, model_id: int, request: bytes) -> bytes:
+        """`try_json` for an event loop: the chain lookup of the model's version runs in
+        a thread, the try call itself is awaited without holding one.
+
+        Raises:
+            As `try_json`.
+        """
+        package = await asyncio.to_thread(self.package_for, model_id)
+        return await self._pool.run_json_async(package, request)
 
 
 def try_remote(provider_url: str, model_id: int, request: bytes, timeout: float = 30.0) -> bytes:

@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from mercato.client.provider import ProviderService
 from mercato.errors import MercatoError
@@ -74,7 +73,7 @@ def create_provider_router(
                 status_code=413,
             )
         try:
-            answer = await run_in_threadpool(service.try_json, model_id, body)
+            answer = await service.try_json_async(model_id, body)
         except MercatoError as exc:
             return error_response(exc)
         return Response(answer, media_type="application/json")

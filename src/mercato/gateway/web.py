@@ -225,7 +225,7 @@ def create_web_router(state: GatewayState) -> APIRouter:
             body = try_request((detail.manifest or {}).get("inputs", []), form)
             provider = detail.provider_url or ""
             if provider.rstrip("/") == state.market.settings.public_url.rstrip("/"):
-                answer = await run_in_threadpool(state.provider.try_json, model_id, body)
+                answer = await state.provider.try_json_async(model_id, body)
             else:
                 answer = await run_in_threadpool(try_remote, provider, model_id, body)
         except MercatoError as exc:

@@ -18,14 +18,17 @@ each call is run again on its own, so one bad call fails alone.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import itertools
 import multiprocessing
 import select
 import threading
 import time
+import weakref
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing import shared_memory
 from multiprocessing.connection import Connection
@@ -219,16 +222,23 @@ class _Worker:
 
 
 class _Call:
-    """One queued try-call and, once served, its outcome."""
+    """One queued try-call and, once served, its outcome.
+
+    A blocking caller waits on a lock the call holds until it is finished (cheaper than
+    an Event: one futex, no Condition); an async caller passes `on_done` instead, which
+    the dispatcher thread calls with the finished call.
+    """
 
     __slots__ = (
+        "_unfinished",
         "arrays",
-        "done",
         "error",
+        "finished",
         "key",
         "model",
         "names",
         "nbytes",
+        "on_done",
         "path",
         "queued_at",
         "result",
@@ -243,6 +253,7 @@ class _Call:
         arrays: dict[str, np.ndarray],
         names: list[str] | None,
         rows: int,
+        on_done: Callable[[_Call], None] | None = None,
     ) -> None:
         self.model = model
         self.key = key
@@ -252,14 +263,31 @@ class _Call:
         self.rows = rows
         self.nbytes = sum(getattr(a, "nbytes", 0) for a in arrays.values())
         self.queued_at = time.monotonic()
-        self.done = threading.Event()
         self.result: TryResult | None = None
         self.error: BaseException | None = None
+        self.finished = False
+        self.on_done = on_done
+        self._unfinished = threading.Lock()
+        self._unfinished.acquire()
 
     def finish(self, result: TryResult | None, error: BaseException | None = None) -> None:
         self.result, self.error = result, error
         self.arrays = {}  # the inputs are not needed any more
-        self.done.set()
+        self.finished = True
+        if self.on_done is not None:
+            self.on_done(self)
+        self._unfinished.release()
+
+    def outcome(self) -> TryResult:
+        """The result of a finished call, or its error raised."""
+        if self.error is not None or self.result is None:
+            raise self.error or InferenceRunError("The try pool returned no result.")
+        return self.result
+
+    def wait(self) -> TryResult:
+        """Block until the call is finished; its result, or its error raised."""
+        self._unfinished.acquire()
+        return self.outcome()
 
 
 class _Slot:
@@ -370,6 +398,7 @@ class TryPool:
         # Waiting calls, grouped by what may share a batch; oldest group first.
         self._pending: dict[object, deque[_Call]] = {}
         self._held = 0
+        self._idle = 0  # dispatchers waiting for calls
         self._dispatchers: list[threading.Thread] = []
         self._all: set[_Worker] = set()
         self._lock = threading.Lock()
@@ -379,6 +408,9 @@ class TryPool:
         self.replaced = 0  # workers replaced after faults or recycling, for monitoring
         self.batched_runs = 0  # worker runs that served more than one call
         self.batch_retries = 0  # batched runs that failed and were retried call by call
+        self._mailboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopMailbox] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def __enter__(self) -> TryPool:
         self.start()
@@ -477,28 +509,39 @@ class TryPool:
         while True:
             with self._cond:
                 while self._open and (self._held or not self._pending):
-                    self._cond.wait()
+                    self._idle += 1
+                    try:
+                        self._cond.wait()
+                    finally:
+                        self._idle -= 1
                 if not self._open:
                     break
                 batch = self._take_batch()
+                if self._pending and self._idle:
+                    self._cond.notify()  # more waits: wake an idle dispatcher for it
             try:
                 self._serve(slot, batch)
             except Exception as exc:  # a bug here must not strand callers
                 self._replace(slot)
                 for call in batch:
-                    if not call.done.is_set():
+                    if not call.finished:
                         call.finish(None, InferenceRunError(f"The try pool failed: {exc!r}"))
         with self._lock:
             self._all.discard(slot.worker)
         slot.worker.stop()
 
     def _take_batch(self) -> list[_Call]:
-        """Take the oldest group's calls that fit one batch (call with `_cond` held)."""
+        """Take the oldest group's calls that fit one batch (call with `_cond` held).
+
+        With other workers idle, take only a fair share of the waiting calls, so they all
+        run at once instead of one worker taking everything while the others wait.
+        """
         group = next(iter(self._pending))
         calls = self._pending.pop(group)
+        share = min(self.limits.max_batch_calls, -(-len(calls) // (self._idle + 1)))
         batch = [calls.popleft()]
         size = batch[0].nbytes
-        while calls and len(batch) < self.limits.max_batch_calls:
+        while calls and len(batch) < share:
             if size + calls[0].nbytes > self.limits.max_input_bytes:
                 break
             call = calls.popleft()
@@ -651,12 +694,22 @@ class TryPool:
             InferenceRunError: ONNX Runtime could not load or run the model, or the
                 outputs are over `max_output_bytes`.
         """
+        return self._submit(package, arrays, output_names).wait()
+
+    def _submit(
+        self,
+        package: ModelPackage,
+        arrays: Mapping[str, np.ndarray],
+        output_names: Sequence[str] | None,
+        on_done: Callable[[_Call], None] | None = None,
+    ) -> _Call:
+        """Queue a call for the dispatchers and return it (not yet finished)."""
         key, path = package.session_key
         names = list(output_names) if output_names is not None else None
         inputs = dict(arrays)
         first = next(iter(inputs.values()), None)
         rows = first.shape[0] if isinstance(first, np.ndarray) and first.ndim else 0
-        call = _Call(package.name, key, path, inputs, names, rows)
+        call = _Call(package.name, key, path, inputs, names, rows, on_done)
         group = self._group(package, key, call)
         with self._cond:
             if not self._open:
@@ -666,10 +719,7 @@ class TryPool:
                 self._pending[group] = calls = deque()
             calls.append(call)
             self._cond.notify()
-        call.done.wait()
-        if call.error is not None or call.result is None:
-            raise call.error or InferenceRunError("The try pool returned no result.")
-        return call.result
+        return call
 
     def run(
         self,
@@ -719,3 +769,95 @@ class TryPool:
         """
         arrays = decode_request(request, package.inputs, self.limits.input_policy)
         return self.run_arrays(package, arrays).to_json()
+
+    # --- asyncio ------------------------------------------------------------------------
+    # The same pool from an event loop: a waiting call costs a future, not a thread, and
+    # a finished batch wakes the loop once for all of its calls.
+
+    async def run_arrays_async(
+        self,
+        package: ModelPackage,
+        arrays: Mapping[str, np.ndarray],
+        output_names: Sequence[str] | None = None,
+    ) -> TryResult:
+        """`run_arrays` for asyncio: await the outputs without blocking the loop.
+
+        Args, returns and raises as `run_arrays`. Cancelling the awaiting task does not
+        stop a call a worker already runs; its outcome is dropped.
+        """
+        loop = asyncio.get_running_loop()
+        mailbox = self._mailboxes.get(loop)
+        if mailbox is None:
+            mailbox = self._mailboxes[loop] = _LoopMailbox(loop)
+        future: asyncio.Future[TryResult] = loop.create_future()
+        self._submit(package, arrays, output_names, functools.partial(mailbox.post, future))
+        return await future
+
+    async def run_async(
+        self,
+        package: ModelPackage,
+        inputs: Mapping[str, Any],
+        output_names: Sequence[str] | None = None,
+    ) -> TryResult:
+        """`run` for asyncio. Args, returns and raises as `run`."""
+        arrays = prepare_inputs(package.inputs, inputs, self.limits.input_policy)
+        return await self.run_arrays_async(package, arrays, output_names)
+
+    async def run_json_async(self, package: ModelPackage, request: bytes | str) -> bytes:
+        """`run_json` for asyncio. Args, returns and raises as `run_json`.
+
+        Requests and answers up to `_INLINE_JSON_BYTES` are decoded and encoded on the
+        loop (microseconds); larger ones in a thread, so a 30 MB request does not stall
+        every other coroutine while it is parsed.
+        """
+        if len(request) <= _INLINE_JSON_BYTES:
+            arrays = decode_request(request, package.inputs, self.limits.input_policy)
+        else:
+            arrays = await asyncio.to_thread(
+                decode_request, request, package.inputs, self.limits.input_policy
+            )
+        result = await self.run_arrays_async(package, arrays)
+        size = sum(getattr(value, "nbytes", 0) for value in result.outputs.values())
+        if size <= _INLINE_JSON_BYTES // 8:  # a JSON number takes ~8x its binary size
+            return result.to_json()
+        return await asyncio.to_thread(result.to_json)
+
+
+_INLINE_JSON_BYTES = 64 * 1024
+
+
+class _LoopMailbox:
+    """Finished async calls on their way to one event loop.
+
+    A dispatcher finishing a batch posts each call here; only the first post before the
+    loop drains the box schedules a drain, so a batch wakes the loop once, not per call.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._lock = threading.Lock()
+        self._posted: list[tuple[asyncio.Future[TryResult], _Call]] = []
+        self._scheduled = False
+
+    def post(self, future: asyncio.Future[TryResult], call: _Call) -> None:
+        with self._lock:
+            self._posted.append((future, call))
+            if self._scheduled:
+                return
+            self._scheduled = True
+        with contextlib.suppress(RuntimeError):  # the loop was closed: nobody waits
+            self.loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        with self._lock:
+            posted, self._posted = self._posted, []
+            self._scheduled = False
+        for future, call in posted:
+            if future.cancelled():
+                continue
+            if call.error is not None or call.result is None:
+                future.set_exception(
+                    call.error or InferenceRunError("The try pool returned no result.")
+                )
+            else:
+                future.set_result(call.result)

@@ -1,0 +1,127 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""The try pool awaited from asyncio: same answers and errors as the blocking API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from mercato.errors import (
+    InferenceInputError,
+    InferenceInputShapeError,
+    InferencePoolClosedError,
+    InferenceTimeoutError,
+)
+from mercato.models import ModelPackage, TryPool
+
+from .conftest import LIMITS, iris_rows
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[TryPool]:
+    with TryPool(workers=2, limits=LIMITS) as running:
+        yield running
+
+
+def test_async_outputs_match_the_blocking_call(
+    pool: TryPool, samples: dict[str, ModelPackage]
+) -> None:
+    package = samples["iris-logreg"]
+    blocking = pool.run(package, {"X": iris_rows()})
+    awaited = asyncio.run(pool.run_async(package, {"X": iris_rows()}))
+    assert awaited.model == package.name
+    assert awaited.outputs["label"].tolist() == blocking.outputs["label"].tolist()
+    np.testing.assert_array_equal(
+        awaited.outputs["probabilities"], blocking.outputs["probabilities"]
+    )
+
+
+def test_many_coroutines_share_batches_and_each_gets_its_own_rows(
+    pool: TryPool, samples: dict[str, ModelPackage]
+) -> None:
+    package = samples["digits-mlp"]
+    session = ort.InferenceSession(str(package.entry_path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(7)
+    inputs = [rng.uniform(0, 16, (int(rows), 64)).astype(np.float32) for rows in range(1, 41)]
+
+    async def all_at_once() -> list[object]:
+        with pool._hold():  # every call waits before the first is dispatched
+            tasks = [asyncio.ensure_future(pool.run_async(package, {"X": x})) for x in inputs]
+            while pool._queued() < len(inputs):
+                await asyncio.sleep(0.005)
+        return await asyncio.gather(*tasks)
+
+    before = pool.batched_runs
+    results = asyncio.run(all_at_once())
+    # Two idle workers split the 40 waiting calls between them instead of one taking all.
+    assert pool.batched_runs == before + 2
+    for x, result in zip(inputs, results, strict=True):
+        label, _ = session.run(None, {"X": x})
+        assert result.outputs["label"].tolist() == label.tolist()  # type: ignore[attr-defined]
+
+
+def test_async_errors_are_the_same_typed_errors(
+    pool: TryPool, samples: dict[str, ModelPackage], hostile: dict[str, ModelPackage]
+) -> None:
+    with pytest.raises(InferenceInputShapeError):
+        asyncio.run(pool.run_async(samples["iris-logreg"], {"X": [[1.0, 2.0]]}))
+    before = set(pool.pids)
+    with pytest.raises(InferenceTimeoutError):
+        asyncio.run(pool.run_async(hostile["loops"], {"x": [1.0]}))
+    assert set(pool.pids) != before  # the looping worker was replaced
+    result = asyncio.run(pool.run_async(samples["iris-logreg"], {"X": iris_rows()}))
+    assert result.outputs["label"].shape == (2,)
+
+
+def test_json_async_small_and_large_requests(
+    pool: TryPool, samples: dict[str, ModelPackage]
+) -> None:
+    package = samples["iris-logreg"]
+    small = json.dumps({"inputs": {"X": iris_rows().tolist()}})
+    awaited = json.loads(asyncio.run(pool.run_json_async(package, small)))
+    assert awaited["outputs"] == json.loads(pool.run_json(package, small))["outputs"]
+    assert awaited["model"] == package.name
+    # Over the inline limit: parsed and encoded off the loop, same answer.
+    rows = np.random.default_rng(3).uniform(0, 8, (4000, 4)).round(3).tolist()
+    large = json.dumps({"inputs": {"X": {"dtype": "float32", "data": rows}}})
+    assert len(large) > 64 * 1024
+    answer = json.loads(asyncio.run(pool.run_json_async(package, large)))
+    assert answer["outputs"] == json.loads(pool.run_json(package, large))["outputs"]
+    assert answer["outputs"]["label"]["shape"] == [4000]
+
+
+def test_a_cancelled_caller_leaves_the_pool_serving(
+    pool: TryPool, samples: dict[str, ModelPackage], hostile: dict[str, ModelPackage]
+) -> None:
+    async def cancel_a_slow_call() -> None:
+        task = asyncio.ensure_future(pool.run_async(hostile["loops"], {"x": [1.0]}))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_a_slow_call())
+    time.sleep(LIMITS.timeout_s + 0.5)  # the abandoned call times out in its worker
+    result = asyncio.run(pool.run_async(samples["iris-logreg"], {"X": iris_rows()}))
+    assert result.outputs["label"].shape == (2,)
+
+
+def test_closed_pool_refuses_async_calls(samples: dict[str, ModelPackage]) -> None:
+    closed = TryPool(workers=1, limits=LIMITS)
+    with pytest.raises(InferencePoolClosedError):
+        asyncio.run(closed.run_async(samples["iris-logreg"], {"X": iris_rows()}))
+
+
+def test_bad_json_is_refused_before_any_worker(
+    pool: TryPool, samples: dict[str, ModelPackage]
+) -> None:
+    calls = pool.batched_runs
+    with pytest.raises(InferenceInputError, match="not valid JSON"):
+        asyncio.run(pool.run_json_async(samples["iris-logreg"], b"{not json"))
+    assert pool.batched_runs == calls
