@@ -15,7 +15,10 @@ kubo's defaults, reproduced here:
 
 The importer streams: it holds at most a few chunks plus one pending link list per tree
 level, whatever the file size. Leaves are hashed (and written) on a thread pool, since
-hashlib and file writes release the GIL.
+hashlib and file writes release the GIL; they go to the pool a few at a time, because a
+hand-off per 256 KiB chunk (a future, a lock, a thread wake-up) costs CPU comparable to
+writing the block. A chunk that spans several input pieces (an encryption stream's
+messages are not 256 KiB) is hashed and written piece by piece, never joined.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +52,13 @@ CHUNK_SIZE = 262_144
 
 MAX_LINKS = 174
 """kubo's balanced layout puts at most this many links in one node."""
+
+_LEAVES_PER_TASK = 4
+"""Chunks handed to a pool thread at once (1 MiB): fewer hand-offs, still fine-grained
+enough to spread a file over every worker."""
+
+_Chunk = Sequence[bytes | memoryview]
+"""One chunk's bytes, in the pieces they arrived in."""
 
 ImportSource = Path | str | BinaryIO | Iterable[bytes]
 """A file path, a binary file object, or any iterable of byte strings."""
@@ -107,12 +117,15 @@ class UnixFSImporter:
         cpus = os.cpu_count() or 2
         count = workers or (max(4, cpus) if store is not None else cpus)
         self._pool = ThreadPoolExecutor(max_workers=count, thread_name_prefix="unixfs-import")
-        self._window = 2 * count + 2
-        self._pending: deque[Future[_Link]] = deque()
+        # Tasks in flight, each of _LEAVES_PER_TASK chunks: bounds memory whatever the
+        # file size (about 1 MiB per task).
+        self._window = count + 2
+        self._pending: deque[Future[list[_Link]]] = deque()
         self._levels: list[list[_Link]] = [[]]
-        # Pieces of the next chunk, held by reference and joined once when the chunk is
-        # full: one copy per byte, however the input is cut.
+        # Pieces of the next chunk, held by reference (never joined: the leaf hashes and
+        # writes them in place), and full chunks waiting to go to the pool together.
         self._parts: list[bytes | memoryview] = []
+        self._batch: list[_Chunk] = []
         self._held = 0
         self._size = 0
         self._chunks = 0
@@ -151,18 +164,17 @@ class UnixFSImporter:
             # Only immutable bytes are held by reference: a caller may reuse its buffer.
             data = bytes(data)
         if not self._held and len(data) == CHUNK_SIZE:
-            # Fast path for readers that already deliver whole chunks: no copy.
-            self._submit(data)
+            # Fast path for readers that already deliver whole chunks.
+            self._submit((data,))
             return
         view = memoryview(data)
         while self._held + len(view) >= CHUNK_SIZE:
             need = CHUNK_SIZE - self._held
             self._parts.append(view[:need])
             view = view[need:]
-            chunk = b"".join(self._parts)
-            self._parts.clear()
+            self._submit(self._parts)
+            self._parts = []
             self._held = 0
-            self._submit(chunk)
         if len(view):
             self._parts.append(view)
             self._held += len(view)
@@ -178,10 +190,10 @@ class UnixFSImporter:
         """
         try:
             if self._held or self._chunks == 0:
-                chunk = b"".join(self._parts)
-                self._parts.clear()
+                self._submit(self._parts)
+                self._parts = []
                 self._held = 0
-                self._submit(chunk)
+            self._send_batch()
             while self._pending:
                 self._collect_one()
             root = self._reduce()
@@ -191,16 +203,28 @@ class UnixFSImporter:
 
     # --- internals --------------------------------------------------------------------
 
-    def _submit(self, chunk: bytes) -> None:
-        self._size += len(chunk)
+    def _submit(self, chunk: _Chunk) -> None:
+        self._size += sum(len(part) for part in chunk)
         self._chunks += 1
-        self._pending.append(self._pool.submit(self._leaf, chunk))
-        # Bounded look-ahead keeps memory constant: wait for the oldest leaf.
+        self._batch.append(chunk)
+        if len(self._batch) == _LEAVES_PER_TASK:
+            self._send_batch()
+
+    def _send_batch(self) -> None:
+        if not self._batch:
+            return
+        batch, self._batch = self._batch, []
+        self._pending.append(self._pool.submit(self._leaves, batch))
+        # Bounded look-ahead keeps memory constant: wait for the oldest task.
         while len(self._pending) > self._window:
             self._collect_one()
 
     def _collect_one(self) -> None:
-        self._add(0, self._pending.popleft().result())
+        for link in self._pending.popleft().result():
+            self._add(0, link)
+
+    def _leaves(self, batch: list[_Chunk]) -> list[_Link]:
+        return [self._leaf(chunk) for chunk in batch]
 
     def _add(self, level: int, link: _Link) -> None:
         if level == len(self._levels):
@@ -225,24 +249,28 @@ class UnixFSImporter:
                 self._add(level + 1, self._parent(links))
             level += 1
 
-    def _leaf(self, chunk: bytes) -> _Link:
-        n = len(chunk)
+    def _leaf(self, chunk: _Chunk) -> _Link:
+        n = sum(len(part) for part in chunk)
         if self._version == 1:
-            digest = hashlib.sha256(chunk).digest()
+            hasher = hashlib.sha256()
+            for part in chunk:
+                hasher.update(part)
+            digest = hasher.digest()
             if self._store is not None:
-                self._store.put_hashed(b"\x12\x20" + digest, [chunk])
+                self._store.put_hashed(b"\x12\x20" + digest, chunk)
             return _Link(sha256_cid_bytes(1, CODEC_RAW, digest), n, n)
         # dag-pb leaf: PBNode{Data: UnixFS{Type: File, Data: chunk, filesize: n}}, hashed
-        # and written in three pieces so the chunk is never copied.
+        # and written as framing + the chunk's pieces, so the chunk is never copied.
         inner_head = b"\x08\x02" + (b"\x12" + encode_varint(n) if n else b"")
         tail = b"\x18" + encode_varint(n)
         head = b"\x0a" + encode_varint(len(inner_head) + n + len(tail)) + inner_head
         hasher = hashlib.sha256(head)
-        hasher.update(chunk)
+        for part in chunk:
+            hasher.update(part)
         hasher.update(tail)
         digest = hasher.digest()
         if self._store is not None:
-            self._store.put_hashed(b"\x12\x20" + digest, [head, chunk, tail])
+            self._store.put_hashed(b"\x12\x20" + digest, [head, *chunk, tail])
         return _Link(sha256_cid_bytes(0, CODEC_DAG_PB, digest), len(head) + n + len(tail), n)
 
     def _parent(self, links: list[_Link]) -> _Link:

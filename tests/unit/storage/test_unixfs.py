@@ -76,3 +76,38 @@ def test_root_of_175_chunks_has_two_children_of_174_and_1(store: Blockstore) -> 
 def test_import_pins_the_root(store: Blockstore) -> None:
     result = import_file(io.BytesIO(b"model bytes"), store)
     assert store.pins() == [result.cid]
+
+
+# CIDs of pseudo_random(21 chunks + 12,345 bytes), computed by the importer before leaves
+# were batched and split chunks stopped being joined: any change to the bytes shows here.
+MULTI_CHUNK_SIZE = 21 * CHUNK_SIZE + 12_345
+MULTI_CHUNK_CIDS = {
+    0: "Qmadd9PJg7WrCCRizJj3bmBFZbbLjsEy4zyA4kgyavW9Ky",
+    1: "bafybeih7naojril73ivtt7xrv45uuxkl4ekeq2a6olnqbxdlb7necrl3su",
+}
+
+
+@pytest.mark.parametrize("version", [0, 1])
+@pytest.mark.parametrize("piece", [CHUNK_SIZE, CHUNK_SIZE + 17, 1_000, 3 * CHUNK_SIZE - 5])
+def test_multi_chunk_import_is_the_same_however_the_input_is_cut(
+    store: Blockstore, version: int, piece: int
+) -> None:
+    # Pieces that straddle chunk boundaries (an encryption stream's messages are 256 KiB
+    # + 17 bytes) are hashed and written without being joined: same CID, same blocks.
+    data = pseudo_random(MULTI_CHUNK_SIZE)
+    pieces = [data[i : i + piece] for i in range(0, len(data), piece)]
+    result = import_file(iter(pieces), store, cid_version=version)
+    assert str(result.cid) == MULTI_CHUNK_CIDS[version]
+    assert result.size == len(data)
+    root = decode_node(store.get(result.cid))
+    from mercato.storage.cids import cid_from_bytes
+
+    leaves = [store.get(cid_from_bytes(link.hash)) for link in root.links]
+    if version == 0:
+        chunks = [
+            bytes(decode_unixfs(decode_node(leaf).data or b"").data or b"") for leaf in leaves
+        ]
+    else:
+        chunks = leaves
+    assert b"".join(chunks) == data
+    assert [len(c) for c in chunks] == [CHUNK_SIZE] * 21 + [12_345]
