@@ -570,11 +570,13 @@ class TryPool:
             first = live[0]
             arrays = {name: [call.arrays[name] for call in live] for name in first.arrays}
             try:
-                outputs, elapsed_ms = self._exchange(slot, first, arrays, len(live))
+                # Views into the worker's segment: split_outputs copies each call's rows out once.
+                outputs, elapsed_ms = self._exchange(slot, first, arrays, len(live), copy=False)
             except InferenceError:
                 parts = None
             else:
                 parts = split_outputs(outputs, [call.rows for call in live])
+                del outputs  # no view on the segment outlives this exchange
             with self._lock:
                 self.batched_runs += 1
                 if parts is None:
@@ -592,11 +594,19 @@ class TryPool:
                 call.finish(TryResult(model=call.model, outputs=outputs, elapsed_ms=elapsed_ms))
 
     def _exchange(
-        self, slot: _Slot, call: _Call, arrays: Mapping[str, Any], count: int
+        self,
+        slot: _Slot,
+        call: _Call,
+        arrays: Mapping[str, Any],
+        count: int,
+        *,
+        copy: bool = True,
     ) -> tuple[dict[str, Any], float]:
         """One round trip to the slot's worker; replaces the worker after a fault.
 
-        `arrays` holds arrays, or lists of arrays to concatenate for a batch.
+        `arrays` holds arrays, or lists of arrays to concatenate for a batch. With
+        `copy=False` the outputs are views into the worker's shared segment, valid only
+        until this slot's next exchange.
         """
         worker = slot.worker
         try:
@@ -628,7 +638,7 @@ class TryPool:
                 seconds=self.limits.timeout_s,
             )
         if reply[0] == "ok":
-            outputs = take(reply[2], worker.buffer, copy=True)
+            outputs = take(reply[2], worker.buffer, copy=copy)
             self._release(slot, count)
             return outputs, reply[3]
         _, _, kind, detail = reply
