@@ -97,7 +97,9 @@ def _convert(name: str, array: np.ndarray, dtype: str, policy: InputPolicy) -> n
                 input_name=name,
             )
         with np.errstate(over="ignore"):  # overflow becomes inf, refused just below
-            converted = array.astype(target)
+            # No copy when the dtype already matches: the pool copies the call's
+            # tensors into the worker's shared segment anyway.
+            converted = array.astype(target, copy=False)
         if not policy.allow_non_finite and not np.isfinite(converted).all():
             raise InferenceInputNonFiniteError(
                 f"Input {name!r} holds NaN or infinity (or values too large for {dtype}); "
@@ -130,14 +132,14 @@ def _convert(name: str, array: np.ndarray, dtype: str, policy: InputPolicy) -> n
                 f"Input {name!r} holds values outside the {dtype} range [{info.min}, {info.max}].",
                 input_name=name,
             )
-        return array.astype(target)
+        return array.astype(target, copy=False)
     # bool
     if kind != "b":
         raise InferenceInputTypeError(
             f"Input {name!r} must hold booleans (true/false), got {array.dtype} values.",
             input_name=name,
         )
-    return array.astype(target)
+    return array.astype(target, copy=False)
 
 
 def _check_shape(spec: TensorSpec, array: np.ndarray, bindings: dict[str, tuple[int, str]]) -> None:
