@@ -12,9 +12,12 @@ import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+import psutil
 import pytest
 
 from mercato.errors import (
@@ -168,3 +171,25 @@ def test_closed_pool_and_bad_config(samples: dict[str, ModelPackage]) -> None:
         TryPool(workers=0)
     with pytest.raises(ConfigError):
         TryPool(start_method="teleport")
+
+
+def test_a_pool_that_cannot_start_leaves_nothing_behind(samples: dict[str, ModelPackage]) -> None:
+    shm = Path("/dev/shm")  # where Linux keeps POSIX shared-memory segments
+    segments_before = set(os.listdir(shm))
+    me = psutil.Process()
+    children_before = {child.pid for child in me.children()}
+    pool = TryPool(workers=2, limits=replace(LIMITS, startup_timeout_s=0.01))
+    with pytest.raises(InferenceWorkerCrashedError, match="did not start"):
+        pool.start()  # no worker imports ONNX Runtime in 10 ms
+    workers_left = [
+        child
+        for child in me.children()
+        if child.pid not in children_before
+        and child.status() != psutil.STATUS_ZOMBIE
+        and "spawn_main" in " ".join(child.cmdline())  # not the resource tracker
+    ]
+    assert workers_left == []
+    assert set(os.listdir(shm)) - segments_before == set()
+    assert pool.pids == []
+    with pytest.raises(InferencePoolClosedError):
+        pool.run(samples["iris-logreg"], {"X": iris_rows()})

@@ -428,15 +428,27 @@ class TryPool:
         """Start the workers and wait until each has imported ONNX Runtime.
 
         Raises:
-            InferenceWorkerCrashedError: a worker did not come up.
+            InferenceWorkerCrashedError: a worker did not come up; every worker this
+                call started is stopped again and the pool stays closed.
         """
         with self._lock:
             if self._open:
                 return
             self._open = True
-        fresh = [self._spawn() for _ in range(self.size)]
-        for worker in fresh:
-            worker.wait_ready(self.limits.startup_timeout_s)
+        fresh: list[_Worker] = []
+        try:
+            for _ in range(self.size):
+                fresh.append(self._spawn())
+            for worker in fresh:
+                worker.wait_ready(self.limits.startup_timeout_s)
+        except BaseException:
+            # Leave nothing behind: no stray processes, no shared segments in /dev/shm.
+            with self._lock:
+                self._open = False
+                self._all.difference_update(fresh)
+            for worker in fresh:
+                worker.kill()
+            raise
         for worker in fresh:
             thread = threading.Thread(
                 target=self._dispatch, args=(_Slot(worker),), daemon=True, name="mercato-try"
