@@ -30,6 +30,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from multiprocessing import shared_memory
 from multiprocessing.connection import Connection
 from types import TracebackType
@@ -352,6 +353,17 @@ def split_outputs(
     return parts
 
 
+# Served calls not yet handed to their callers: (call, result, error).
+_Outcomes = list[tuple[_Call, "TryResult | None", "BaseException | None"]]
+
+
+def _hand_over(outcomes: _Outcomes) -> None:
+    """Finish each served call, waking its caller; safe to call again (empties the list)."""
+    for call, result, error in outcomes:
+        call.finish(result, error)
+    outcomes.clear()
+
+
 class TryPool:
     """A pool of try-runtime worker processes.
 
@@ -517,10 +529,18 @@ class TryPool:
         slot.worker = self._spawn()
 
     def _dispatch(self, slot: _Slot) -> None:
-        """A dispatcher thread: serve batches of waiting calls on this slot's worker."""
+        """A dispatcher thread: serve batches of waiting calls on this slot's worker.
+
+        A served batch's callers are handed their outcomes only once the next batch has
+        been sent to the worker (or when nothing else waits): the worker then runs the
+        next batch while this thread wakes the callers of the last one, instead of
+        idling through that work.
+        """
+        served: _Outcomes = []
         while True:
+            batch = None
             with self._cond:
-                while self._open and (self._held or not self._pending):
+                while self._open and not served and (self._held or not self._pending):
                     self._idle += 1
                     try:
                         self._cond.wait()
@@ -528,16 +548,24 @@ class TryPool:
                         self._idle -= 1
                 if not self._open:
                     break
-                batch = self._take_batch()
-                if self._pending and self._idle:
-                    self._cond.notify()  # more waits: wake an idle dispatcher for it
+                if self._pending and not self._held:
+                    batch = self._take_batch()
+                    if self._pending and self._idle:
+                        self._cond.notify()  # more waits: wake an idle dispatcher for it
+            if batch is None:
+                _hand_over(served)
+                continue
+            previous, served = served, []
             try:
-                self._serve(slot, batch)
+                self._serve(slot, batch, served, on_sent=partial(_hand_over, previous))
             except Exception as exc:  # a bug here must not strand callers
+                _hand_over(previous)
+                _hand_over(served)
                 self._replace(slot)
                 for call in batch:
                     if not call.finished:
                         call.finish(None, InferenceRunError(f"The try pool failed: {exc!r}"))
+        _hand_over(served)
         with self._lock:
             self._all.discard(slot.worker)
         slot.worker.stop()
@@ -563,19 +591,27 @@ class TryPool:
             self._pending[group] = calls  # back of the line: other models get a turn
         return batch
 
-    def _serve(self, slot: _Slot, batch: list[_Call]) -> None:
+    def _serve(
+        self,
+        slot: _Slot,
+        batch: list[_Call],
+        served: _Outcomes,
+        on_sent: Callable[[], None],
+    ) -> None:
+        """Run a batch on the slot's worker, appending each call's outcome to `served`.
+
+        `on_sent` runs once the worker has the batch (or when nothing was sent).
+        """
         now = time.monotonic()
         live = []
         for call in batch:
             if now - call.queued_at > self.limits.queue_timeout_s:
-                call.finish(
-                    None,
-                    InferenceTimeoutError(
-                        f"All {self.size} try workers stayed busy for "
-                        f"{self.limits.queue_timeout_s} s. Try again later.",
-                        seconds=self.limits.queue_timeout_s,
-                    ),
+                error = InferenceTimeoutError(
+                    f"All {self.size} try workers stayed busy for "
+                    f"{self.limits.queue_timeout_s} s. Try again later.",
+                    seconds=self.limits.queue_timeout_s,
                 )
+                served.append((call, None, error))
             else:
                 live.append(call)
         if len(live) > 1:
@@ -583,7 +619,9 @@ class TryPool:
             arrays = {name: [call.arrays[name] for call in live] for name in first.arrays}
             try:
                 # Views into the worker's segment: split_outputs copies each call's rows out once.
-                outputs, elapsed_ms = self._exchange(slot, first, arrays, len(live), copy=False)
+                outputs, elapsed_ms = self._exchange(
+                    slot, first, arrays, len(live), copy=False, on_sent=on_sent
+                )
             except InferenceError:
                 parts = None
             else:
@@ -595,15 +633,18 @@ class TryPool:
                     self.batch_retries += 1
             if parts is not None:
                 for call, part in zip(live, parts, strict=True):
-                    call.finish(TryResult(model=call.model, outputs=part, elapsed_ms=elapsed_ms))
+                    result = TryResult(model=call.model, outputs=part, elapsed_ms=elapsed_ms)
+                    served.append((call, result, None))
                 return
         for call in live:  # alone, or again one by one after a failed batch
             try:
-                outputs, elapsed_ms = self._exchange(slot, call, call.arrays, 1)
+                outputs, elapsed_ms = self._exchange(slot, call, call.arrays, 1, on_sent=on_sent)
             except InferenceError as exc:
-                call.finish(None, exc)
+                served.append((call, None, exc))
             else:
-                call.finish(TryResult(model=call.model, outputs=outputs, elapsed_ms=elapsed_ms))
+                result = TryResult(model=call.model, outputs=outputs, elapsed_ms=elapsed_ms)
+                served.append((call, result, None))
+        on_sent()  # nothing was sent (every call had waited too long): hand over now
 
     def _exchange(
         self,
@@ -613,12 +654,13 @@ class TryPool:
         count: int,
         *,
         copy: bool = True,
+        on_sent: Callable[[], None] | None = None,
     ) -> tuple[dict[str, Any], float]:
         """One round trip to the slot's worker; replaces the worker after a fault.
 
         `arrays` holds arrays, or lists of arrays to concatenate for a batch. With
         `copy=False` the outputs are views into the worker's shared segment, valid only
-        until this slot's next exchange.
+        until this slot's next exchange. `on_sent` runs while the worker computes.
         """
         worker = slot.worker
         try:
@@ -630,6 +672,8 @@ class TryPool:
         try:
             layout = place(dict(arrays), worker.buffer, 0, worker.input_capacity)
             send(worker.conn, ("run", next(self._ids), call.key, call.path, layout, call.names))
+            if on_sent is not None:
+                on_sent()
             answered = worker.wait_reply(self.limits.timeout_s)
             reply = receive(worker.conn) if answered else None
         except (EOFError, OSError, ValueError) as exc:
