@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mercato.models.runtime.pool import split_outputs
+from mercato.models.runtime.batching import split_outputs
 
 
 def test_outputs_are_cut_at_each_calls_rows() -> None:

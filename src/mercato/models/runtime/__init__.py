@@ -10,13 +10,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mercato.models.runtime.pool import RuntimeLimits, TryPool, TryResult
+    from mercato.models.runtime.calls import TryResult
+    from mercato.models.runtime.limits import RuntimeLimits
+    from mercato.models.runtime.pool import TryPool
     from mercato.models.runtime.tensors import InputPolicy, decode_request, prepare_inputs
 
 _EXPORTS = {
-    "RuntimeLimits": "pool",
+    "RuntimeLimits": "limits",
     "TryPool": "pool",
-    "TryResult": "pool",
+    "TryResult": "calls",
     "InputPolicy": "tensors",
     "decode_request": "tensors",
     "prepare_inputs": "tensors",

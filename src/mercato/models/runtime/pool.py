@@ -14,25 +14,25 @@ split back per call. Nothing waits on purpose to fill a batch, so a lone call go
 at once. A batch stays within `max_input_bytes`; if a batched run fails in any way
 (error, timeout, crash, memory, output limit, outputs without the batch dimension),
 each call is run again on its own, so one bad call fails alone.
+
+Around this module: `limits` (what a call may use), `calls` (a queued call and its
+result), `process` (the pool's handle on a worker process), `worker` (the worker's own
+loop), `batching` (which calls may share a run), `mailbox` (finished calls on their way
+to an event loop) and `tensors` (input checks and JSON).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import itertools
 import multiprocessing
-import select
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from functools import partial
-from multiprocessing import shared_memory
-from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import Any
 
@@ -48,247 +48,16 @@ from mercato.errors import (
     InferenceWorkerCrashedError,
 )
 from mercato.models.package import ModelPackage
+from mercato.models.runtime.batching import batch_dimension, batch_signature, split_outputs
+from mercato.models.runtime.calls import Call, Outcomes, TryResult, hand_over
+from mercato.models.runtime.limits import RuntimeLimits
+from mercato.models.runtime.mailbox import LoopMailbox
+from mercato.models.runtime.process import WorkerProcess
 from mercato.models.runtime.tensors import (
-    InputPolicy,
     decode_request,
-    encode_outputs,
     prepare_inputs,
 )
-from mercato.models.runtime.worker import place, receive, send, take, worker_main
-
-
-@dataclass(frozen=True)
-class RuntimeLimits:
-    """Limits for every try-call.
-
-    Attributes:
-        timeout_s: Wall-clock time a call may run in its worker.
-        memory_bytes: Address space a worker may map beyond its start-up size.
-        max_input_bytes: All input tensors of one call together.
-        max_request_bytes: One raw JSON request.
-        max_output_bytes: All output tensors of one call together.
-        allow_non_finite: Accept NaN and infinities in float inputs.
-        session_cache_size: Warm InferenceSessions kept per worker.
-        max_calls_per_worker: Recycle a worker after this many calls.
-        threads: Intra-op threads per session (1 = one core per worker).
-        startup_timeout_s: How long a new worker may take to import ONNX Runtime.
-        queue_timeout_s: How long a call waits for a free worker.
-        max_batch_calls: Most waiting calls for one model run together as one batch
-            (1 turns dynamic batching off).
-    """
-
-    timeout_s: float = 5.0
-    memory_bytes: int = 1024 * 1024 * 1024
-    max_input_bytes: int = 8 * 1024 * 1024
-    max_request_bytes: int = 32 * 1024 * 1024
-    max_output_bytes: int = 16 * 1024 * 1024
-    allow_non_finite: bool = False
-    session_cache_size: int = 8
-    max_calls_per_worker: int = 100_000
-    threads: int = 1
-    startup_timeout_s: float = 60.0
-    queue_timeout_s: float = 30.0
-    max_batch_calls: int = 64
-
-    @property
-    def input_policy(self) -> InputPolicy:
-        """The input checks these limits imply."""
-        return InputPolicy(
-            max_input_bytes=self.max_input_bytes,
-            max_request_bytes=self.max_request_bytes,
-            allow_non_finite=self.allow_non_finite,
-        )
-
-
-@dataclass(frozen=True)
-class TryResult:
-    """The outputs of one try-call.
-
-    Attributes:
-        model: The model's name.
-        outputs: Output tensors by name.
-        elapsed_ms: Time `session.run` took in the worker.
-    """
-
-    model: str
-    outputs: dict[str, np.ndarray] = field(default_factory=dict)
-    elapsed_ms: float = 0.0
-
-    def to_json(self) -> bytes:
-        """Encode as the JSON response of `TryPool.run_json`.
-
-        Returns:
-            UTF-8 JSON.
-        """
-        return encode_outputs(self.model, self.outputs, self.elapsed_ms)
-
-
-_SLACK = 64 * 64  # room for the alignment of up to 64 input tensors
-
-
-class _Worker:
-    """One worker process, the parent's end of its pipe and its shared tensor segment."""
-
-    def __init__(self, context: Any, limits: RuntimeLimits) -> None:
-        parent, child = context.Pipe(duplex=True)
-        self.conn: Connection = parent
-        self.input_capacity = limits.max_input_bytes + _SLACK
-        self.segment = shared_memory.SharedMemory(
-            create=True, size=self.input_capacity + limits.max_output_bytes + _SLACK
-        )
-        self.unlinked = False
-        self.process = context.Process(
-            target=worker_main,
-            args=(
-                child,
-                limits.memory_bytes,
-                limits.session_cache_size,
-                limits.threads,
-                limits.max_output_bytes,
-                self.segment.name,
-                self.input_capacity,
-            ),
-            daemon=True,
-            name="mercato-try-worker",
-        )
-        self.process.start()
-        child.close()
-        self.ready = False
-        self.calls = 0
-        # One poll object per worker: Connection.poll(timeout) builds a selector per call,
-        # which costs more than the rest of a small try-call.
-        self._poller = select.poll()
-        self._poller.register(self.conn.fileno(), select.POLLIN | select.POLLHUP | select.POLLERR)
-
-    @property
-    def buffer(self) -> memoryview | None:
-        return self.segment.buf
-
-    def wait_reply(self, timeout: float) -> bool:
-        """Wait until the worker has answered (or died); False on timeout."""
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            if self._poller.poll(max(1, int(remaining * 1000))):
-                return True
-
-    def wait_ready(self, timeout: float) -> None:
-        if self.ready:
-            return
-        if not self.conn.poll(timeout):
-            raise InferenceWorkerCrashedError(
-                f"A try-runtime worker did not start within {timeout} s.",
-                exitcode=self.process.exitcode,
-            )
-        try:
-            message = receive(self.conn)
-        except (EOFError, OSError) as exc:
-            raise InferenceWorkerCrashedError(
-                "A try-runtime worker died while starting; check that onnxruntime imports.",
-                exitcode=self.process.exitcode,
-            ) from exc
-        self.ready = message[0] == "ready"
-        # Both sides have it mapped now: drop the name, so nothing is left behind in
-        # /dev/shm whatever happens to either process.
-        self._unlink()
-
-    def _unlink(self) -> None:
-        if not self.unlinked:
-            self.unlinked = True
-            with contextlib.suppress(FileNotFoundError):
-                self.segment.unlink()
-
-    def _release_segment(self) -> None:
-        self._unlink()
-        with contextlib.suppress(BufferError):  # a view still alive: the GC unmaps it
-            self.segment.close()
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.join(5)
-        self.conn.close()
-        self._release_segment()
-
-    def stop(self) -> None:
-        with contextlib.suppress(OSError, ValueError):  # already dead or closed
-            send(self.conn, ("stop",))
-        self.process.join(2)
-        if self.process.is_alive():
-            self.kill()
-        else:
-            self.conn.close()
-            self._release_segment()
-
-
-class _Call:
-    """One queued try-call and, once served, its outcome.
-
-    A blocking caller waits on a lock the call holds until it is finished (cheaper than
-    an Event: one futex, no Condition); an async caller passes `on_done` instead, which
-    the dispatcher thread calls with the finished call.
-    """
-
-    __slots__ = (
-        "_unfinished",
-        "arrays",
-        "error",
-        "finished",
-        "key",
-        "model",
-        "names",
-        "nbytes",
-        "on_done",
-        "path",
-        "queued_at",
-        "result",
-        "rows",
-    )
-
-    def __init__(
-        self,
-        model: str,
-        key: str,
-        path: str,
-        arrays: dict[str, np.ndarray],
-        names: list[str] | None,
-        rows: int,
-        on_done: Callable[[_Call], None] | None = None,
-    ) -> None:
-        self.model = model
-        self.key = key
-        self.path = path
-        self.arrays = arrays
-        self.names = names
-        self.rows = rows
-        self.nbytes = sum(getattr(a, "nbytes", 0) for a in arrays.values())
-        self.queued_at = time.monotonic()
-        self.result: TryResult | None = None
-        self.error: BaseException | None = None
-        self.finished = False
-        self.on_done = on_done
-        self._unfinished = threading.Lock()
-        self._unfinished.acquire()
-
-    def finish(self, result: TryResult | None, error: BaseException | None = None) -> None:
-        self.result, self.error = result, error
-        self.arrays = {}  # the inputs are not needed any more
-        self.finished = True
-        if self.on_done is not None:
-            self.on_done(self)
-        self._unfinished.release()
-
-    def outcome(self) -> TryResult:
-        """The result of a finished call, or its error raised."""
-        if self.error is not None or self.result is None:
-            raise self.error or InferenceRunError("The try pool returned no result.")
-        return self.result
-
-    def wait(self) -> TryResult:
-        """Block until the call is finished; its result, or its error raised."""
-        self._unfinished.acquire()
-        return self.outcome()
+from mercato.models.runtime.worker import place, receive, send, take
 
 
 class _Slot:
@@ -296,74 +65,11 @@ class _Slot:
 
     __slots__ = ("worker",)
 
-    def __init__(self, worker: _Worker) -> None:
+    def __init__(self, worker: WorkerProcess) -> None:
         self.worker = worker
 
 
-def batch_dimension(package: ModelPackage) -> str | None:
-    """The symbolic batch dimension a model's inputs and outputs all start with.
-
-    Args:
-        package: The model.
-
-    Returns:
-        The dimension's name, or None when calls to this model cannot be batched:
-        an input or output lacks a known rank, does not start with the same symbolic
-        dimension, or is not a tensor.
-    """
-    inputs = package.inputs
-    outputs = package.manifest.get("outputs") or []
-    if not inputs or not outputs:
-        return None
-    first = inputs[0].shape[0] if inputs[0].shape else None
-    if not isinstance(first, str):
-        return None
-    for spec in inputs:
-        if not spec.shape or spec.shape[0] != first:
-            return None
-    for entry in outputs:
-        shape = entry.get("shape") if entry.get("kind") == "tensor" else None
-        if not shape or shape[0] != first:
-            return None
-    return first
-
-
-def split_outputs(
-    outputs: Mapping[str, Any], rows: Sequence[int]
-) -> list[dict[str, np.ndarray]] | None:
-    """Cut a batched run's outputs back into one output set per call.
-
-    Args:
-        outputs: The batched run's outputs.
-        rows: Rows each call contributed, in batch order.
-
-    Returns:
-        One dict per call (copies), or None when an output is not an array whose
-        first dimension is the batch's total rows.
-    """
-    total = sum(rows)
-    for value in outputs.values():
-        if not isinstance(value, np.ndarray) or value.ndim == 0 or value.shape[0] != total:
-            return None
-    parts: list[dict[str, np.ndarray]] = []
-    start = 0
-    for count in rows:
-        parts.append({name: value[start : start + count].copy() for name, value in outputs.items()})
-        start += count
-    return parts
-
-
 # Served calls not yet handed to their callers: (call, result, error).
-_Outcomes = list[tuple[_Call, "TryResult | None", "BaseException | None"]]
-
-
-def _hand_over(outcomes: _Outcomes) -> None:
-    """Finish each served call, waking its caller; safe to call again (empties the list)."""
-    for call, result, error in outcomes:
-        call.finish(result, error)
-    outcomes.clear()
-
-
 class TryPool:
     """A pool of try-runtime worker processes.
 
@@ -408,11 +114,11 @@ class TryPool:
         self._context = multiprocessing.get_context(start_method)
         self._cond = threading.Condition()
         # Waiting calls, grouped by what may share a batch; oldest group first.
-        self._pending: dict[object, deque[_Call]] = {}
+        self._pending: dict[object, deque[Call]] = {}
         self._held = 0
         self._idle = 0  # dispatchers waiting for calls
         self._dispatchers: list[threading.Thread] = []
-        self._all: set[_Worker] = set()
+        self._all: set[WorkerProcess] = set()
         self._lock = threading.Lock()
         self._ids = itertools.count()
         self._batch_dims: dict[str, str | None] = {}
@@ -420,9 +126,9 @@ class TryPool:
         self.replaced = 0  # workers replaced after faults or recycling, for monitoring
         self.batched_runs = 0  # worker runs that served more than one call
         self.batch_retries = 0  # batched runs that failed and were retried call by call
-        self._mailboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopMailbox] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._mailboxes: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, LoopMailbox[TryResult]
+        ] = weakref.WeakKeyDictionary()
 
     def __enter__(self) -> TryPool:
         self.start()
@@ -447,7 +153,7 @@ class TryPool:
             if self._open:
                 return
             self._open = True
-        fresh: list[_Worker] = []
+        fresh: list[WorkerProcess] = []
         try:
             for _ in range(self.size):
                 fresh.append(self._spawn())
@@ -511,8 +217,8 @@ class TryPool:
         with self._cond:
             return sum(len(calls) for calls in self._pending.values())
 
-    def _spawn(self) -> _Worker:
-        worker = _Worker(self._context, self.limits)
+    def _spawn(self) -> WorkerProcess:
+        worker = WorkerProcess(self._context, self.limits)
         with self._lock:
             self._all.add(worker)
         return worker
@@ -536,7 +242,7 @@ class TryPool:
         next batch while this thread wakes the callers of the last one, instead of
         idling through that work.
         """
-        served: _Outcomes = []
+        served: Outcomes = []
         while True:
             batch = None
             with self._cond:
@@ -553,24 +259,24 @@ class TryPool:
                     if self._pending and self._idle:
                         self._cond.notify()  # more waits: wake an idle dispatcher for it
             if batch is None:
-                _hand_over(served)
+                hand_over(served)
                 continue
             previous, served = served, []
             try:
-                self._serve(slot, batch, served, on_sent=partial(_hand_over, previous))
+                self._serve(slot, batch, served, on_sent=partial(hand_over, previous))
             except Exception as exc:  # a bug here must not strand callers
-                _hand_over(previous)
-                _hand_over(served)
+                hand_over(previous)
+                hand_over(served)
                 self._replace(slot)
                 for call in batch:
                     if not call.finished:
                         call.finish(None, InferenceRunError(f"The try pool failed: {exc!r}"))
-        _hand_over(served)
+        hand_over(served)
         with self._lock:
             self._all.discard(slot.worker)
         slot.worker.stop()
 
-    def _take_batch(self) -> list[_Call]:
+    def _take_batch(self) -> list[Call]:
         """Take the oldest group's calls that fit one batch (call with `_cond` held).
 
         With other workers idle, take only a fair share of the waiting calls, so they all
@@ -594,8 +300,8 @@ class TryPool:
     def _serve(
         self,
         slot: _Slot,
-        batch: list[_Call],
-        served: _Outcomes,
+        batch: list[Call],
+        served: Outcomes,
         on_sent: Callable[[], None],
     ) -> None:
         """Run a batch on the slot's worker, appending each call's outcome to `served`.
@@ -649,7 +355,7 @@ class TryPool:
     def _exchange(
         self,
         slot: _Slot,
-        call: _Call,
+        call: Call,
         arrays: Mapping[str, Any],
         count: int,
         *,
@@ -717,7 +423,7 @@ class TryPool:
         if slot.worker.calls >= self.limits.max_calls_per_worker:
             self._replace(slot)
 
-    def _group(self, package: ModelPackage, key: str, call: _Call) -> object:
+    def _group(self, package: ModelPackage, key: str, call: Call) -> object:
         """What a call may share a batch with: itself alone, or a signature."""
         if self.limits.max_batch_calls < 2 or call.rows < 1:
             return call
@@ -725,14 +431,8 @@ class TryPool:
             self._batch_dims[key] = batch_dimension(package)
         if self._batch_dims[key] is None:
             return call
-        signature: list[object] = [key, tuple(call.names) if call.names is not None else None]
-        for name, array in call.arrays.items():
-            if not isinstance(array, np.ndarray) or array.dtype.kind not in "biufc":
-                return call
-            if array.ndim < 1 or array.shape[0] != call.rows:
-                return call
-            signature.append((name, array.dtype.str, array.shape[1:]))
-        return tuple(signature)
+        signature = batch_signature(key, call.names, call.arrays, call.rows)
+        return call if signature is None else signature
 
     def run_arrays(
         self,
@@ -767,15 +467,15 @@ class TryPool:
         package: ModelPackage,
         arrays: Mapping[str, np.ndarray],
         output_names: Sequence[str] | None,
-        on_done: Callable[[_Call], None] | None = None,
-    ) -> _Call:
+        on_done: Callable[[Call], None] | None = None,
+    ) -> Call:
         """Queue a call for the dispatchers and return it (not yet finished)."""
         key, path = package.session_key
         names = list(output_names) if output_names is not None else None
         inputs = dict(arrays)
         first = next(iter(inputs.values()), None)
         rows = first.shape[0] if isinstance(first, np.ndarray) and first.ndim else 0
-        call = _Call(package.name, key, path, inputs, names, rows, on_done)
+        call = Call(package.name, key, path, inputs, names, rows, on_done)
         group = self._group(package, key, call)
         with self._cond:
             if not self._open:
@@ -854,9 +554,16 @@ class TryPool:
         loop = asyncio.get_running_loop()
         mailbox = self._mailboxes.get(loop)
         if mailbox is None:
-            mailbox = self._mailboxes[loop] = _LoopMailbox(loop)
+            mailbox = self._mailboxes[loop] = LoopMailbox(loop)
         future: asyncio.Future[TryResult] = loop.create_future()
-        self._submit(package, arrays, output_names, functools.partial(mailbox.post, future))
+
+        def on_done(call: Call) -> None:
+            error = call.error
+            if error is None and call.result is None:
+                error = InferenceRunError("The try pool returned no result.")
+            mailbox.post(future, call.result, error)
+
+        self._submit(package, arrays, output_names, on_done)
         return await future
 
     async def run_async(
@@ -890,40 +597,3 @@ class TryPool:
 
 
 _INLINE_JSON_BYTES = 64 * 1024
-
-
-class _LoopMailbox:
-    """Finished async calls on their way to one event loop.
-
-    A dispatcher finishing a batch posts each call here; only the first post before the
-    loop drains the box schedules a drain, so a batch wakes the loop once, not per call.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self._lock = threading.Lock()
-        self._posted: list[tuple[asyncio.Future[TryResult], _Call]] = []
-        self._scheduled = False
-
-    def post(self, future: asyncio.Future[TryResult], call: _Call) -> None:
-        with self._lock:
-            self._posted.append((future, call))
-            if self._scheduled:
-                return
-            self._scheduled = True
-        with contextlib.suppress(RuntimeError):  # the loop was closed: nobody waits
-            self.loop.call_soon_threadsafe(self._drain)
-
-    def _drain(self) -> None:
-        with self._lock:
-            posted, self._posted = self._posted, []
-            self._scheduled = False
-        for future, call in posted:
-            if future.cancelled():
-                continue
-            if call.error is not None or call.result is None:
-                future.set_exception(
-                    call.error or InferenceRunError("The try pool returned no result.")
-                )
-            else:
-                future.set_result(call.result)

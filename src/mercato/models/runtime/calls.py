@@ -1,0 +1,116 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""One try-call on its way through the pool, and the result its caller gets."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mercato.errors import InferenceRunError
+from mercato.models.runtime.tensors import encode_outputs
+
+
+@dataclass(frozen=True)
+class TryResult:
+    """The outputs of one try-call.
+
+    Attributes:
+        model: The model's name.
+        outputs: Output tensors by name.
+        elapsed_ms: Time `session.run` took in the worker.
+    """
+
+    model: str
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)
+    elapsed_ms: float = 0.0
+
+    def to_json(self) -> bytes:
+        """Encode as the JSON response of `TryPool.run_json`.
+
+        Returns:
+            UTF-8 JSON.
+        """
+        return encode_outputs(self.model, self.outputs, self.elapsed_ms)
+
+
+class Call:
+    """One queued try-call and, once served, its outcome.
+
+    A blocking caller waits on a lock the call holds until it is finished (cheaper than
+    an Event: one futex, no Condition); an async caller passes `on_done` instead, which
+    the dispatcher thread calls with the finished call.
+    """
+
+    __slots__ = (
+        "_unfinished",
+        "arrays",
+        "error",
+        "finished",
+        "key",
+        "model",
+        "names",
+        "nbytes",
+        "on_done",
+        "path",
+        "queued_at",
+        "result",
+        "rows",
+    )
+
+    def __init__(
+        self,
+        model: str,
+        key: str,
+        path: str,
+        arrays: dict[str, np.ndarray],
+        names: list[str] | None,
+        rows: int,
+        on_done: Callable[[Call], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.key = key
+        self.path = path
+        self.arrays = arrays
+        self.names = names
+        self.rows = rows
+        self.nbytes = sum(getattr(a, "nbytes", 0) for a in arrays.values())
+        self.queued_at = time.monotonic()
+        self.result: TryResult | None = None
+        self.error: BaseException | None = None
+        self.finished = False
+        self.on_done = on_done
+        self._unfinished = threading.Lock()
+        self._unfinished.acquire()
+
+    def finish(self, result: TryResult | None, error: BaseException | None = None) -> None:
+        self.result, self.error = result, error
+        self.arrays = {}  # the inputs are not needed any more
+        self.finished = True
+        if self.on_done is not None:
+            self.on_done(self)
+        self._unfinished.release()
+
+    def outcome(self) -> TryResult:
+        """The result of a finished call, or its error raised."""
+        if self.error is not None or self.result is None:
+            raise self.error or InferenceRunError("The try pool returned no result.")
+        return self.result
+
+    def wait(self) -> TryResult:
+        """Block until the call is finished; its result, or its error raised."""
+        self._unfinished.acquire()
+        return self.outcome()
+
+
+Outcomes = list[tuple[Call, "TryResult | None", "BaseException | None"]]
+
+
+def hand_over(outcomes: Outcomes) -> None:
+    """Finish each served call, waking its caller; safe to call again (empties the list)."""
+    for call, result, error in outcomes:
+        call.finish(result, error)
+    outcomes.clear()
