@@ -39,56 +39,36 @@ Guarantees and why they hold:
   is wrong (the usual damage: an empty file) and any block that was quarantined; and
   `verify` re-hashes the whole store.
 - *After an unclean stop, what an interrupted import wrote is re-checked before it can
-  be reused.* `writing()` (imports hold it from their first block to their pin) first
-  makes an intent file durable in journal/, holding an flock on it, and removes it once
-  the import has flushed. An intent whose flock can be taken belongs to a writer that
-  died (killed, or the machine lost power). `recover` re-hashes only the block files
-  modified since the oldest such intent started (minus `RECOVER_SLACK_NS` for clock
-  granularity), quarantines the damaged ones and removes those intents. It runs when a
-  node starts (`mercato node up`), on the first `writing()` of each `Blockstore`
-  (before anything can deduplicate against a damaged block), and on demand
-  (`mercato store recover`). With no stale intent it costs one listing of an empty
-  directory. A wall clock stepped back by more than the slack during the import could
-  hide a block from it; `verify` (`mercato store verify`) checks everything.
+  be reused*: see `mercato.storage.journal` for the intents and `recover`.
 - Blocks are written with O_DIRECT where the file system allows it: the bytes go to
   the disk once instead of filling the page cache and being flushed again at the end,
   which is what makes the final `flush` cheap. Other file systems use ordinary writes.
 - `gc` deletes every block not reachable from a pin. Imports hold the lock shared from
   their first block until their root is pinned, so gc never collects a DAG mid-import.
+
+The pieces live beside this class: `blockio` (writing block files), `journal` (intents
+and recovery), `verification` (re-hashing) and `pinning` (pins and gc).
 """
 
 from __future__ import annotations
 
-import base64
 import ctypes
-import errno
 import fcntl
 import hashlib
-import mmap
 import os
 import secrets
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 from multiformats import CID
 
-from mercato.errors import (
-    BlockHashMismatchError,
-    BlockNotFoundError,
-    BlockWriteError,
-    DagFormatError,
-    StorageFullError,
-)
-from mercato.fsutil import fsync_directory
-from mercato.storage import dagpb
+from mercato.errors import BlockHashMismatchError, BlockNotFoundError, BlockWriteError
+from mercato.storage import journal, pinning, verification
+from mercato.storage.blockio import O_DIRECT as _O_DIRECT
+from mercato.storage.blockio import BlockFileWriter, load_syncfs, read_with_inode, wrap_write_error
 from mercato.storage.cids import (
-    CODEC_DAG_PB,
     MAX_BLOCK_SIZE,
     BlockKey,
     block_key,
@@ -98,87 +78,22 @@ from mercato.storage.cids import (
     split_sha256_cid,
     verify_block,
 )
+from mercato.storage.journal import RECOVER_SLACK_NS, Intent, RecoverResult
+from mercato.storage.pinning import GCResult
+from mercato.storage.verification import ProgressCallback, VerifyResult
 
-_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+__all__ = [
+    "RECOVER_SLACK_NS",
+    "Blockstore",
+    "GCResult",
+    "ProgressCallback",
+    "RecoverResult",
+    "VerifyResult",
+    "wrap_write_error",
+]
 
-# O_DIRECT wants buffers, lengths and offsets aligned to the device's logical block
-# size; 4096 covers every common device. Importer blocks are 256 KiB plus a few bytes of
-# framing, so one aligned buffer per writing thread holds any of them.
-_ALIGN = 4096
-_DIRECT_BUFFER = 256 * 1024 + _ALIGN
-_O_DIRECT = getattr(os, "O_DIRECT", 0)
-
-
-def _load_syncfs() -> Callable[[int], int] | None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        func = libc.syncfs
-    except (OSError, AttributeError):  # not Linux/glibc: fall back to os.sync
-        return None
-    func.argtypes = [ctypes.c_int]
-    func.restype = ctypes.c_int
-    return cast(Callable[[int], int], func)
-
-
-_SYNCFS = _load_syncfs()
-
-RECOVER_SLACK_NS = 2 * 10**9
-"""How far before an intent's start time `recover` looks: file times come from a coarse
-kernel clock that can lag `time.time_ns()` by a tick, and clocks get small corrections."""
-
-_INTENT_SUFFIX = ".intent"
-
-ProgressCallback = Callable[[int, int], None]
-"""Called with (blocks checked so far, blocks to check) as `verify` goes."""
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    """What `Blockstore.verify` found.
-
-    Attributes:
-        checked: Number of blocks re-hashed.
-        corrupted: Keys (base32 multihashes) of the blocks that did not match; they were
-            moved to quarantine/ when `repair` was set.
-    """
-
-    checked: int
-    corrupted: list[str]
-
-
-@dataclass(frozen=True)
-class RecoverResult:
-    """What `Blockstore.recover` did.
-
-    Attributes:
-        intents: Imports found cut off (stale intents in journal/), now resolved.
-        checked: Number of blocks re-hashed (those written since the oldest of them).
-        corrupted: Keys (base32 multihashes) of the damaged blocks, moved to quarantine/.
-    """
-
-    intents: int
-    checked: int
-    corrupted: list[str]
-
-
-@dataclass(frozen=True)
-class _Intent:
-    path: Path
-    fd: int
-    start_ns: int
-
-
-@dataclass(frozen=True)
-class GCResult:
-    """What a garbage collection removed.
-
-    Attributes:
-        removed_blocks: Number of block files deleted.
-        freed_bytes: Their total size.
-    """
-
-    removed_blocks: int
-    freed_bytes: int
+# Looked up here at each `flush`, so that it can be stood in for (tests fake a failure).
+_SYNCFS = load_syncfs()
 
 
 class Blockstore:
@@ -211,10 +126,7 @@ class Blockstore:
             directory.mkdir(parents=True, exist_ok=True)
         self._lock_path = self.root / "lock"
         self._lock_path.touch(exist_ok=True)
-        self._direct = bool(direct_io and _O_DIRECT)
-        self._buffers = threading.local()
-        # Shard directories known to exist (at most 1024): saves a mkdir per block.
-        self._shards: set[str] = set()
+        self._writer = BlockFileWriter(bool(direct_io and _O_DIRECT))
         # `recover` runs once per instance before its first import (see the docstring).
         self._recovered = False
         self._recover_lock = threading.Lock()
@@ -254,7 +166,7 @@ class Blockstore:
         """
         self._recover_once()
         with self._flock(fcntl.LOCK_SH):
-            intent = self._record_intent()
+            intent = journal.record_intent(self.journal_dir, self.tmp_dir)
             durable = False
             try:
                 yield
@@ -266,33 +178,7 @@ class Blockstore:
                         durable = True
                     except BlockWriteError:
                         pass  # leave the intent: a later `recover` checks these blocks
-                if durable:
-                    intent.path.unlink(missing_ok=True)
-                os.close(intent.fd)  # releases the flock
-
-    def _record_intent(self) -> _Intent:
-        name = secrets.token_hex(8)
-        tmp = self.tmp_dir / f"intent.{name}.tmp"
-        final = self.journal_dir / f"{name}{_INTENT_SUFFIX}"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except OSError as exc:
-            raise wrap_write_error(exc, final) from exc
-        try:
-            # Locked before it appears in journal/, so `recover` never takes a live
-            # import for a dead one; durable before the first block is written.
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            start = time.time_ns()
-            os.write(fd, f"{start} {os.getpid()}\n".encode())
-            os.fsync(fd)
-            os.rename(tmp, final)
-            fsync_directory(self.journal_dir)
-        except OSError as exc:
-            os.close(fd)
-            tmp.unlink(missing_ok=True)
-            final.unlink(missing_ok=True)
-            raise wrap_write_error(exc, final) from exc
-        return _Intent(final, fd, start)
+                intent.release(remove=durable)
 
     # --- writes -----------------------------------------------------------------------
 
@@ -342,79 +228,8 @@ class Blockstore:
             # left behind: move it aside and write the right bytes.
             self._quarantine(final, None)
         tmp = self.tmp_dir / f"{key}.{secrets.token_hex(6)}.tmp"
-        try:
-            if not (self._direct and self._write_direct(tmp, parts, size)):
-                self._write_buffered(tmp, parts)
-            if final.parent.name not in self._shards:
-                final.parent.mkdir(exist_ok=True)
-                self._shards.add(final.parent.name)
-            # No fsync here: see the module docstring; `flush` makes the import durable.
-            try:
-                os.rename(tmp, final)
-            except FileNotFoundError:
-                if not tmp.exists():
-                    raise
-                final.parent.mkdir(exist_ok=True)  # the shard was removed behind our back
-                os.rename(tmp, final)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise wrap_write_error(exc, final) from exc
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        self._writer.write_block(tmp, final, parts, size)
         return size
-
-    def _write_buffered(self, tmp: Path, parts: Sequence[bytes | memoryview]) -> None:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            _write_all(fd, parts)
-        finally:
-            os.close(fd)
-
-    def _write_direct(self, tmp: Path, parts: Sequence[bytes | memoryview], size: int) -> bool:
-        """Write with O_DIRECT; False (nothing written) if this file system refuses it."""
-        if size > _DIRECT_BUFFER or size < _ALIGN:
-            return False
-        buffer: mmap.mmap | None = getattr(self._buffers, "buffer", None)
-        if buffer is None:
-            # Anonymous mmap memory is page-aligned, as O_DIRECT requires.
-            buffer = mmap.mmap(-1, _DIRECT_BUFFER)
-            self._buffers.buffer = buffer
-        view = memoryview(buffer)
-        try:
-            offset = 0
-            for part in parts:
-                view[offset : offset + len(part)] = part
-                offset += len(part)
-            aligned = size - size % _ALIGN
-            try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_DIRECT, 0o644)
-            except OSError as exc:
-                if exc.errno != errno.EINVAL:
-                    raise
-                self._direct = False  # e.g. tmpfs: remember, and use the page cache
-                return False
-            try:
-                try:
-                    _write_all(fd, [view[:aligned]])
-                except OSError as exc:
-                    if exc.errno != errno.EINVAL:
-                        raise
-                    self._direct = False
-                    os.close(fd)
-                    fd = -1
-                    tmp.unlink(missing_ok=True)
-                    return False
-                if aligned < size:
-                    # The unaligned tail goes through the page cache.
-                    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~_O_DIRECT)
-                    _write_all(fd, [view[aligned:size]])
-            finally:
-                if fd >= 0:
-                    os.close(fd)
-        finally:
-            view.release()
-        return True
 
     def flush(self) -> None:
         """Make every block written so far durable (data, file names and directories).
@@ -481,9 +296,7 @@ class Blockstore:
         """
         path = self._path(block_key(cid))
         try:
-            with open(path, "rb", buffering=0) as fh:
-                inode = os.fstat(fh.fileno()).st_ino
-                data = fh.read()
+            inode, data = read_with_inode(path)
         except FileNotFoundError:
             raise BlockNotFoundError(
                 f"Block {cid} is not in the local store at {self.root}. "
@@ -523,9 +336,7 @@ class Blockstore:
         mh = split[1]
         path = self._path(key_from_multihash(mh))
         try:
-            with open(path, "rb", buffering=0) as fh:
-                inode = os.fstat(fh.fileno()).st_ino
-                data = fh.read()
+            inode, data = read_with_inode(path)
         except FileNotFoundError:
             return self.get(cid_from_bytes(cid_bytes))  # raises with the CID's name
         if len(data) > MAX_BLOCK_SIZE or hashlib.sha256(data).digest() != mh[2:]:
@@ -553,11 +364,6 @@ class Blockstore:
                 for entry in shard.iterdir():
                     yield BlockKey(entry.name)
 
-    def _block_files(self) -> Iterator[os.DirEntry[str]]:
-        for shard in os.scandir(self.blocks_dir):
-            if shard.is_dir():
-                yield from os.scandir(shard.path)
-
     def verify(
         self,
         *,
@@ -579,13 +385,14 @@ class Blockstore:
         Returns:
             How many blocks were checked and the keys of the damaged ones.
         """
-        claim: AbstractContextManager[list[_Intent]] = (
-            self._claim_stale_intents() if repair else nullcontext([])
+        claim: AbstractContextManager[list[Intent]] = (
+            journal.claim_stale_intents(self.journal_dir) if repair else nullcontext([])
         )
         with claim as stale:
-            paths = [Path(entry.path) for entry in self._block_files()]
-            checked, corrupted = self._rehash(paths, repair, workers, progress)
-            self._drop_intents(stale)
+            paths = [Path(e.path) for e in verification.block_files(self.blocks_dir)]
+            quarantine = self._quarantine if repair else None
+            checked, corrupted = verification.rehash(paths, quarantine, workers, progress)
+            journal.drop_intents(self.journal_dir, stale)
         return VerifyResult(checked=checked, corrupted=corrupted)
 
     def recover(self, *, workers: int | None = None) -> RecoverResult:
@@ -603,22 +410,9 @@ class Blockstore:
         Raises:
             BlockWriteError: If a stale intent could not be removed.
         """
-        with self._claim_stale_intents() as stale:
-            if not stale:
-                self._recovered = True
-                return RecoverResult(intents=0, checked=0, corrupted=[])
-            since = min(intent.start_ns for intent in stale) - RECOVER_SLACK_NS
-            paths = []
-            for entry in self._block_files():
-                try:
-                    if entry.stat().st_mtime_ns >= since:
-                        paths.append(Path(entry.path))
-                except FileNotFoundError:
-                    continue  # removed meanwhile (gc)
-            checked, corrupted = self._rehash(paths, True, workers, None)
-            self._drop_intents(stale)
+        result = journal.recover(self.journal_dir, self.blocks_dir, self._quarantine, workers)
         self._recovered = True
-        return RecoverResult(intents=len(stale), checked=checked, corrupted=corrupted)
+        return result
 
     def _recover_once(self) -> None:
         if self._recovered:
@@ -627,79 +421,7 @@ class Blockstore:
             if not self._recovered:
                 self.recover()
 
-    @contextmanager
-    def _claim_stale_intents(self) -> Iterator[list[_Intent]]:
-        """Lock the intents whose writers died; held until the caller has checked."""
-        claimed: list[_Intent] = []
-        try:
-            for entry in os.scandir(self.journal_dir):
-                if not entry.name.endswith(_INTENT_SUFFIX):
-                    continue
-                intent = _claim_intent(Path(entry.path))
-                if intent is not None:
-                    claimed.append(intent)
-            yield claimed
-        finally:
-            for intent in claimed:
-                os.close(intent.fd)
-
-    def _drop_intents(self, intents: Iterable[_Intent]) -> None:
-        dropped = False
-        for intent in intents:
-            try:
-                intent.path.unlink(missing_ok=True)
-            except OSError as exc:
-                raise wrap_write_error(exc, intent.path) from exc
-            dropped = True
-        if dropped:
-            fsync_directory(self.journal_dir)
-
-    def _rehash(
-        self,
-        paths: list[Path],
-        repair: bool,
-        workers: int | None,
-        progress: ProgressCallback | None,
-    ) -> tuple[int, list[str]]:
-        """Re-hash block files; returns (checked, keys of the damaged ones)."""
-
-        def check(path: Path) -> str | None:
-            try:
-                mh = base64.b32decode(path.name.upper() + "=" * (-len(path.name) % 8))
-            except ValueError:
-                return path.name  # not a block name at all
-            if mh[:2] != b"\x12\x20":
-                return None  # only sha2-256 blocks are written here; others pass as is
-            try:
-                with open(path, "rb", buffering=0) as fh:
-                    inode = os.fstat(fh.fileno()).st_ino
-                    data = fh.read()
-            except FileNotFoundError:
-                return None  # removed meanwhile (gc, another verify)
-            if hashlib.sha256(data).digest() == mh[2:]:
-                return None
-            if repair:
-                self._quarantine(path, inode)
-            return path.name
-
-        checked = 0
-        corrupted: list[str] = []
-        if not paths:
-            return 0, corrupted
-        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
-            for bad in pool.map(check, paths):
-                checked += 1
-                if bad is not None:
-                    corrupted.append(bad)
-                if progress is not None:
-                    progress(checked, len(paths))
-        return checked, corrupted
-
     # --- pins and gc ------------------------------------------------------------------
-
-    def _pin_path(self, cid: CID) -> Path:
-        v1 = cid.set(version=1, base="base32") if cid.version == 0 else cid
-        return self.pins_dir / str(v1.set(base="base32"))
 
     def pin(self, cid: CID, *, check_complete: bool = True) -> None:
         """Pin a DAG recursively so `gc` keeps all of it.
@@ -720,20 +442,9 @@ class Blockstore:
             BlockWriteError: If the pin could not be written.
         """
         if check_complete:
-            self._mark(cid, set())
+            pinning.mark(cid, set(), self._path, self.get)
         self.flush()
-        path = self._pin_path(cid)
-        tmp = self.tmp_dir / f"pin.{secrets.token_hex(6)}.tmp"
-        try:
-            with open(tmp, "w") as fh:
-                fh.write(str(cid))
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.rename(tmp, path)
-            fsync_directory(self.pins_dir)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise wrap_write_error(exc, path) from exc
+        pinning.write_pin(self.pins_dir, self.tmp_dir, cid)
 
     def unpin(self, cid: CID) -> bool:
         """Remove a pin; its blocks go at the next `gc` unless another pin holds them.
@@ -742,53 +453,18 @@ class Blockstore:
             True if the CID was pinned.
         """
         try:
-            self._pin_path(cid).unlink()
+            pinning.pin_path(self.pins_dir, cid).unlink()
         except FileNotFoundError:
             return False
         return True
 
     def is_pinned(self, cid: CID) -> bool:
         """Tell whether `cid` is a pinned root."""
-        return self._pin_path(cid).exists()
+        return pinning.pin_path(self.pins_dir, cid).exists()
 
     def pins(self) -> list[CID]:
         """List pinned roots, as they were given to `pin`."""
-        return [CID.decode(p.read_text().strip()) for p in sorted(self.pins_dir.iterdir())]
-
-    def _mark(self, root: CID, live: set[BlockKey]) -> None:
-        stack = [root]
-        while stack:
-            cid = stack.pop()
-            key = block_key(cid)
-            if key in live:
-                continue
-            path = self._path(key)
-            if cid.codec.code == CODEC_DAG_PB:
-                try:
-                    with open(path, "rb") as fh:
-                        first = fh.read(1)
-                except FileNotFoundError:
-                    raise BlockNotFoundError(
-                        f"Block {cid} of the DAG {root} is missing from the store.",
-                        cid=str(cid),
-                    ) from None
-                # Canonical dag-pb puts Links (tag 0x12) before Data, so a node whose first
-                # byte is not 0x12 has no links: leaves are not read, which keeps gc and pin
-                # from re-reading every chunk of every file.
-                if first == b"\x12":
-                    node = dagpb.decode_node(self.get(cid), str(cid))
-                    for link in node.links:
-                        try:
-                            stack.append(cid_from_bytes(link.hash))
-                        except ValueError as exc:
-                            raise DagFormatError(
-                                f"Node {cid} links to something that is not a CID.", cid=str(cid)
-                            ) from exc
-            elif not path.exists():
-                raise BlockNotFoundError(
-                    f"Block {cid} of the DAG {root} is missing from the store.", cid=str(cid)
-                )
-            live.add(key)
+        return pinning.read_pins(self.pins_dir)
 
     def gc(self) -> GCResult:
         """Delete every block not reachable from a pin, and stale temp files.
@@ -804,82 +480,5 @@ class Blockstore:
         with self._flock(fcntl.LOCK_EX):
             live: set[BlockKey] = set()
             for cid in self.pins():
-                self._mark(cid, live)
-            removed = freed = 0
-            for shard in list(self.blocks_dir.iterdir()):
-                for entry in list(shard.iterdir()):
-                    if entry.name not in live:
-                        freed += entry.stat().st_size
-                        entry.unlink()
-                        removed += 1
-            # Writers hold the lock shared, so nothing in tmp/ is in flight right now.
-            for entry in self.tmp_dir.iterdir():
-                entry.unlink(missing_ok=True)
-            for entry in self.quarantine_dir.iterdir():
-                freed += entry.stat().st_size
-                entry.unlink(missing_ok=True)
-            return GCResult(removed_blocks=removed, freed_bytes=freed)
-
-
-def _claim_intent(path: Path) -> _Intent | None:
-    """Lock an intent file if its writer is gone; None while it lives (or it is gone)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None  # its import just finished
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        # A finished writer unlinks, then unlocks: the lock alone may be on a file that
-        # is no longer in journal/.
-        if os.stat(path).st_ino != os.fstat(fd).st_ino:
-            raise FileNotFoundError(path)
-        text = os.pread(fd, 64, 0)
-        mtime = os.fstat(fd).st_mtime_ns
-    except (BlockingIOError, FileNotFoundError):
-        os.close(fd)
-        return None
-    except BaseException:
-        os.close(fd)
-        raise
-    try:
-        start = int(text.split()[0])
-    except (ValueError, IndexError):
-        start = 0  # unreadable: assume the worst and check every block
-    # The file's own time comes from the same clock as the blocks' times.
-    return _Intent(path, fd, min(start, mtime))
-
-
-def _write_all(fd: int, parts: Sequence[bytes | memoryview]) -> None:
-    """Write all of `parts`; writev may write less than asked, so loop."""
-    views = [memoryview(p) for p in parts if len(p)]
-    while views:
-        written = os.writev(fd, views)
-        while views and written >= len(views[0]):
-            written -= len(views[0])
-            views.pop(0)
-        if views and written:
-            views[0] = views[0][written:]
-
-
-def wrap_write_error(exc: OSError, path: Path) -> BlockWriteError:
-    """Turn an OSError from a write into the typed error (StorageFullError when full).
-
-    Args:
-        exc: The error the write raised.
-        path: The file that was being written.
-
-    Returns:
-        The error to raise.
-    """
-    if exc.errno in _FULL_ERRNOS:
-        return StorageFullError(
-            f"The disk holding {path.parent} is full; the write was rolled back and no "
-            "partial block was kept. Free some space (or run gc) and retry.",
-            path=str(path),
-            errno_code=exc.errno,
-        )
-    return BlockWriteError(
-        f"Could not write {path}: {exc.strerror or exc}. Nothing partial was kept.",
-        path=str(path),
-        errno_code=exc.errno,
-    )
+                pinning.mark(cid, live, self._path, self.get)
+            return pinning.sweep(self.blocks_dir, self.tmp_dir, self.quarantine_dir, live)
