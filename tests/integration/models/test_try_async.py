@@ -19,6 +19,7 @@ from mercato.errors import (
     InferenceTimeoutError,
 )
 from mercato.models import ModelPackage, TryPool
+from tests.event_loop import run
 
 from .conftest import LIMITS, iris_rows
 
@@ -34,7 +35,7 @@ def test_async_outputs_match_the_blocking_call(
 ) -> None:
     package = samples["iris-logreg"]
     blocking = pool.run(package, {"X": iris_rows()})
-    awaited = asyncio.run(pool.run_async(package, {"X": iris_rows()}))
+    awaited = run(pool.run_async(package, {"X": iris_rows()}))
     assert awaited.model == package.name
     assert awaited.outputs["label"].tolist() == blocking.outputs["label"].tolist()
     np.testing.assert_array_equal(
@@ -58,7 +59,7 @@ def test_many_coroutines_share_batches_and_each_gets_its_own_rows(
         return await asyncio.gather(*tasks)
 
     before = pool.batched_runs
-    results = asyncio.run(all_at_once())
+    results = run(all_at_once())
     # Two idle workers split the 40 waiting calls between them instead of one taking all.
     assert pool.batched_runs == before + 2
     for x, result in zip(inputs, results, strict=True):
@@ -70,12 +71,12 @@ def test_async_errors_are_the_same_typed_errors(
     pool: TryPool, samples: dict[str, ModelPackage], hostile: dict[str, ModelPackage]
 ) -> None:
     with pytest.raises(InferenceInputShapeError):
-        asyncio.run(pool.run_async(samples["iris-logreg"], {"X": [[1.0, 2.0]]}))
+        run(pool.run_async(samples["iris-logreg"], {"X": [[1.0, 2.0]]}))
     before = set(pool.pids)
     with pytest.raises(InferenceTimeoutError):
-        asyncio.run(pool.run_async(hostile["loops"], {"x": [1.0]}))
+        run(pool.run_async(hostile["loops"], {"x": [1.0]}))
     assert set(pool.pids) != before  # the looping worker was replaced
-    result = asyncio.run(pool.run_async(samples["iris-logreg"], {"X": iris_rows()}))
+    result = run(pool.run_async(samples["iris-logreg"], {"X": iris_rows()}))
     assert result.outputs["label"].shape == (2,)
 
 
@@ -84,14 +85,14 @@ def test_json_async_small_and_large_requests(
 ) -> None:
     package = samples["iris-logreg"]
     small = json.dumps({"inputs": {"X": iris_rows().tolist()}})
-    awaited = json.loads(asyncio.run(pool.run_json_async(package, small)))
+    awaited = json.loads(run(pool.run_json_async(package, small)))
     assert awaited["outputs"] == json.loads(pool.run_json(package, small))["outputs"]
     assert awaited["model"] == package.name
     # Over the inline limit: parsed and encoded off the loop, same answer.
     rows = np.random.default_rng(3).uniform(0, 8, (4000, 4)).round(3).tolist()
     large = json.dumps({"inputs": {"X": {"dtype": "float32", "data": rows}}})
     assert len(large) > 64 * 1024
-    answer = json.loads(asyncio.run(pool.run_json_async(package, large)))
+    answer = json.loads(run(pool.run_json_async(package, large)))
     assert answer["outputs"] == json.loads(pool.run_json(package, large))["outputs"]
     assert answer["outputs"]["label"]["shape"] == [4000]
 
@@ -106,16 +107,16 @@ def test_a_cancelled_caller_leaves_the_pool_serving(
         with pytest.raises(asyncio.CancelledError):
             await task
 
-    asyncio.run(cancel_a_slow_call())
+    run(cancel_a_slow_call())
     time.sleep(LIMITS.timeout_s + 0.5)  # the abandoned call times out in its worker
-    result = asyncio.run(pool.run_async(samples["iris-logreg"], {"X": iris_rows()}))
+    result = run(pool.run_async(samples["iris-logreg"], {"X": iris_rows()}))
     assert result.outputs["label"].shape == (2,)
 
 
 def test_closed_pool_refuses_async_calls(samples: dict[str, ModelPackage]) -> None:
     closed = TryPool(workers=1, limits=LIMITS)
     with pytest.raises(InferencePoolClosedError):
-        asyncio.run(closed.run_async(samples["iris-logreg"], {"X": iris_rows()}))
+        run(closed.run_async(samples["iris-logreg"], {"X": iris_rows()}))
 
 
 def test_bad_json_is_refused_before_any_worker(
@@ -123,5 +124,5 @@ def test_bad_json_is_refused_before_any_worker(
 ) -> None:
     calls = pool.batched_runs
     with pytest.raises(InferenceInputError, match="not valid JSON"):
-        asyncio.run(pool.run_json_async(samples["iris-logreg"], b"{not json"))
+        run(pool.run_json_async(samples["iris-logreg"], b"{not json"))
     assert pool.batched_runs == calls

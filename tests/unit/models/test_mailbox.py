@@ -10,6 +10,7 @@ import pytest
 
 from mercato.errors import InferenceRunError
 from mercato.models.runtime.mailbox import LoopMailbox
+from tests.event_loop import run
 
 
 class _CountingMailbox(LoopMailbox[int]):
@@ -41,7 +42,7 @@ def test_a_burst_of_outcomes_wakes_the_loop_once_and_settles_every_future() -> N
         outcomes = await asyncio.gather(*futures, return_exceptions=True)
         return outcomes, mailbox.drains
 
-    outcomes, drains = asyncio.run(scenario())
+    outcomes, drains = run(scenario())
     assert outcomes[0:2] == [10, 11] and outcomes[3] == 13
     assert isinstance(outcomes[2], InferenceRunError)
     assert drains == 1
