@@ -193,3 +193,28 @@ def test_a_pool_that_cannot_start_leaves_nothing_behind(samples: dict[str, Model
     assert pool.pids == []
     with pytest.raises(InferencePoolClosedError):
         pool.run(samples["iris-logreg"], {"X": iris_rows()})
+
+
+def test_callers_are_answered_before_a_recycled_worker_has_restarted(
+    samples: dict[str, ModelPackage],
+) -> None:
+    # One worker, recycled after every call: the second call has to wait for a fresh
+    # worker to import ONNX Runtime, but the first call's answer must not wait with it.
+    limits = replace(LIMITS, max_calls_per_worker=1, max_batch_calls=1)
+    package = samples["iris-logreg"]
+    executor = ThreadPoolExecutor(max_workers=2)
+    with TryPool(workers=1, limits=limits) as pool:
+        with pool._hold():
+            first = executor.submit(pool.run, package, {"X": iris_rows()})
+            while pool._queued() < 1:
+                time.sleep(0.005)
+            second = executor.submit(pool.run, package, {"X": iris_rows()})
+            while pool._queued() < 2:
+                time.sleep(0.005)
+        first_labels = first.result(timeout=60).outputs["label"].tolist()
+        ready_when_first_was_answered = [worker.ready for worker in pool._all]
+        assert second.result(timeout=60).outputs["label"].tolist() == first_labels
+        assert len(first_labels) == 2
+        assert pool.replaced >= 1
+    executor.shutdown()
+    assert ready_when_first_was_answered == [False]

@@ -369,6 +369,8 @@ class TryPool:
         until this slot's next exchange. `on_sent` runs while the worker computes.
         """
         worker = slot.worker
+        if not worker.ready and on_sent is not None:
+            on_sent()  # a replacement may take seconds to start: nobody waits on it
         try:
             worker.wait_ready(self.limits.startup_timeout_s)
         except InferenceWorkerCrashedError:
