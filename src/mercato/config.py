@@ -60,6 +60,11 @@ class Settings(BaseModel):
     try_per_minute: int = Field(default=30, ge=1, description="Try calls per wallet per minute")
 
     @property
+    def store_dir(self) -> Path:
+        """The node's local block store (`mercato.storage.blockstore` draws its layout)."""
+        return self.data_dir / "store"
+
+    @property
     def public_url(self) -> str:
         """Where buyers reach this node's gateway."""
         return self.provider_url or f"http://{self.gateway_host}:{self.gateway_port}"

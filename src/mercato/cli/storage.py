@@ -11,7 +11,9 @@ import typer
 from mercato.cli.app import app
 from mercato.errors import ConfigError
 
-# Exit codes of the storage commands (band 30-39); stable, never reused.
+# Exit codes of the storage commands (band 30-39); stable, never reused. The others in
+# the band: 32 any StorageError (`mercato.cli.errors`), 33 damaged blocks and 34 no store
+# (`mercato store`, in `mercato.cli.store`).
 EXIT_FILE_NOT_READABLE = 30
 EXIT_BAD_OPTION = 31
 

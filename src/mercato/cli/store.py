@@ -40,7 +40,7 @@ def _open_store(data_dir: Path | None) -> Blockstore:
     """The node's blockstore, without creating one where there is none."""
     from mercato.storage.blockstore import Blockstore
 
-    root = load_settings(data_dir=data_dir).data_dir / "store"
+    root = load_settings(data_dir=data_dir).store_dir
     if not (root / "blocks").is_dir():
         err_console.print(
             f"[bold red]error:[/bold red] there is no block store at {root}. "

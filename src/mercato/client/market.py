@@ -93,7 +93,7 @@ class Market:
     def store(self) -> Blockstore:
         """This node's local blockstore (opened on first use)."""
         if self._store is None:
-            self._store = Blockstore(self.settings.data_dir / "store")
+            self._store = Blockstore(self.settings.store_dir)
         return self._store
 
     @property
