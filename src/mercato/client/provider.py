@@ -11,21 +11,27 @@ plaintext copy of each version it serves, rebuilt from its own store and key:
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from typing import TYPE_CHECKING
 
 import httpx
 
 from mercato.client.artifacts import restore_package
+from mercato.client.metadata import MAX_MANIFEST
 from mercato.errors import (
     ContentKeyMissingError,
     ProviderRejectedError,
     ProviderUnavailableError,
+    StorageError,
 )
 from mercato.models.package import ModelPackage, load_package
 from mercato.models.runtime import TryPool
+from mercato.storage.exporter import iter_file
 
 if TYPE_CHECKING:
+    from multiformats import CID
+
     from mercato.client.market import Market
 
 
@@ -64,7 +70,8 @@ class ProviderService:
                         version.plaintext_sha256,
                         folder,
                     )
-                self._packages[cid] = load_package(folder)
+                name = _published_name(self._market, version.manifest_cid)
+                self._packages[cid] = load_package(folder, name=name)
             return self._packages[cid]
 
     def try_json(self, model_id: int, request: bytes) -> bytes:
@@ -86,6 +93,25 @@ class ProviderService:
         """
         package = await asyncio.to_thread(self.package_for, model_id)
         return await self._pool.run_json_async(package, request)
+
+
+def _published_name(market: Market, manifest_cid: CID) -> str | None:
+    """The model name in a version's published manifest, which this node stores.
+
+    The unpacked copy lives in a folder named by its CID; without the published name
+    its try answers would name the model by that CID.
+    """
+    data = bytearray()
+    try:
+        for piece in iter_file(manifest_cid, market.store):
+            data += piece
+            if len(data) > MAX_MANIFEST:
+                return None
+        manifest = json.loads(bytes(data))
+    except (StorageError, ValueError):
+        return None
+    name = manifest.get("name") if isinstance(manifest, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def try_remote(provider_url: str, model_id: int, request: bytes, timeout: float = 30.0) -> bytes:

@@ -77,6 +77,7 @@ def test_buyer_tries_buys_downloads_and_reviews_a_derived_model(
     tried = network.cli("try", child, json.dumps({"X": IRIS_ROWS}))
     assert tried.returncode == 0, tried.stderr
     labels = json.loads(tried.stdout)["outputs"]["label"]["data"]
+    assert json.loads(tried.stdout)["model"] == Path(str(models["source"])).name  # not a CID
     assert labels == [int(x) for x in _outputs(Path(str(models["source"])) / "model.onnx")[0]]
 
     parent_owner_credits = network.market(network.buyer_dir).contracts.marketplace.credits(
