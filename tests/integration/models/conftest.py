@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
@@ -104,6 +105,17 @@ LIMITS = RuntimeLimits(
 def pool() -> Iterator[TryPool]:
     with TryPool(workers=2, limits=LIMITS) as running:
         yield running
+
+
+def digit_images(seed: int, row_counts: Iterable[int]) -> list[np.ndarray]:
+    """One random batch of 8x8 digit images (64 features) per row count."""
+    rng = np.random.default_rng(seed)
+    return [rng.uniform(0, 16, (rows, 64)).astype(np.float32) for rows in row_counts]
+
+
+def reference_session(package: ModelPackage) -> ort.InferenceSession:
+    """The package's model in this process, to check the pool's answers against."""
+    return ort.InferenceSession(str(package.entry_path), providers=["CPUExecutionProvider"])
 
 
 def iris_rows() -> np.ndarray:

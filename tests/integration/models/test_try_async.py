@@ -9,7 +9,6 @@ import time
 from collections.abc import Iterator
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
 from mercato.errors import (
@@ -21,7 +20,7 @@ from mercato.errors import (
 from mercato.models import ModelPackage, TryPool
 from tests.event_loop import run
 
-from .conftest import LIMITS, iris_rows
+from .conftest import LIMITS, digit_images, iris_rows, reference_session
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +46,8 @@ def test_many_coroutines_share_batches_and_each_gets_its_own_rows(
     pool: TryPool, samples: dict[str, ModelPackage]
 ) -> None:
     package = samples["digits-mlp"]
-    session = ort.InferenceSession(str(package.entry_path), providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(7)
-    inputs = [rng.uniform(0, 16, (int(rows), 64)).astype(np.float32) for rows in range(1, 41)]
+    session = reference_session(package)
+    inputs = digit_images(7, range(1, 41))
 
     async def all_at_once() -> list[object]:
         with pool._hold():  # every call waits before the first is dispatched

@@ -12,13 +12,12 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
 from mercato.errors import InferenceRunError, InferenceTimeoutError
 from mercato.models import ModelPackage, TryPool, TryResult
 
-from .conftest import LIMITS
+from .conftest import LIMITS, digit_images, reference_session
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +43,8 @@ def test_batched_outputs_are_split_back_per_call(
     pool: TryPool, samples: dict[str, ModelPackage]
 ) -> None:
     package = samples["digits-mlp"]
-    session = ort.InferenceSession(str(package.entry_path), providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(1)
-    inputs = [rng.uniform(0, 16, (rows, 64)).astype(np.float32) for rows in (1, 3, 2, 5, 1)]
+    session = reference_session(package)
+    inputs = digit_images(1, (1, 3, 2, 5, 1))
     before = pool.batched_runs
     futures = _together(pool, [lambda x=x: pool.run(package, {"X": x}) for x in inputs])
     assert pool.batched_runs == before + 1
