@@ -72,19 +72,27 @@ def test_browse_try_buy_download_review(browser: Any, demo_node: tuple[Node, str
     page.context.close()
 
 
-def test_publish_from_the_browser(browser: Any, demo_node: tuple[Node, str]) -> None:
-    node, base = demo_node
-    creator = demo_accounts()[0]  # the node holds this key, so its agent can deliver
+def _publish_sample(
+    browser: Any, node: Node, base: str, creator: Any, name: str, price: str
+) -> tuple[Any, Any]:
+    """Publish the iris sample from the web form as `creator`; the page and its result link."""
     page, _ = open_page(browser, node, creator)
     page.goto(base + "/publish")
     _sign_in(page)
     sample = node.settings.data_dir / "samples" / "iris-logreg"
-    page.fill("#pub-name", "iris-from-browser")
+    page.fill("#pub-name", name)
     page.set_input_files("#pub-files", [str(sample / "model.onnx"), str(sample / "README.md")])
-    page.fill("#pub-price", "2.5")
+    page.fill("#pub-price", price)
     page.click("#publish")
     link = page.locator("#published-link")
     expect(link).to_be_visible(timeout=60_000)
+    return page, link
+
+
+def test_publish_from_the_browser(browser: Any, demo_node: tuple[Node, str]) -> None:
+    node, base = demo_node
+    creator = demo_accounts()[0]  # the node holds this key, so its agent can deliver
+    page, link = _publish_sample(browser, node, base, creator, "iris-from-browser", "2.5")
     shot(page, "04-published")
     model_id = int(link.inner_text().removeprefix("model #"))
 
@@ -126,16 +134,7 @@ def test_a_browser_creator_names_the_node_as_agent_and_sales_get_delivered(
 ) -> None:
     node, base = demo_node
     creator = demo_accounts()[5]  # funded, but the node does not hold this key
-    page, _ = open_page(browser, node, creator)
-    page.goto(base + "/publish")
-    _sign_in(page)
-    sample = node.settings.data_dir / "samples" / "iris-logreg"
-    page.fill("#pub-name", "iris-by-a-browser-creator")
-    page.set_input_files("#pub-files", [str(sample / "model.onnx"), str(sample / "README.md")])
-    page.fill("#pub-price", "1")
-    page.click("#publish")
-    link = page.locator("#published-link")
-    expect(link).to_be_visible(timeout=60_000)
+    page, link = _publish_sample(browser, node, base, creator, "iris-by-a-browser-creator", "1")
     expect(page.locator("#txlist")).to_contain_text("Let this node deliver your keys: confirmed")
     model_id = int(link.inner_text().removeprefix("model #"))
     page.context.close()

@@ -26,9 +26,9 @@ def _write(root: Path, name: str, model: onnx.ModelProto) -> ModelPackage:
     return load_package(directory)
 
 
-def looping_model() -> onnx.ModelProto:
-    """A Loop whose trip count is 2**62: it would run for years."""
-    body = helper.make_graph(
+def counting_loop_body() -> onnx.GraphProto:
+    """A Loop body that adds 1 to its float carry on every trip."""
+    return helper.make_graph(
         [
             helper.make_node("Identity", ["cond_in"], ["cond_out"]),
             helper.make_node("Add", ["v_in", "one"], ["v_out"]),
@@ -45,6 +45,11 @@ def looping_model() -> onnx.ModelProto:
         ],
         initializer=[helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])],
     )
+
+
+def looping_model() -> onnx.ModelProto:
+    """A Loop whose trip count is 2**62: it would run for years."""
+    body = counting_loop_body()
     graph = helper.make_graph(
         [helper.make_node("Loop", ["trips", "cond", "x"], ["y"], body=body)],
         "loops",
@@ -136,23 +141,7 @@ def gather_model() -> onnx.ModelProto:
 
 def batch_looping_model() -> onnx.ModelProto:
     """Batchable: y = x, after a loop that runs max(x) times (x = 1e15 runs for years)."""
-    body = helper.make_graph(
-        [
-            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
-            helper.make_node("Add", ["v_in", "one"], ["v_out"]),
-        ],
-        "body",
-        [
-            helper.make_tensor_value_info("i", TensorProto.INT64, []),
-            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
-            helper.make_tensor_value_info("v_in", TensorProto.FLOAT, [1]),
-        ],
-        [
-            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
-            helper.make_tensor_value_info("v_out", TensorProto.FLOAT, [1]),
-        ],
-        initializer=[helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])],
-    )
+    body = counting_loop_body()
     graph = helper.make_graph(
         [
             helper.make_node("ReduceMax", ["x"], ["top"], keepdims=0),

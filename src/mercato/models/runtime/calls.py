@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -94,11 +95,18 @@ class Call:
             self.on_done(self)
         self._unfinished.release()
 
+    def failure(self) -> BaseException | None:
+        """Why a finished call has no result, or None when it has one."""
+        if self.error is None and self.result is None:
+            return InferenceRunError("The try pool returned no result.")
+        return self.error
+
     def outcome(self) -> TryResult:
         """The result of a finished call, or its error raised."""
-        if self.error is not None or self.result is None:
-            raise self.error or InferenceRunError("The try pool returned no result.")
-        return self.result
+        error = self.failure()
+        if error is not None:
+            raise error
+        return cast(TryResult, self.result)  # failure() is None only when there is one
 
     def wait(self) -> TryResult:
         """Block until the call is finished; its result, or its error raised."""

@@ -560,10 +560,7 @@ class TryPool:
         future: asyncio.Future[TryResult] = loop.create_future()
 
         def on_done(call: Call) -> None:
-            error = call.error
-            if error is None and call.result is None:
-                error = InferenceRunError("The try pool returned no result.")
-            mailbox.post(future, call.result, error)
+            mailbox.post(future, call.result, call.failure())
 
         self._submit(package, arrays, output_names, on_done)
         return await future
