@@ -13,6 +13,7 @@ import pytest
 
 from mercato.errors import (
     InferenceInputError,
+    InferenceInputNonFiniteError,
     InferenceInputShapeError,
     InferencePoolClosedError,
     InferenceTimeoutError,
@@ -70,6 +71,8 @@ def test_async_errors_are_the_same_typed_errors(
 ) -> None:
     with pytest.raises(InferenceInputShapeError):
         run(pool.run_async(samples["iris-logreg"], {"X": [[1.0, 2.0]]}))
+    with pytest.raises(InferenceInputNonFiniteError):  # checked in the pool, before a worker
+        run(pool.run_async(samples["iris-logreg"], {"X": [[1.0, 2.0, float("nan"), 0.0]]}))
     before = set(pool.pids)
     with pytest.raises(InferenceTimeoutError):
         run(pool.run_async(hostile["loops"], {"x": [1.0]}))

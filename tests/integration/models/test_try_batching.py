@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from mercato.errors import InferenceRunError, InferenceTimeoutError
+from mercato.errors import InferenceInputNonFiniteError, InferenceRunError, InferenceTimeoutError
 from mercato.models import ModelPackage, TryPool, TryResult
 
 from .conftest import LIMITS, digit_images, reference_session
@@ -68,6 +68,27 @@ def test_a_bad_call_in_a_batch_fails_alone(
     assert futures[0].result().outputs["y"].tolist() == [10.0, 11.0]
     assert futures[1].result().outputs["y"].tolist() == [13.0]
     assert futures[3].result().outputs["y"].tolist() == [12.0, 12.0, 10.0]
+
+
+def test_nan_in_a_batch_fails_that_call_alone_before_any_worker_runs_it(
+    pool: TryPool, samples: dict[str, ModelPackage]
+) -> None:
+    """Float inputs are checked for NaN once per batch; a hit is traced to its call."""
+    package = samples["digits-mlp"]
+    session = reference_session(package)
+    inputs = digit_images(2, (1, 2, 1, 3))
+    inputs[2][0, 7] = np.nan
+    pids, retries = pool.pids, pool.batch_retries
+    futures = _together(pool, [lambda x=x: pool.run(package, {"X": x}) for x in inputs])
+    assert pool.batch_retries == retries + 1
+    with pytest.raises(InferenceInputNonFiniteError) as info:
+        futures[2].result()
+    assert info.value.input_name == "X"
+    for index in (0, 1, 3):
+        result = futures[index].result()
+        label, _ = session.run(None, {"X": inputs[index]})
+        assert result.outputs["label"].tolist() == label.tolist()
+    assert pool.pids == pids  # refused in the pool: no worker was faulted or replaced
 
 
 def test_a_timeout_in_a_batch_kills_the_worker_and_only_the_looping_call_fails(

@@ -87,6 +87,17 @@ def test_bad_input_is_refused_before_the_worker(
     _still_serves(pool, samples["iris-logreg-tuned"])
 
 
+def test_run_arrays_refuses_nan_too(pool: TryPool, samples: dict[str, ModelPackage]) -> None:
+    """Arrays that skipped `prepare_inputs` are still checked before a worker runs them."""
+    pids = pool.pids
+    rows = iris_rows()
+    rows[1, 2] = np.inf
+    with pytest.raises(InferenceInputNonFiniteError, match="finite"):
+        pool.run_arrays(samples["iris-logreg-tuned"], {"X": rows})
+    assert pool.pids == pids
+    _still_serves(pool, samples["iris-logreg-tuned"])
+
+
 def test_nan_where_ints_are_expected(pool: TryPool, hostile: dict[str, ModelPackage]) -> None:
     with pytest.raises(InferenceInputNonFiniteError, match="integers"):
         pool.run_json(hostile["eats-memory"], '{"inputs": {"n": [NaN]}}')

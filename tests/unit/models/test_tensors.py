@@ -18,6 +18,7 @@ from mercato.models.runtime.tensors import (
     InputPolicy,
     decode_request,
     encode_outputs,
+    non_finite_input,
     prepare_inputs,
 )
 
@@ -86,6 +87,27 @@ def test_non_finite_floats_follow_the_policy() -> None:
         prepare_inputs([X], {"X": [[1e300, 0.0, 0.0, 0.0]]}, POLICY)
     allowed = prepare_inputs([X], value, InputPolicy(allow_non_finite=True))
     assert np.isnan(allowed["X"][0, 1])
+
+
+def test_the_finite_check_can_be_left_to_the_pool() -> None:
+    """The try pool checks whole batches; the inputs pass here and are caught there."""
+    checked_later = prepare_inputs(
+        [X], {"X": [[1.0, float("nan"), 0.0, 0.0]]}, POLICY, check_finite=False
+    )
+    assert np.isnan(checked_later["X"][0, 1])
+    error = non_finite_input(checked_later)
+    assert isinstance(error, InferenceInputNonFiniteError)
+    assert error.input_name == "X" and "float32" in str(error)
+    # Integers cannot hold NaN, so they are always checked before conversion.
+    with pytest.raises(InferenceInputNonFiniteError, match="integers"):
+        prepare_inputs([IDS], {"ids": [[1.0, float("nan")]]}, POLICY, check_finite=False)
+
+
+def test_non_finite_input_names_the_first_bad_float_array() -> None:
+    finite = np.zeros((2, 4), np.float32)
+    assert non_finite_input({"X": finite, "ids": np.array([[1, 2]])}) is None
+    error = non_finite_input({"X": finite, "Y": np.array([np.inf]), "Z": np.array([np.nan])})
+    assert error is not None and error.input_name == "Y"
 
 
 def test_missing_and_unknown_inputs() -> None:

@@ -41,6 +41,7 @@ import numpy as np
 from mercato.errors import (
     ConfigError,
     InferenceError,
+    InferenceInputError,
     InferenceMemoryError,
     InferencePoolClosedError,
     InferenceRunError,
@@ -53,10 +54,7 @@ from mercato.models.runtime.calls import Call, Outcomes, TryResult, hand_over
 from mercato.models.runtime.limits import RuntimeLimits
 from mercato.models.runtime.mailbox import LoopMailbox
 from mercato.models.runtime.process import WorkerProcess
-from mercato.models.runtime.tensors import (
-    decode_request,
-    prepare_inputs,
-)
+from mercato.models.runtime.tensors import decode_request, non_finite_input, prepare_inputs
 from mercato.models.runtime.worker import place, receive, send, take
 
 
@@ -111,6 +109,7 @@ class TryPool:
             raise ConfigError(
                 f"max_batch_calls must be at least 1, got {self.limits.max_batch_calls}."
             )
+        self._policy = self.limits.input_policy
         self._context = multiprocessing.get_context(start_method)
         self._cond = threading.Condition()
         # Waiting calls, grouped by what may share a batch; oldest group first.
@@ -379,11 +378,18 @@ class TryPool:
         model = call.model
         try:
             layout = place(dict(arrays), worker.buffer, 0, worker.input_capacity)
+            if not self.limits.allow_non_finite:
+                # One pass over the whole batch in place, cheaper than one per call.
+                error = non_finite_input(take(layout, worker.buffer, copy=False))
+                if error is not None:
+                    raise error
             send(worker.conn, ("run", next(self._ids), call.key, call.path, layout, call.names))
             if on_sent is not None:
                 on_sent()
             answered = worker.wait_reply(self.limits.timeout_s)
             reply = receive(worker.conn) if answered else None
+        except InferenceInputError:
+            raise  # the worker never saw this input; it is fine
         except (EOFError, OSError, ValueError) as exc:
             worker.process.join(0.5)  # reap it, so the exit code is known
             exitcode = worker.process.exitcode
@@ -444,6 +450,9 @@ class TryPool:
     ) -> TryResult:
         """Run already-checked arrays (from `prepare_inputs`) in a worker.
 
+        Float inputs are checked for NaN and infinity here in any case (unless the
+        limits allow them), batch by batch.
+
         Args:
             package: The model.
             arrays: Inputs of the exact dtypes the manifest declares.
@@ -453,6 +462,7 @@ class TryPool:
             The outputs.
 
         Raises:
+            InferenceInputNonFiniteError: a float input holds NaN or infinity.
             InferencePoolClosedError: the pool is not running.
             InferenceTimeoutError: the call overran `timeout_s` (worker replaced), or
                 no worker became free in time.
@@ -514,7 +524,7 @@ class TryPool:
             InferenceWorkerCrashedError: the worker died.
             InferenceRunError: ONNX Runtime failed.
         """
-        arrays = prepare_inputs(package.inputs, inputs, self.limits.input_policy)
+        arrays = prepare_inputs(package.inputs, inputs, self._policy, check_finite=False)
         return self.run_arrays(package, arrays, output_names)
 
     def run_json(self, package: ModelPackage, request: bytes | str) -> bytes:
@@ -535,7 +545,7 @@ class TryPool:
             InferenceWorkerCrashedError: the worker died.
             InferenceRunError: ONNX Runtime failed.
         """
-        arrays = decode_request(request, package.inputs, self.limits.input_policy)
+        arrays = decode_request(request, package.inputs, self._policy, check_finite=False)
         return self.run_arrays(package, arrays).to_json()
 
     # --- asyncio ------------------------------------------------------------------------
@@ -553,6 +563,25 @@ class TryPool:
         Args, returns and raises as `run_arrays`. Cancelling the awaiting task does not
         stop a call a worker already runs; its outcome is dropped.
         """
+        return await self._submit_async(package, arrays, output_names)
+
+    async def run_async(
+        self,
+        package: ModelPackage,
+        inputs: Mapping[str, Any],
+        output_names: Sequence[str] | None = None,
+    ) -> TryResult:
+        """`run` for asyncio. Args, returns and raises as `run`."""
+        arrays = prepare_inputs(package.inputs, inputs, self._policy, check_finite=False)
+        return await self._submit_async(package, arrays, output_names)
+
+    def _submit_async(
+        self,
+        package: ModelPackage,
+        arrays: Mapping[str, np.ndarray],
+        output_names: Sequence[str] | None,
+    ) -> asyncio.Future[TryResult]:
+        """Queue a call whose outcome settles a future of the running loop."""
         loop = asyncio.get_running_loop()
         mailbox = self._mailboxes.get(loop)
         if mailbox is None:
@@ -563,17 +592,7 @@ class TryPool:
             mailbox.post(future, call.result, call.failure())
 
         self._submit(package, arrays, output_names, on_done)
-        return await future
-
-    async def run_async(
-        self,
-        package: ModelPackage,
-        inputs: Mapping[str, Any],
-        output_names: Sequence[str] | None = None,
-    ) -> TryResult:
-        """`run` for asyncio. Args, returns and raises as `run`."""
-        arrays = prepare_inputs(package.inputs, inputs, self.limits.input_policy)
-        return await self.run_arrays_async(package, arrays, output_names)
+        return future
 
     async def run_json_async(self, package: ModelPackage, request: bytes | str) -> bytes:
         """`run_json` for asyncio. Args, returns and raises as `run_json`.
@@ -583,10 +602,13 @@ class TryPool:
         every other coroutine while it is parsed.
         """
         if len(request) <= _INLINE_JSON_BYTES:
-            arrays = decode_request(request, package.inputs, self.limits.input_policy)
+            arrays = decode_request(request, package.inputs, self._policy, check_finite=False)
         else:
             arrays = await asyncio.to_thread(
-                decode_request, request, package.inputs, self.limits.input_policy
+                partial(decode_request, check_finite=False),
+                request,
+                package.inputs,
+                self._policy,
             )
         result = await self.run_arrays_async(package, arrays)
         size = sum(getattr(value, "nbytes", 0) for value in result.outputs.values())

@@ -2,7 +2,9 @@
 """Check try-call inputs against the manifest, and move tensors in and out of JSON.
 
 Everything here runs in the caller's process, before a worker sees the input: a bad
-request costs a few microseconds and never reaches ONNX Runtime.
+request costs a few microseconds and never reaches ONNX Runtime. The try pool checks
+float inputs for NaN and infinity once per batch, just before the batch goes to a
+worker (`non_finite_input`), instead of once per call.
 
 JSON tensors look like ``{"dtype": "float32", "shape": [1, 4], "data": [[...]]}``;
 ``dtype`` and ``shape`` are optional on input (checked when given) and always present on
@@ -42,6 +44,7 @@ _NUMPY_DTYPES = {
     "uint64",
     "bool",
 }
+_TARGETS = {name: np.dtype(name) for name in _NUMPY_DTYPES}
 
 
 @dataclass(frozen=True)
@@ -78,15 +81,17 @@ def _to_array(name: str, value: Any, dtype: str) -> np.ndarray:
     return array
 
 
-def _convert(name: str, array: np.ndarray, dtype: str, policy: InputPolicy) -> np.ndarray:
-    if dtype not in _NUMPY_DTYPES:
+def _convert(
+    name: str, array: np.ndarray, dtype: str, policy: InputPolicy, check_finite: bool
+) -> np.ndarray:
+    target = _TARGETS.get(dtype)
+    if target is None:
         if dtype == "string" and array.dtype.kind in "US":
             return array.astype(object)
         raise InferenceInputTypeError(
             f"Input {name!r} has element type {dtype}, which the try-runtime cannot feed.",
             input_name=name,
         )
-    target = np.dtype(dtype)
     kind = array.dtype.kind
     if array.size == 0:
         return array.astype(target)
@@ -96,16 +101,14 @@ def _convert(name: str, array: np.ndarray, dtype: str, policy: InputPolicy) -> n
                 f"Input {name!r} must hold {dtype} numbers, got {array.dtype} values.",
                 input_name=name,
             )
-        with np.errstate(over="ignore"):  # overflow becomes inf, refused just below
-            # No copy when the dtype already matches: the pool copies the call's
-            # tensors into the worker's shared segment anyway.
-            converted = array.astype(target, copy=False)
-        if not policy.allow_non_finite and not np.isfinite(converted).all():
-            raise InferenceInputNonFiniteError(
-                f"Input {name!r} holds NaN or infinity (or values too large for {dtype}); "
-                "send finite numbers.",
-                input_name=name,
-            )
+        # No copy when the dtype already matches: the pool copies the call's tensors
+        # into the worker's shared segment anyway.
+        converted = array
+        if array.dtype != target:
+            with np.errstate(over="ignore"):  # overflow becomes inf, refused just below
+                converted = array.astype(target)
+        if check_finite and not policy.allow_non_finite and not np.isfinite(converted).all():
+            raise non_finite_error(name, dtype)
         return converted
     if target.kind in "iu":
         if kind == "f":
@@ -172,8 +175,34 @@ def _show(shape: Sequence[object]) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
 
+def non_finite_error(name: str, dtype: str) -> InferenceInputNonFiniteError:
+    """The error for a float input holding NaN or infinity."""
+    return InferenceInputNonFiniteError(
+        f"Input {name!r} holds NaN or infinity (or values too large for {dtype}); "
+        "send finite numbers.",
+        input_name=name,
+    )
+
+
+def non_finite_input(arrays: Mapping[str, Any]) -> InferenceInputNonFiniteError | None:
+    """The error for the first float array in `arrays` holding NaN or infinity, if any.
+
+    Returned, not raised, so no traceback keeps the arrays (views into a worker's
+    shared segment) alive.
+    """
+    for name, array in arrays.items():
+        floats = isinstance(array, np.ndarray) and array.dtype.kind == "f"
+        if floats and not np.isfinite(array).all():
+            return non_finite_error(name, str(array.dtype))
+    return None
+
+
 def prepare_inputs(
-    specs: Sequence[TensorSpec], inputs: Mapping[str, Any], policy: InputPolicy
+    specs: Sequence[TensorSpec],
+    inputs: Mapping[str, Any],
+    policy: InputPolicy,
+    *,
+    check_finite: bool = True,
 ) -> dict[str, np.ndarray]:
     """Check inputs against the manifest and convert them to the model's dtypes.
 
@@ -181,6 +210,8 @@ def prepare_inputs(
         specs: The model's tensor inputs (from the manifest).
         inputs: One value per input name: a NumPy array or nested lists.
         policy: Size and non-finite limits.
+        check_finite: Refuse NaN and infinity in float inputs here (unless the policy
+            allows them). The try pool passes False and checks whole batches instead.
 
     Returns:
         Arrays of the exact dtype each input declares, in manifest order.
@@ -193,10 +224,10 @@ def prepare_inputs(
         InferenceInputShapeError: a rank or dimension does not match, or symbolic
             dimensions disagree between inputs.
     """
-    expected = {spec.name for spec in specs}
-    unknown = sorted(set(inputs) - expected)
-    missing = sorted(expected - set(inputs))
-    if unknown or missing:
+    if len(inputs) != len(specs) or any(spec.name not in inputs for spec in specs):
+        expected = {spec.name for spec in specs}
+        unknown = sorted(set(inputs) - expected)
+        missing = sorted(expected - set(inputs))
         raise InferenceInputError(
             f"The model takes inputs {sorted(expected)}; missing {missing}, unknown "
             f"{unknown}. Send exactly the inputs the manifest lists.",
@@ -217,12 +248,16 @@ def prepare_inputs(
     for spec in specs:
         array = arrays[spec.name]
         _check_shape(spec, array, bindings)
-        out[spec.name] = _convert(spec.name, array, spec.dtype, policy)
+        out[spec.name] = _convert(spec.name, array, spec.dtype, policy, check_finite)
     return out
 
 
 def decode_request(
-    data: bytes | str, specs: Sequence[TensorSpec], policy: InputPolicy
+    data: bytes | str,
+    specs: Sequence[TensorSpec],
+    policy: InputPolicy,
+    *,
+    check_finite: bool = True,
 ) -> dict[str, np.ndarray]:
     """Parse a JSON try-call request and check it against the manifest.
 
@@ -233,6 +268,7 @@ def decode_request(
         data: The JSON text.
         specs: The model's tensor inputs.
         policy: Size and non-finite limits.
+        check_finite: As for `prepare_inputs`.
 
     Returns:
         Arrays ready for the runtime.
@@ -287,7 +323,7 @@ def decode_request(
                 input_name=name,
             )
         values[name] = array
-    return prepare_inputs(specs, values, policy)
+    return prepare_inputs(specs, values, policy, check_finite=check_finite)
 
 
 def _json_value(array: np.ndarray) -> Any:
