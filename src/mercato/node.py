@@ -94,8 +94,8 @@ class Node:
                 recovered.checked,
                 len(recovered.corrupted),
             )
+        # Started by the gateway, on its event loop (see `create_app`).
         self._pool = TryPool(workers=self.try_workers)
-        self._pool.start()
         provider = ProviderService(self.market, self._pool)
         delivery_agent = self.accounts[0].address if self.accounts else None
         config = uvicorn.Config(

@@ -84,6 +84,24 @@ class ProviderService:
         """
         return self._pool.run_json(self.package_for(model_id), request)
 
+    async def start_pool(self) -> bool:
+        """Start the try pool's engine on the running loop, unless the pool already runs.
+
+        Coroutines on this loop (the gateway's) then reach the workers without crossing
+        a thread.
+
+        Returns:
+            True when this call started the pool (close it with `close_pool`).
+        """
+        if self._pool.running:
+            return False
+        await self._pool.start_async()
+        return True
+
+    async def close_pool(self) -> None:
+        """Stop the try pool started by `start_pool`, letting running calls finish."""
+        await self._pool.close_async()
+
     async def try_json_async(self, model_id: int, request: bytes) -> bytes:
         """`try_json` for an event loop: the chain lookup of the model's version runs in
         a thread, the try call itself is awaited without holding one.

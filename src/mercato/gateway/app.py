@@ -92,6 +92,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # The try pool's engine runs on this loop, next to the requests that await it.
+        started_pool = await provider.start_pool()
         if state.follower is not None:
             state.follower.start()
         try:
@@ -99,6 +101,8 @@ def create_app(
         finally:
             if state.follower is not None:
                 state.follower.stop()
+            if started_pool:
+                await provider.close_pool()
 
     app = FastAPI(
         title="Mercato node",

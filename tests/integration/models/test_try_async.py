@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 
 import numpy as np
+import psutil
 import pytest
 
 from mercato.errors import (
@@ -16,6 +17,7 @@ from mercato.errors import (
     InferenceInputNonFiniteError,
     InferenceInputShapeError,
     InferencePoolClosedError,
+    InferenceRunError,
     InferenceTimeoutError,
 )
 from mercato.models import ModelPackage, TryPool
@@ -28,6 +30,35 @@ from .conftest import LIMITS, digit_images, iris_rows, reference_session
 def pool() -> Iterator[TryPool]:
     with TryPool(workers=2, limits=LIMITS) as running:
         yield running
+
+
+def test_a_pool_started_on_a_loop_serves_its_coroutines_and_other_threads(
+    samples: dict[str, ModelPackage],
+) -> None:
+    """`async with TryPool(...)`: the engine runs on this loop, next to its callers."""
+    package = samples["digits-mlp"]
+    session = reference_session(package)
+    inputs = digit_images(3, (1, 2, 1, 3, 1, 1, 2, 1))
+
+    async def scenario() -> tuple[list[object], object, int, list[int]]:
+        async with TryPool(workers=1, limits=LIMITS) as pool:
+            # Calls made in one loop iteration share one batch: nothing waits for them.
+            results = await asyncio.gather(*(pool.run_async(package, {"X": x}) for x in inputs))
+            batched = pool.batched_runs
+            # A blocking call from another thread reaches the same engine...
+            threaded = await asyncio.to_thread(pool.run, package, {"X": inputs[0]})
+            # ...but on the loop's own thread it would wait for itself forever.
+            with pytest.raises(InferenceRunError, match="await run_async"):
+                pool.run(package, {"X": inputs[0]})
+            return list(results), threaded, batched, pool.pids
+
+    results, threaded, batched, pids = run(scenario())
+    assert batched == 1
+    for x, result in zip(inputs, results, strict=True):
+        label, _ = session.run(None, {"X": x})
+        assert result.outputs["label"].tolist() == label.tolist()  # type: ignore[attr-defined]
+    assert threaded.outputs["label"].tolist() == results[0].outputs["label"].tolist()  # type: ignore[attr-defined]
+    assert len(pids) == 1 and not psutil.pid_exists(pids[0])  # stopped on leaving the block
 
 
 def test_async_outputs_match_the_blocking_call(

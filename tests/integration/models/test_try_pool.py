@@ -141,20 +141,36 @@ def test_memory_eater_gets_a_memory_error_and_pool_keeps_serving(
         _still_serves(pool, samples["iris-logreg-tuned"])
 
 
-def test_worker_killed_from_outside_is_replaced(
+def test_idle_workers_killed_from_outside_are_replaced_before_any_call_fails(
     pool: TryPool, samples: dict[str, ModelPackage]
 ) -> None:
-    for pid in pool.pids:
+    killed = set(pool.pids)
+    replaced = pool.replaced
+    for pid in killed:
         os.kill(pid, signal.SIGKILL)
-    time.sleep(0.2)
-    crashes = 0
+    # The engine watches each worker's pipe, so a death is noticed without a call.
+    deadline = time.monotonic() + 5
+    while pool.replaced < replaced + 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pool.replaced == replaced + 2
     for _ in range(4):
-        try:
-            _still_serves(pool, samples["iris-logreg-tuned"])
-        except InferenceWorkerCrashedError as exc:
-            assert exc.exitcode == -signal.SIGKILL
-            crashes += 1
-    assert crashes == 2  # each dead worker fails exactly one call, then is replaced
+        _still_serves(pool, samples["iris-logreg-tuned"])  # waits for the replacements
+    assert len(pool.pids) == 2 and killed.isdisjoint(pool.pids)
+
+
+def test_a_worker_killed_during_a_call_fails_that_call_with_its_exit_code(
+    pool: TryPool, samples: dict[str, ModelPackage], hostile: dict[str, ModelPackage]
+) -> None:
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        looping = executor.submit(pool.run, hostile["loops"], {"x": [0.0]})
+        time.sleep(0.3)  # well inside its 1.5 s limit: it is running now
+        assert not looping.done()
+        for pid in pool.pids:
+            os.kill(pid, signal.SIGKILL)
+        with pytest.raises(InferenceWorkerCrashedError) as info:
+            looping.result(timeout=LIMITS.timeout_s)
+    assert info.value.exitcode == -signal.SIGKILL
+    assert info.value.code == "inference_worker_crashed"
     _still_serves(pool, samples["iris-logreg-tuned"])
 
 

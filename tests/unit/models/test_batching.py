@@ -14,8 +14,10 @@ def test_outputs_are_cut_at_each_calls_rows() -> None:
     assert parts is not None
     assert [p["label"].tolist() for p in parts] == [[0], [1, 2, 3], [4, 5]]
     assert parts[2]["scores"].tolist() == [[8.0, 9.0], [10.0, 11.0]]
-    parts[0]["label"][0] = 99  # a copy: one caller cannot touch another's outputs
+    # Copied out of `outputs` (a worker's reused segment); no caller sees another's rows.
+    parts[0]["label"][0] = 99
     assert outputs["label"][0] == 0
+    assert [p["label"].tolist() for p in parts] == [[99], [1, 2, 3], [4, 5]]
 
 
 def test_outputs_without_the_batch_dimension_cannot_be_split() -> None:

@@ -49,18 +49,22 @@ def split_outputs(
         rows: Rows each call contributed, in batch order.
 
     Returns:
-        One dict per call (copies), or None when an output is not an array whose
-        first dimension is the batch's total rows.
+        One dict per call, or None when an output is not an array whose first
+        dimension is the batch's total rows. Each output is copied once, whole, and
+        the calls get views into that copy (one copy per batch, not one per call), so
+        `outputs` may be views into memory that is reused afterwards.
     """
     total = sum(rows)
     for value in outputs.values():
         if not isinstance(value, np.ndarray) or value.ndim == 0 or value.shape[0] != total:
             return None
+    copies = {name: value.copy() for name, value in outputs.items()}
     parts: list[dict[str, np.ndarray]] = []
     start = 0
     for count in rows:
-        parts.append({name: value[start : start + count].copy() for name, value in outputs.items()})
-        start += count
+        end = start + count
+        parts.append({name: value[start:end] for name, value in copies.items()})
+        start = end
     return parts
 
 

@@ -43,7 +43,7 @@ class Call:
 
     A blocking caller waits on a lock the call holds until it is finished (cheaper than
     an Event: one futex, no Condition); an async caller passes `on_done` instead, which
-    the dispatcher thread calls with the finished call.
+    the pool's engine calls with the finished call.
     """
 
     __slots__ = (
@@ -78,14 +78,19 @@ class Call:
         self.arrays = arrays
         self.names = names
         self.rows = rows
-        self.nbytes = sum(getattr(a, "nbytes", 0) for a in arrays.values())
+        nbytes = 0
+        for array in arrays.values():
+            nbytes += getattr(array, "nbytes", 0)
+        self.nbytes = nbytes
         self.queued_at = time.monotonic()
         self.result: TryResult | None = None
         self.error: BaseException | None = None
         self.finished = False
         self.on_done = on_done
-        self._unfinished = threading.Lock()
-        self._unfinished.acquire()
+        self._unfinished: threading.Lock | None = None
+        if on_done is None:  # a blocking caller will wait on it
+            self._unfinished = threading.Lock()
+            self._unfinished.acquire()
 
     def finish(self, result: TryResult | None, error: BaseException | None = None) -> None:
         self.result, self.error = result, error
@@ -93,7 +98,8 @@ class Call:
         self.finished = True
         if self.on_done is not None:
             self.on_done(self)
-        self._unfinished.release()
+        if self._unfinished is not None:
+            self._unfinished.release()
 
     def failure(self) -> BaseException | None:
         """Why a finished call has no result, or None when it has one."""
@@ -110,15 +116,6 @@ class Call:
 
     def wait(self) -> TryResult:
         """Block until the call is finished; its result, or its error raised."""
-        self._unfinished.acquire()
+        if self._unfinished is not None:
+            self._unfinished.acquire()
         return self.outcome()
-
-
-Outcomes = list[tuple[Call, "TryResult | None", "BaseException | None"]]
-
-
-def hand_over(outcomes: Outcomes) -> None:
-    """Finish each served call, waking its caller; safe to call again (empties the list)."""
-    for call, result, error in outcomes:
-        call.finish(result, error)
-    outcomes.clear()

@@ -1,77 +1,67 @@
 # SPDX-License-Identifier: AGPL-3.0-only
 """The try-before-you-buy pool: ONNX Runtime in worker processes with hard limits.
 
-A call is checked against the model's manifest in the caller's process, then queued.
-One dispatcher thread per worker takes the oldest waiting call to its worker and waits
-at most `timeout_s`; a worker that overruns is killed and replaced, one that runs out of
-memory or dies is replaced, and the caller gets a typed error while the other workers
-keep serving. `run` is thread-safe: with N workers, N batches run in parallel.
+A call is checked against the model's manifest in the caller's process, then handed
+to the pool's engine (`engine`), which runs on one event loop and drives every worker:
+a call that overruns `timeout_s` gets its worker killed and replaced, one that runs out
+of memory or kills its worker gets a typed error, and the other workers keep serving.
+
+Where the engine runs is the caller's choice. `start` (or ``with TryPool(...)``) gives
+it a thread of its own; `await start_async()` (or ``async with TryPool(...)``) puts it
+on the running loop, so coroutines on that loop reach the workers without crossing a
+thread, the fastest way to serve many small calls (the node's gateway does this).
+Either way `run` works from any other thread and `run_async` from any loop.
 
 Dynamic batching, as model servers do it: when several calls for the same model wait
 and the model's inputs and outputs all share a symbolic first dimension (`N`), a free
 worker takes them together, concatenated along that dimension, and the outputs are
 split back per call. Nothing waits on purpose to fill a batch, so a lone call goes
-at once. A batch stays within `max_input_bytes`; if a batched run fails in any way
-(error, timeout, crash, memory, output limit, outputs without the batch dimension),
+at once. A batch stays within `max_input_bytes`; if a batched run fails in any way,
 each call is run again on its own, so one bad call fails alone.
 
-Around this module: `limits` (what a call may use), `calls` (a queued call and its
-result), `process` (the pool's handle on a worker process), `worker` (the worker's own
-loop), `batching` (which calls may share a run), `mailbox` (finished calls on their way
-to an event loop) and `tensors` (input checks and JSON).
+Around this module: `engine` (queueing, batching, faults), `limits` (what a call may
+use), `calls` (a queued call and its result), `process` (the pool's handle on a worker
+process), `worker` (the worker's own loop), `batching` (which calls may share a run),
+`mailbox` (calls crossing to and from the engine's loop) and `tensors` (input checks and
+JSON).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import multiprocessing
 import threading
-import time
 import weakref
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from functools import partial
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from mercato.errors import (
     ConfigError,
-    InferenceError,
-    InferenceInputError,
-    InferenceMemoryError,
     InferencePoolClosedError,
     InferenceRunError,
-    InferenceTimeoutError,
-    InferenceWorkerCrashedError,
 )
 from mercato.models.package import ModelPackage
-from mercato.models.runtime.batching import batch_dimension, batch_signature, split_outputs
-from mercato.models.runtime.calls import Call, Outcomes, TryResult, hand_over
+from mercato.models.runtime.batching import batch_dimension, batch_signature
+from mercato.models.runtime.calls import Call, TryResult
+from mercato.models.runtime.engine import Engine
 from mercato.models.runtime.limits import RuntimeLimits
-from mercato.models.runtime.mailbox import LoopMailbox
+from mercato.models.runtime.mailbox import LoopMailbox, Outcome, settle
 from mercato.models.runtime.process import WorkerProcess
-from mercato.models.runtime.tensors import decode_request, non_finite_input, prepare_inputs
-from mercato.models.runtime.worker import place, receive, send, take
+from mercato.models.runtime.tensors import decode_request, prepare_inputs
+
+T = TypeVar("T")
 
 
-class _Slot:
-    """A dispatcher thread's worker; replaced in place after a fault."""
-
-    __slots__ = ("worker",)
-
-    def __init__(self, worker: WorkerProcess) -> None:
-        self.worker = worker
-
-
-# Served calls not yet handed to their callers: (call, result, error).
 class TryPool:
     """A pool of try-runtime worker processes.
 
-    Use as a context manager, or call `start` and `close`::
+    Use as a context manager (``with`` or ``async with``), or call `start` (or
+    `start_async`) and `close`::
 
         with TryPool(workers=2) as pool:
             result = pool.run(package, {"X": [[5.1, 3.5, 1.4, 0.2]]})
@@ -111,23 +101,17 @@ class TryPool:
             )
         self._policy = self.limits.input_policy
         self._context = multiprocessing.get_context(start_method)
-        self._cond = threading.Condition()
-        # Waiting calls, grouped by what may share a batch; oldest group first.
-        self._pending: dict[object, deque[Call]] = {}
-        self._held = 0
-        self._idle = 0  # dispatchers waiting for calls
-        self._dispatchers: list[threading.Thread] = []
-        self._all: set[WorkerProcess] = set()
-        self._lock = threading.Lock()
-        self._ids = itertools.count()
+        self._lock = threading.Lock()  # start and close
+        self._engine: Engine | None = None
+        self._engine_thread_id = 0
+        self._own_thread: threading.Thread | None = None  # the engine's, when `start` made it
+        self._inbox: LoopMailbox[tuple[object, Call]] | None = None
         self._batch_dims: dict[str, str | None] = {}
-        self._open = False
-        self.replaced = 0  # workers replaced after faults or recycling, for monitoring
-        self.batched_runs = 0  # worker runs that served more than one call
-        self.batch_retries = 0  # batched runs that failed and were retried call by call
         self._mailboxes: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, LoopMailbox[TryResult]
+            asyncio.AbstractEventLoop, LoopMailbox[Outcome]
         ] = weakref.WeakKeyDictionary()
+
+    # --- starting and closing ------------------------------------------------------------
 
     def __enter__(self) -> TryPool:
         self.start()
@@ -141,17 +125,88 @@ class TryPool:
     ) -> None:
         self.close()
 
+    async def __aenter__(self) -> TryPool:
+        await self.start_async()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close_async()
+
     def start(self) -> None:
-        """Start the workers and wait until each has imported ONNX Runtime.
+        """Start the workers, with the engine on a thread of its own.
+
+        Waits until each worker has imported ONNX Runtime.
 
         Raises:
             InferenceWorkerCrashedError: a worker did not come up; every worker this
                 call started is stopped again and the pool stays closed.
         """
         with self._lock:
-            if self._open:
+            if self.running:
                 return
-            self._open = True
+            workers = self._start_workers()
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(
+                target=loop.run_forever, daemon=True, name="mercato-try-engine"
+            )
+            thread.start()
+            self._own_thread = thread
+            self._on(loop, self._attach(workers))
+
+    async def start_async(self) -> None:
+        """Start the workers, with the engine on the running loop.
+
+        Coroutines on this loop then reach the workers without crossing a thread.
+        Close with `close_async` on the same loop (or `close` from another thread).
+
+        Raises:
+            InferenceWorkerCrashedError: as `start`.
+        """
+        if self.running:
+            return
+        workers = await asyncio.to_thread(self._start_workers)
+        await self._attach(workers)
+
+    def close(self) -> None:
+        """Stop every worker. Calls after this raise `InferencePoolClosedError`.
+
+        A call already running in a worker finishes (within `timeout_s`) first.
+
+        Raises:
+            InferenceRunError: called on the loop the engine runs on, which this would
+                block; await `close_async` there instead.
+        """
+        engine = self._engine
+        if engine is None or engine.loop.is_closed():
+            return
+        self._refuse_blocking("close")
+        workers = self._on(engine.loop, engine.close()) if engine.open else []
+        self._stop(workers)
+
+    async def close_async(self) -> None:
+        """`close` for asyncio: awaits the running calls instead of blocking."""
+        engine = self._engine
+        if engine is None or engine.loop.is_closed():
+            return
+        if self._on_engine_thread():
+            workers = await engine.close() if engine.open else []
+        else:
+            workers = await asyncio.wrap_future(
+                asyncio.run_coroutine_threadsafe(engine.close(), engine.loop)
+            )
+        await asyncio.to_thread(self._stop, workers)
+
+    @property
+    def running(self) -> bool:
+        """Whether the pool is started and not closed."""
+        return self._engine is not None and self._engine.open
+
+    def _start_workers(self) -> list[WorkerProcess]:
         fresh: list[WorkerProcess] = []
         try:
             for _ in range(self.size):
@@ -160,276 +215,103 @@ class TryPool:
                 worker.wait_ready(self.limits.startup_timeout_s)
         except BaseException:
             # Leave nothing behind: no stray processes, no shared segments in /dev/shm.
-            with self._lock:
-                self._open = False
-                self._all.difference_update(fresh)
             for worker in fresh:
                 worker.kill()
             raise
-        for worker in fresh:
-            thread = threading.Thread(
-                target=self._dispatch, args=(_Slot(worker),), daemon=True, name="mercato-try"
-            )
-            thread.start()
-            self._dispatchers.append(thread)
+        return fresh
 
-    def close(self) -> None:
-        """Stop every worker. Calls after this raise `InferencePoolClosedError`.
+    def _spawn(self) -> WorkerProcess:
+        return WorkerProcess(self._context, self.limits)
 
-        A call already running in a worker finishes (within `timeout_s`) first.
-        """
-        with self._cond:
-            self._open = False
-            waiting = [call for calls in self._pending.values() for call in calls]
-            self._pending.clear()
-            self._cond.notify_all()
-        for call in waiting:
-            call.finish(None, InferencePoolClosedError("The try pool was closed."))
-        for thread in self._dispatchers:
-            thread.join(self.limits.timeout_s + 5)
-        self._dispatchers = []
-        with self._lock:
-            workers = list(self._all)
-            self._all.clear()
+    async def _attach(self, workers: list[WorkerProcess]) -> None:
+        """Make the engine on the running loop (the only thread that may touch it)."""
+        loop = asyncio.get_running_loop()
+        self._engine_thread_id = threading.get_ident()
+        self._inbox = LoopMailbox(loop, self._accept)
+        self._engine = Engine(loop, self.limits, self._spawn, workers)
+
+    def _accept(self, calls: list[tuple[object, Call]]) -> None:
+        if self._engine is not None:
+            self._engine.accept(calls)
+
+    def _stop(self, workers: list[WorkerProcess]) -> None:
         for worker in workers:
             worker.stop()
+        thread, self._own_thread = self._own_thread, None
+        if thread is not None and self._engine is not None:
+            loop = self._engine.loop
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+            loop.close()
+
+    def _on_engine_thread(self) -> bool:
+        return self._engine is not None and threading.get_ident() == self._engine_thread_id
+
+    def _refuse_blocking(self, what: str) -> None:
+        if self._on_engine_thread():
+            raise InferenceRunError(
+                f"TryPool.{what} blocks, and this thread runs the pool's event loop; "
+                f"await {what}_async instead."
+            )
+
+    @staticmethod
+    def _on(loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, T]) -> T:
+        """Run `work` on `loop` (another thread's) and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(work, loop).result()
+
+    # --- what tests and monitoring read --------------------------------------------------
 
     @property
     def pids(self) -> list[int]:
-        """Process ids of the current workers."""
-        with self._lock:
-            return sorted(w.process.pid for w in self._all if w.process.pid is not None)
+        """Process ids of the current workers (starting ones included)."""
+        workers = tuple(self._engine.workers) if self._engine is not None else ()
+        return sorted(w.process.pid for w in workers if w.process.pid is not None)
+
+    @property
+    def replaced(self) -> int:
+        """Workers replaced after faults or recycling."""
+        return self._engine.replaced if self._engine is not None else 0
+
+    @property
+    def batched_runs(self) -> int:
+        """Worker runs that served more than one call."""
+        return self._engine.batched_runs if self._engine is not None else 0
+
+    @property
+    def batch_retries(self) -> int:
+        """Batched runs that failed and were retried call by call."""
+        return self._engine.batch_retries if self._engine is not None else 0
+
+    @property
+    def _all(self) -> list[WorkerProcess]:
+        return list(tuple(self._engine.workers)) if self._engine is not None else []
 
     @contextlib.contextmanager
     def _hold(self) -> Iterator[None]:
         """Keep calls queued (not dispatched) while inside; lets tests build a batch."""
-        with self._cond:
-            self._held += 1
+        engine = self._engine
+        assert engine is not None, "start the pool first"
+
+        def hold() -> None:
+            engine.held += 1
+
+        self._on(engine.loop, _call(hold))
         try:
             yield
         finally:
-            with self._cond:
-                self._held -= 1
-                self._cond.notify_all()
+
+            def release() -> None:
+                engine.held -= 1
+                engine.kick()
+
+            self._on(engine.loop, _call(release))
 
     def _queued(self) -> int:
-        with self._cond:
-            return sum(len(calls) for calls in self._pending.values())
-
-    def _spawn(self) -> WorkerProcess:
-        worker = WorkerProcess(self._context, self.limits)
-        with self._lock:
-            self._all.add(worker)
-        return worker
-
-    def _replace(self, slot: _Slot) -> None:
-        worker = slot.worker
-        worker.kill()
-        with self._lock:
-            self._all.discard(worker)
-            if not self._open:
-                return
-            self.replaced += 1
-        # The new worker warms up in the background; its next call waits for "ready".
-        slot.worker = self._spawn()
-
-    def _dispatch(self, slot: _Slot) -> None:
-        """A dispatcher thread: serve batches of waiting calls on this slot's worker.
-
-        A served batch's callers are handed their outcomes only once the next batch has
-        been sent to the worker (or when nothing else waits): the worker then runs the
-        next batch while this thread wakes the callers of the last one, instead of
-        idling through that work.
-        """
-        served: Outcomes = []
-        while True:
-            batch = None
-            with self._cond:
-                while self._open and not served and (self._held or not self._pending):
-                    self._idle += 1
-                    try:
-                        self._cond.wait()
-                    finally:
-                        self._idle -= 1
-                if not self._open:
-                    break
-                if self._pending and not self._held:
-                    batch = self._take_batch()
-                    if self._pending and self._idle:
-                        self._cond.notify()  # more waits: wake an idle dispatcher for it
-            if batch is None:
-                hand_over(served)
-                continue
-            previous, served = served, []
-            try:
-                self._serve(slot, batch, served, on_sent=partial(hand_over, previous))
-            except Exception as exc:  # a bug here must not strand callers
-                hand_over(previous)
-                hand_over(served)
-                self._replace(slot)
-                for call in batch:
-                    if not call.finished:
-                        call.finish(None, InferenceRunError(f"The try pool failed: {exc!r}"))
-        hand_over(served)
-        with self._lock:
-            self._all.discard(slot.worker)
-        slot.worker.stop()
-
-    def _take_batch(self) -> list[Call]:
-        """Take the oldest group's calls that fit one batch (call with `_cond` held).
-
-        With other workers idle, take only a fair share of the waiting calls, so they all
-        run at once instead of one worker taking everything while the others wait.
-        """
-        group = next(iter(self._pending))
-        calls = self._pending.pop(group)
-        share = min(self.limits.max_batch_calls, -(-len(calls) // (self._idle + 1)))
-        batch = [calls.popleft()]
-        size = batch[0].nbytes
-        while calls and len(batch) < share:
-            if size + calls[0].nbytes > self.limits.max_input_bytes:
-                break
-            call = calls.popleft()
-            size += call.nbytes
-            batch.append(call)
-        if calls:
-            self._pending[group] = calls  # back of the line: other models get a turn
-        return batch
-
-    def _serve(
-        self,
-        slot: _Slot,
-        batch: list[Call],
-        served: Outcomes,
-        on_sent: Callable[[], None],
-    ) -> None:
-        """Run a batch on the slot's worker, appending each call's outcome to `served`.
-
-        `on_sent` runs once the worker has the batch (or when nothing was sent).
-        """
-        now = time.monotonic()
-        live = []
-        for call in batch:
-            if now - call.queued_at > self.limits.queue_timeout_s:
-                error = InferenceTimeoutError(
-                    f"All {self.size} try workers stayed busy for "
-                    f"{self.limits.queue_timeout_s} s. Try again later.",
-                    seconds=self.limits.queue_timeout_s,
-                )
-                served.append((call, None, error))
-            else:
-                live.append(call)
-        if len(live) > 1:
-            first = live[0]
-            arrays = {name: [call.arrays[name] for call in live] for name in first.arrays}
-            try:
-                # Views into the worker's segment: split_outputs copies each call's rows out once.
-                outputs, elapsed_ms = self._exchange(
-                    slot, first, arrays, len(live), copy=False, on_sent=on_sent
-                )
-            except InferenceError:
-                parts = None
-            else:
-                parts = split_outputs(outputs, [call.rows for call in live])
-                del outputs  # no view on the segment outlives this exchange
-            with self._lock:
-                self.batched_runs += 1
-                if parts is None:
-                    self.batch_retries += 1
-            if parts is not None:
-                for call, part in zip(live, parts, strict=True):
-                    result = TryResult(model=call.model, outputs=part, elapsed_ms=elapsed_ms)
-                    served.append((call, result, None))
-                return
-        for call in live:  # alone, or again one by one after a failed batch
-            try:
-                outputs, elapsed_ms = self._exchange(slot, call, call.arrays, 1, on_sent=on_sent)
-            except InferenceError as exc:
-                served.append((call, None, exc))
-            else:
-                result = TryResult(model=call.model, outputs=outputs, elapsed_ms=elapsed_ms)
-                served.append((call, result, None))
-        on_sent()  # nothing was sent (every call had waited too long): hand over now
-
-    def _exchange(
-        self,
-        slot: _Slot,
-        call: Call,
-        arrays: Mapping[str, Any],
-        count: int,
-        *,
-        copy: bool = True,
-        on_sent: Callable[[], None] | None = None,
-    ) -> tuple[dict[str, Any], float]:
-        """One round trip to the slot's worker; replaces the worker after a fault.
-
-        `arrays` holds arrays, or lists of arrays to concatenate for a batch. With
-        `copy=False` the outputs are views into the worker's shared segment, valid only
-        until this slot's next exchange. `on_sent` runs while the worker computes.
-        """
-        worker = slot.worker
-        if not worker.ready and on_sent is not None:
-            on_sent()  # a replacement may take seconds to start: nobody waits on it
-        try:
-            worker.wait_ready(self.limits.startup_timeout_s)
-        except InferenceWorkerCrashedError:
-            self._replace(slot)
-            raise
-        model = call.model
-        try:
-            layout = place(dict(arrays), worker.buffer, 0, worker.input_capacity)
-            if not self.limits.allow_non_finite:
-                # One pass over the whole batch in place, cheaper than one per call.
-                error = non_finite_input(take(layout, worker.buffer, copy=False))
-                if error is not None:
-                    raise error
-            send(worker.conn, ("run", next(self._ids), call.key, call.path, layout, call.names))
-            if on_sent is not None:
-                on_sent()
-            answered = worker.wait_reply(self.limits.timeout_s)
-            reply = receive(worker.conn) if answered else None
-        except InferenceInputError:
-            raise  # the worker never saw this input; it is fine
-        except (EOFError, OSError, ValueError) as exc:
-            worker.process.join(0.5)  # reap it, so the exit code is known
-            exitcode = worker.process.exitcode
-            self._replace(slot)
-            raise InferenceWorkerCrashedError(
-                f"The worker running model {model!r} died (exit code {exitcode}). "
-                "The model may be malformed or need more memory than a try-call allows.",
-                exitcode=exitcode,
-            ) from exc
-        if reply is None:
-            # Raised outside the try: TimeoutError is an OSError and must not look like a crash.
-            self._replace(slot)
-            raise InferenceTimeoutError(
-                f"Model {model!r} ran longer than the {self.limits.timeout_s} s "
-                "try limit and was stopped. Try a smaller input; the model may loop.",
-                seconds=self.limits.timeout_s,
-            )
-        if reply[0] == "ok":
-            outputs = take(reply[2], worker.buffer, copy=copy)
-            self._release(slot, count)
-            return outputs, reply[3]
-        _, _, kind, detail = reply
-        if kind == "memory":
-            self._replace(slot)  # its heap may be fragmented or half-freed
-            raise InferenceMemoryError(
-                f"Model {model!r} needed more memory than the "
-                f"{self.limits.memory_bytes}-byte try limit ({detail.splitlines()[0][:200]}). "
-                "Try a smaller input.",
-                limit_bytes=self.limits.memory_bytes,
-            )
-        self._release(slot, count)
-        what = {"load": "could not be loaded", "output": "produced too much output"}.get(
-            kind, "failed"
-        )
-        raise InferenceRunError(f"Model {model!r} {what} in ONNX Runtime: {detail.strip()[:500]}")
-
-    def _release(self, slot: _Slot, count: int) -> None:
-        slot.worker.calls += count
-        if slot.worker.calls >= self.limits.max_calls_per_worker:
-            self._replace(slot)
+        engine = self._engine
+        if engine is None:
+            return 0
+        inbox = len(self._inbox) if self._inbox is not None else 0
+        return inbox + self._on(engine.loop, _call(engine.queued))
 
     def _group(self, package: ModelPackage, key: str, call: Call) -> object:
         """What a call may share a batch with: itself alone, or a signature."""
@@ -472,6 +354,7 @@ class TryPool:
             InferenceRunError: ONNX Runtime could not load or run the model, or the
                 outputs are over `max_output_bytes`.
         """
+        self._refuse_blocking("run")
         return self._submit(package, arrays, output_names).wait()
 
     def _submit(
@@ -481,7 +364,10 @@ class TryPool:
         output_names: Sequence[str] | None,
         on_done: Callable[[Call], None] | None = None,
     ) -> Call:
-        """Queue a call for the dispatchers and return it (not yet finished)."""
+        """Hand a call to the engine and return it (not yet finished)."""
+        engine = self._engine
+        if engine is None or not engine.open:
+            raise InferencePoolClosedError("The try pool is closed; start it first.")
         key, path = package.session_key
         names = list(output_names) if output_names is not None else None
         inputs = dict(arrays)
@@ -489,14 +375,11 @@ class TryPool:
         rows = first.shape[0] if isinstance(first, np.ndarray) and first.ndim else 0
         call = Call(package.name, key, path, inputs, names, rows, on_done)
         group = self._group(package, key, call)
-        with self._cond:
-            if not self._open:
-                raise InferencePoolClosedError("The try pool is closed; start it first.")
-            calls = self._pending.get(group)
-            if calls is None:
-                self._pending[group] = calls = deque()
-            calls.append(call)
-            self._cond.notify()
+        if self._on_engine_thread():
+            engine.accept([(group, call)])
+        else:
+            assert self._inbox is not None  # set with the engine
+            self._inbox.post((group, call))
         return call
 
     def run(
@@ -583,13 +466,24 @@ class TryPool:
     ) -> asyncio.Future[TryResult]:
         """Queue a call whose outcome settles a future of the running loop."""
         loop = asyncio.get_running_loop()
-        mailbox = self._mailboxes.get(loop)
-        if mailbox is None:
-            mailbox = self._mailboxes[loop] = LoopMailbox(loop)
         future: asyncio.Future[TryResult] = loop.create_future()
+        if self._on_engine_thread():
 
-        def on_done(call: Call) -> None:
-            mailbox.post(future, call.result, call.failure())
+            def on_done(call: Call) -> None:  # on this very loop: settle directly
+                if not future.cancelled():
+                    error = call.failure()
+                    if error is None:
+                        future.set_result(call.result)  # type: ignore[arg-type]
+                    else:
+                        future.set_exception(error)
+
+        else:
+            mailbox = self._mailboxes.get(loop)
+            if mailbox is None:
+                mailbox = self._mailboxes[loop] = LoopMailbox(loop, settle)
+
+            def on_done(call: Call) -> None:
+                mailbox.post((future, call.result, call.failure()))
 
         self._submit(package, arrays, output_names, on_done)
         return future
@@ -618,3 +512,8 @@ class TryPool:
 
 
 _INLINE_JSON_BYTES = 64 * 1024
+
+
+async def _call(fn: Callable[[], T]) -> T:
+    """`fn()` as a coroutine, to run it on the engine's loop with `TryPool._on`."""
+    return fn()

@@ -7,8 +7,6 @@ The worker's own side is `mercato.models.runtime.worker`.
 from __future__ import annotations
 
 import contextlib
-import select
-import time
 from multiprocessing import shared_memory
 from multiprocessing.connection import Connection
 from typing import Any
@@ -49,26 +47,17 @@ class WorkerProcess:
         child.close()
         self.ready = False
         self.calls = 0
-        # One poll object per worker: Connection.poll(timeout) builds a selector per call,
-        # which costs more than the rest of a small try-call.
-        self._poller = select.poll()
-        self._poller.register(self.conn.fileno(), select.POLLIN | select.POLLHUP | select.POLLERR)
 
     @property
     def buffer(self) -> memoryview | None:
         return self.segment.buf
 
-    def wait_reply(self, timeout: float) -> bool:
-        """Wait until the worker has answered (or died); False on timeout."""
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            if self._poller.poll(max(1, int(remaining * 1000))):
-                return True
-
     def wait_ready(self, timeout: float) -> None:
+        """Wait for the worker's "ready" (it has imported ONNX Runtime).
+
+        Raises:
+            InferenceWorkerCrashedError: it did not start within `timeout` or died.
+        """
         if self.ready:
             return
         if not self.conn.poll(timeout):
