@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -39,6 +40,13 @@ from .conftest import LIMITS, iris_rows
 def _direct(package: ModelPackage, x: np.ndarray) -> list[np.ndarray]:
     session = ort.InferenceSession(str(package.entry_path), providers=["CPUExecutionProvider"])
     return list(session.run(None, {"X": x}))
+
+
+def _wait_until(condition: Callable[[], bool], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the pool"
+        time.sleep(0.01)
 
 
 def _still_serves(pool: TryPool, package: ModelPackage) -> None:
@@ -144,14 +152,14 @@ def test_memory_eater_gets_a_memory_error_and_pool_keeps_serving(
 def test_idle_workers_killed_from_outside_are_replaced_before_any_call_fails(
     pool: TryPool, samples: dict[str, ModelPackage]
 ) -> None:
+    # Replacements started by earlier tests have come up.
+    _wait_until(lambda: len(pool._all) == 2 and all(worker.ready for worker in pool._all))
     killed = set(pool.pids)
     replaced = pool.replaced
     for pid in killed:
         os.kill(pid, signal.SIGKILL)
     # The engine watches each worker's pipe, so a death is noticed without a call.
-    deadline = time.monotonic() + 5
-    while pool.replaced < replaced + 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _wait_until(lambda: pool.replaced >= replaced + 2)
     assert pool.replaced == replaced + 2
     for _ in range(4):
         _still_serves(pool, samples["iris-logreg-tuned"])  # waits for the replacements
@@ -172,6 +180,32 @@ def test_a_worker_killed_during_a_call_fails_that_call_with_its_exit_code(
     assert info.value.exitcode == -signal.SIGKILL
     assert info.value.code == "inference_worker_crashed"
     _still_serves(pool, samples["iris-logreg-tuned"])
+
+
+def test_a_replacement_that_cannot_start_fails_the_waiting_calls_and_is_retried(
+    samples: dict[str, ModelPackage],
+) -> None:
+    package = samples["iris-logreg-tuned"]
+    with TryPool(workers=1, limits=LIMITS) as pool:
+        engine = pool._engine
+        assert engine is not None
+        engine.limits = replace(LIMITS, startup_timeout_s=0.01)  # nothing imports ORT that fast
+        os.kill(pool.pids[0], signal.SIGKILL)
+        _wait_until(lambda: pool.replaced > 0)  # the death is noticed; a replacement starts
+        with pytest.raises(InferenceWorkerCrashedError, match="did not start"):
+            pool.run(package, {"X": iris_rows()})  # told, not left waiting forever
+        failed_starts = pool.replaced
+        engine.limits = LIMITS  # the runtime works again: a later retry brings a worker up
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                _still_serves(pool, package)
+                break
+            except InferenceWorkerCrashedError:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert failed_starts >= 2  # the killed worker, and at least one failed start
+        assert len(pool.pids) == 1
 
 
 def test_parallel_calls_across_models_with_small_session_cache(

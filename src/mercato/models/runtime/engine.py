@@ -75,6 +75,7 @@ class Engine:
         self._alone: deque[Call] = deque()  # calls of a failed batch, to run one by one
         self.held = 0
         self._kick_soon = False
+        self._start_failures = 0  # replacements in a row that did not start
         self.open = True
         self._ids = itertools.count()
         self.replaced = 0
@@ -316,12 +317,12 @@ class Engine:
         started.add_done_callback(lambda done: self._started(fresh, done))
 
     def _started(self, worker: WorkerProcess, done: asyncio.Future[None]) -> None:
+        if not self.open:
+            return  # `close` listed it among the workers, and its caller stops it
         self.workers.discard(worker)
         failure = done.exception() if not done.cancelled() else None
-        if done.cancelled() or failure is not None or not self.open:
+        if done.cancelled() or failure is not None:
             worker.kill()
-            if not self.open:
-                return
             if not self._idle and not self._busy:
                 # No worker is left to serve the waiting calls: tell them, then retry.
                 error = (
@@ -337,10 +338,19 @@ class Engine:
                 self._pending.clear()
                 for call in waiting:
                     call.finish(None, error)
+            # Back off (0.5 s, 1 s, 2 s... at most 30 s) so a broken runtime does not
+            # turn into a stream of processes.
+            delay = min(30.0, 0.5 * 2**self._start_failures)
+            self._start_failures += 1
             self.replaced += 1
-            self._launch()
+            self.loop.call_later(delay, self._relaunch)
             return
+        self._start_failures = 0
         self._join(worker)
+
+    def _relaunch(self) -> None:
+        if self.open:
+            self._launch()
 
     def _drop(self, worker: WorkerProcess) -> None:
         with contextlib.suppress(ValueError, OSError):  # already closed

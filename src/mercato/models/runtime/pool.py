@@ -363,8 +363,14 @@ class TryPool:
         arrays: Mapping[str, np.ndarray],
         output_names: Sequence[str] | None,
         on_done: Callable[[Call], None] | None = None,
+        *,
+        on_engine_thread: bool = False,
     ) -> Call:
-        """Hand a call to the engine and return it (not yet finished)."""
+        """Hand a call to the engine and return it (not yet finished).
+
+        `on_engine_thread` says the caller runs on the engine's loop (checked by the
+        caller, which needs to know anyway).
+        """
         engine = self._engine
         if engine is None or not engine.open:
             raise InferencePoolClosedError("The try pool is closed; start it first.")
@@ -375,7 +381,7 @@ class TryPool:
         rows = first.shape[0] if isinstance(first, np.ndarray) and first.ndim else 0
         call = Call(package.name, key, path, inputs, names, rows, on_done)
         group = self._group(package, key, call)
-        if self._on_engine_thread():
+        if on_engine_thread:
             engine.accept([(group, call)])
         else:
             assert self._inbox is not None  # set with the engine
@@ -467,7 +473,8 @@ class TryPool:
         """Queue a call whose outcome settles a future of the running loop."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[TryResult] = loop.create_future()
-        if self._on_engine_thread():
+        local = self._on_engine_thread()
+        if local:
 
             def on_done(call: Call) -> None:  # on this very loop: settle directly
                 if not future.cancelled():
@@ -485,7 +492,7 @@ class TryPool:
             def on_done(call: Call) -> None:
                 mailbox.post((future, call.result, call.failure()))
 
-        self._submit(package, arrays, output_names, on_done)
+        self._submit(package, arrays, output_names, on_done, on_engine_thread=local)
         return future
 
     async def run_json_async(self, package: ModelPackage, request: bytes | str) -> bytes:

@@ -154,8 +154,11 @@ def _check_shape(spec: TensorSpec, array: np.ndarray, bindings: dict[str, tuple[
             f"{_show(spec.shape)}, got {array.ndim} {list(array.shape)}.",
             input_name=spec.name,
         )
-    for axis, (want, got) in enumerate(zip(spec.shape, array.shape, strict=True)):
-        if isinstance(want, int) and want != got:
+    for axis, want in enumerate(spec.shape):
+        got = array.shape[axis]
+        if want == got or want is None:
+            continue
+        if isinstance(want, int):
             raise InferenceInputShapeError(
                 f"Input {spec.name!r} must have shape {_show(spec.shape)}; axis {axis} is "
                 f"{got}, expected {want}.",
@@ -224,7 +227,10 @@ def prepare_inputs(
         InferenceInputShapeError: a rank or dimension does not match, or symbolic
             dimensions disagree between inputs.
     """
-    if len(inputs) != len(specs) or any(spec.name not in inputs for spec in specs):
+    complete = len(inputs) == len(specs)
+    for spec in specs:
+        complete = complete and spec.name in inputs
+    if not complete:
         expected = {spec.name for spec in specs}
         unknown = sorted(set(inputs) - expected)
         missing = sorted(expected - set(inputs))
