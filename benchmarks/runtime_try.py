@@ -20,10 +20,10 @@ at 1 row per call and at a batch (4096 rows by default), it measures back to bac
 The sample models run a row in 5-15 us while a round trip to another process costs
 ~70 us on a 2-core virtual machine, so at one row the figure measures the pool's
 per-call cost, not the model. Both sides are measured in the same run, so the ratios
-hold on any machine; each rate is the best of `--repeat` runs (noise only ever slows a
-run).
+hold on any machine; each rate is the best of `--repeat` runs of `--seconds` each, the
+same window for every side (noise only ever slows a run).
 
-Run: python benchmarks/runtime_try.py [--calls N] [--rows 1 4096]
+Run: python benchmarks/runtime_try.py [--seconds S] [--rows 1 4096]
 """
 
 from __future__ import annotations
@@ -70,50 +70,59 @@ def _p50_ms(fn: object, calls: int) -> float:
     return statistics.median(samples)
 
 
-def _rate(fn: Callable[[], object], calls: int, clients: int) -> float:
-    """Calls per second with `clients` threads making `calls` calls between them.
+def _rate(fn: Callable[[], object], seconds: float, clients: int) -> float:
+    """Calls per second with `clients` threads calling in a loop for `seconds`.
 
     Each thread calls in a loop, as a load generator's connections do (and as the
     coroutines of `_rate_async` do): no task queue between calls to pay for.
     """
-    left = itertools.count(calls, -1)  # next() is atomic under the GIL
+    done = itertools.count()  # next() is atomic under the GIL
     ready = threading.Barrier(clients + 1)
+    deadline = 0.0
 
     def client() -> None:
         ready.wait()
-        while next(left) > 0:
+        while time.perf_counter() < deadline:
             fn()
+            next(done)
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
     for thread in threads:
         thread.start()
-    ready.wait()  # every thread is up before the clock starts
     started = time.perf_counter()
+    deadline = started + seconds
+    ready.wait()  # every thread is up before the clock runs
     for thread in threads:
         thread.join()
-    return calls / (time.perf_counter() - started)
+    return next(done) / (time.perf_counter() - started)
 
 
-async def _rate_async(fn: Callable[[], Awaitable[object]], calls: int, clients: int) -> float:
-    """Calls per second with `clients` coroutines making `calls` calls between them."""
-    left = calls
+async def _rate_async(fn: Callable[[], Awaitable[object]], seconds: float, clients: int) -> float:
+    """Calls per second with `clients` coroutines calling in a loop for `seconds`."""
+    done = 0
+    deadline = time.perf_counter() + seconds
 
     async def client() -> None:
-        nonlocal left
-        while left > 0:
-            left -= 1
+        nonlocal done
+        while time.perf_counter() < deadline:
             await fn()
+            done += 1
 
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
-    return calls / (time.perf_counter() - started)
+    return done / (time.perf_counter() - started)
 
 
-def _rate_alone(fn: Callable[[], object], calls: int) -> float:
+def _rate_alone(fn: Callable[[], object], seconds: float) -> float:
+    """Calls per second of one thread calling in a loop for `seconds`."""
+    done = 0
     started = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    return calls / (time.perf_counter() - started)
+    deadline = started + seconds
+    while time.perf_counter() < deadline:
+        for _ in range(16):  # the clock costs ~1% of a 5 us call; read it every 16
+            fn()
+        done += 16
+    return done / (time.perf_counter() - started)
 
 
 def _best(measure: Callable[[], float], repeat: int) -> float:
@@ -166,16 +175,19 @@ async def _measure(args: argparse.Namespace) -> None:
                 for _ in range(50):  # warm both: session caches, branch predictors
                     direct()
                     await awaited()
-                n = args.calls if rows == 1 else args.batch_calls
-                clients, repeat = args.clients, args.repeat
-                direct_ms = _p50_ms(direct, min(n, 1000))
-                pool_ms = await _p50_async_ms(awaited, min(n, 1000))
-                alone_rate = _best(partial(_rate_alone, direct, n), repeat)
-                async_rate = max([await _rate_async(awaited, n, clients) for _ in range(repeat)])
-                threads_rate = await asyncio.to_thread(
-                    _best, partial(_rate, tried, n, clients), repeat
+                seconds, clients, repeat = args.seconds, args.clients, args.repeat
+                direct_ms = _p50_ms(direct, args.latency_calls)
+                pool_ms = await _p50_async_ms(awaited, args.latency_calls)
+                # Every rate over the same time window: a faster side gets no shorter,
+                # luckier windows to pick its best from.
+                alone_rate = _best(partial(_rate_alone, direct, seconds), repeat)
+                async_rate = max(
+                    [await _rate_async(awaited, seconds, clients) for _ in range(repeat)]
                 )
-                shared_rate = _best(partial(_rate, direct, n, clients), repeat)
+                threads_rate = await asyncio.to_thread(
+                    _best, partial(_rate, tried, seconds, clients), repeat
+                )
+                shared_rate = _best(partial(_rate, direct, seconds, clients), repeat)
 
                 overhead = pool_ms - direct_ms
                 worst_overhead = max(worst_overhead, overhead)
@@ -213,9 +225,11 @@ async def _measure(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--calls", type=int, default=10000, help="calls per one-row measurement")
     parser.add_argument(
-        "--batch-calls", type=int, default=1000, help="calls per measurement at larger sizes"
+        "--seconds", type=float, default=0.5, help="length of each throughput measurement"
+    )
+    parser.add_argument(
+        "--latency-calls", type=int, default=1000, help="calls per latency measurement"
     )
     parser.add_argument("--rows", type=int, nargs="+", default=[1, 4096], help="batch sizes")
     parser.add_argument("--clients", type=int, default=64, help="concurrent callers of the pool")

@@ -87,7 +87,8 @@ def batch_signature(
     for name, array in arrays.items():
         if not isinstance(array, np.ndarray) or array.dtype.kind not in "biufc":
             return None
-        if array.ndim < 1 or array.shape[0] != rows:
+        shape = array.shape
+        if not shape or shape[0] != rows:
             return None
-        signature.append((name, array.dtype.str, array.shape[1:]))
+        signature.append((name, array.dtype, shape[1:]))  # dtypes hash and compare by value
     return tuple(signature)

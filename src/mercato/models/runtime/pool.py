@@ -317,9 +317,10 @@ class TryPool:
         """What a call may share a batch with: itself alone, or a signature."""
         if self.limits.max_batch_calls < 2 or call.rows < 1:
             return call
-        if key not in self._batch_dims:
-            self._batch_dims[key] = batch_dimension(package)
-        if self._batch_dims[key] is None:
+        dimension = self._batch_dims.get(key, "")
+        if dimension == "":  # not looked at yet ("" is never a dimension's name)
+            dimension = self._batch_dims[key] = batch_dimension(package)
+        if dimension is None:
             return call
         signature = batch_signature(key, call.names, call.arrays, call.rows)
         return call if signature is None else signature
