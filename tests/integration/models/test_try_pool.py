@@ -265,6 +265,7 @@ def test_callers_are_answered_before_a_recycled_worker_has_restarted(
     package = samples["iris-logreg"]
     executor = ThreadPoolExecutor(max_workers=2)
     with TryPool(workers=1, limits=limits) as pool:
+        (recycled,) = pool._all
         with pool._hold():
             first = executor.submit(pool.run, package, {"X": iris_rows()})
             while pool._queued() < 1:
@@ -273,6 +274,8 @@ def test_callers_are_answered_before_a_recycled_worker_has_restarted(
             while pool._queued() < 2:
                 time.sleep(0.005)
         first_labels = first.result(timeout=60).outputs["label"].tolist()
+        # The first answer came; now the recycled worker's replacement is starting.
+        _wait_until(lambda: pool._all != [recycled] and len(pool._all) == 1)
         ready_when_first_was_answered = [worker.ready for worker in pool._all]
         assert second.result(timeout=60).outputs["label"].tolist() == first_labels
         assert len(first_labels) == 2

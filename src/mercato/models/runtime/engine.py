@@ -96,9 +96,13 @@ class Engine:
             if queue is None:
                 self._pending[group] = queue = deque()
             queue.append(call)
+        # Dispatch at the end of this loop iteration, not now: the calls other
+        # coroutines make in the same iteration then share the batch.
+        self._kick_soon_()
+
+    def _kick_soon_(self) -> None:
+        """`kick` once the callbacks already scheduled on the loop have run."""
         if not self._kick_soon:
-            # Dispatch at the end of this loop iteration, not now: the calls other
-            # coroutines make in the same iteration then share the batch.
             self._kick_soon = True
             self.loop.call_soon(self._kick_now)
 
@@ -209,14 +213,16 @@ class Engine:
             outputs = take(reply[2], worker.buffer, copy=False)
             parts = split_outputs(outputs, [call.rows for call in calls])
             del outputs  # no view on the segment outlives this answer
-        self._served(worker, len(calls))
         if parts is None:
+            self._served(worker, len(calls))
             self.batch_retries += 1
             self._retry_alone(calls)
             return
-        # The worker already runs its next batch while these callers are woken.
         for call, part in zip(calls, parts, strict=True):
             call.finish(TryResult(model=call.model, outputs=part, elapsed_ms=elapsed_ms))
+        # Its next batch goes out after the callers just woken have run: those that call
+        # again join it, so batches grow with the load instead of leaving half-empty.
+        self._served(worker, len(calls))
 
     def _refused(self, worker: WorkerProcess, calls: list[Call], kind: str, detail: str) -> None:
         """The worker answered with an error of `kind` for this run."""
@@ -299,7 +305,7 @@ class Engine:
             self._replace(worker)
         else:
             self._idle.append(worker)
-            self.kick()
+            self._kick_soon_()
 
     def _replace(self, worker: WorkerProcess) -> None:
         """Kill a worker and start another; the loop keeps serving meanwhile."""
