@@ -240,8 +240,12 @@ def prepare_inputs(
             input_name=(missing or unknown)[0],
         )
     # Arrays first, sizes checked before any conversion allocates more memory.
-    arrays = {spec.name: _to_array(spec.name, inputs[spec.name], spec.dtype) for spec in specs}
-    total = sum(array.nbytes for array in arrays.values())
+    arrays: dict[str, np.ndarray] = {}
+    total = 0
+    for spec in specs:
+        array = _to_array(spec.name, inputs[spec.name], spec.dtype)
+        arrays[spec.name] = array
+        total += array.nbytes
     if total > policy.max_input_bytes:
         raise InferenceInputTooLargeError(
             f"The inputs hold {total} bytes, over the {policy.max_input_bytes}-byte limit "
@@ -249,13 +253,12 @@ def prepare_inputs(
             size=total,
             limit=policy.max_input_bytes,
         )
-    out: dict[str, np.ndarray] = {}
     bindings: dict[str, tuple[int, str]] = {}
     for spec in specs:
         array = arrays[spec.name]
         _check_shape(spec, array, bindings)
-        out[spec.name] = _convert(spec.name, array, spec.dtype, policy, check_finite)
-    return out
+        arrays[spec.name] = _convert(spec.name, array, spec.dtype, policy, check_finite)
+    return arrays
 
 
 def decode_request(
