@@ -234,6 +234,32 @@ def test_closed_pool_and_bad_config(samples: dict[str, ModelPackage]) -> None:
         TryPool(start_method="teleport")
 
 
+def test_closing_fails_waiting_calls_and_lets_the_running_one_finish(
+    samples: dict[str, ModelPackage], hostile: dict[str, ModelPackage]
+) -> None:
+    package = samples["iris-logreg-tuned"]
+    executor = ThreadPoolExecutor(max_workers=2)
+    pool = TryPool(workers=1, limits=LIMITS)
+    pool.start()
+    pids = pool.pids
+    running = executor.submit(pool.run, hostile["loops"], {"x": [0.0]})
+    engine = pool._engine
+    assert engine is not None
+    _wait_until(lambda: len(engine._busy) == 1)  # the looping call is in the worker
+    waiting = executor.submit(pool.run, package, {"X": iris_rows()})
+    _wait_until(lambda: pool._queued() == 1)
+    pool.close()
+    assert running.done()  # close waited for it: it ran into its time limit
+    with pytest.raises(InferenceTimeoutError):
+        running.result()
+    with pytest.raises(InferencePoolClosedError):
+        waiting.result(timeout=5)
+    with pytest.raises(InferencePoolClosedError):
+        pool.run(package, {"X": iris_rows()})
+    assert pool.pids == [] and not any(psutil.pid_exists(pid) for pid in pids)
+    executor.shutdown()
+
+
 def test_a_pool_that_cannot_start_leaves_nothing_behind(samples: dict[str, ModelPackage]) -> None:
     shm = Path("/dev/shm")  # where Linux keeps POSIX shared-memory segments
     segments_before = set(os.listdir(shm))
