@@ -7,6 +7,7 @@ they were offered to a worker as one batch.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -16,6 +17,7 @@ import pytest
 
 from mercato.errors import InferenceInputNonFiniteError, InferenceRunError, InferenceTimeoutError
 from mercato.models import ModelPackage, TryPool, TryResult
+from tests.event_loop import run
 
 from .conftest import LIMITS, digit_images, reference_session
 
@@ -89,6 +91,28 @@ def test_nan_in_a_batch_fails_that_call_alone_before_any_worker_runs_it(
         label, _ = session.run(None, {"X": inputs[index]})
         assert result.outputs["label"].tolist() == label.tolist()
     assert pool.pids == pids  # refused in the pool: no worker was faulted or replaced
+
+
+def test_a_thousand_bad_calls_each_get_their_error_and_the_pool_serves_on(
+    pool: TryPool, samples: dict[str, ModelPackage]
+) -> None:
+    """Every failed batch's calls are checked alone; each bad one fails on its own."""
+    package = samples["iris-logreg"]
+    bad = np.full((1, 4), np.nan, np.float32)
+
+    async def many() -> list[object]:
+        with pool._hold():
+            calls = [
+                asyncio.ensure_future(pool.run_async(package, {"X": bad})) for _ in range(1000)
+            ]
+            await asyncio.sleep(0)  # every call is queued before any is dispatched
+            while pool._queued() < len(calls):
+                await asyncio.sleep(0.005)
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    outcomes = run(many())
+    assert all(isinstance(outcome, InferenceInputNonFiniteError) for outcome in outcomes)
+    assert pool.run(package, {"X": np.ones((1, 4), np.float32)}).outputs["label"].shape == (1,)
 
 
 def test_a_timeout_in_a_batch_kills_the_worker_and_only_the_looping_call_fails(

@@ -74,7 +74,7 @@ class Engine:
         self._pending: dict[object, deque[Call]] = {}
         self._alone: deque[Call] = deque()  # calls of a failed batch, to run one by one
         self.held = 0
-        self._kick_soon = False
+        self._kick_scheduled = False
         self._start_failures = 0  # replacements in a row that did not start
         self.open = True
         self._ids = itertools.count()
@@ -98,16 +98,20 @@ class Engine:
             queue.append(call)
         # Dispatch at the end of this loop iteration, not now: the calls other
         # coroutines make in the same iteration then share the batch.
-        self._kick_soon_()
+        self._schedule_kick()
 
-    def _kick_soon_(self) -> None:
-        """`kick` once the callbacks already scheduled on the loop have run."""
-        if not self._kick_soon:
-            self._kick_soon = True
+    def _schedule_kick(self) -> None:
+        """`kick` once the callbacks already scheduled on the loop have run.
+
+        Everything that frees a worker or queues a call goes through here, so `kick`
+        never calls itself back through a failing call.
+        """
+        if not self._kick_scheduled:
+            self._kick_scheduled = True
             self.loop.call_soon(self._kick_now)
 
     def _kick_now(self) -> None:
-        self._kick_soon = False
+        self._kick_scheduled = False
         self.kick()
 
     def queued(self) -> int:
@@ -279,7 +283,7 @@ class Engine:
         """A failed run: its only call gets `error`; a batch's calls run again alone."""
         if len(calls) == 1:
             calls[0].finish(None, error)
-            self.kick()
+            self._schedule_kick()
         else:
             self.batched_runs += 1
             self.batch_retries += 1
@@ -287,7 +291,7 @@ class Engine:
 
     def _retry_alone(self, calls: list[Call]) -> None:
         self._alone.extendleft(reversed(calls))  # first in line, in their order
-        self.kick()
+        self._schedule_kick()
 
     # --- workers ------------------------------------------------------------------------
 
@@ -296,7 +300,7 @@ class Engine:
         self.workers.add(worker)
         self.loop.add_reader(worker.conn.fileno(), self._answered, worker)
         self._idle.append(worker)
-        self.kick()
+        self._schedule_kick()
 
     def _served(self, worker: WorkerProcess, calls: int) -> None:
         """A run finished normally; the worker is free again, or recycled."""
@@ -305,7 +309,7 @@ class Engine:
             self._replace(worker)
         else:
             self._idle.append(worker)
-            self._kick_soon_()
+            self._schedule_kick()
 
     def _replace(self, worker: WorkerProcess) -> None:
         """Kill a worker and start another; the loop keeps serving meanwhile."""
