@@ -87,7 +87,7 @@ class Engine:
     # --- calls in -----------------------------------------------------------------------
 
     def accept(self, calls: list[tuple[object, Call]]) -> None:
-        """Queue calls with their batch groups and start what free workers can take."""
+        """Queue calls with their batch groups; free workers take them this iteration."""
         for group, call in calls:
             if not self.open:
                 call.finish(None, InferencePoolClosedError("The try pool was closed."))
@@ -213,7 +213,7 @@ class Engine:
             parts = [take(reply[2], worker.buffer, copy=True)]
         else:
             self.batched_runs += 1
-            # Views into the worker's segment: split_outputs copies each call's rows once.
+            # Views into the worker's segment: split_outputs copies each output once.
             outputs = take(reply[2], worker.buffer, copy=False)
             parts = split_outputs(outputs, [call.rows for call in calls])
             del outputs  # no view on the segment outlives this answer
@@ -289,6 +289,15 @@ class Engine:
             self.batch_retries += 1
             self._retry_alone(calls)
 
+    def _fail_waiting(self, error: InferenceError) -> None:
+        """Every call still waiting for a worker gets `error`."""
+        waiting = list(self._alone)
+        waiting += [call for calls in self._pending.values() for call in calls]
+        self._alone.clear()
+        self._pending.clear()
+        for call in waiting:
+            call.finish(None, error)
+
     def _retry_alone(self, calls: list[Call]) -> None:
         self._alone.extendleft(reversed(calls))  # first in line, in their order
         self._schedule_kick()
@@ -342,12 +351,7 @@ class Engine:
                         "A try-runtime worker did not start.", exitcode=worker.process.exitcode
                     )
                 )
-                waiting = list(self._alone)
-                waiting += [call for calls in self._pending.values() for call in calls]
-                self._alone.clear()
-                self._pending.clear()
-                for call in waiting:
-                    call.finish(None, error)
+                self._fail_waiting(error)
             # Back off (0.5 s, 1 s, 2 s... at most 30 s) so a broken runtime does not
             # turn into a stream of processes.
             delay = min(30.0, 0.5 * 2**self._start_failures)
@@ -378,11 +382,7 @@ class Engine:
             Every worker, for the caller to stop.
         """
         self.open = False
-        waiting = list(self._alone) + [c for calls in self._pending.values() for c in calls]
-        self._alone.clear()
-        self._pending.clear()
-        for call in waiting:
-            call.finish(None, InferencePoolClosedError("The try pool was closed."))
+        self._fail_waiting(InferencePoolClosedError("The try pool was closed."))
         deadline = time.monotonic() + self.limits.timeout_s + 5
         while self._busy and time.monotonic() < deadline:
             await asyncio.sleep(0.01)

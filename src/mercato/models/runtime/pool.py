@@ -50,7 +50,7 @@ from mercato.models.runtime.batching import batch_dimension, batch_signature
 from mercato.models.runtime.calls import Call, TryResult
 from mercato.models.runtime.engine import Engine
 from mercato.models.runtime.limits import RuntimeLimits
-from mercato.models.runtime.mailbox import LoopMailbox, Outcome, settle
+from mercato.models.runtime.mailbox import LoopMailbox, Outcome, settle, settle_one
 from mercato.models.runtime.process import WorkerProcess
 from mercato.models.runtime.tensors import decode_request, prepare_inputs
 
@@ -227,12 +227,9 @@ class TryPool:
         """Make the engine on the running loop (the only thread that may touch it)."""
         loop = asyncio.get_running_loop()
         self._engine_thread_id = threading.get_ident()
-        self._inbox = LoopMailbox(loop, self._accept)
-        self._engine = Engine(loop, self.limits, self._spawn, workers)
-
-    def _accept(self, calls: list[tuple[object, Call]]) -> None:
-        if self._engine is not None:
-            self._engine.accept(calls)
+        engine = Engine(loop, self.limits, self._spawn, workers)
+        self._inbox = LoopMailbox(loop, engine.accept)  # set before the engine is seen
+        self._engine = engine
 
     def _stop(self, workers: list[WorkerProcess]) -> None:
         for worker in workers:
@@ -284,7 +281,7 @@ class TryPool:
 
     @property
     def _all(self) -> list[WorkerProcess]:
-        return list(tuple(self._engine.workers)) if self._engine is not None else []
+        return list(self._engine.workers) if self._engine is not None else []
 
     @contextlib.contextmanager
     def _hold(self) -> Iterator[None]:
@@ -478,12 +475,7 @@ class TryPool:
         if local:
 
             def on_done(call: Call) -> None:  # on this very loop: settle directly
-                if not future.cancelled():
-                    error = call.failure()
-                    if error is None:
-                        future.set_result(call.result)  # type: ignore[arg-type]
-                    else:
-                        future.set_exception(error)
+                settle_one(future, call.result, call.failure())
 
         else:
             mailbox = self._mailboxes.get(loop)
