@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import cast
+from typing import NamedTuple, cast
 
 import numpy as np
 
@@ -15,9 +15,8 @@ from mercato.errors import InferenceRunError
 from mercato.models.runtime.tensors import encode_outputs
 
 
-@dataclass(frozen=True)
-class TryResult:
-    """The outputs of one try-call.
+class TryResult(NamedTuple):
+    """The outputs of one try-call (immutable; a named tuple, cheap to make per call).
 
     Attributes:
         model: The model's name.
@@ -26,8 +25,8 @@ class TryResult:
     """
 
     model: str
-    outputs: dict[str, np.ndarray] = field(default_factory=dict)
-    elapsed_ms: float = 0.0
+    outputs: dict[str, np.ndarray]
+    elapsed_ms: float
 
     def to_json(self) -> bytes:
         """Encode as the JSON response of `TryPool.run_json`.
@@ -42,8 +41,9 @@ class Call:
     """One queued try-call and, once served, its outcome.
 
     A blocking caller waits on a lock the call holds until it is finished (cheaper than
-    an Event: one futex, no Condition); an async caller passes `on_done` instead, which
-    the pool's engine calls with the finished call.
+    an Event: one futex, no Condition). An async caller on the engine's own loop passes
+    its `future`, which the engine settles directly; one on another loop passes `on_done`,
+    which the engine calls with the finished call.
     """
 
     __slots__ = (
@@ -51,6 +51,7 @@ class Call:
         "arrays",
         "error",
         "finished",
+        "future",
         "key",
         "model",
         "names",
@@ -71,6 +72,7 @@ class Call:
         names: list[str] | None,
         rows: int,
         on_done: Callable[[Call], None] | None = None,
+        future: asyncio.Future[TryResult] | None = None,
     ) -> None:
         self.model = model
         self.key = key
@@ -87,8 +89,9 @@ class Call:
         self.error: BaseException | None = None
         self.finished = False
         self.on_done = on_done
+        self.future = future
         self._unfinished: threading.Lock | None = None
-        if on_done is None:  # a blocking caller will wait on it
+        if on_done is None and future is None:  # a blocking caller will wait on it
             self._unfinished = threading.Lock()
             self._unfinished.acquire()
 
@@ -96,9 +99,16 @@ class Call:
         self.result, self.error = result, error
         self.arrays = {}  # the inputs are not needed any more
         self.finished = True
-        if self.on_done is not None:
+        future = self.future
+        if future is not None:
+            if not future.done():  # done: its caller gave up (cancelled)
+                if result is not None:
+                    future.set_result(result)
+                else:  # without a result there is always a failure
+                    future.set_exception(cast(BaseException, self.failure()))
+        elif self.on_done is not None:
             self.on_done(self)
-        if self._unfinished is not None:
+        elif self._unfinished is not None:
             self._unfinished.release()
 
     def failure(self) -> BaseException | None:

@@ -86,19 +86,24 @@ class Engine:
 
     # --- calls in -----------------------------------------------------------------------
 
-    def accept(self, calls: list[tuple[object, Call]]) -> None:
-        """Queue calls with their batch groups; free workers take them this iteration."""
-        for group, call in calls:
-            if not self.open:
-                call.finish(None, InferencePoolClosedError("The try pool was closed."))
-                continue
-            queue = self._pending.get(group)
-            if queue is None:
-                self._pending[group] = queue = deque()
-            queue.append(call)
+    def accept(self, group: object, call: Call) -> None:
+        """Queue a call with its batch group; free workers take it this iteration."""
+        if not self.open:
+            call.finish(None, InferencePoolClosedError("The try pool was closed."))
+            return
+        queue = self._pending.get(group)
+        if queue is None:
+            self._pending[group] = queue = deque()
+        queue.append(call)
         # Dispatch at the end of this loop iteration, not now: the calls other
         # coroutines make in the same iteration then share the batch.
-        self._schedule_kick()
+        if not self._kick_scheduled:
+            self._schedule_kick()
+
+    def accept_posted(self, calls: list[tuple[object, Call]]) -> None:
+        """`accept` for calls other threads posted to the engine's mailbox."""
+        for group, call in calls:
+            self.accept(group, call)
 
     def _schedule_kick(self) -> None:
         """`kick` once the callbacks already scheduled on the loop have run.
@@ -223,7 +228,7 @@ class Engine:
             self._retry_alone(calls)
             return
         for call, part in zip(calls, parts, strict=True):
-            call.finish(TryResult(model=call.model, outputs=part, elapsed_ms=elapsed_ms))
+            call.finish(TryResult(call.model, part, elapsed_ms))
         # Its next batch goes out after the callers just woken have run: those that call
         # again join it, so batches grow with the load instead of leaving half-empty.
         self._served(worker, len(calls))

@@ -50,7 +50,7 @@ from mercato.models.runtime.batching import batch_dimension, batch_signature
 from mercato.models.runtime.calls import Call, TryResult
 from mercato.models.runtime.engine import Engine
 from mercato.models.runtime.limits import RuntimeLimits
-from mercato.models.runtime.mailbox import LoopMailbox, Outcome, settle, settle_one
+from mercato.models.runtime.mailbox import LoopMailbox, Outcome, settle
 from mercato.models.runtime.process import WorkerProcess
 from mercato.models.runtime.tensors import decode_request, prepare_inputs
 
@@ -228,7 +228,7 @@ class TryPool:
         loop = asyncio.get_running_loop()
         self._engine_thread_id = threading.get_ident()
         engine = Engine(loop, self.limits, self._spawn, workers)
-        self._inbox = LoopMailbox(loop, engine.accept)  # set before the engine is seen
+        self._inbox = LoopMailbox(loop, engine.accept_posted)  # set before the engine is seen
         self._engine = engine
 
     def _stop(self, workers: list[WorkerProcess]) -> None:
@@ -353,34 +353,33 @@ class TryPool:
                 outputs are over `max_output_bytes`.
         """
         self._refuse_blocking("run")
-        return self._submit(package, arrays, output_names).wait()
+        return self._submit(package, dict(arrays), output_names).wait()
 
     def _submit(
         self,
         package: ModelPackage,
-        arrays: Mapping[str, np.ndarray],
+        arrays: dict[str, np.ndarray],
         output_names: Sequence[str] | None,
         on_done: Callable[[Call], None] | None = None,
-        *,
-        on_engine_thread: bool = False,
+        future: asyncio.Future[TryResult] | None = None,
     ) -> Call:
         """Hand a call to the engine and return it (not yet finished).
 
-        `on_engine_thread` says the caller runs on the engine's loop (checked by the
-        caller, which needs to know anyway).
+        `arrays` becomes the call's own (callers pass a dict nobody else holds). A
+        `future` says the caller runs on the engine's loop (checked by the caller, which
+        needs to know anyway): the call is queued at once and settles the future itself.
         """
         engine = self._engine
         if engine is None or not engine.open:
             raise InferencePoolClosedError("The try pool is closed; start it first.")
         key, path = package.session_key
         names = list(output_names) if output_names is not None else None
-        inputs = dict(arrays)
-        first = next(iter(inputs.values()), None)
+        first = next(iter(arrays.values()), None)
         rows = first.shape[0] if isinstance(first, np.ndarray) and first.ndim else 0
-        call = Call(package.name, key, path, inputs, names, rows, on_done)
+        call = Call(package.name, key, path, arrays, names, rows, on_done, future)
         group = self._group(package, key, call)
-        if on_engine_thread:
-            engine.accept([(group, call)])
+        if future is not None:
+            engine.accept(group, call)
         else:
             assert self._inbox is not None  # set with the engine
             self._inbox.post((group, call))
@@ -412,7 +411,8 @@ class TryPool:
             InferenceRunError: ONNX Runtime failed.
         """
         arrays = prepare_inputs(package.inputs, inputs, self._policy, check_finite=False)
-        return self.run_arrays(package, arrays, output_names)
+        self._refuse_blocking("run")
+        return self._submit(package, arrays, output_names).wait()
 
     def run_json(self, package: ModelPackage, request: bytes | str) -> bytes:
         """JSON in, JSON out: the try-call the gateway exposes.
@@ -433,7 +433,8 @@ class TryPool:
             InferenceRunError: ONNX Runtime failed.
         """
         arrays = decode_request(request, package.inputs, self._policy, check_finite=False)
-        return self.run_arrays(package, arrays).to_json()
+        self._refuse_blocking("run")
+        return self._submit(package, arrays, None).wait().to_json()
 
     # --- asyncio ------------------------------------------------------------------------
     # The same pool from an event loop: a waiting call costs a future, not a thread, and
@@ -450,7 +451,7 @@ class TryPool:
         Args, returns and raises as `run_arrays`. Cancelling the awaiting task does not
         stop a call a worker already runs; its outcome is dropped.
         """
-        return await self._submit_async(package, arrays, output_names)
+        return await self._submit_async(package, dict(arrays), output_names)
 
     async def run_async(
         self,
@@ -465,27 +466,23 @@ class TryPool:
     def _submit_async(
         self,
         package: ModelPackage,
-        arrays: Mapping[str, np.ndarray],
+        arrays: dict[str, np.ndarray],
         output_names: Sequence[str] | None,
     ) -> asyncio.Future[TryResult]:
         """Queue a call whose outcome settles a future of the running loop."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[TryResult] = loop.create_future()
-        local = self._on_engine_thread()
-        if local:
+        if self._on_engine_thread():  # the engine settles the future itself
+            self._submit(package, arrays, output_names, future=future)
+            return future
+        mailbox = self._mailboxes.get(loop)
+        if mailbox is None:
+            mailbox = self._mailboxes[loop] = LoopMailbox(loop, settle)
 
-            def on_done(call: Call) -> None:  # on this very loop: settle directly
-                settle_one(future, call.result, call.failure())
+        def on_done(call: Call) -> None:
+            mailbox.post((future, call.result, call.failure()))
 
-        else:
-            mailbox = self._mailboxes.get(loop)
-            if mailbox is None:
-                mailbox = self._mailboxes[loop] = LoopMailbox(loop, settle)
-
-            def on_done(call: Call) -> None:
-                mailbox.post((future, call.result, call.failure()))
-
-        self._submit(package, arrays, output_names, on_done, on_engine_thread=local)
+        self._submit(package, arrays, output_names, on_done)
         return future
 
     async def run_json_async(self, package: ModelPackage, request: bytes | str) -> bytes:
@@ -504,7 +501,7 @@ class TryPool:
                 package.inputs,
                 self._policy,
             )
-        result = await self.run_arrays_async(package, arrays)
+        result = await self._submit_async(package, arrays, None)
         size = sum(getattr(value, "nbytes", 0) for value in result.outputs.values())
         if size <= _INLINE_JSON_BYTES // 8:  # a JSON number takes ~8x its binary size
             return result.to_json()
