@@ -21,7 +21,8 @@ The sample models run a row in 5-15 us while a round trip to another process cos
 ~70 us on a 2-core virtual machine, so at one row the figure measures the pool's
 per-call cost, not the model. Both sides are measured in the same run, so the ratios
 hold on any machine; each rate is the best of `--repeat` runs of `--seconds` each, the
-same window for every side (noise only ever slows a run).
+same window for every side (noise only ever slows a run), and the goal's two sides take
+turns window by window.
 
 Run: python benchmarks/runtime_try.py [--seconds S] [--rows 1 4096]
 """
@@ -180,10 +181,13 @@ async def _measure(args: argparse.Namespace) -> None:
                 pool_ms = await _p50_async_ms(awaited, args.latency_calls)
                 # Every rate over the same time window: a faster side gets no shorter,
                 # luckier windows to pick its best from.
-                alone_rate = _best(partial(_rate_alone, direct, seconds), repeat)
-                async_rate = max(
-                    [await _rate_async(awaited, seconds, clients) for _ in range(repeat)]
-                )
+                # The goal's two sides take turns, window by window, so a burst of noise
+                # from the machine's neighbours cannot land on one side only.
+                alone_rates, async_rates = [], []
+                for _ in range(repeat):
+                    alone_rates.append(_rate_alone(direct, seconds))
+                    async_rates.append(await _rate_async(awaited, seconds, clients))
+                alone_rate, async_rate = max(alone_rates), max(async_rates)
                 threads_rate = await asyncio.to_thread(
                     _best, partial(_rate, tried, seconds, clients), repeat
                 )

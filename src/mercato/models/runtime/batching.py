@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -58,13 +59,18 @@ def split_outputs(
     for value in outputs.values():
         if not isinstance(value, np.ndarray) or value.ndim == 0 or value.shape[0] != total:
             return None
-    copies = {name: value.copy() for name, value in outputs.items()}
-    parts: list[dict[str, np.ndarray]] = []
-    start = 0
-    for count in rows:
-        end = start + count
-        parts.append({name: value[start:end] for name, value in copies.items()})
-        start = end
+    one_row_each = total == len(rows)
+    ends = list(itertools.accumulate(rows))
+    starts = [0, *ends[:-1]]
+    parts: list[dict[str, np.ndarray]] = [{} for _ in rows]
+    for name, value in outputs.items():
+        whole = value.copy()
+        if one_row_each:  # the common case: iterating over (N, 1, ...) runs at C speed
+            pieces = list(whole[:, np.newaxis])
+        else:
+            pieces = [whole[start:end] for start, end in zip(starts, ends, strict=True)]
+        for part, piece in zip(parts, pieces, strict=True):
+            part[name] = piece
     return parts
 
 

@@ -341,10 +341,11 @@ class Engine:
         started.add_done_callback(lambda done: self._started(fresh, done))
 
     def _started(self, worker: WorkerProcess, done: asyncio.Future[None]) -> None:
+        # Read even when closed, or asyncio logs the start failure as never retrieved.
+        failure = done.exception() if not done.cancelled() else None
         if not self.open:
             return  # `close` listed it among the workers, and its caller stops it
         self.workers.discard(worker)
-        failure = done.exception() if not done.cancelled() else None
         if done.cancelled() or failure is not None:
             worker.kill()
             if not self._idle and not self._busy:

@@ -472,7 +472,8 @@ class TryPool:
         """Queue a call whose outcome settles a future of the running loop."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[TryResult] = loop.create_future()
-        if self._on_engine_thread():  # the engine settles the future itself
+        engine = self._engine
+        if engine is not None and engine.loop is loop:  # the engine settles the future
             self._submit(package, arrays, output_names, future=future)
             return future
         mailbox = self._mailboxes.get(loop)

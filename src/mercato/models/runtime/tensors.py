@@ -148,14 +148,14 @@ def _convert(
 def _check_shape(spec: TensorSpec, array: np.ndarray, bindings: dict[str, tuple[int, str]]) -> None:
     if spec.shape is None:
         return
-    if array.ndim != len(spec.shape):
+    shape = array.shape  # a new tuple on every read: read it once
+    if len(shape) != len(spec.shape):
         raise InferenceInputShapeError(
             f"Input {spec.name!r} must have {len(spec.shape)} dimensions "
-            f"{_show(spec.shape)}, got {array.ndim} {list(array.shape)}.",
+            f"{_show(spec.shape)}, got {len(shape)} {list(shape)}.",
             input_name=spec.name,
         )
-    for axis, want in enumerate(spec.shape):
-        got = array.shape[axis]
+    for axis, (want, got) in enumerate(zip(spec.shape, shape, strict=True)):
         if want == got or want is None:
             continue
         if isinstance(want, int):
