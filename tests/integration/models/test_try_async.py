@@ -4,9 +4,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 import psutil
@@ -158,3 +162,30 @@ def test_bad_json_is_refused_before_any_worker(
     with pytest.raises(InferenceInputError, match="not valid JSON"):
         run(pool.run_json_async(samples["iris-logreg"], b"{not json"))
     assert pool.batched_runs == calls
+
+
+def test_closing_while_a_replacement_starts_logs_nothing(
+    samples: dict[str, ModelPackage],
+) -> None:
+    """A replacement whose start fails after the pool closed is dropped quietly."""
+    reported: list[str] = []
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, context: reported.append(context["message"]))
+        async with TryPool(workers=1, limits=LIMITS) as pool:
+            engine = pool._engine
+            assert engine is not None
+            # Less than ONNX Runtime takes to import: the replacement fails while closing.
+            engine.limits = replace(LIMITS, startup_timeout_s=0.3)
+            (worker,) = pool.pids
+            os.kill(worker, signal.SIGKILL)
+            while pool.replaced == 0:  # its death is seen and a replacement starts
+                await asyncio.sleep(0.001)
+        assert not pool.running
+        # Let every future of the run be collected: an unread failure would be reported.
+        gc.collect()
+        await asyncio.sleep(0)
+
+    run(scenario())
+    assert reported == []
