@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,7 @@ from mercato.errors import (
     InferenceWorkerCrashedError,
 )
 from mercato.models import ModelPackage, TryPool
+from mercato.models.runtime.process import WorkerProcess
 
 from .conftest import LIMITS, iris_rows
 
@@ -49,9 +51,13 @@ def _wait_until(condition: Callable[[], bool], seconds: float = 60) -> None:
         time.sleep(0.01)
 
 
+def _labels(pool: TryPool, package: ModelPackage) -> list[int]:
+    labels: list[int] = pool.run(package, {"X": iris_rows()}).outputs["label"].tolist()
+    return labels
+
+
 def _still_serves(pool: TryPool, package: ModelPackage) -> None:
-    result = pool.run(package, {"X": iris_rows()})
-    assert result.outputs["label"].tolist() == [0, 2]
+    assert _labels(pool, package) == [0, 2]
 
 
 def test_outputs_match_in_process_onnxruntime(
@@ -282,29 +288,39 @@ def test_a_pool_that_cannot_start_leaves_nothing_behind(samples: dict[str, Model
         pool.run(samples["iris-logreg"], {"X": iris_rows()})
 
 
-def test_callers_are_answered_before_a_recycled_worker_has_restarted(
+def test_recycled_workers_serve_until_their_replacements_are_ready(
     samples: dict[str, ModelPackage],
 ) -> None:
-    # One worker, recycled after every call: the second call has to wait for a fresh
-    # worker to import ONNX Runtime, but the first call's answer must not wait with it.
-    limits = replace(LIMITS, max_calls_per_worker=1, max_batch_calls=1)
-    package = samples["iris-logreg"]
-    executor = ThreadPoolExecutor(max_workers=2)
-    with TryPool(workers=1, limits=limits) as pool:
-        (recycled,) = pool._all
-        with pool._hold():
-            first = executor.submit(pool.run, package, {"X": iris_rows()})
-            while pool._queued() < 1:
-                time.sleep(0.005)
-            second = executor.submit(pool.run, package, {"X": iris_rows()})
-            while pool._queued() < 2:
-                time.sleep(0.005)
-        first_labels = first.result(timeout=60).outputs["label"].tolist()
-        # The first answer came; now the recycled worker's replacement is starting.
-        _wait_until(lambda: pool._all != [recycled] and len(pool._all) == 1)
-        ready_when_first_was_answered = [worker.ready for worker in pool._all]
-        assert second.result(timeout=60).outputs["label"].tolist() == first_labels
-        assert len(first_labels) == 2
-        assert pool.replaced >= 1
-    executor.shutdown()
-    assert ready_when_first_was_answered == [False]
+    # Two workers recycled after every run come due together. Each keeps serving until its
+    # replacement has imported ONNX Runtime (held back here), so the pool never goes dark.
+    limits = replace(LIMITS, max_runs_per_worker=1)
+    package = samples["iris-logreg-tuned"]
+    gate = threading.Event()
+    with TryPool(workers=2, limits=limits) as pool:
+        engine = pool._engine
+        assert engine is not None
+        spawn = engine._spawn
+
+        def held_back() -> WorkerProcess:
+            fresh = spawn()
+            wait_ready = fresh.wait_ready
+
+            def ready_after_the_gate(timeout: float) -> None:
+                gate.wait(60)
+                wait_ready(timeout)
+
+            fresh.wait_ready = ready_after_the_gate  # type: ignore[method-assign]
+            return fresh
+
+        engine._spawn = held_back
+        old = set(pool._all)
+        with ThreadPoolExecutor(max_workers=4) as executor:
+            labels = list(executor.map(lambda _: _labels(pool, package), range(40)))
+        assert labels == [[0, 2]] * 40  # every call answered while no replacement was ready
+        assert old <= set(pool._all)  # both due, both still there...
+        assert pool.replaced == 2  # ...each with one replacement starting, not one per run
+        gate.set()
+        # The replacements joined, and the old workers left and were stopped.
+        _wait_until(lambda: not old & set(pool._all) and not any(w.process.is_alive() for w in old))
+        _still_serves(pool, package)
+        assert len(pool._all) >= 2

@@ -10,9 +10,11 @@ elsewhere hand their calls over through a `LoopMailbox` (one loop wake per burst
 
 Faults stay with their worker. A batched run that fails in any way (error, timeout,
 crash, memory, output limit, outputs without the batch dimension) is retried call by
-call, so one bad call fails alone; a worker that overruns, runs out of memory, dies or
-has served `max_calls_per_worker` calls is replaced, started in a thread so the loop
-keeps serving the other workers meanwhile.
+call, so one bad call fails alone; a worker that overruns, runs out of memory or dies is
+replaced, started in a thread so the loop keeps serving the other workers meanwhile. A
+worker that has done `max_runs_per_worker` runs is recycled without a gap: it keeps
+serving until its replacement is ready, then leaves (workers that share the load evenly
+come due together, and retiring them first would leave the pool empty for seconds).
 """
 
 from __future__ import annotations
@@ -223,7 +225,7 @@ class Engine:
             parts = split_outputs(outputs, [call.rows for call in calls])
             del outputs  # no view on the segment outlives this answer
         if parts is None:
-            self._served(worker, len(calls))
+            self._served(worker)
             self.batch_retries += 1
             self._retry_alone(calls)
             return
@@ -231,7 +233,7 @@ class Engine:
             call.finish(TryResult(call.model, part, elapsed_ms))
         # Its next batch goes out after the callers just woken have run: those that call
         # again join it, so batches grow with the load instead of leaving half-empty.
-        self._served(worker, len(calls))
+        self._served(worker)
 
     def _refused(self, worker: WorkerProcess, calls: list[Call], kind: str, detail: str) -> None:
         """The worker answered with an error of `kind` for this run."""
@@ -245,7 +247,7 @@ class Engine:
                 limit_bytes=self.limits.memory_bytes,
             )
         else:
-            self._served(worker, len(calls))
+            self._served(worker)
             what = {"load": "could not be loaded", "output": "produced too much output"}.get(
                 kind, "failed"
             )
@@ -316,31 +318,51 @@ class Engine:
         self._idle.append(worker)
         self._schedule_kick()
 
-    def _served(self, worker: WorkerProcess, calls: int) -> None:
-        """A run finished normally; the worker is free again, or recycled."""
-        worker.calls += calls
-        if worker.calls >= self.limits.max_calls_per_worker:
-            self._replace(worker)
-        else:
-            self._idle.append(worker)
-            self._schedule_kick()
+    def _served(self, worker: WorkerProcess) -> None:
+        """A run finished normally; the worker is free again, or leaves if recycled."""
+        worker.runs += 1
+        if worker.retire_when_free:
+            self._drop(worker)
+            worker.kill()
+            return
+        if worker.runs >= self.limits.max_runs_per_worker and not worker.retiring:
+            worker.retiring = True
+            self.replaced += 1
+            self._launch(replacing=worker)
+        self._idle.append(worker)
+        self._schedule_kick()
 
     def _replace(self, worker: WorkerProcess) -> None:
-        """Kill a worker and start another; the loop keeps serving meanwhile."""
+        """Kill a faulty worker and start another; the loop keeps serving meanwhile."""
         self._drop(worker)
         worker.kill()
-        if self.open:
+        if self.open and not worker.retiring:  # a retiring one's replacement is on its way
             self.replaced += 1
             self._launch()
 
-    def _launch(self) -> None:
+    def _retire(self, worker: WorkerProcess) -> None:
+        """A recycled worker's replacement has joined: it leaves once it is free."""
+        if worker not in self.workers:
+            return  # it died meanwhile, and its replacement took its place
+        if worker in self._busy:
+            worker.retire_when_free = True
+            return
+        self._drop(worker)
+        worker.kill()
+
+    def _launch(self, replacing: WorkerProcess | None = None) -> None:
         """Start a worker; it waits for ONNX Runtime to import in a thread, then joins."""
         fresh = self._spawn()
         self.workers.add(fresh)  # counted (and stopped on close) while it starts
         started = self.loop.run_in_executor(None, fresh.wait_ready, self.limits.startup_timeout_s)
-        started.add_done_callback(lambda done: self._started(fresh, done))
+        started.add_done_callback(lambda done: self._started(fresh, done, replacing))
 
-    def _started(self, worker: WorkerProcess, done: asyncio.Future[None]) -> None:
+    def _started(
+        self,
+        worker: WorkerProcess,
+        done: asyncio.Future[None],
+        replacing: WorkerProcess | None,
+    ) -> None:
         # Read even when closed, or asyncio logs the start failure as never retrieved.
         failure = done.exception() if not done.cancelled() else None
         if not self.open:
@@ -363,14 +385,16 @@ class Engine:
             delay = min(30.0, 0.5 * 2**self._start_failures)
             self._start_failures += 1
             self.replaced += 1
-            self.loop.call_later(delay, self._relaunch)
+            self.loop.call_later(delay, self._relaunch, replacing)
             return
         self._start_failures = 0
         self._join(worker)
+        if replacing is not None:
+            self._retire(replacing)
 
-    def _relaunch(self) -> None:
+    def _relaunch(self, replacing: WorkerProcess | None) -> None:
         if self.open:
-            self._launch()
+            self._launch(replacing)
 
     def _drop(self, worker: WorkerProcess) -> None:
         with contextlib.suppress(ValueError, OSError):  # already closed

@@ -20,7 +20,9 @@ class RuntimeLimits:
         max_output_bytes: All output tensors of one call together.
         allow_non_finite: Accept NaN and infinities in float inputs.
         session_cache_size: Warm InferenceSessions kept per worker.
-        max_calls_per_worker: Recycle a worker after this many calls.
+        max_runs_per_worker: Recycle a worker after this many runs (a batch is one run).
+            It keeps serving until its replacement is ready, so recycling never
+            leaves the pool a worker short.
         threads: Intra-op threads per session (1 = one core per worker).
         startup_timeout_s: How long a new worker may take to import ONNX Runtime.
         queue_timeout_s: How long a call waits for a free worker.
@@ -35,7 +37,7 @@ class RuntimeLimits:
     max_output_bytes: int = 16 * 1024 * 1024
     allow_non_finite: bool = False
     session_cache_size: int = 8
-    max_calls_per_worker: int = 100_000
+    max_runs_per_worker: int = 100_000
     threads: int = 1
     startup_timeout_s: float = 60.0
     queue_timeout_s: float = 30.0

@@ -46,7 +46,9 @@ class WorkerProcess:
         self.process.start()
         child.close()
         self.ready = False
-        self.calls = 0
+        self.runs = 0
+        self.retiring = False  # due for recycling; serves until its replacement joins
+        self.retire_when_free = False  # the replacement joined during a run of this one
 
     @property
     def buffer(self) -> memoryview | None:
