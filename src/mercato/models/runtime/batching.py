@@ -91,10 +91,10 @@ def batch_signature(
     """
     signature: list[object] = [key, tuple(names) if names is not None else None]
     for name, array in arrays.items():
-        if not isinstance(array, np.ndarray) or array.dtype.kind not in "biufc":
+        if not isinstance(array, np.ndarray):
             return None
-        shape = array.shape
-        if not shape or shape[0] != rows:
+        dtype, shape = array.dtype, array.shape  # each read makes a new object
+        if dtype.kind not in "biufc" or not shape or shape[0] != rows:
             return None
-        signature.append((name, array.dtype, shape[1:]))  # dtypes hash and compare by value
+        signature.append((name, dtype, shape[1:]))  # dtypes hash and compare by value
     return tuple(signature)

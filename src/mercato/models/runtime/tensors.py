@@ -155,23 +155,24 @@ def _check_shape(spec: TensorSpec, array: np.ndarray, bindings: dict[str, tuple[
             f"{_show(spec.shape)}, got {len(shape)} {list(shape)}.",
             input_name=spec.name,
         )
-    for axis, (want, got) in enumerate(zip(spec.shape, shape, strict=True)):
-        if want == got or want is None:
-            continue
-        if isinstance(want, int):
-            raise InferenceInputShapeError(
-                f"Input {spec.name!r} must have shape {_show(spec.shape)}; axis {axis} is "
-                f"{got}, expected {want}.",
-                input_name=spec.name,
-            )
-        if isinstance(want, str):
-            bound = bindings.setdefault(want, (got, spec.name))
-            if bound[0] != got:
+    for axis, want in enumerate(spec.shape):  # (zip with unpacking costs twice as much)
+        got = shape[axis]
+        if isinstance(want, str):  # symbolic: any size, the same in every input
+            bound = bindings.get(want)
+            if bound is None:
+                bindings[want] = (got, spec.name)
+            elif bound[0] != got:
                 raise InferenceInputShapeError(
                     f"Dimension {want!r} is {bound[0]} in input {bound[1]!r} but {got} in "
                     f"input {spec.name!r}; inputs must agree on it.",
                     input_name=spec.name,
                 )
+        elif want is not None and want != got:
+            raise InferenceInputShapeError(
+                f"Input {spec.name!r} must have shape {_show(spec.shape)}; axis {axis} is "
+                f"{got}, expected {want}.",
+                input_name=spec.name,
+            )
 
 
 def _show(shape: Sequence[object]) -> str:
