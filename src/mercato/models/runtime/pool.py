@@ -352,8 +352,16 @@ class TryPool:
             InferenceRunError: ONNX Runtime could not load or run the model, or the
                 outputs are over `max_output_bytes`.
         """
+        return self._run_blocking(package, dict(arrays), output_names)
+
+    def _run_blocking(
+        self,
+        package: ModelPackage,
+        arrays: dict[str, np.ndarray],
+        output_names: Sequence[str] | None,
+    ) -> TryResult:
         self._refuse_blocking("run")
-        return self._submit(package, dict(arrays), output_names).wait()
+        return self._submit(package, arrays, output_names).wait()
 
     def _submit(
         self,
@@ -411,8 +419,7 @@ class TryPool:
             InferenceRunError: ONNX Runtime failed.
         """
         arrays = prepare_inputs(package.inputs, inputs, self._policy, check_finite=False)
-        self._refuse_blocking("run")
-        return self._submit(package, arrays, output_names).wait()
+        return self._run_blocking(package, arrays, output_names)
 
     def run_json(self, package: ModelPackage, request: bytes | str) -> bytes:
         """JSON in, JSON out: the try-call the gateway exposes.
@@ -433,8 +440,7 @@ class TryPool:
             InferenceRunError: ONNX Runtime failed.
         """
         arrays = decode_request(request, package.inputs, self._policy, check_finite=False)
-        self._refuse_blocking("run")
-        return self._submit(package, arrays, None).wait().to_json()
+        return self._run_blocking(package, arrays, None).to_json()
 
     # --- asyncio ------------------------------------------------------------------------
     # The same pool from an event loop: a waiting call costs a future, not a thread, and
