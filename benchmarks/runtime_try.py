@@ -44,7 +44,6 @@ import numpy as np
 import onnxruntime as ort
 
 from mercato.models import ModelPackage, RuntimeLimits, TryPool
-from mercato.models.samples import build_samples
 
 
 def _session(package: ModelPackage) -> ort.InferenceSession:
@@ -147,6 +146,10 @@ async def _measure(args: argparse.Namespace) -> None:
     that need no pool (the in-process baselines) run on this thread while the pool idles;
     the thread callers run in a thread, so the loop keeps serving them.
     """
+    # Imported here, not at the top: each worker process the pool starts re-imports this
+    # script's top-level imports, and scikit-learn would add ~4 s to every replacement.
+    from mercato.models.samples import build_samples
+
     with tempfile.TemporaryDirectory() as tmp:
         packages = build_samples(Path(tmp))
         async with TryPool(workers=2, limits=RuntimeLimits(timeout_s=10)) as pool:
