@@ -288,6 +288,26 @@ def test_a_pool_that_cannot_start_leaves_nothing_behind(samples: dict[str, Model
         pool.run(samples["iris-logreg"], {"X": iris_rows()})
 
 
+def _hold_back_starts(pool: TryPool, gate: threading.Event) -> None:
+    """New workers of `pool` report ready only once `gate` is set."""
+    engine = pool._engine
+    assert engine is not None
+    spawn = engine._spawn
+
+    def held_back() -> WorkerProcess:
+        fresh = spawn()
+        wait_ready = fresh.wait_ready
+
+        def ready_after_the_gate(timeout: float) -> None:
+            gate.wait(60)
+            wait_ready(timeout)
+
+        fresh.wait_ready = ready_after_the_gate  # type: ignore[method-assign]
+        return fresh
+
+    engine._spawn = held_back
+
+
 def test_recycled_workers_serve_until_their_replacements_are_ready(
     samples: dict[str, ModelPackage],
 ) -> None:
@@ -297,22 +317,7 @@ def test_recycled_workers_serve_until_their_replacements_are_ready(
     package = samples["iris-logreg-tuned"]
     gate = threading.Event()
     with TryPool(workers=2, limits=limits) as pool:
-        engine = pool._engine
-        assert engine is not None
-        spawn = engine._spawn
-
-        def held_back() -> WorkerProcess:
-            fresh = spawn()
-            wait_ready = fresh.wait_ready
-
-            def ready_after_the_gate(timeout: float) -> None:
-                gate.wait(60)
-                wait_ready(timeout)
-
-            fresh.wait_ready = ready_after_the_gate  # type: ignore[method-assign]
-            return fresh
-
-        engine._spawn = held_back
+        _hold_back_starts(pool, gate)
         old = set(pool._all)
         with ThreadPoolExecutor(max_workers=4) as executor:
             labels = list(executor.map(lambda _: _labels(pool, package), range(40)))
@@ -324,3 +329,29 @@ def test_recycled_workers_serve_until_their_replacements_are_ready(
         _wait_until(lambda: not old & set(pool._all) and not any(w.process.is_alive() for w in old))
         _still_serves(pool, package)
         assert len(pool._all) >= 2
+
+
+def test_a_recycled_worker_that_dies_is_not_replaced_twice(
+    samples: dict[str, ModelPackage],
+) -> None:
+    # Its replacement is already starting: dying must not start a second one.
+    limits = replace(LIMITS, max_runs_per_worker=1)
+    package = samples["iris-logreg-tuned"]
+    gate = threading.Event()
+    executor = ThreadPoolExecutor(max_workers=1)
+    with TryPool(workers=1, limits=limits) as pool:
+        _hold_back_starts(pool, gate)
+        engine = pool._engine
+        assert engine is not None
+        (old,) = pool._all
+        _still_serves(pool, package)  # its first run makes it due: a replacement starts
+        _wait_until(lambda: pool.replaced == 1)
+        engine.limits = LIMITS  # the replacement itself is not recycled during the test
+        os.kill(old.process.pid, signal.SIGKILL)
+        _wait_until(lambda: old not in pool._all)  # its death is seen
+        waiting = executor.submit(_labels, pool, package)  # no worker serves it yet
+        gate.set()
+        assert waiting.result(timeout=60) == [0, 2]  # the replacement took it
+        assert pool.replaced == 1
+        assert len(pool._all) == 1
+    executor.shutdown()
