@@ -80,7 +80,9 @@ class TryPool:
             workers: Number of worker processes.
             limits: Per-call limits; defaults to `RuntimeLimits()`.
             start_method: `spawn` (a fresh interpreter per worker, the default) or
-                `forkserver` (faster replacement after a fault).
+                `forkserver` (workers forked from a server process; as fast to start as
+                `spawn` unless the server preloads NumPy and ONNX Runtime, see
+                `multiprocessing.set_forkserver_preload`).
 
         Raises:
             ConfigError: `workers` is below 1, the start method is unknown or
