@@ -57,14 +57,9 @@ def settle(outcomes: list[Outcome]) -> None:
     A future whose caller gave up (cancelled) is skipped.
     """
     for future, result, error in outcomes:
-        settle_one(future, result, error)
-
-
-def settle_one(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    """Settle one future as `settle` does; call on the future's loop."""
-    if future.cancelled():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+        if future.cancelled():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
