@@ -219,6 +219,7 @@ class Indexer:
         if end_hash is None or self._block_hash(last) != end_hash:
             return None
         hashes: dict[int, str] = {last: end_hash}
+        times: dict[int, int | None] = {}
         with self.index.engine.begin() as conn:
             projector = Projector(conn, self.metadata)
             for raw in logs:
@@ -228,11 +229,14 @@ class Indexer:
                 if event is None:
                     continue
                 hashes[event.block_number] = event.block_hash
+                stamp = raw.get("blockTimestamp")
+                times[event.block_number] = int(stamp, 16) if stamp else None
                 projector.apply(event)
             if hashes.get(last, end_hash) != end_hash:
                 conn.rollback()
                 return None
             projector.finish()
+            self._record_times(conn, times)
             conn.execute(delete(s.Block).where(s.Block.number >= first))
             conn.execute(insert(s.Block), [{"number": n, "hash": h} for n, h in hashes.items()])
             conn.execute(delete(s.Block).where(s.Block.number < last - self.config.reorg_window))
@@ -246,6 +250,19 @@ class Indexer:
         report.events += projector.events
         report.touched_models |= projector.touched
         return last
+
+    def _record_times(self, conn: Connection, times: dict[int, int | None]) -> None:
+        """Stores when each block with an event was made (pages show dates, not numbers)."""
+        if not times:
+            return
+        rows = []
+        for number, stamp in times.items():
+            if stamp is None:  # a node that leaves blockTimestamp out of its logs
+                block = self._rpc("eth_getBlockByNumber", [hex(number), False])
+                stamp = int(block["timestamp"], 16) if block else 0
+            rows.append({"number": number, "timestamp": stamp})
+        conn.execute(delete(s.BlockTime).where(s.BlockTime.number.in_(list(times))))
+        conn.execute(insert(s.BlockTime), rows)
 
     def run(self, stop: threading.Event) -> None:
         """Polls until `stop` is set.

@@ -291,6 +291,19 @@ class Block(Base):
     hash: Mapped[str] = mapped_column(String(66))
 
 
+class BlockTime(Base):
+    """When each block that holds an indexed event was made (the block header's timestamp).
+
+    Pages show dates, not block numbers; the timestamp comes with the logs (or the block
+    header when a node leaves it out) and is removed with the block's facts on a reorg.
+    """
+
+    __tablename__ = "block_times"
+
+    number: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+
+
 class Cursor(Base):
     """Where ingestion stands; committed in the same transaction as the rows."""
 

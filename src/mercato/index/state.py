@@ -163,6 +163,7 @@ def rollback_above(conn: Connection, fork_block: int) -> set[int]:
     conn.execute(delete(s.ModelTag).where(s.ModelTag.model_id.in_(gone)))
     conn.execute(delete(s.Model).where(s.Model.created_block > fork_block))
     conn.execute(delete(s.Block).where(s.Block.number > fork_block))
+    conn.execute(delete(s.BlockTime).where(s.BlockTime.number > fork_block))
     # Manifests only versions on the abandoned branch named go too, so the index holds
     # exactly what a rebuild from the chain would fetch.
     referenced = select(s.Version.manifest_cid_digest).where(

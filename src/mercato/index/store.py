@@ -11,6 +11,7 @@ Writes happen only through `mercato.index.ingest.Indexer`; everything here reads
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -368,6 +369,48 @@ class Index:
         return CreatorInfo(
             who, created, owned, provider, agent if agent and agent != zero else None
         )
+
+    def block_times(self, numbers: Iterable[int]) -> dict[int, int]:
+        """When each of these blocks was made (Unix seconds), for the ones with an event.
+
+        Args:
+            numbers: Block numbers the index recorded events in.
+
+        Returns:
+            Block number -> the block header's timestamp; blocks the index holds no
+                event of are left out.
+        """
+        wanted = sorted(set(numbers))
+        found: dict[int, int] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):  # bound the IN list
+                chunk = wanted[start : start + 500]
+                rows = conn.execute(
+                    select(s.BlockTime.number, s.BlockTime.timestamp).where(
+                        s.BlockTime.number.in_(chunk)
+                    )
+                )
+                found.update({int(n): int(t) for n, t in rows})
+        return found
+
+    def facets(self) -> dict[str, list[str]]:
+        """The distinct tasks and licenses of searchable models, for filter choices.
+
+        Returns:
+            `{"task": [...], "license": [...]}`, each sorted, without empty values.
+        """
+        with self.engine.connect() as conn:
+            return {
+                name: sorted(
+                    str(value)
+                    for value in conn.execute(
+                        select(column)
+                        .where(s.Model.searchable.is_(True), column.is_not(None), column != "")
+                        .distinct()
+                    ).scalars()
+                )
+                for name, column in (("task", s.Model.task), ("license", s.Model.license))
+            }
 
     def status(self) -> tuple[int | None, int]:
         """The last indexed block (None before the first sync) and the events seen."""
