@@ -9,6 +9,13 @@ The message is a sentence a person can act on.
 
 from __future__ import annotations
 
+from datetime import datetime
+
+
+def local_time(timestamp: int) -> str:
+    """A unix time as this machine's local date and time, e.g. "2026-12-04 16:05:00 UTC"."""
+    return datetime.fromtimestamp(timestamp).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
 
 class MercatoError(Exception):
     """Root of every error Mercato raises on purpose."""
@@ -471,6 +478,21 @@ class ContractRevertError(ChainError):
         super().__init__(f"{function} was refused by the contract: {reason}.")
 
 
+class NoGasError(ChainError, ValueError):
+    """The account holds none of the chain's native currency to pay for gas."""
+
+    code = "no_gas"
+
+    def __init__(self, address: str, action: str, local_chain: bool) -> None:
+        self.address, self.action = address, action
+        hint = (
+            "Run 'mercato wallet faucet' (local chain) to get gas and test MCT."
+            if local_chain
+            else "Send it some of this chain's native currency (ETH on most chains) first."
+        )
+        super().__init__(f"{address} has no currency to pay gas to {action}. {hint}")
+
+
 class DeploymentError(ChainError, ValueError):
     """Contracts cannot be deployed or found as asked."""
 
@@ -642,9 +664,8 @@ class DeliveryTimeoutError(MarketError, TimeoutError):
     def __init__(self, model_id: int, deadline: int) -> None:
         self.model_id, self.deadline = model_id, deadline
         super().__init__(
-            f"The key for model {model_id} has not been delivered yet. Wait, or after the "
-            f"deadline (unix time {deadline}) take your tokens back with "
-            f"'mercato refund {model_id}'."
+            f"The key for model {model_id} has not been delivered yet. Wait, or after "
+            f"{local_time(deadline)} take your tokens back with 'mercato refund {model_id}'."
         )
 
 
@@ -678,6 +699,71 @@ class ContentKeyMissingError(MarketError, LookupError):
             f"No content key for artifact {artifact_cid} in this node's data directory; "
             "it cannot deliver keys for it. Run the node with the data directory it was "
             "published from."
+        )
+
+
+class OwnModelError(MarketError, ValueError):
+    """The buyer owns the model: there is nothing to buy."""
+
+    code = "own_model"
+
+    def __init__(self, model_id: int, owner: str) -> None:
+        self.model_id, self.owner = model_id, owner
+        super().__init__(
+            f"You ({owner}) own model {model_id}; nothing was bought. Download it without "
+            f"buying: 'mercato download {model_id} DEST'."
+        )
+
+
+class RefundTooEarlyError(MarketError, ValueError):
+    """The purchase's delivery deadline has not passed yet."""
+
+    code = "refund_too_early"
+
+    def __init__(self, model_id: int, deadline: int) -> None:
+        self.model_id, self.deadline = model_id, deadline
+        super().__init__(
+            f"The seller of model {model_id} may still deliver the key until "
+            f"{local_time(deadline)}; nothing was refunded. Run 'mercato refund {model_id}' "
+            "after that time if it is still not delivered."
+        )
+
+
+class NothingToWithdrawError(MarketError, ValueError):
+    """The account has no earnings waiting in the marketplace."""
+
+    code = "nothing_to_withdraw"
+
+    def __init__(self, account: str) -> None:
+        self.account = account
+        super().__init__(
+            f"{account} has no earnings to withdraw; nothing was sent. "
+            "'mercato earnings' lists what sales have credited."
+        )
+
+
+class FaucetUnavailableError(MarketError, RuntimeError):
+    """The faucet cannot fund the account on this chain."""
+
+    code = "faucet_unavailable"
+
+    def __init__(self, chain_id: int, reason: str) -> None:
+        self.chain_id, self.reason = chain_id, reason
+        super().__init__(reason)
+
+
+class NotConfirmedError(MercatoError, RuntimeError):
+    """An action that spends or moves tokens was not confirmed."""
+
+    code = "not_confirmed"
+
+    def __init__(self, action: str, *, asked: bool) -> None:
+        self.action, self.asked = action, asked
+        super().__init__(
+            f"Nothing was done: you did not confirm that you want to {action}."
+            if asked
+            else f"Nothing was done: confirm that you want to {action} by adding --yes "
+            "(there is no terminal to ask on)."
         )
 
 

@@ -10,6 +10,7 @@ node.stop()         # everything down; the local chain's state is saved
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from mercato.agent import SellerAgent
 from mercato.chain.session import ChainSession, open_chain
 from mercato.client.market import Market
 from mercato.client.provider import ProviderService
+from mercato.client.running_node import NodeRecord, remove_record, write_record
 from mercato.config import Settings
 from mercato.errors import GatewayStartError
 from mercato.gateway.app import create_app
@@ -111,6 +113,16 @@ class Node:
             agent = SellerAgent(markets, settings.data_dir)
             self._spawn("agent", lambda: agent.run(self._stop))
         self._wait_for_gateway()
+        # Commands run on this data directory find the chain and gateway without flags.
+        write_record(
+            settings.data_dir,
+            NodeRecord(
+                os.getpid(),
+                self.session.rpc_url,
+                settings.public_url,
+                tuple(a.address for a in self.accounts),
+            ),
+        )
 
     def account_market(self, account: LocalAccount) -> Market:
         """A market acting as one of the node's accounts."""
@@ -120,6 +132,7 @@ class Node:
 
     def stop(self) -> None:
         """Stops the agent, the gateway, the try workers and (if local) Anvil."""
+        remove_record(self.settings.data_dir, os.getpid())
         self._stop.set()
         if self._server is not None:
             self._server.should_exit = True

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
@@ -21,8 +22,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from mercato.config import load_settings
-from mercato.errors import ConfigError
+from mercato.config import Settings, load_settings
+from mercato.errors import ConfigError, NotConfirmedError
 
 if TYPE_CHECKING:
     from mercato.client import Market
@@ -46,6 +47,42 @@ PasswordFileOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Whose records to read (default: --account, else the wallet's default account; "
+        "no password is asked)."
+    ),
+]
+YesOption = Annotated[
+    bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (scripts).")
+]
+
+
+def command_settings(
+    data_dir: Path | None, rpc_url: str | None, account: str | None = None
+) -> Settings:
+    """The settings a command runs with, completed by the node running on the data dir.
+
+    A node started with `mercato node up` records its chain and gateway addresses in
+    the data directory; they fill in whatever no flag, variable or config.toml names,
+    so commands talk to that node's chain and record its gateway as the provider.
+
+    Raises:
+        ConfigError: The settings file or a setting is malformed.
+    """
+    from mercato.client.running_node import running_node
+
+    settings = load_settings(data_dir=data_dir, rpc_url=rpc_url, account=account)
+    node = running_node(settings.data_dir)
+    if node is None:
+        return settings
+    update: dict[str, Any] = {}
+    if settings.rpc_url is None:
+        update["rpc_url"] = node.rpc_url
+    if settings.provider_url is None:
+        update["provider_url"] = node.gateway_url
+    return settings.model_copy(update=update) if update else settings
 
 
 def open_market(
@@ -66,7 +103,7 @@ def open_market(
     from mercato.client import Market
     from mercato.wallet import PasswordSource, Wallet
 
-    settings = load_settings(data_dir=data_dir, rpc_url=rpc_url, account=account)
+    settings = command_settings(data_dir, rpc_url, account)
     signer = None
     if signing:
         signer = Wallet.from_settings(settings).unlock(account, PasswordSource(password_file))
@@ -109,6 +146,35 @@ def parse_tokens(text: str) -> int:
 def format_tokens(units: int) -> str:
     """Base units as MCT, e.g. 5000000000000000000 -> "5 MCT"."""
     return f"{(Decimal(units) / 10**18).normalize():f} MCT"
+
+
+def read_address(market: Market, address: str | None) -> str:
+    """The account a read command reads for: `address`, else the configured or default
+    account, taken from the keystore without decrypting it (no password asked).
+
+    Raises:
+        InvalidAddressError: `address` is not an address.
+        NoDefaultAccountError: No address given and no default account is set.
+    """
+    from mercato.wallet import Wallet, parse_address
+
+    if address is not None:
+        return parse_address(address)
+    return Wallet.from_settings(market.settings).resolve(None)
+
+
+def confirm(question: str, action: str, *, yes: bool) -> None:
+    """Asks a yes/no question on the terminal, unless --yes was given.
+
+    Raises:
+        NotConfirmedError: The user said no, or there is no terminal and no --yes.
+    """
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise NotConfirmedError(action, asked=False)
+    if not typer.confirm(question, default=False):
+        raise NotConfirmedError(action, asked=True)
 
 
 def print_json(value: Any) -> None:

@@ -17,6 +17,10 @@ once retired. The sentence is the error's own message, which says how to fix it.
 | 60-69 | market: models and orders |
 | 70-79 | index and gateway            |
 | 80-89 | providers and downloads      |
+| 90-99 | market, continued: refunds, earnings, faucet, confirmations |
+
+Set `MERCATO_DEBUG=1` (or pass `--debug` before the command) to see the traceback of
+an unexpected error.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ EXIT_CODES: tuple[tuple[type[errors.MercatoError], int], ...] = (
     (errors.ContractRevertError, 23),
     (errors.TransactionFailedError, 24),
     (errors.ChainUnavailableError, 25),
+    (errors.NoGasError, 26),
     (errors.ChainError, 20),
     (errors.StorageError, 32),
     (errors.CryptoError, 40),
@@ -64,6 +69,11 @@ EXIT_CODES: tuple[tuple[type[errors.MercatoError], int], ...] = (
     (errors.AlreadyLicensedError, 66),
     (errors.LicenseRequiredError, 67),
     (errors.DeliveryTimeoutError, 68),
+    (errors.OwnModelError, 69),
+    (errors.RefundTooEarlyError, 90),
+    (errors.NothingToWithdrawError, 91),
+    (errors.FaucetUnavailableError, 92),
+    (errors.NotConfirmedError, 93),
     (errors.ProviderUnavailableError, 81),
     (errors.ProviderRejectedError, 82),
     (errors.DownloadError, 83),

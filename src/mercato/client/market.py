@@ -23,7 +23,7 @@ from mercato.chain.deployment import LOCAL_CHAIN_IDS, Deployment
 from mercato.chain.web3_backend import Web3Backend
 from mercato.client.artifacts import KeyStore
 from mercato.config import Settings, load_settings
-from mercato.errors import ChainUnavailableError, DeploymentError, NoAccountError
+from mercato.errors import ChainUnavailableError, DeploymentError, NoAccountError, NoGasError
 from mercato.index import Index
 from mercato.storage.blockstore import Blockstore
 
@@ -36,6 +36,7 @@ class Market:
         orders: Buy, wait for delivery, download and refund.
         reviews: Review, attest and read a model's performance history.
         wallet: Balances and the local-chain faucet.
+        earnings: What sales credited the account, and withdrawing it.
     """
 
     def __init__(
@@ -68,8 +69,8 @@ class Market:
         if found is None:
             raise DeploymentError(
                 f"No Mercato deployment is recorded for chain {self.chain_id} in "
-                f"{self.settings.data_dir}. Start a node with 'mercato node up', or give the "
-                "deployment file of the network you join with --deployment."
+                f"{self.settings.data_dir}. Start a node on this data directory with "
+                "'mercato node up', or join a network with 'mercato node up --deployment FILE'."
             )
         self.deployment = found
         self.account = account
@@ -79,6 +80,7 @@ class Market:
         self._store: Blockstore | None = None
         self._index: Index | None = None
 
+        from mercato.client.earnings import EarningsAPI
         from mercato.client.models import ModelsAPI
         from mercato.client.orders import OrdersAPI
         from mercato.client.reviews import ReviewsAPI
@@ -88,6 +90,7 @@ class Market:
         self.orders = OrdersAPI(self)
         self.reviews = ReviewsAPI(self)
         self.wallet = WalletAPI(self)
+        self.earnings = EarningsAPI(self)
 
     @property
     def store(self) -> Blockstore:
@@ -116,6 +119,42 @@ class Market:
         if self.account is None:
             raise NoAccountError(action)
         return self.account
+
+    def require_signer(self, action: str) -> LocalAccount:
+        """The signing account, checked to hold some native currency for gas.
+
+        Args:
+            action: What the transaction does, for the error message.
+
+        Returns:
+            The account.
+
+        Raises:
+            NoAccountError: The market is read-only.
+            NoGasError: The account holds no native currency (a fresh wallet).
+        """
+        account = self.require_account(action)
+        if int(self.w3.eth.get_balance(account.address)) == 0:
+            raise NoGasError(account.address, action, self.is_local_chain)
+        return account
+
+    def synced_index(self) -> Index:
+        """The index, brought up to the chain's head first.
+
+        Raises:
+            IndexingError: The index cannot be opened or brought up to date.
+        """
+        from mercato.client.metadata import StoreMetadataSource
+        from mercato.index import Indexer, IndexerConfig
+
+        Indexer(
+            self.index,
+            self.w3,
+            self.deployment,
+            StoreMetadataSource(self),
+            IndexerConfig(confirmations=self.settings.confirmations),
+        ).sync_once()
+        return self.index
 
     def logs(self, contract: Any, event: str, **argument_filters: Any) -> list[Any]:
         """Every `event` the contract logged since the deployment, filtered by indexed args."""

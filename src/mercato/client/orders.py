@@ -22,7 +22,9 @@ from mercato.errors import (
     InsufficientBalanceError,
     LicenseRequiredError,
     NotForSaleError,
+    OwnModelError,
     ProviderUnavailableError,
+    RefundTooEarlyError,
     StorageBackendError,
     StorageError,
     VersionDeprecatedError,
@@ -48,6 +50,19 @@ class Order:
     licensed: bool  # a current license, by the chain's clock
 
 
+@dataclass(frozen=True)
+class Quote:
+    """How a purchase at the current price would be split once delivered."""
+
+    model_id: ModelId
+    owner: str
+    price: TokenAmount
+    royalties: builtins.list[tuple[ModelId, TokenAmount]]  # (parent model, amount)
+    fee_bps: int
+    fee: TokenAmount
+    owner_share: TokenAmount
+
+
 class OrdersAPI:
     def __init__(self, market: Market) -> None:
         self._market = market
@@ -67,15 +82,19 @@ class OrdersAPI:
 
         Raises:
             NoAccountError: The market is read-only.
+            NoGasError: The account holds no native currency to pay for the transaction.
             ModelNotFoundError: No such model.
+            OwnModelError: The account owns the model.
             VersionDeprecatedError: The model's latest version is deprecated.
             NotForSaleError: The model is not listed.
             AlreadyLicensedError: A license is held or a purchase is pending.
             InsufficientBalanceError: Not enough MCT for the price.
             ContractRevertError: The marketplace refused (e.g. the price rose above max_price).
         """
-        account = self._market.require_account("buy a model")
+        account = self._market.require_signer("buy a model")
         info = self._market.models.show(model_id)
+        if info.owner == account.address:
+            raise OwnModelError(model_id, info.owner)
         if info.latest.deprecated:
             raise VersionDeprecatedError(model_id, info.latest.version)
         if not info.listing.for_sale:
@@ -102,6 +121,35 @@ class OrdersAPI:
                 model_id, limit, buyer_key, contracts.token, now + PERMIT_LIFETIME
             )
         return self.status(model_id)
+
+    def quote(self, model_id: int) -> Quote:
+        """How the current price of a model would be split if bought now.
+
+        Args:
+            model_id: The model.
+
+        Returns:
+            The price, each parent's royalty, the protocol fee and the owner's share.
+
+        Raises:
+            ModelNotFoundError: No such model.
+        """
+        info = self._market.models.show(model_id)
+        price = info.listing.price
+        fee_bps = self._market.contracts.marketplace.protocol_fee_bps()
+        # The marketplace's own arithmetic: each share rounds down, the owner gets the rest.
+        fee = price * fee_bps // 10_000
+        royalties = [(parent, price * bps // 10_000) for parent, bps in info.parents]
+        owner_share = price - fee - sum(amount for _, amount in royalties)
+        return Quote(
+            ModelId(model_id),
+            info.owner,
+            TokenAmount(price),
+            [(ModelId(p), TokenAmount(a)) for p, a in royalties],
+            fee_bps,
+            TokenAmount(fee),
+            TokenAmount(owner_share),
+        )
 
     def status(self, model_id: int, buyer: str | None = None) -> Order:
         """The order/license of a buyer for a model.
@@ -183,9 +231,19 @@ class OrdersAPI:
 
         Raises:
             NoAccountError: The market is read-only.
-            ContractRevertError: Nothing pending, or the deadline has not passed yet.
+            NoGasError: The account holds no native currency to pay for the transaction.
+            LicenseRequiredError: No purchase of the model is pending.
+            RefundTooEarlyError: The seller may still deliver; says until when.
+            ContractRevertError: The marketplace refused.
         """
-        account = self._market.require_account("take a refund")
+        account = self._market.require_signer("take a refund")
+        order = self.status(model_id)
+        if order.state is not LicenseState.PENDING:
+            raise LicenseRequiredError(model_id, account.address)
+        # The chain's clock decides, not this machine's: the deadline must be behind it.
+        now = int(self._market.w3.eth.get_block("latest")["timestamp"])
+        if now <= order.time:
+            raise RefundTooEarlyError(model_id, order.time)
         self._market.contracts.marketplace.refund(model_id, account.address)
         return self.status(model_id)
 
