@@ -434,6 +434,40 @@ class ReadOnlyBackendError(StorageError, PermissionError):
         super().__init__(message)
 
 
+class UnsafeURLError(StorageError, PermissionError):
+    """A URL someone else chose points where this node must not connect (a private,
+    loopback, link-local, multicast or unspecified address, or a scheme other than http)."""
+
+    code = "unsafe_url"
+
+    def __init__(self, message: str, *, url: str, host: str) -> None:
+        self.url = url
+        self.host = host
+        super().__init__(message)
+
+
+class FetchTooLargeError(StorageError, ValueError):
+    """A remote answer went past the bytes this fetch may take; the rest was not read."""
+
+    code = "fetch_too_large"
+
+    def __init__(self, message: str, *, host: str, limit: int) -> None:
+        self.host = host
+        self.limit = limit
+        super().__init__(message)
+
+
+class CarUnexpectedBlockError(CarFormatError):
+    """A CAR stream carries a block that is not part of the DAG that was asked for."""
+
+    code = "car_unexpected_block"
+
+    def __init__(self, message: str, *, offset: int, cid: str, root: str) -> None:
+        self.cid = cid
+        self.root = root
+        super().__init__(message, offset=offset)
+
+
 # --- chain ---------------------------------------------------------------------------
 
 
@@ -686,6 +720,29 @@ class DownloadError(MarketError):
     """A download cannot be completed; nothing was written."""
 
     code = "download_failed"
+
+
+class ArtifactTooLargeError(DownloadError, ValueError):
+    """An artifact (or its unpacked package) is larger than it may be; nothing was kept."""
+
+    code = "artifact_too_large"
+
+    def __init__(self, message: str, *, cid: str, size: int, limit: int) -> None:
+        self.cid = cid
+        self.size = size
+        self.limit = limit
+        super().__init__(message)
+
+
+class UnsafeArchiveError(DownloadError, ValueError):
+    """A package archive holds a link, a device, a path outside its folder, or too many
+    members; nothing was unpacked."""
+
+    code = "archive_unsafe"
+
+    def __init__(self, message: str, *, member: str) -> None:
+        self.member = member
+        super().__init__(message)
 
 
 class ContentKeyMissingError(MarketError, LookupError):

@@ -6,13 +6,15 @@
   `/api/v0/pin/add`, ...). Mercato computes every CID itself as the bytes stream out and
   refuses an answer from kubo that disagrees.
 - `GatewayBackend`: any IPFS trustless gateway, read-only (`/ipfs/{cid}?format=raw` and
-  `?format=car`). Gateways are not trusted: every block is verified against its CID.
+  `?format=car`). Gateways are not trusted: every block is verified against its CID, a
+  CAR may only carry the DAG that was asked for, every answer is read with a byte cap,
+  and the gateway's address is checked against a `FetchPolicy` (see `remote`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
@@ -28,6 +30,15 @@ from mercato.storage.blockstore import Blockstore
 from mercato.storage.car import import_car
 from mercato.storage.cids import MAX_BLOCK_SIZE, check_block_size, parse_cid, verify_block
 from mercato.storage.exporter import export_file
+from mercato.storage.remote import (
+    MAX_FETCH_BYTES,
+    FetchPolicy,
+    capped,
+    check_length,
+    check_status,
+    origin_of,
+    unreachable,
+)
 from mercato.storage.unixfs import (
     CHUNK_SIZE,
     ImportResult,
@@ -135,12 +146,15 @@ class _TeeReader:
             self._file.close()
 
 
-def _raise_for(response: httpx.Response, url: str, cid: CID | None) -> None:
+def _kubo_raise_for(response: httpx.Response, url: str, cid: CID | None) -> None:
+    # kubo is the operator's own daemon: its error text is shown (bounded), and its
+    # "not found" errors come as HTTP 500 with that text.
     if response.status_code == 200:
         return
     try:
+        response.read()
         text = response.text[:500]
-    except httpx.ResponseNotRead:
+    except (httpx.ResponseNotRead, httpx.StreamError):
         text = ""
     if cid is not None and (response.status_code == 404 or "not found" in text.lower()):
         raise BlockNotFoundError(f"{cid} is not available from {url}.", cid=str(cid))
@@ -151,12 +165,20 @@ def _raise_for(response: httpx.Response, url: str, cid: CID | None) -> None:
     )
 
 
+def _raise_for(response: httpx.Response, url: str, cid: CID | None) -> None:
+    # The body is never read nor shown: a hostile server could make it endless or put
+    # text in it meant for whoever reads the error (see `remote.check_status`).
+    if cid is not None and response.status_code == 404:
+        raise BlockNotFoundError(f"{cid} is not available from {origin_of(url)}.", cid=str(cid))
+    check_status(response, url)
+
+
 def _read_limited(response: httpx.Response, cid: CID) -> bytes:
     # Stop reading as soon as the body passes the block size limit, so a hostile
     # server cannot make us buffer an endless body.
     parts: list[bytes] = []
     size = 0
-    for piece in response.iter_bytes():
+    for piece in response.iter_raw():
         size += len(piece)
         check_block_size(size, cid)
         parts.append(piece)
@@ -212,7 +234,7 @@ class KuboBackend:
             finally:
                 reader.close()
             url = f"{self.api_url}/api/v0/add"
-            _raise_for(response, url, None)
+            _kubo_raise_for(response, url, None)
             expected = importer.finish()
         lines = [json.loads(line) for line in response.text.splitlines() if line.strip()]
         hashes = [line["Hash"] for line in lines if "Hash" in line]
@@ -240,7 +262,13 @@ class KuboBackend:
         """
         url = f"{self.api_url}/api/v0/block/get"
         return _fetch_block(
-            self._client, "POST", url, cid, f"kubo at {self.api_url}", params={"arg": str(cid)}
+            self._client,
+            "POST",
+            url,
+            cid,
+            f"kubo at {self.api_url}",
+            _kubo_raise_for,
+            params={"arg": str(cid)},
         )
 
     def has(self, cid: CID) -> bool:
@@ -251,7 +279,7 @@ class KuboBackend:
         """
         response = self._post("block/stat", {"arg": str(cid), "offline": "true"})
         try:
-            _raise_for(response, f"{self.api_url}/api/v0/block/stat", cid)
+            _kubo_raise_for(response, f"{self.api_url}/api/v0/block/stat", cid)
         except BlockNotFoundError:
             return False
         return True
@@ -263,7 +291,7 @@ class KuboBackend:
             StorageBackendError: If kubo refuses.
         """
         response = self._post("pin/add", {"arg": str(cid), "recursive": "true"})
-        _raise_for(response, f"{self.api_url}/api/v0/pin/add", None)
+        _kubo_raise_for(response, f"{self.api_url}/api/v0/pin/add", None)
 
     def unpin(self, cid: CID) -> None:
         """Remove a pin with `/api/v0/pin/rm`.
@@ -272,7 +300,7 @@ class KuboBackend:
             StorageBackendError: If kubo refuses (e.g. the CID is not pinned).
         """
         response = self._post("pin/rm", {"arg": str(cid), "recursive": "true"})
-        _raise_for(response, f"{self.api_url}/api/v0/pin/rm", None)
+        _kubo_raise_for(response, f"{self.api_url}/api/v0/pin/rm", None)
 
     def export_file(self, cid: CID, dest: Path) -> int:
         """Export a file block by block, verifying each (see `exporter.export_file`)."""
@@ -284,13 +312,26 @@ class GatewayBackend:
 
     name = "gateway"
 
-    def __init__(self, base_url: str, *, client: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        client: httpx.Client | None = None,
+        policy: FetchPolicy | None = None,
+    ) -> None:
         """Args:
-        base_url: The gateway's origin, e.g. "http://127.0.0.1:8080".
-        client: An httpx client to reuse; one is made otherwise.
+            base_url: The gateway's origin, e.g. "http://127.0.0.1:8080".
+            client: An httpx client to reuse; one that obeys `policy` is made otherwise.
+            policy: Where the gateway may be and how much a fetch may read; the default
+                refuses private and loopback addresses (see `remote.FetchPolicy`).
+
+        Raises:
+            UnsafeURLError: `base_url` is not an http(s) URL.
         """
+        self.policy = policy or FetchPolicy()
+        self.policy.check_url(base_url)
         self.base_url = base_url.rstrip("/")
-        self._client = client or httpx.Client(timeout=DEFAULT_TIMEOUT, follow_redirects=True)
+        self._client = client or self.policy.client()
 
     def _read_only(self, what: str) -> ReadOnlyBackendError:
         return ReadOnlyBackendError(
@@ -355,28 +396,41 @@ class GatewayBackend:
                 url, params={"format": "raw"}, headers={"Accept": "application/vnd.ipld.raw"}
             )
         except httpx.HTTPError as exc:
-            raise StorageBackendError(
-                f"Could not reach the gateway {url} ({exc}).", url=url
-            ) from exc
+            raise unreachable(exc, url) from exc
         if response.status_code == 404:
             return False
         _raise_for(response, url, cid)
         return True
 
-    def fetch_car(self, cid: CID, store: Blockstore, *, pin: bool = True) -> None:
+    def fetch_car(
+        self, cid: CID, store: Blockstore, *, pin: bool = True, max_bytes: int | None = None
+    ) -> None:
         """Fetch a whole DAG as one CAR stream into the local store, verifying every block.
 
-        The CAR's own roots field is ignored (the spec says clients should); the DAG under
-        `cid` must be complete once the stream ends.
+        The CAR's own roots field is ignored (the spec says clients should). Only blocks
+        of the DAG under `cid` are written, each after the block that links to it, and
+        the DAG must be complete once the stream ends. The body is read with a byte cap
+        and the blocks may hold little more than the file size the root declares.
+
+        Args:
+            cid: The DAG's root (sha2-256, dag-pb or raw).
+            store: Where the blocks go.
+            pin: Pin `cid` once the DAG is complete.
+            max_bytes: The most the stream may carry; the policy's limit caps it.
 
         Raises:
             BlockNotFoundError: If the gateway answers 404, or the CAR missed blocks.
             BlockHashMismatchError: If any block does not match its CID.
-            CarFormatError: If the stream is not CAR v1 (CarTruncatedError when cut).
+            CarFormatError: If the stream is not CAR v1 (CarTruncatedError when cut,
+                CarUnexpectedBlockError for a block outside the DAG).
+            DagFormatError: If a node is malformed or the DAG outgrows its declared size.
             BlockTooLargeError: If a block is above MAX_BLOCK_SIZE.
-            StorageBackendError: If the gateway fails or is unreachable.
+            FetchTooLargeError: If the stream passes its byte cap.
+            UnsafeURLError: If the gateway's address is not allowed by the policy.
+            StorageBackendError: If the gateway fails, redirects or is unreachable.
         """
         url = f"{self.base_url}/ipfs/{cid}"
+        limit = min(max_bytes or self.policy.max_bytes, self.policy.max_bytes)
         try:
             with self._client.stream(
                 "GET",
@@ -384,18 +438,15 @@ class GatewayBackend:
                 params={"format": "car", "dag-scope": "all"},
                 headers={"Accept": "application/vnd.ipld.car; version=1; order=dfs; dups=n"},
             ) as response:
-                if response.status_code != 200:
-                    response.read()
-                    _raise_for(response, url, cid)
-                pieces: Iterable[bytes] = response.iter_bytes()
+                _raise_for(response, url, cid)
+                check_length(response, limit, url)
+                pieces: Iterable[bytes] = capped(response.iter_raw(), limit, url)
                 with store.writing():
-                    import_car(pieces, store, pin=False, name=url)
+                    import_car(pieces, store, pin=False, name=origin_of(url), root=cid)
                     if pin:
                         store.pin(cid)
         except httpx.HTTPError as exc:
-            raise StorageBackendError(
-                f"Could not reach the gateway {url} ({exc}).", url=url
-            ) from exc
+            raise unreachable(exc, url) from exc
 
     def export_file(self, cid: CID, dest: Path) -> int:
         """Export a file block by block over `format=raw`, verifying each."""
@@ -404,6 +455,7 @@ class GatewayBackend:
 
 __all__ = [
     "MAX_BLOCK_SIZE",
+    "MAX_FETCH_BYTES",
     "GatewayBackend",
     "KuboBackend",
     "LocalBackend",
@@ -412,16 +464,22 @@ __all__ = [
 
 
 def _fetch_block(
-    client: httpx.Client, method: str, url: str, cid: CID, what: str, **request: Any
+    client: httpx.Client,
+    method: str,
+    url: str,
+    cid: CID,
+    what: str,
+    raise_for: Callable[[httpx.Response, str, CID | None], None] = _raise_for,
+    **request: Any,
 ) -> bytes:
     """One block over HTTP, size-limited and checked against its CID (kubo and gateways)."""
     try:
         with client.stream(method, url, **request) as response:
-            if response.status_code != 200:
-                response.read()
-                _raise_for(response, url, cid)
+            raise_for(response, url, cid)
             data = _read_limited(response, cid)
     except httpx.HTTPError as exc:
-        raise StorageBackendError(f"Could not reach {what} ({exc}).", url=url) from exc
-    verify_block(cid, data, url)
+        raise StorageBackendError(
+            f"Could not reach {what} ({type(exc).__name__}).", url=origin_of(url)
+        ) from exc
+    verify_block(cid, data, origin_of(url))
     return data

@@ -10,6 +10,13 @@ Export writes a DAG depth-first in link order without duplicates, the order kubo
 `ipfs dag export` and trustless gateways use, so `ipfs dag import` accepts the file.
 Import verifies every block against its CID before it reaches the store, refuses
 blocks above the size limit and reports a stream cut short as `CarTruncatedError`.
+
+A CAR fetched from someone else is imported for one root (`import_car(..., root=X)`):
+a block is written only when an earlier block of that DAG links to it (the root
+first), so a stream cannot slip other blocks into the store; every CID must be
+sha2-256 dag-pb or raw (the only kind a UnixFS file made by kubo's defaults has); and
+the blocks may hold little more than the file size the root declares, so a DAG cannot
+make the node store much more than the file it describes.
 """
 
 from __future__ import annotations
@@ -22,7 +29,14 @@ import dag_cbor
 from dag_cbor.encoding.err import CBORError
 from multiformats import CID
 
-from mercato.errors import CarFormatError, CarTruncatedError, MercatoError
+from mercato.errors import (
+    BlockNotFoundError,
+    CarFormatError,
+    CarTruncatedError,
+    CarUnexpectedBlockError,
+    DagFormatError,
+    MercatoError,
+)
 from mercato.fsutil import write_atomically
 from mercato.storage.blockstore import Blockstore, wrap_write_error
 from mercato.storage.cids import (
@@ -31,9 +45,10 @@ from mercato.storage.cids import (
     check_block_size,
     cid_from_bytes,
     parse_cid,
+    split_sha256_cid,
     verify_block,
 )
-from mercato.storage.dagpb import encode_varint
+from mercato.storage.dagpb import PBNode, decode_unixfs, encode_varint
 from mercato.storage.exporter import (
     BlockSource,
     codec_of,
@@ -364,6 +379,7 @@ def import_car(
     *,
     pin: bool = True,
     name: str | None = None,
+    root: CID | None = None,
 ) -> list[CID]:
     """Import a CAR v1 file or stream into the blockstore, verifying every block.
 
@@ -376,36 +392,143 @@ def import_car(
         store: The blockstore.
         pin: Pin the roots (as `ipfs dag import` does).
         name: A name for the stream in error messages.
+        root: Import only the DAG under this CID (see the module docstring), ignoring
+            the roots the header names; give it for every stream someone else made.
 
     Returns:
-        The roots named in the header.
+        The roots named in the header, or `[root]`.
 
     Raises:
         CarFormatError: If the stream is malformed.
         CarTruncatedError: If the stream ends early.
+        CarUnexpectedBlockError: If `root` is given and a block is not part of its DAG
+            (or comes before any block that links to it).
+        DagFormatError: If `root` is given and a node is malformed, links to a CID that
+            is not sha2-256 dag-pb or raw, or the blocks outgrow the declared file size.
         BlockTooLargeError: If a block is above MAX_BLOCK_SIZE.
         BlockHashMismatchError: If a block does not hash to its CID.
-        BlockNotFoundError: If `pin` and a root's DAG is not complete.
+        BlockNotFoundError: If `pin` and a root's DAG is not complete (with `root`: if
+            the stream ends before the DAG does).
         BlockWriteError: If the disk write failed (StorageFullError when full).
     """
     if isinstance(source, str | Path):
         with open(source, "rb") as fh:
-            return import_car(fh, store, pin=pin, name=name or str(source))
+            return import_car(fh, store, pin=pin, name=name or str(source), root=root)
     with store.writing():
         reader = CarReader(source, name or "CAR stream")
+        guard = _DagGuard(root, reader.source) if root is not None else None
         for cid, block in reader:
+            if guard is not None and not guard.admit(cid, block, reader.offset):
+                continue  # a repeat of a block already written
             store.put_hashed(bytes(cid.digest), [block])
+        if guard is not None:
+            guard.finish()
         store.flush()
+        roots = reader.roots if root is None else [root]
         if pin:
-            for root in reader.roots:
-                store.pin(root)
-    return reader.roots
+            for each in roots:
+                store.pin(each)
+    return roots
+
+
+def _dag_key(raw: bytes) -> bytes | None:
+    """(codec, multihash) of a sha2-256 dag-pb/raw CID, the same for CIDv0 and v1."""
+    split = split_sha256_cid(raw)
+    return None if split is None else bytes((split[0],)) + split[1]
+
+
+def block_budget(filesize: int) -> int:
+    """Block bytes a DAG may hold for a file of `filesize` bytes.
+
+    kubo's balanced layout adds under 0.1% (a 45-byte link per 256 KiB chunk, one
+    level of nodes per 174 links); 1/64 plus 64 KiB leaves room for any sane chunker
+    and refuses DAGs made of tiny chunks, whose nodes would outweigh the file.
+    """
+    return filesize + filesize // 64 + 64 * 1024
+
+
+class _DagGuard:
+    """Admits only the blocks of one DAG, each after a block that links to it."""
+
+    def __init__(self, root: CID, source: str) -> None:
+        key = _dag_key(bytes(root))
+        if key is None:
+            raise DagFormatError(
+                f"{root} is not a sha2-256 dag-pb or raw CID; Mercato imports no other kind.",
+                cid=str(root),
+            )
+        self.root = root
+        self.source = source
+        self.wanted: set[bytes] = {key}
+        self.seen: set[bytes] = set()
+        self.budget: int | None = None
+        self.total = 0
+
+    def admit(self, cid: CID, block: bytes, offset: int) -> bool:
+        """Check one verified block; True when it is new and may be written."""
+        raw = bytes(cid)
+        key = _dag_key(raw)
+        if key is not None and key in self.seen:
+            return False
+        if key is None or key not in self.wanted:
+            raise CarUnexpectedBlockError(
+                f"{self.source}: block {cid} (before byte {offset}) is not part of the DAG "
+                f"{self.root} that was asked for, or comes before the block linking to it; "
+                "nothing of it was stored.",
+                offset=offset,
+                cid=str(cid),
+                root=str(self.root),
+            )
+        self.wanted.discard(key)
+        self.seen.add(key)
+        self.total += len(block)
+        declared: int | None = len(block)
+        if key[0] == CODEC_DAG_PB:
+            node = decode_links(raw, block)
+            for link in node.links:
+                link_key = _dag_key(link.hash)
+                if link_key is None:
+                    raise DagFormatError(
+                        f"Node {cid} links to a CID that is not sha2-256 dag-pb or raw.",
+                        cid=str(cid),
+                    )
+                if link_key not in self.seen:
+                    self.wanted.add(link_key)
+            declared = _declared_size(node)
+        if self.budget is None:  # the root: it declares the file's size
+            self.budget = block_budget(declared) if declared is not None else None
+        if self.budget is not None and self.total > self.budget:
+            raise DagFormatError(
+                f"The DAG {self.root} holds more than {self.budget} bytes of blocks for the "
+                "file size its root declares; it was refused.",
+                cid=str(self.root),
+            )
+        return True
+
+    def finish(self) -> None:
+        """Refuse a stream that ended before the DAG did."""
+        if self.wanted:
+            raise BlockNotFoundError(
+                f"{self.source}: the CAR stream ended without {len(self.wanted)} block(s) of "
+                f"the DAG {self.root}; nothing was pinned.",
+                cid=str(self.root),
+            )
+
+
+def _declared_size(node: PBNode) -> int | None:
+    if node.data is None:
+        return None
+    meta = decode_unixfs(node.data)
+    if meta.filesize is not None:
+        return meta.filesize
+    return len(meta.data) if meta.data is not None and not node.links else None
 
 
 __all__ = [
     "CAR_CONTENT_TYPE",
     "MAX_BLOCK_SIZE",
     "CarReader",
+    "block_budget",
     "car_header",
     "car_section",
     "export_car",

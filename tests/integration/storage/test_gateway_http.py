@@ -27,6 +27,7 @@ from mercato.storage.blockstore import Blockstore
 from mercato.storage.car import CarReader, iter_car_bytes
 from mercato.storage.cids import MAX_BLOCK_SIZE, parse_cid
 from mercato.storage.encrypted import encrypt_and_import, export_and_decrypt
+from mercato.storage.remote import FetchPolicy
 from mercato.storage.unixfs import CHUNK_SIZE, ImportResult, import_file
 
 from .helpers import pseudo_random, serve
@@ -34,6 +35,9 @@ from .helpers import pseudo_random, serve
 pytestmark = pytest.mark.integration
 
 DATA = pseudo_random(3 * CHUNK_SIZE + 77)
+# The test servers are on loopback, which the default policy refuses (see
+# test_hostile_provider.py); an explicit allow-list lets these through.
+LOOPBACK = FetchPolicy.from_settings(local_chain=False, allow=["127.0.0.0/8"])
 
 
 @pytest.fixture
@@ -58,7 +62,7 @@ def test_raw_blocks_and_verified_export(
     gateway_url: str, origin: tuple[Blockstore, ImportResult], tmp_path: Path
 ) -> None:
     store, result = origin
-    backend = GatewayBackend(gateway_url)
+    backend = GatewayBackend(gateway_url, policy=LOOPBACK)
     assert backend.get_block(result.cid) == store.get(result.cid)
     assert backend.has(result.cid)
     assert backend.export_file(result.cid, tmp_path / "out") == len(DATA)
@@ -70,7 +74,7 @@ def test_fetch_car_into_local_store(
 ) -> None:
     _, result = origin
     local = Blockstore(tmp_path / "local")
-    GatewayBackend(gateway_url).fetch_car(result.cid, local)
+    GatewayBackend(gateway_url, policy=LOOPBACK).fetch_car(result.cid, local)
     assert local.pins() == [result.cid]
     from mercato.storage.exporter import export_file
 
@@ -80,7 +84,7 @@ def test_fetch_car_into_local_store(
 
 def test_unknown_cid(gateway_url: str) -> None:
     missing = parse_cid("bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku")
-    backend = GatewayBackend(gateway_url)
+    backend = GatewayBackend(gateway_url, policy=LOOPBACK)
     assert not backend.has(missing)
     with pytest.raises(BlockNotFoundError):
         backend.get_block(missing)
@@ -88,7 +92,7 @@ def test_unknown_cid(gateway_url: str) -> None:
 
 def test_gateway_is_read_only(gateway_url: str) -> None:
     with pytest.raises(ReadOnlyBackendError):
-        GatewayBackend(gateway_url).add(io.BytesIO(b"x"))
+        GatewayBackend(gateway_url, policy=LOOPBACK).add(io.BytesIO(b"x"))
 
 
 def hostile_app(origin_store: Blockstore, mode: str) -> FastAPI:
@@ -118,7 +122,7 @@ def test_gateway_returning_other_bytes_is_rejected(
 ) -> None:
     store, result = origin
     with serve(hostile_app(store, "other-bytes")) as url:
-        backend = GatewayBackend(url)
+        backend = GatewayBackend(url, policy=LOOPBACK)
         with pytest.raises(BlockHashMismatchError) as info:
             backend.get_block(result.cid)
         assert info.value.cid == str(result.cid)
@@ -139,14 +143,14 @@ def test_truncated_car_from_gateway(
     with serve(hostile_app(store, "truncated")) as url:
         local = Blockstore(tmp_path / "local")
         with pytest.raises(CarTruncatedError):
-            GatewayBackend(url).fetch_car(result.cid, local)
+            GatewayBackend(url, policy=LOOPBACK).fetch_car(result.cid, local)
         assert local.pins() == []
 
 
 def test_endless_block_body_is_cut_off(origin: tuple[Blockstore, ImportResult]) -> None:
     store, result = origin
     with serve(hostile_app(store, "huge")) as url, pytest.raises(BlockTooLargeError):
-        GatewayBackend(url).get_block(result.cid)
+        GatewayBackend(url, policy=LOOPBACK).get_block(result.cid)
 
 
 def test_plain_get_streams_the_file_over_http(
@@ -177,5 +181,8 @@ def test_encrypted_artifact_round_trip_through_a_gateway(
     key = generate_content_key()
     cid, digest, size = encrypt_and_import(plain, store, key)
     dest = tmp_path / "bought.onnx"
-    assert export_and_decrypt(cid, GatewayBackend(gateway_url), key, digest, dest) == size
+    assert (
+        export_and_decrypt(cid, GatewayBackend(gateway_url, policy=LOOPBACK), key, digest, dest)
+        == size
+    )
     assert dest.read_bytes() == DATA
