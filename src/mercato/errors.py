@@ -318,6 +318,12 @@ class InferencePoolClosedError(InferenceError):
     code = "inference_pool_closed"
 
 
+class TryAnswerError(InferenceError, ValueError):
+    """A try answer (perhaps from another node) is not JSON shaped as the try API answers."""
+
+    code = "try_answer_invalid"
+
+
 # --- storage (mercato.storage) ---------------------------------------------------------
 
 

@@ -4,11 +4,10 @@ refund, review, attest. Each checks its flags, calls one SDK function and prints
 
 from __future__ import annotations
 
-import json
-import sys
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -28,8 +27,13 @@ from mercato.cli.common import (
     print_json,
 )
 from mercato.cli.errors import handles_errors
+from mercato.cli.trying import TryInput, read_input, show_answer
 from mercato.cli.wallet import wallet_app
 from mercato.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mercato.client import Market
+    from mercato.client.models import ModelInfo
 
 version_app = typer.Typer(help="Model versions.", no_args_is_help=True)
 price_app = typer.Typer(help="Prices and license terms.", no_args_is_help=True)
@@ -293,26 +297,32 @@ def show(
 @handles_errors
 def try_command(
     model_id: ModelId,
-    inputs: Annotated[
-        str,
-        typer.Argument(help="JSON inputs, e.g. '{\"X\": [[5.1, 3.5, 1.4, 0.2]]}', or - for stdin."),
-    ],
+    inputs: TryInput,
     data_dir: DataDirOption = None,
     rpc_url: RpcUrlOption = None,
+    json_output: JsonOption = False,
 ) -> None:
     """Run a model on the creator's node before buying it; the weights stay there."""
-    text = sys.stdin.read() if inputs == "-" else inputs
-    try:
-        parsed = json.loads(text)
-    except ValueError as exc:
-        raise ConfigError(f"The inputs are not JSON ({exc}).") from exc
-    request = parsed if "inputs" in parsed else {"inputs": parsed}
+    from mercato.client.provider import try_remote
+    from mercato.models.runtime.inputs import request_bytes
+
+    text = read_input(inputs)
     market = open_market(data_dir, rpc_url, signing=False)
     info = market.models.show(model_id)
-    from mercato.client.provider import try_remote
+    manifest = _published_manifest(market, info)
+    request = request_bytes(text, manifest.get("inputs") if manifest else None)
+    answer = try_remote(info.provider_url, model_id, request)
+    show_answer(answer, manifest, json_output)
 
-    answer = try_remote(info.provider_url, model_id, json.dumps(request).encode())
-    typer.echo(answer.decode())
+
+def _published_manifest(market: Market, info: ModelInfo) -> Mapping[str, Any] | None:
+    """The latest version's manifest (its blocks verified against the on-chain digest),
+    for input names and class names; None when no store or provider has it."""
+    from mercato.client.artifacts import cid_digest
+    from mercato.client.metadata import StoreMetadataSource
+
+    manifest = StoreMetadataSource(market).manifest(cid_digest(info.latest.manifest_cid))
+    return manifest or None
 
 
 @app.command()

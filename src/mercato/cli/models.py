@@ -11,7 +11,9 @@ from typing import Annotated
 import typer
 
 from mercato.cli.app import app
+from mercato.cli.common import JsonOption
 from mercato.cli.errors import handles_errors
+from mercato.cli.trying import TryInput, read_input, show_answer
 
 model_app = typer.Typer(
     help="Model packages: validate, inspect, samples, try.", no_args_is_help=True
@@ -53,15 +55,17 @@ def samples_command(
 @handles_errors
 def try_command(
     path: Annotated[Path, typer.Argument(help="The package directory.")],
-    request: Annotated[
-        str, typer.Argument(help='JSON request: {"inputs": {"X": {"data": [[...]]}}}')
-    ],
+    inputs: TryInput,
     timeout: Annotated[float, typer.Option(help="Seconds the call may run.")] = 5.0,
-    json_output: Annotated[bool, typer.Option("--json", help="Errors as JSON.")] = False,
+    json_output: JsonOption = False,
 ) -> None:
-    """Run one try-call in a sandboxed worker and print the JSON response."""
+    """Run one try-call on a local package in a sandboxed worker (as its node would)."""
     from mercato.models import RuntimeLimits, TryPool, load_package
+    from mercato.models.runtime.inputs import request_bytes
 
+    text = read_input(inputs)
     package = load_package(path)
+    request = request_bytes(text, package.manifest["inputs"])
     with TryPool(workers=1, limits=RuntimeLimits(timeout_s=timeout)) as pool:
-        typer.echo(pool.run_json(package, request).decode("utf-8"))
+        answer = pool.run_json(package, request)
+    show_answer(answer, package.manifest, json_output)

@@ -6,11 +6,18 @@ the rest is free text for people. Mercato reads the fields the Hub documents (li
 tags, pipeline_tag, datasets, metrics, base_model, language, library_name) and requires
 a license that is an SPDX identifier or expression, so a buyer knows the terms before
 paying.
+
+Three optional fields help a buyer try the model (see docs/models.md): `features`
+names the columns of the input (a list, or a mapping from input name to list),
+`classes` names what a classifier's probabilities are about (in the order of its
+classes, scikit-learn's `classes_`), and `example` is a try input in the format
+`mercato try` takes (a JSON string, or the same as YAML).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +32,10 @@ CARD_FILENAME = "README.md"
 # Fields whose value may be one string or a list of strings on the Hub; both become lists.
 _LIST_FIELDS = ("language", "tags", "datasets", "metrics", "base_model")
 _STRING_FIELDS = ("pipeline_tag", "library_name", "base_model_relation")
+# Bounds on the try fields: a card is public and shown on every model page.
+MAX_NAMES = 4096
+MAX_NAME_CHARS = 128
+MAX_EXAMPLE_CHARS = 64 * 1024
 
 
 @functools.cache
@@ -47,6 +58,10 @@ class ModelCard:
         metrics: Names of the metrics the card reports.
         base_model: Models this one was derived from (fine-tuned, further trained...).
         base_model_relation: How it was derived (`finetune`, `adapter`...), if given.
+        features: Names of the input's columns: a list (the model's only input), or a
+            mapping from input name to list; empty when the card names none.
+        classes: Names of a classifier's classes, in the order of its probabilities.
+        example: A try input (JSON text, the format `mercato try` takes), or None.
         text: The free text after the front matter.
     """
 
@@ -59,6 +74,9 @@ class ModelCard:
     metrics: list[str] = field(default_factory=list)
     base_model: list[str] = field(default_factory=list)
     base_model_relation: str | None = None
+    features: list[str] | dict[str, list[str]] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)
+    example: str | None = None
     text: str = ""
 
     def to_manifest(self) -> dict[str, Any]:
@@ -75,6 +93,17 @@ class ModelCard:
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
+        # Left out when unset, like the optional strings above.
+        if self.features:
+            out["features"] = (
+                {k: list(v) for k, v in self.features.items()}
+                if isinstance(self.features, dict)
+                else list(self.features)
+            )
+        if self.classes:
+            out["classes"] = list(self.classes)
+        if self.example is not None:
+            out["example"] = self.example
         # The card's free text is public, as on the Hub: a marketplace page shows it
         # before anyone buys (the artifact itself may be encrypted).
         if self.text.strip():
@@ -150,6 +179,70 @@ def _optional_string(front: dict[str, Any], key: str, path: str) -> str | None:
         "Fix the YAML front matter of README.md.",
         path=path,
     )
+
+
+def _names(value: object, key: str, path: str) -> list[str]:
+    # YAML reads `[0, 1]` as numbers; whole numbers become their text, nothing else does.
+    if not isinstance(value, list) or not value or len(value) > MAX_NAMES:
+        raise ModelCardError(
+            f"The model card field {key!r} must be a list of 1 to {MAX_NAMES} names, got "
+            f"{value!r:.200}. Fix the YAML front matter of README.md.",
+            path=path,
+        )
+    names = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, (str, int)):
+            raise ModelCardError(
+                f"The model card field {key!r} holds {item!r:.100}, which is not a name. "
+                "Quote each name in the YAML front matter of README.md.",
+                path=path,
+            )
+        name = str(item)
+        if not name.strip() or len(name) > MAX_NAME_CHARS or not name.isprintable():
+            raise ModelCardError(
+                f"The model card field {key!r} holds the name {name!r:.150}; each name must "
+                f"be 1-{MAX_NAME_CHARS} printable characters.",
+                path=path,
+            )
+        names.append(name)
+    return names
+
+
+def _features(front: dict[str, Any], path: str) -> list[str] | dict[str, list[str]]:
+    value = front.get("features")
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        if not value or not all(isinstance(k, str) and k for k in value):
+            raise ModelCardError(
+                "The model card field 'features' must map input names to lists of names, "
+                "e.g. 'features: {X: [age, height]}'.",
+                path=path,
+            )
+        return {k: _names(v, f"features.{k}", path) for k, v in value.items()}
+    return _names(value, "features", path)
+
+
+def _example(front: dict[str, Any], path: str) -> str | None:
+    value = front.get("example")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        try:  # given as YAML: kept as the equivalent JSON text
+            value = json.dumps(value, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ModelCardError(
+                f"The model card field 'example' cannot be written as JSON ({exc}). Give it "
+                """as a JSON string, e.g. 'example: '{"X": [[5.1, 3.5, 1.4, 0.2]]}''.""",
+                path=path,
+            ) from exc
+    if not value.strip() or len(value) > MAX_EXAMPLE_CHARS:
+        raise ModelCardError(
+            f"The model card field 'example' must be 1 to {MAX_EXAMPLE_CHARS} characters "
+            "of try input, as 'mercato try' takes it.",
+            path=path,
+        )
+    return value
 
 
 def split_front_matter(text: str, *, path: str = "") -> tuple[dict[str, Any], str]:
@@ -228,6 +321,9 @@ def parse_card(text: str, *, path: str = "") -> ModelCard:
         metrics=lists["metrics"],
         base_model=lists["base_model"],
         base_model_relation=strings["base_model_relation"],
+        features=_features(front, path),
+        classes=_names(front["classes"], "classes", path) if front.get("classes") else [],
+        example=_example(front, path),
         text=body,
     )
 
@@ -278,5 +374,11 @@ def render_card(card: ModelCard) -> str:
         front["base_model"] = card.base_model[0] if len(card.base_model) == 1 else card.base_model
     if card.base_model_relation:
         front["base_model_relation"] = card.base_model_relation
+    if card.features:
+        front["features"] = card.features
+    if card.classes:
+        front["classes"] = card.classes
+    if card.example is not None:
+        front["example"] = card.example
     header = yaml.safe_dump(front, sort_keys=False, allow_unicode=True, default_flow_style=False)
     return f"---\n{header}---\n{card.text}"

@@ -22,7 +22,7 @@ from typing import Any
 import jsonschema
 import onnx
 
-from mercato.errors import ManifestError, ModelPackageError
+from mercato.errors import ManifestError, ModelCardError, ModelPackageError
 from mercato.models.validate import ValidatedPackage
 
 MANIFEST_VERSION = 1
@@ -179,8 +179,53 @@ def build_manifest(package: ValidatedPackage, name: str | None = None) -> dict[s
         ],
         "total_size": sum(f.size for f in package.files),
     }
+    _check_card_io(manifest, str(package.root))
     validate_manifest(manifest)
     return manifest
+
+
+def _check_card_io(manifest: Mapping[str, Any], path: str) -> None:
+    """The card's feature and class names must fit the model they describe.
+
+    Raises:
+        ModelCardError: a name list is for an input the model lacks, or its length
+            differs from the dimension it names.
+    """
+    card = manifest["card"]
+    inputs = {i["name"]: i for i in manifest["inputs"]}
+    features = card.get("features")
+    if isinstance(features, list):
+        if len(inputs) != 1:
+            raise ModelCardError(
+                f"The card lists features, but the model has {len(inputs)} inputs; name the "
+                "input they belong to, e.g. 'features: {X: [age, height]}'.",
+                path=path,
+            )
+        features = {next(iter(inputs)): features}
+    for name, names in (features or {}).items():
+        if name not in inputs:
+            raise ModelCardError(
+                f"The card names features for input {name!r}, but the model's inputs are "
+                f"{sorted(inputs)}.",
+                path=path,
+            )
+        width = (inputs[name].get("shape") or [None])[-1]
+        if isinstance(width, int) and width != len(names):
+            raise ModelCardError(
+                f"The card names {len(names)} features for input {name!r}, which has "
+                f"{width}; name each column once, in order.",
+                path=path,
+            )
+    classes = card.get("classes") or []
+    for output in manifest["outputs"]:
+        shape = output.get("shape") or []
+        probabilities = classes and "prob" in output["name"].lower() and len(shape) == 2
+        if probabilities and isinstance(shape[-1], int) and shape[-1] != len(classes):
+            raise ModelCardError(
+                f"The card names {len(classes)} classes, but output {output['name']!r} "
+                f"gives {shape[-1]} probabilities; name each class once, in order.",
+                path=path,
+            )
 
 
 @functools.cache

@@ -76,7 +76,12 @@ def test_json_in_json_out(pool: TryPool, samples: dict[str, ModelPackage]) -> No
     request = json.dumps({"inputs": {"X": {"dtype": "float32", "data": iris_rows().tolist()}}})
     response = json.loads(pool.run_json(samples["iris-logreg-tuned"], request))
     assert response["model"] == "iris-logreg-tuned"
-    assert response["outputs"]["label"] == {"dtype": "int64", "shape": [2], "data": [0, 2]}
+    assert response["outputs"]["label"] == {
+        "kind": "tensor",
+        "dtype": "int64",
+        "shape": [2],
+        "data": [0, 2],
+    }
     probabilities = response["outputs"]["probabilities"]
     assert probabilities["dtype"] == "float32" and probabilities["shape"] == [2, 3]
     assert abs(sum(probabilities["data"][0]) - 1.0) < 1e-5

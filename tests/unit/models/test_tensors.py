@@ -12,6 +12,7 @@ from mercato.errors import (
     InferenceInputShapeError,
     InferenceInputTooLargeError,
     InferenceInputTypeError,
+    InferenceRunError,
 )
 from mercato.models.manifest import TensorSpec
 from mercato.models.runtime.tensors import (
@@ -158,10 +159,67 @@ def test_outputs_encode_as_strict_json_with_dtypes() -> None:
     )
     decoded = json.loads(body)
     assert decoded["outputs"]["y"] == {
+        "kind": "tensor",
         "dtype": "float32",
         "shape": [1, 4],
         "data": [[1.0, "NaN", "Infinity", "-Infinity"]],
     }
-    assert decoded["outputs"]["label"] == {"dtype": "int64", "shape": [1], "data": [3]}
+    assert decoded["outputs"]["label"] == {
+        "kind": "tensor",
+        "dtype": "int64",
+        "shape": [1],
+        "data": [3],
+    }
     assert decoded["elapsed_ms"] == 1.235
     assert b"NaN," not in body
+
+
+def test_zipmap_outputs_encode_as_a_sequence_of_maps() -> None:
+    # What ONNX Runtime returns for a default skl2onnx classifier: a list of dicts.
+    body = encode_outputs(
+        "m",
+        {
+            "output_label": np.array([1, 0]),
+            "output_probability": [{0: 0.25, 1: 0.75}, {0: 1.0, 1: 0.0}],
+            "named": [{"setosa": 0.5, "virginica": float("nan")}],
+        },
+        0.5,
+    )
+    decoded = json.loads(body)
+    assert decoded["outputs"]["output_probability"] == {
+        "kind": "sequence",
+        "element": {"kind": "map", "key": "int64"},
+        "data": [{"0": 0.25, "1": 0.75}, {"0": 1.0, "1": 0.0}],
+    }
+    # A NaN inside a map is spelled as in tensors, so the answer stays strict JSON.
+    assert decoded["outputs"]["named"] == {
+        "kind": "sequence",
+        "element": {"kind": "map", "key": "string"},
+        "data": [{"setosa": 0.5, "virginica": "NaN"}],
+    }
+
+
+def test_map_sequence_of_tensors_and_empty_optional_encode_with_their_kind() -> None:
+    outputs = {
+        "m": {"a": np.float32(2.5)},
+        "s": [np.array([1.0, 2.0], "f4"), np.array([[3]], "i8")],
+        "o": None,
+        "e": [],
+    }
+    decoded = json.loads(encode_outputs("m", outputs, 0.0))["outputs"]
+    assert decoded["m"] == {"kind": "map", "key": "string", "data": {"a": 2.5}}
+    assert decoded["s"] == {
+        "kind": "sequence",
+        "element": {"kind": "tensor", "dtype": "float32"},
+        "data": [[1.0, 2.0], [[3]]],
+    }
+    assert decoded["o"] == {"kind": "optional", "data": None}
+    assert decoded["e"] == {"kind": "sequence", "element": {"kind": "unknown"}, "data": []}
+
+
+def test_an_output_nested_deeper_than_onnx_allows_is_a_run_error() -> None:
+    deep: list[object] = [1.0]
+    for _ in range(10):
+        deep = [deep]
+    with pytest.raises(InferenceRunError, match="nests sequences or maps"):
+        encode_outputs("m", {"x": deep}, 0.0)

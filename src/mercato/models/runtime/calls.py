@@ -7,7 +7,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 
@@ -20,12 +20,13 @@ class TryResult(NamedTuple):
 
     Attributes:
         model: The model's name.
-        outputs: Output tensors by name.
+        outputs: Outputs by name: NumPy arrays for tensors; for sequence and map
+            outputs (a ZipMap's probabilities), the lists and dicts ONNX Runtime gives.
         elapsed_ms: Time `session.run` took in the worker.
     """
 
     model: str
-    outputs: dict[str, np.ndarray]
+    outputs: dict[str, Any]
     elapsed_ms: float
 
     def to_json(self) -> bytes:

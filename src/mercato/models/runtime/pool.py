@@ -53,6 +53,7 @@ from mercato.models.runtime.limits import RuntimeLimits
 from mercato.models.runtime.mailbox import LoopMailbox, Outcome, settle
 from mercato.models.runtime.process import WorkerProcess
 from mercato.models.runtime.tensors import decode_request, prepare_inputs
+from mercato.models.runtime.worker import structure_nbytes
 
 T = TypeVar("T")
 
@@ -511,7 +512,10 @@ class TryPool:
                 self._policy,
             )
         result = await self._submit_async(package, arrays, None)
-        size = sum(getattr(value, "nbytes", 0) for value in result.outputs.values())
+        size = 0
+        for value in result.outputs.values():
+            # A sequence or map output (a ZipMap's) has no nbytes; walk it to size it.
+            size += value.nbytes if isinstance(value, np.ndarray) else structure_nbytes(value)
         if size <= _INLINE_JSON_BYTES // 8:  # a JSON number takes ~8x its binary size
             return result.to_json()
         return await asyncio.to_thread(result.to_json)

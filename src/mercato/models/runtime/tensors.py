@@ -8,13 +8,15 @@ worker (`non_finite_input`), instead of once per call.
 
 JSON tensors look like ``{"dtype": "float32", "shape": [1, 4], "data": [[...]]}``;
 ``dtype`` and ``shape`` are optional on input (checked when given) and always present on
-output. Non-finite output floats are written as the strings ``"NaN"``, ``"Infinity"``
+output, where every output also says its ``kind`` (tensor, sequence, map: see
+`encode_output`). Non-finite output floats are written as the strings ``"NaN"``, ``"Infinity"``
 and ``"-Infinity"``, as the protobuf JSON mapping does, so the output is strict JSON.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +29,7 @@ from mercato.errors import (
     InferenceInputShapeError,
     InferenceInputTooLargeError,
     InferenceInputTypeError,
+    InferenceRunError,
 )
 from mercato.models.manifest import TensorSpec
 
@@ -356,10 +359,95 @@ def encode_tensor(array: np.ndarray) -> dict[str, Any]:
         array: The tensor.
 
     Returns:
-        ``{"dtype": ..., "shape": [...], "data": nested lists}``.
+        ``{"kind": "tensor", "dtype": ..., "shape": [...], "data": nested lists}``.
     """
     dtype = "string" if array.dtype == object else str(array.dtype)
-    return {"dtype": dtype, "shape": list(array.shape), "data": _json_value(array)}
+    return {
+        "kind": "tensor",
+        "dtype": dtype,
+        "shape": list(array.shape),
+        "data": _json_value(array),
+    }
+
+
+# ONNX Runtime returns sequences as lists, maps as dicts, and nests them at most twice
+# (a ZipMap is a sequence of maps); anything deeper is not an ONNX output.
+_MAX_NESTING = 4
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    return str(value)
+
+
+def _key_type(mapping: Mapping[Any, Any]) -> str:
+    keys = iter(mapping)
+    first = next(keys, None)
+    return "string" if isinstance(first, str) else "int64"
+
+
+def _describe(value: Any) -> dict[str, Any]:
+    """The kind of a sequence's elements, read from its first element."""
+    if isinstance(value, np.ndarray):
+        return {"kind": "tensor", "dtype": "string" if value.dtype == object else str(value.dtype)}
+    if isinstance(value, Mapping):
+        return {"kind": "map", "key": _key_type(value)}
+    if isinstance(value, (list, tuple)):
+        return {"kind": "sequence"}
+    return {"kind": "scalar"}
+
+
+def _plain(value: Any, depth: int) -> Any:
+    """A sequence element or map value as plain JSON (maps keyed by strings)."""
+    if depth > _MAX_NESTING:
+        raise InferenceRunError(
+            f"The model's output nests sequences or maps more than {_MAX_NESTING} deep; "
+            "the try-runtime cannot encode it."
+        )
+    if isinstance(value, np.ndarray):
+        return _json_value(value)
+    if isinstance(value, Mapping):
+        return {str(_scalar(k)): _plain(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, depth + 1) for v in value]
+    return _scalar(value)
+
+
+def encode_output(value: Any) -> dict[str, Any]:
+    """Encode one output of any ONNX kind as JSON-ready data.
+
+    Every output has a ``kind``. Tensors are as `encode_tensor` gives them; a map is
+    ``{"kind": "map", "key": "int64"|"string", "data": {"<key>": value}}`` (JSON keys are
+    strings: ``key`` says what they were); a sequence is ``{"kind": "sequence",
+    "element": {"kind": ...}, "data": [...]}`` with each element as plain JSON (a map
+    as an object, a tensor as nested lists); an empty optional is
+    ``{"kind": "optional", "data": null}``. A ZipMap classifier's probabilities are a
+    sequence of maps, one map of label to probability per input row.
+
+    Args:
+        value: What the runtime returned for the output.
+
+    Returns:
+        The JSON-ready entry.
+
+    Raises:
+        InferenceRunError: the output nests deeper than any ONNX output does.
+    """
+    if isinstance(value, np.ndarray):
+        return encode_tensor(value)
+    if isinstance(value, Mapping):
+        return {"kind": "map", "key": _key_type(value), "data": _plain(value, 1)}
+    if isinstance(value, (list, tuple)):
+        element = _describe(value[0]) if value else {"kind": "unknown"}
+        return {"kind": "sequence", "element": element, "data": _plain(value, 1)}
+    if value is None:
+        return {"kind": "optional", "data": None}
+    return {"kind": "scalar", "data": _scalar(value)}
 
 
 def encode_outputs(model: str, outputs: Mapping[str, Any], elapsed_ms: float) -> bytes:
@@ -367,14 +455,19 @@ def encode_outputs(model: str, outputs: Mapping[str, Any], elapsed_ms: float) ->
 
     Args:
         model: The model's name.
-        outputs: Output tensors by name (non-tensor outputs pass through as JSON).
+        outputs: Outputs by name: tensors, and the lists and dicts ONNX Runtime gives
+            for sequence and map outputs.
         elapsed_ms: Time spent in the worker.
 
     Returns:
-        UTF-8 JSON ``{"model": ..., "outputs": {...}, "elapsed_ms": ...}``.
+        UTF-8 JSON ``{"model": ..., "outputs": {name: entry}, "elapsed_ms": ...}``, each
+        entry as `encode_output` gives it.
+
+    Raises:
+        InferenceRunError: an output cannot be encoded (see `encode_output`).
     """
     encoded = {
-        name: encode_tensor(value) if isinstance(value, np.ndarray) else {"value": value}
+        name: encode_tensor(value) if isinstance(value, np.ndarray) else encode_output(value)
         for name, value in outputs.items()
     }
     body = {"model": model, "outputs": encoded, "elapsed_ms": round(elapsed_ms, 3)}

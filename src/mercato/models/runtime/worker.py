@@ -21,7 +21,9 @@ Protocol (`send_bytes` of a pickled tuple over a `multiprocessing` connection)::
     pool -> worker   ("stop",)
 
 A layout is one ``(name, dtype, shape, where)`` per tensor: ``where`` is the byte offset
-in the shared segment, or ``("inline", value)``.
+in the shared segment, or ``("inline", value)``. Sequence and map outputs (a ZipMap's
+list of dicts) travel inline, a sequence as a tuple, and count against
+`max_output_bytes` like tensors do.
 """
 
 from __future__ import annotations
@@ -113,11 +115,51 @@ def take(layout: Layout, buffer: memoryview | None, *, copy: bool) -> dict[str, 
     for name, dtype, shape, where in layout:
         if isinstance(where, tuple):
             value = where[1]
-            out[name] = np.frombuffer(value, dtype=dtype).reshape(shape) if dtype else value
+            if dtype:
+                out[name] = np.frombuffer(value, dtype=dtype).reshape(shape)
+            else:  # a sequence output travels as a tuple (see worker_main)
+                out[name] = list(value) if isinstance(value, tuple) else value
             continue
         view = np.ndarray(shape, dtype=dtype, buffer=buffer, offset=where)
         out[name] = view.copy() if copy else view
     return out
+
+
+def structure_nbytes(value: Any) -> int:
+    """Roughly the bytes a sequence or map output holds, to hold it to the output limit.
+
+    Args:
+        value: What ONNX Runtime returned for a non-tensor output: lists of arrays or
+            of dicts, dicts of numbers or strings, or None (an empty optional).
+
+    Returns:
+        Array bytes plus 8 bytes per number and the length of each string (walked with
+        a stack, not recursion, so no nesting depth can overflow it).
+    """
+    import numpy as np
+
+    total = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, np.ndarray):
+            if item.dtype.kind == "O":  # strings: count each one
+                stack.extend(item.ravel().tolist())
+            else:
+                total += item.nbytes
+        elif isinstance(item, (list, tuple)):
+            total += 8
+            stack.extend(item)
+        elif isinstance(item, dict):
+            total += 8
+            for key, entry in item.items():
+                stack.append(key)
+                stack.append(entry)
+        elif isinstance(item, (str, bytes)):
+            total += len(item)
+        else:
+            total += 8
+    return total
 
 
 def _limit_memory(headroom_bytes: int) -> None:
@@ -215,11 +257,26 @@ def worker_main(
             elapsed_ms = (time.perf_counter() - started) * 1000
             names = output_names or all_names
             outputs = dict(zip(names, results, strict=True))
-            total = sum(v.nbytes for v in outputs.values() if isinstance(v, np.ndarray))
+            total = 0
+            tensors_only = True
+            for value in outputs.values():
+                if isinstance(value, np.ndarray):
+                    # A string tensor's nbytes counts pointers, not the strings.
+                    total += value.nbytes if value.dtype.kind != "O" else structure_nbytes(value)
+                else:  # a sequence or map (a ZipMap's list of dicts): sized, sent inline
+                    tensors_only = False
+                    total += structure_nbytes(value)
             if total > max_output_bytes:
                 detail = f"{total} bytes of output, limit {max_output_bytes}"
                 send(conn, ("error", call_id, "output", detail))
                 continue
+            if not tensors_only:
+                # `place` reads a list as a batch to concatenate; a sequence output is
+                # not one, so it travels as a tuple (`take` gives a list back).
+                outputs = {
+                    name: tuple(value) if isinstance(value, list) else value
+                    for name, value in outputs.items()
+                }
             placed = place(outputs, buffer, input_capacity, size)
             send(conn, ("ok", call_id, placed, elapsed_ms))
         except MemoryError:
