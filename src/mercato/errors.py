@@ -1083,3 +1083,72 @@ class UploadError(GatewayError, ValueError):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(f"The upload was refused: {reason}.")
+
+
+class UploadPathError(UploadError):
+    """A file path in an upload is not a plain relative path inside the package."""
+
+    code = "upload_path_invalid"
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        super().__init__(
+            f"the file path {path[:80]!r} {reason}; name files with relative paths of "
+            "letters, digits and '/'-separated folders inside the package"
+        )
+
+
+class RequestBodyError(GatewayError, ValueError):
+    """A request body is refused before it is parsed (too big, or shaped to hurt the node)."""
+
+    code = "request_body_invalid"
+
+
+class RequestTooLargeError(RequestBodyError):
+    """A request body is larger than its route accepts."""
+
+    code = "request_too_large"
+
+    def __init__(self, limit: int, size: int | None) -> None:
+        self.limit, self.size = limit, size
+        sent = f"{size} bytes" if size is not None else "more than that"
+        super().__init__(
+            f"The request body is too large: this route takes at most {limit} bytes, the "
+            f"request has {sent}. Send less (publish large models with 'mercato publish')."
+        )
+
+
+class RequestTooDeepError(RequestBodyError):
+    """A JSON request body nests arrays and objects deeper than the gateway accepts."""
+
+    code = "request_too_deep"
+
+    def __init__(self, max_depth: int) -> None:
+        self.max_depth = max_depth
+        super().__init__(
+            f"The JSON body nests arrays and objects more than {max_depth} levels deep; "
+            "no request to this API needs that many. Flatten the data."
+        )
+
+
+class RequestTooManyValuesError(RequestBodyError):
+    """A JSON request body holds more values than its route can use."""
+
+    code = "request_too_many_values"
+
+    def __init__(self, max_values: int) -> None:
+        self.max_values = max_values
+        super().__init__(
+            f"The JSON body holds more than {max_values} values (arrays, objects and list "
+            "items); this route needs far fewer. Send only the fields it documents."
+        )
+
+
+class RateLimitedError(GatewayError):
+    """A client sent more requests of one kind than the gateway allows in a while."""
+
+    code = "rate_limited"
+
+    def __init__(self, what: str, retry_after: float) -> None:
+        self.what, self.retry_after = what, retry_after
+        super().__init__(f"Too many {what}; retry in {max(retry_after, 1):.0f} s.")

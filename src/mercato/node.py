@@ -100,11 +100,20 @@ class Node:
         self._pool = TryPool(workers=self.try_workers)
         provider = ProviderService(self.market, self._pool)
         delivery_agent = self.accounts[0].address if self.accounts else None
+        app = create_app(
+            self.market,
+            provider,
+            delivery_agent=delivery_agent,
+            try_request_bytes=self._pool.limits.max_request_bytes,
+        )
         config = uvicorn.Config(
-            create_app(self.market, provider, delivery_agent=delivery_agent),
+            app,
             host=settings.gateway_host,
             port=settings.gateway_port,
             log_level="warning",
+            # Rate limits key on the client's address; X-Forwarded-For from any local
+            # process would let it pick a fresh address per request.
+            proxy_headers=False,
         )
         self._server = uvicorn.Server(config)
         self._spawn("gateway", self._serve)

@@ -10,18 +10,28 @@ the data directory:
     │                          every `state_interval` seconds and on exit
     ├── anvil-state.json.bak   the last state that loaded, kept in case a dump is cut
     └── anvil.log              Anvil's output
+
+Anvil dies with the process that started it, however that process ends (even killed
+with SIGKILL or by a crash): on Linux the kernel sends it SIGTERM when its parent
+thread exits (`PR_SET_PDEATHSIG`), so it still saves its chain on the way out. A local
+chain is never left running, holding its port, after its node is gone. Start it from a
+thread that lives as long as the node (the main thread does).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -40,6 +50,33 @@ _PLATFORM_PACKAGES = (
     "anvil-darwin-arm64",
     "anvil-darwin-amd64",
 )
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` making the child receive SIGTERM when its parent dies (Linux only).
+
+    Everything it needs is looked up here, before the fork: between fork and exec the
+    child may only make plain system calls.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return None
+    prctl = ctypes.CDLL(libc_name, use_errno=True).prctl
+    parent = os.getpid()
+    term = int(signal.SIGTERM)
+
+    def set_parent_death_signal() -> None:
+        prctl(_PR_SET_PDEATHSIG, term, 0, 0, 0)
+        # The parent may have died before prctl ran: then no signal will ever come.
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return set_parent_death_signal
 
 
 def dev_accounts(count: int = 10) -> list[LocalAccount]:
@@ -143,7 +180,11 @@ class AnvilSupervisor:
         ]  # fmt: skip
         log = (self.chain_dir / "anvil.log").open("ab")
         self.process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent(),  # only prctl and getppid run in the child
         )
         log.close()
         self._wait_until_ready(timeout)

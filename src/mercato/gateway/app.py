@@ -7,10 +7,12 @@
     /static/...       the stylesheet and the wallet bundle
 
 While the app runs it keeps the index in step with the chain (`state.IndexFollower`).
+Every request body is bounded before a route reads it (`middleware.BodyLimitMiddleware`).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -38,12 +40,20 @@ from mercato.gateway.api import (
 from mercato.gateway.dependencies import optional_session
 from mercato.gateway.errors import install_error_handlers
 from mercato.gateway.ipfs import create_ipfs_router
+from mercato.gateway.middleware import BodyLimitMiddleware, default_rules
 from mercato.gateway.provider import create_provider_router
 from mercato.gateway.state import GatewayState, build_state
 from mercato.gateway.web import create_web_router
 from mercato.index import Index
+from mercato.models.runtime.limits import RuntimeLimits
 
 STATIC_DIR = Path(__file__).with_name("static")
+# Python's own default. py_ecc, which eth-account imports (through eth-keyfile), raises
+# the limit to 100,000 at import; a thread's C stack overflows long before that, so a
+# deeply nested JSON body would crash the whole node instead of raising RecursionError.
+RECURSION_LIMIT = 1000
+# The upload route's files arrive base64-encoded (4 bytes for 3) inside a little JSON.
+UPLOAD_BODY = 4 * -(-uploads.MAX_UPLOAD // 3) + 256 * 1024
 API_ROUTERS = (
     models.router,
     versions.router,
@@ -68,6 +78,7 @@ def create_app(
     follow_chain: bool = True,
     domains: set[str] | None = None,
     delivery_agent: str | None = None,
+    try_request_bytes: int | None = None,
 ) -> FastAPI:
     """Builds the node's FastAPI application (OpenAPI at /openapi.json).
 
@@ -80,6 +91,8 @@ def create_app(
             public URL and bind address.
         delivery_agent: The account the node's agent delivers keys from, offered to
             browser creators as their agent; None when the node sells nothing.
+        try_request_bytes: The largest try request body: the try pool's
+            `max_request_bytes` (the default limits' when not given).
 
     Returns:
         The app.
@@ -87,6 +100,7 @@ def create_app(
     Raises:
         IndexDatabaseError: The index database cannot be opened or migrated.
     """
+    restore_recursion_limit()
     state = build_state(market, provider, index=index, follow_chain=follow_chain, domains=domains)
     state.delivery_agent = delivery_agent
 
@@ -112,6 +126,12 @@ def create_app(
     )
     app.state.gateway = state
     install_error_handlers(app)
+    if try_request_bytes is None:
+        try_request_bytes = RuntimeLimits().max_request_bytes
+    app.add_middleware(
+        BodyLimitMiddleware,
+        rule_for=default_rules(try_bytes=try_request_bytes, upload_bytes=UPLOAD_BODY),
+    )
     for router in API_ROUTERS:
         app.include_router(router)
     app.include_router(
@@ -126,6 +146,15 @@ def create_app(
     app.include_router(create_web_router(state))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+def restore_recursion_limit() -> None:
+    """Sets the interpreter's recursion limit back to `RECURSION_LIMIT` (see there).
+
+    Called once the node's dependencies are imported; nothing Mercato runs in the node's
+    process recurses deeper.
+    """
+    sys.setrecursionlimit(RECURSION_LIMIT)
 
 
 def _session_wallet(state: GatewayState) -> Callable[[Request], str | None]:

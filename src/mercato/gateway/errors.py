@@ -3,10 +3,14 @@
 
 Every error the gateway answers with has this shape: Mercato's own errors carry their
 class's `code`; request validation becomes `invalid_request`; other HTTP errors
-become `http_<status>` (`http_404`, ...).
+become `http_<status>` (`http_404`, ...); a bug becomes `internal_error`, its traceback
+in the node's log and never in the answer.
 """
 
 from __future__ import annotations
+
+import math
+import sys
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -25,7 +29,11 @@ _STATUS: tuple[tuple[type[errors.MercatoError], int], ...] = (
     (errors.InvalidSearchQueryError, 422),
     (errors.InferenceInputError, 422),
     (errors.ModelPackageError, 422),
+    (errors.UploadPathError, 400),
     (errors.UploadError, 422),
+    (errors.RequestTooLargeError, 413),
+    (errors.RequestBodyError, 400),
+    (errors.RateLimitedError, 429),
     (errors.InferenceTimeoutError, 504),
     (errors.InferenceMemoryError, 507),
     (errors.SessionRequiredError, 401),
@@ -45,7 +53,12 @@ def status_for(exc: errors.MercatoError) -> int:
 
 def error_response(exc: errors.MercatoError) -> JSONResponse:
     """The JSON answer for an error Mercato raised on purpose."""
-    return JSONResponse({"error": exc.code, "message": str(exc)}, status_code=status_for(exc))
+    headers = None
+    if isinstance(exc, errors.RateLimitedError):
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+    return JSONResponse(
+        {"error": exc.code, "message": str(exc)}, status_code=status_for(exc), headers=headers
+    )
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -67,6 +80,22 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(
             {"error": "invalid_request", "message": _validation_message(exc)}, status_code=422
+        )
+
+    @app.exception_handler(RecursionError)
+    async def _too_deep(_request: Request, exc: RecursionError) -> JSONResponse:
+        # The body limits keep JSON shallow; anything else nested this deep is refused too.
+        return error_response(errors.RequestTooDeepError(sys.getrecursionlimit()))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, _exc: Exception) -> JSONResponse:
+        # A bug: the server logs its traceback; the client gets none of it.
+        return JSONResponse(
+            {
+                "error": "internal_error",
+                "message": "The node failed to answer this request; its log says why.",
+            },
+            status_code=500,
         )
 
     @app.exception_handler(StarletteHTTPException)

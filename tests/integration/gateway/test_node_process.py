@@ -1,0 +1,196 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""A real `mercato node up` process under hostile requests, and when it dies.
+
+One request must never take the node down (with it its agent and index), a request
+body is refused before it is read in full, and a node killed outright leaves no Anvil
+behind holding its port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from mercato.chain.anvil import free_port
+
+pytestmark = pytest.mark.integration
+PYTHON_M = [sys.executable, "-m", "mercato.cli"]
+CONSOLE_SCRIPT = [str(Path(sys.executable).with_name("mercato"))]
+
+
+@dataclass
+class NodeProcess:
+    process: subprocess.Popen[str]
+    base: str
+    port: int
+
+    def anvil_pids(self) -> list[int]:
+        children = psutil.Process(self.process.pid).children(recursive=True)
+        return [c.pid for c in children if c.name() == "anvil"]
+
+
+def _start_node(launcher: list[str], data_dir: Path) -> NodeProcess:
+    port = free_port()
+    env = {**os.environ, "MERCATO_DATA_DIR": str(data_dir)}
+    command = [*launcher, "node", "up", "--port", str(free_port()), "--gateway-port", str(port)]
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert process.stdout is not None
+    output = []
+    for line in process.stdout:
+        output.append(line)
+        if "ready" in line:
+            return NodeProcess(process, f"http://127.0.0.1:{port}", port)
+    process.wait(timeout=30)
+    raise AssertionError("the node did not start:\n" + "".join(output))
+
+
+def _stop(node: NodeProcess) -> None:
+    anvils = (
+        [psutil.Process(pid) for pid in node.anvil_pids()] if node.process.poll() is None else []
+    )
+    if node.process.poll() is None:
+        node.process.send_signal(signal.SIGTERM)
+        node.process.wait(timeout=60)
+    for anvil in anvils:
+        if anvil.is_running():
+            anvil.kill()
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    started = _start_node(PYTHON_M, tmp_path_factory.mktemp("node"))
+    try:
+        yield started
+    finally:
+        _stop(started)
+
+
+def _alive(node: NodeProcess) -> None:
+    assert node.process.poll() is None, "the node process died"
+    assert httpx.get(f"{node.base}/v1/health", timeout=30).json() == {"status": "ok"}
+
+
+def test_a_deeply_nested_body_is_refused_and_the_node_keeps_serving(node: NodeProcess) -> None:
+    # A million levels (the upload route takes megabytes, and parsed the body before
+    # checking the session): before the fix this overflowed the C stack and killed the
+    # process. The other routes' bodies are refused for their depth too.
+    for path, body in (
+        ("/v1/uploads", b"[" * 1_000_000),
+        ("/v1/auth/verify", b'{"message": ' + b'{"a":' * 10_000),
+        ("/v1/models/1/try", b'{"inputs": {"X": {"data": ' + b"[" * 10_000),
+    ):
+        answer = httpx.post(
+            f"{node.base}{path}",
+            content=body,
+            headers={"Content-Type": "application/json"},
+            timeout=60,
+        )
+        assert (answer.status_code, answer.json()["error"]) == (400, "request_too_deep"), path
+        _alive(node)
+
+
+def _stream_until_refused(port: int, path: str, total: int) -> tuple[int, bytes]:
+    """Sends a chunked body of `total` bytes until the server answers or hangs up.
+
+    Returns:
+        (bytes of body sent, the start of the server's answer).
+    """
+    chunk = b" " * (256 * 1024)
+    framed = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+        )
+        while sent < total:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if readable:
+                break  # the server answered before the body ended
+            try:
+                sock.sendall(framed)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(chunk)
+        sock.settimeout(60)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            piece = sock.recv(65536)
+            if not piece:
+                break
+            answer += piece
+        try:
+            while len(answer) < 64 * 1024:
+                piece = sock.recv(65536)
+                if not piece:
+                    break
+                answer += piece
+        except (ConnectionResetError, TimeoutError):
+            pass
+    return sent, answer
+
+
+def test_a_streamed_body_over_the_limit_is_refused_before_it_is_read(node: NodeProcess) -> None:
+    rss_before = psutil.Process(node.process.pid).memory_info().rss
+    total = 2 * 1024**3  # 2 GiB, streamed with no Content-Length
+    sent, answer = _stream_until_refused(node.port, "/v1/auth/nonce", total)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    body = json.loads(answer.split(b"\r\n\r\n", 1)[1].split(b"\r\n")[-1] or b"{}")
+    assert body.get("error") == "request_too_large"
+    # Loopback socket buffers hold a few MB; the rest of the 2 GiB was never taken.
+    assert sent < 64 * 1024**2
+    grown = psutil.Process(node.process.pid).memory_info().rss - rss_before
+    assert grown < 256 * 1024**2
+    _alive(node)
+
+
+def test_a_declared_length_over_the_limit_is_refused_at_once(node: NodeProcess) -> None:
+    with socket.create_connection(("127.0.0.1", node.port), timeout=60) as sock:
+        sock.sendall(
+            f"POST /v1/uploads HTTP/1.1\r\nHost: 127.0.0.1:{node.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {10 * 1024**3}\r\n\r\n".encode()
+        )
+        answer = sock.recv(65536)  # answered with no body byte sent
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert b"request_too_large" in answer
+    _alive(node)
+
+
+def _gone(process: psutil.Process) -> bool:
+    try:
+        return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.parametrize("launcher", [PYTHON_M, CONSOLE_SCRIPT], ids=["python-m", "mercato"])
+def test_a_killed_node_leaves_no_anvil(launcher: list[str], tmp_path: Path) -> None:
+    started = _start_node(launcher, tmp_path / "node")
+    anvils = started.anvil_pids()
+    try:
+        assert len(anvils) == 1
+        started.process.kill()  # SIGKILL: no handler, no clean-up code runs in the node
+        started.process.wait(timeout=30)
+        anvil = psutil.Process(anvils[0])
+        with contextlib.suppress(psutil.TimeoutExpired):
+            anvil.wait(timeout=60)  # generous: it saves its chain state on the way out
+        assert _gone(anvil)
+    finally:
+        for pid in anvils:
+            if psutil.pid_exists(pid):
+                psutil.Process(pid).kill()

@@ -1,0 +1,175 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""Request bodies are bounded and shape-checked before any route reads them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mercato.errors import RequestTooDeepError, RequestTooManyValuesError
+from mercato.gateway.middleware import (
+    MAX_JSON_DEPTH,
+    BodyLimitMiddleware,
+    BodyRule,
+    JsonShapeScanner,
+    default_rules,
+)
+
+# --- the scanner ------------------------------------------------------------------------
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    return 0
+
+
+def _deepest(data: bytes, chunks: list[int]) -> int:
+    """The smallest max_depth the scanner accepts `data` under, fed in pieces."""
+    low, high = 0, 64
+    while low < high:
+        middle = (low + high) // 2
+        scanner = JsonShapeScanner(max_depth=middle)
+        try:
+            start = 0
+            for size in [*chunks, len(data)]:
+                scanner.feed(data[start : start + size])
+                start += size
+        except RequestTooDeepError:
+            low = middle + 1
+        else:
+            high = middle
+    return low
+
+
+# Strings full of what a naive scanner would miscount: brackets, quotes, backslashes.
+_TRICKY_TEXT = st.text(alphabet='[]{}"\\,ab\u00e9', max_size=12)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | _TRICKY_TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TRICKY_TEXT, inner, max_size=4),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_JSON, chunks=st.lists(st.integers(min_value=0, max_value=7), max_size=30))
+def test_scanner_depth_is_the_parsed_depth_however_the_bytes_are_split(
+    value: Any, chunks: list[int]
+) -> None:
+    data = json.dumps(value, ensure_ascii=False).encode()
+    assert _deepest(data, chunks) == _depth(value)
+
+
+def test_escaped_quote_split_across_chunks_does_not_end_the_string() -> None:
+    data = b'["a\\\\\\"[[[[", [1]]'  # the string holds \\ then \" then four brackets
+    assert json.loads(data)[1] == [1]
+    scanner = JsonShapeScanner(max_depth=2)
+    for i in range(len(data)):
+        scanner.feed(data[i : i + 1])
+    assert scanner.depth == 0
+
+
+def test_nesting_past_the_limit_is_refused_without_parsing() -> None:
+    scanner = JsonShapeScanner()
+    with pytest.raises(RequestTooDeepError) as caught:
+        scanner.feed(b"[" * (MAX_JSON_DEPTH + 1))
+    assert caught.value.code == "request_too_deep" and caught.value.max_depth == MAX_JSON_DEPTH
+
+
+def test_values_past_the_limit_are_refused() -> None:
+    scanner = JsonShapeScanner(max_values=10)
+    scanner.feed(b'{"a": [1, 2, 3], "b": "x,y,z,,,,,,,,,"}')  # commas in strings do not count
+    with pytest.raises(RequestTooManyValuesError) as caught:
+        scanner.feed(b"[" + b"0," * 10 + b"0]")
+    assert caught.value.max_values == 10
+
+
+# --- the middleware ---------------------------------------------------------------------
+
+
+class _Client:
+    """Drives one ASGI request by hand and records how many body bytes were taken."""
+
+    def __init__(self, chunks: list[bytes], headers: list[tuple[bytes, bytes]]) -> None:
+        self.chunks = chunks
+        self.headers = headers
+        self.taken = 0
+        self.sent: list[dict[str, Any]] = []
+
+    async def receive(self) -> dict[str, Any]:
+        if not self.chunks:
+            return {"type": "http.disconnect"}
+        chunk = self.chunks.pop(0)
+        self.taken += len(chunk)
+        return {"type": "http.request", "body": chunk, "more_body": bool(self.chunks)}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+
+    def run(self, middleware: BodyLimitMiddleware, path: str) -> tuple[int, dict[str, Any]]:
+        scope = {"type": "http", "method": "POST", "path": path, "headers": self.headers}
+        asyncio.run(middleware(scope, self.receive, self.send))  # type: ignore[arg-type]
+        start = next(m for m in self.sent if m["type"] == "http.response.start")
+        body = b"".join(m.get("body", b"") for m in self.sent if m["type"] == "http.response.body")
+        return start["status"], json.loads(body)
+
+
+async def _echo(scope: Any, receive: Any, send: Any) -> None:
+    """A route that reads the whole body and answers with its length."""
+    size = 0
+    while True:
+        message = await receive()
+        size += len(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": json.dumps({"size": size}).encode()})
+
+
+def _middleware(limit: int = 1000) -> BodyLimitMiddleware:
+    return BodyLimitMiddleware(_echo, lambda _method, _path: BodyRule(limit))
+
+
+def test_a_declared_length_over_the_limit_is_refused_before_reading() -> None:
+    client = _Client([b"x" * 2000], [(b"content-length", b"2000")])
+    status, body = client.run(_middleware(), "/v1/auth/nonce")
+    assert (status, body["error"]) == (413, "request_too_large")
+    assert client.taken == 0
+
+
+def test_a_streamed_body_is_refused_once_past_the_limit() -> None:
+    # Chunked: no Content-Length; 100 chunks of 100 bytes would be 10,000 bytes.
+    client = _Client([b" " * 100 for _ in range(100)], [])
+    status, body = client.run(_middleware(), "/v1/auth/nonce")
+    assert (status, body["error"]) == (413, "request_too_large")
+    assert client.taken == 1100  # stopped at the first chunk past 1,000 bytes
+    start = next(m for m in client.sent if m["type"] == "http.response.start")
+    assert (b"connection", b"close") in start["headers"]
+
+
+def test_a_deep_body_is_refused_before_the_route() -> None:
+    client = _Client([b"[" * 50_000, b"]" * 50_000], [])
+    status, body = client.run(_middleware(limit=1_000_000), "/v1/auth/nonce")
+    assert (status, body["error"]) == (400, "request_too_deep")
+
+
+def test_a_body_within_the_rule_reaches_the_route_whole() -> None:
+    client = _Client([b'{"a": ', b"[1, 2]}"], [])
+    status, body = client.run(_middleware(), "/v1/auth/nonce")
+    assert (status, body) == (200, {"size": 13})
+
+
+def test_routes_get_their_own_limits() -> None:
+    rule_for = default_rules(try_bytes=5_000_000, upload_bytes=7_000_000)
+    assert rule_for("POST", "/v1/models/4/try").max_bytes == 5_000_000
+    assert rule_for("POST", "/v1/models/4/try").max_values is None
+    assert rule_for("POST", "/v1/uploads").max_bytes == 7_000_000
+    assert rule_for("POST", "/v1/auth/verify").max_bytes == 64 * 1024
+    assert not rule_for("POST", "/models/4/try").json  # the web form is not JSON
