@@ -765,6 +765,25 @@ class ContentKeyMissingError(MarketError, LookupError):
         )
 
 
+class ContentKeyNotBoundError(ContentKeyMissingError):
+    """This node holds a key for the artifact, but not one stored for this model and its
+    current owner: it neither delivers nor serves that model (a copycat listing that
+    commits to another model's digests, or a model that changed hands)."""
+
+    code = "content_key_not_bound"
+
+    def __init__(self, artifact_cid: str, model_id: int, version: int, owner: str) -> None:
+        self.model_id, self.version, self.owner = model_id, version, owner
+        MarketError.__init__(
+            self,
+            f"This node holds no key stored by {owner} for model {model_id} version "
+            f"{version} (artifact {artifact_cid}); it neither delivers nor serves it. The "
+            "owner must publish from this node, or publish a new version through it after "
+            "a transfer.",
+        )
+        self.artifact_cid = artifact_cid
+
+
 class OwnModelError(MarketError, ValueError):
     """The buyer owns the model: there is nothing to buy."""
 

@@ -98,7 +98,10 @@ class Node:
             )
         # Started by the gateway, on its event loop (see `create_app`).
         self._pool = TryPool(workers=self.try_workers)
-        provider = ProviderService(self.market, self._pool)
+        # Try calls only for the models the agent's accounts may sell (mercato.client.sale_keys).
+        provider = ProviderService(
+            self.market, self._pool, accounts=[a.address for a in self.accounts]
+        )
         delivery_agent = self.accounts[0].address if self.accounts else None
         app = create_app(
             self.market,

@@ -1,34 +1,49 @@
 # SPDX-License-Identifier: AGPL-3.0-only
-"""Watches `Purchased` events for the models this node sells and delivers their keys.
+"""The seller's agent: delivers content keys for what is still pending on-chain.
 
-Exactly once, across restarts: the chain is the record. An order is delivered only while
-the marketplace still shows it pending (a delivered or refunded order is skipped), and
-the agent's cursor moves past a block only once every order up to it is settled, so a
-node that was down catches up on everything it missed when it comes back:
+Its work list is "the purchases still pending on-chain for the models my accounts may
+deliver for", rebuilt from the chain, never a cursor on disk. A purchase can only be
+delivered before its deadline (purchase time + the marketplace's DELIVERY_WINDOW), so
+when it starts the agent reads the `Purchased` events of the last DELIVERY_WINDOW of
+blocks, and after that only the new blocks (plus a few already read, in case of a
+reorg). A node started late, a node whose owner named it agent after the sale, or a
+node that shares a data directory with another account's node, therefore still
+delivers everything it may; nothing one account does moves another account's work.
 
-    <data dir>/agent/
-    └── cursor-<chain id>.json     {"block": last block whose purchases are all settled}
+Exactly once, across restarts and crashes: the chain is the record. An order is
+delivered only while the marketplace shows it pending, and the marketplace refuses a
+second delivery of the same order.
+
+One bad order never holds back another: each order's key is sealed on its own (a buyer
+key libsodium refuses, or a model whose key this node may not use, skips that order
+only, which stays refundable), and when a batch is refused (an order refunded or past
+its deadline in between) its orders are delivered one by one.
+
+The agent keeps nothing on disk; an older version's `agent/cursor-<chain id>.json` is
+removed at start.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from eth_typing import ChecksumAddress
+from web3 import Web3
 
 from mercato.chain.contracts import Delivery, LicenseState, ModelId
+from mercato.client.delivery import responsible_account
 from mercato.client.market import Market
+from mercato.client.sale_keys import sale_key
 from mercato.crypto import wrap_content_key
-from mercato.errors import ConfigError, ContentKeyMissingError, MercatoError
-from mercato.fsutil import atomic_write_bytes
+from mercato.errors import ConfigError, ContentKeyMissingError, CryptoError, MercatoError
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 32  # the marketplace's deliver_many limit
 LOG_RANGE = 5_000  # blocks per eth_getLogs request
+REORG_MARGIN = 12  # blocks read again each round, so a purchase moved by a reorg is seen
 
 
 @dataclass(frozen=True)
@@ -37,6 +52,15 @@ class PendingOrder:
     buyer: ChecksumAddress
     buyer_key: bytes
     block: int
+    deadline: int = field(default=0, compare=False)  # purchase time + DELIVERY_WINDOW
+
+
+@dataclass
+class RoundReport:
+    """What one round did (for tests and logs)."""
+
+    delivered: list[PendingOrder] = field(default_factory=list)
+    skipped: list[tuple[PendingOrder, str]] = field(default_factory=list)  # order, reason
 
 
 class SellerAgent:
@@ -50,60 +74,86 @@ class SellerAgent:
             m.require_account("deliver keys").address: m for m in markets
         }
         self._any = markets[0]
-        self.cursor_path = data_dir / "agent" / f"cursor-{self._any.chain_id}.json"
+        self._window = int(self._any.deployment.delivery_window)
+        # Purchases seen and not yet settled or expired, newest per (model, buyer).
+        self._orders: dict[tuple[int, str], PendingOrder] = {}
+        self._scanned: int | None = None
+        self._reported: set[tuple[PendingOrder, str]] = set()
+        self._senders: dict[int, str | None] = {}  # per round: model id -> our account
+        legacy = data_dir / "agent" / f"cursor-{self._any.chain_id}.json"
+        legacy.unlink(missing_ok=True)  # nothing reads it any more
 
     def pending(self) -> tuple[list[PendingOrder], int]:
-        """The purchases still pending for our models, and the head block scanned."""
+        """The purchases still pending on-chain that this agent may deliver, and the
+        head block read.
+
+        Raises:
+            ChainError: The chain cannot be read.
+        """
         head = int(self._any.w3.eth.block_number)
-        start = self._cursor() + 1
-        marketplace = self._any.contracts.marketplace
-        found: list[PendingOrder] = []
-        for low in range(start, head + 1, LOG_RANGE):
-            high = min(low + LOG_RANGE - 1, head)
-            for entry in marketplace.contract.events.Purchased.get_logs(
-                from_block=low, to_block=high
-            ):
-                args = entry["args"]
-                found.append(
-                    PendingOrder(
-                        ModelId(int(args["model_id"])),
-                        args["buyer"],
-                        bytes(args["buyer_key"]),
-                        int(entry["blockNumber"]),
-                    )
-                )
         now = int(self._any.w3.eth.get_block(head)["timestamp"])
-        return [o for o in found if self._still_ours_and_pending(o, now)], head
+        self._read_purchases(head, now)
+        owners: dict[int, str | None] = {}
+        ours: list[PendingOrder] = []
+        marketplace = self._any.contracts.marketplace
+        for key, order in list(self._orders.items()):
+            if order.deadline < now:
+                del self._orders[key]  # past its deadline: only a refund is left
+                continue
+            if order.model_id not in owners:
+                owners[order.model_id] = self._sender_for(order.model_id)
+            if owners[order.model_id] is None:
+                continue  # kept: its owner may still name us agent before the deadline
+            record = marketplace.license(order.buyer, order.model_id)
+            if record.state is not LicenseState.PENDING or record.time < now:
+                del self._orders[key]
+                continue
+            ours.append(order)
+        self._senders = owners
+        live = set(self._orders.values())
+        self._reported = {r for r in self._reported if r[0] in live}
+        return ours, head
 
     def deliver_pending(self) -> int:
         """Delivers every pending order it can; returns how many were delivered."""
-        orders, head = self.pending()
-        delivered = 0
-        settled_until = head
-        by_sender: dict[str, list[Delivery]] = {}
+        return len(self.deliver_round().delivered)
+
+    def deliver_round(self) -> RoundReport:
+        """One round: read new purchases, deliver what is pending and ours.
+
+        Returns:
+            The orders delivered and those skipped, with the reason.
+
+        Raises:
+            ChainError: The chain cannot be read.
+        """
+        report = RoundReport()
+        orders, _head = self.pending()
+        by_sender: dict[str, list[tuple[PendingOrder, Delivery]]] = {}
+        models: dict[int, tuple[str, int, bytes] | MercatoError] = {}
         for order in orders:
-            sender = self._sender_for(order.model_id)
+            sender = self._senders.get(order.model_id)
             if sender is None:
                 continue
+            if order.model_id not in models:
+                models[order.model_id] = self._sale(order.model_id, sender)
+            sale = models[order.model_id]
             try:
-                by_sender.setdefault(sender, []).append(self._delivery(order, sender))
-            except ContentKeyMissingError as exc:
-                # The buyer will be refunded after the deadline; say so and move on.
-                log.error("cannot deliver model %s to %s: %s", order.model_id, order.buyer, exc)
-        for sender, deliveries in by_sender.items():
+                if isinstance(sale, MercatoError):
+                    raise sale
+                _owner, version, key = sale
+                wrapped = wrap_content_key(key, order.buyer_key)
+            except (ContentKeyMissingError, CryptoError) as exc:
+                # This order stays pending and refundable; the others go on.
+                self._skip(report, order, exc)
+                continue
+            delivery = Delivery(order.model_id, order.buyer, version, wrapped)
+            by_sender.setdefault(sender, []).append((order, delivery))
+        for sender, items in by_sender.items():
             market = self.markets[sender]
-            for i in range(0, len(deliveries), MAX_BATCH):
-                batch = deliveries[i : i + MAX_BATCH]
-                try:
-                    market.contracts.marketplace.deliver_many(batch)
-                    delivered += len(batch)
-                except MercatoError as exc:
-                    # Keep these orders for the next round: the cursor stays before them.
-                    log.error("delivery of %d orders failed: %s", len(batch), exc)
-                    first = min(o.block for o in orders if o.buyer in {d.buyer for d in batch})
-                    settled_until = min(settled_until, first - 1)
-        self._save_cursor(settled_until)
-        return delivered
+            for i in range(0, len(items), MAX_BATCH):
+                self._send(market, items[i : i + MAX_BATCH], report)
+        return report
 
     def run(self, stop: threading.Event, poll: float = 1.0) -> None:
         """Delivers until `stop` is set, polling every `poll` seconds."""
@@ -116,36 +166,94 @@ class SellerAgent:
                 log.error("agent round failed: %s", exc)
             stop.wait(poll)
 
+    def _read_purchases(self, head: int, now: int) -> None:
+        deploy_block = self._any.deployment.deploy_block
+        if self._scanned is None:
+            start = self._window_start(head, now)
+        else:
+            start = max(deploy_block, self._scanned + 1 - REORG_MARGIN)
+        marketplace = self._any.contracts.marketplace
+        times: dict[int, int] = {}
+        for low in range(start, head + 1, LOG_RANGE):
+            high = min(low + LOG_RANGE - 1, head)
+            for entry in marketplace.contract.events.Purchased.get_logs(
+                from_block=low, to_block=high
+            ):
+                args = entry["args"]
+                block = int(entry["blockNumber"])
+                if block not in times:
+                    times[block] = int(self._any.w3.eth.get_block(block)["timestamp"])
+                order = PendingOrder(
+                    ModelId(int(args["model_id"])),
+                    Web3.to_checksum_address(args["buyer"]),
+                    bytes(args["buyer_key"]),
+                    block,
+                    times[block] + self._window,
+                )
+                key = (order.model_id, order.buyer)
+                known = self._orders.get(key)
+                if known is None or known.block <= order.block:
+                    self._orders[key] = order
+        self._scanned = head
+
+    def _window_start(self, head: int, now: int) -> int:
+        """The first block mined within the last DELIVERY_WINDOW (no earlier purchase
+        can still be delivered), found by bisection on block times."""
+        low = self._any.deployment.deploy_block
+        if low > head:
+            return head + 1
+        oldest = now - self._window
+        high = head
+        get_block = self._any.w3.eth.get_block
+        while low < high:
+            middle = (low + high) // 2
+            if int(get_block(middle)["timestamp"]) < oldest:
+                low = middle + 1
+            else:
+                high = middle
+        return low
+
     def _sender_for(self, model_id: int) -> str | None:
         """Which of our accounts may deliver for this model: its owner, or the agent the
         owner delegated to (`set_agent`), e.g. a creator who publishes from a browser."""
-        contracts = self._any.contracts
-        owner: str = contracts.registry.owner_of(model_id)
-        if owner in self.markets:
-            return owner
-        agent: str = contracts.marketplace.agent_of(owner)
-        return agent if agent in self.markets else None
+        owner = Web3.to_checksum_address(self._any.contracts.registry.owner_of(model_id))
+        return responsible_account(self._any, owner, self.markets)
 
-    def _still_ours_and_pending(self, order: PendingOrder, now: int) -> bool:
-        if self._sender_for(order.model_id) is None:
-            return False
-        contracts = self._any.contracts
-        record = contracts.marketplace.license(order.buyer, order.model_id)
-        return record.state is LicenseState.PENDING and record.time >= now
-
-    def _delivery(self, order: PendingOrder, sender: str) -> Delivery:
+    def _sale(self, model_id: int, sender: str) -> tuple[str, int, bytes] | MercatoError:
+        """The owner, latest version and key to deliver, or why this model is refused."""
         market = self.markets[sender]
-        version = market.models.version(order.model_id)
-        key = market.keys.load(version.artifact_cid)
-        wrapped = wrap_content_key(key, order.buyer_key)
-        return Delivery(order.model_id, order.buyer, version.version, wrapped)
-
-    def _cursor(self) -> int:
         try:
-            return int(json.loads(self.cursor_path.read_text())["block"])
-        except FileNotFoundError:
-            return self._any.deployment.deploy_block - 1
+            info = market.models.show(model_id)
+            owner = Web3.to_checksum_address(info.owner)
+            key = sale_key(market, model_id, info.latest, owner)
+        except ContentKeyMissingError as exc:
+            return exc
+        return owner, info.latest.version, key
 
-    def _save_cursor(self, block: int) -> None:
-        self.cursor_path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(self.cursor_path, json.dumps({"block": block}).encode())
+    def _send(
+        self, market: Market, items: list[tuple[PendingOrder, Delivery]], report: RoundReport
+    ) -> None:
+        try:
+            market.contracts.marketplace.deliver_many([d for _o, d in items])
+            report.delivered.extend(o for o, _d in items)
+            return
+        except MercatoError as exc:
+            if len(items) == 1:
+                self._skip(report, items[0][0], exc)
+                return
+            log.warning("a batch of %d deliveries was refused (%s); one by one", len(items), exc)
+        # One refused order (refunded or past its deadline in between) must not hold
+        # back the others.
+        for order, delivery in items:
+            try:
+                market.contracts.marketplace.deliver_many([delivery])
+                report.delivered.append(order)
+            except MercatoError as exc:
+                self._skip(report, order, exc)
+
+    def _skip(self, report: RoundReport, order: PendingOrder, exc: MercatoError) -> None:
+        reason = getattr(exc, "code", "error")
+        report.skipped.append((order, reason))
+        if (order, reason) not in self._reported:  # once per order, not every second
+            self._reported.add((order, reason))
+            log.error("cannot deliver model %s to %s: %s", order.model_id, order.buyer, exc)

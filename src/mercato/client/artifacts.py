@@ -7,25 +7,48 @@ encrypted before they reach the store. Both the artifact and the manifest are im
 as CIDv0 (dag-pb root), so the 32-byte sha256 digest the chain keeps is enough to
 rebuild the CID.
 
-Content keys of the models a node sells live beside its store:
+Content keys of the models a node sells live beside its store, bound to the model,
+version and owner they were stored for, never looked up by CID alone (two models can
+commit to the same public digests; only one owner made the key):
 
-    <data dir>/keys/
-    └── <artifact CID>.key     32 raw bytes, mode 0600
+    <data dir>/keys/                          mode 0700, like every folder below
+    ├── staged/
+    │   └── <owner>/
+    │       └── <artifact CID>.key            made before the model id exists (publish, upload)
+    ├── <chain id>/
+    │   └── <registry address>/
+    │       └── <model id>/
+    │           └── <version>.key             bound once the chain shows that owner published it
+    └── <artifact CID>.key                    older layout: read only to migrate (see below)
+
+Each file is mode 0600, written atomically, and holds JSON:
+``{"owner": "0x…", "artifact_cid": "Qm…", "key": "<64 hex digits>"}``. Whether a key may
+be bound to a version, and used for a sale, is decided in `mercato.client.sale_keys`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from multiformats import CID, multihash
+from web3 import Web3
 
 from mercato.crypto import StreamDecryptor
-from mercato.errors import ContentKeyMissingError, DownloadError
+from mercato.crypto.keys import CONTENT_KEY_SIZE
+from mercato.errors import (
+    ConfigError,
+    ContentKeyMissingError,
+    DownloadError,
+    InvalidKeyMaterialError,
+    MercatoError,
+)
 from mercato.fsutil import atomic_write_bytes
 from mercato.models.package import ModelPackage
 from mercato.storage.blockstore import Blockstore
@@ -97,6 +120,8 @@ def restore_package(
     expected_sha256: bytes,
     dest: Path,
     progress: Progress | None = None,
+    *,
+    private: bool = False,
 ) -> None:
     """Rebuilds a package directory from its stored artifact, all or nothing.
 
@@ -111,6 +136,8 @@ def restore_package(
         expected_sha256: The plaintext sha256 the chain commits to.
         dest: The package directory to create (absent or empty).
         progress: Told how many stored bytes were read, as they are.
+        private: Make every folder 0700 and every file 0600 before `dest` appears (a
+            seller's plaintext copy; a buyer's download keeps the archive's modes).
 
     Raises:
         BlockNotFoundError: The artifact is not (fully) in the store.
@@ -138,9 +165,34 @@ def restore_package(
                     out.write(piece)
         unpacked = Path(tmp) / "package"
         extract_package_tar(tar_path, unpacked)
+        if private:
+            _make_private(unpacked)
         if dest.exists():
             dest.rmdir()  # callers allow only an empty folder here
         os.replace(unpacked, dest)
+
+
+def _make_private(root: Path) -> None:
+    """Owner-only modes on a tree: plaintext model weights are as secret as their key."""
+    for folder, _dirs, files in os.walk(root):
+        os.chmod(folder, 0o700)
+        for name in files:
+            os.chmod(os.path.join(folder, name), 0o600)
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    """A content key and what it was stored for.
+
+    Attributes:
+        owner: The checksummed address that stored it (the model's owner at the time).
+        artifact_cid: The encrypted artifact the key opens.
+        key: The 32-byte content key.
+    """
+
+    owner: str
+    artifact_cid: CID
+    key: bytes = field(repr=False)
 
 
 class KeyStore:
@@ -149,14 +201,134 @@ class KeyStore:
     def __init__(self, data_dir: Path) -> None:
         self.directory = data_dir / "keys"
 
-    def save(self, artifact_cid: CID, key: bytes) -> None:
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        atomic_write_bytes(self.directory / f"{artifact_cid}.key", key)
+    def stage(self, artifact_cid: CID, key: bytes, owner: str) -> Path:
+        """Keeps a new content key for `owner` until the chain names its model.
 
-    def load(self, artifact_cid: CID) -> bytes:
-        """Raises: ContentKeyMissingError: this node does not hold the key."""
-        path = self.directory / f"{artifact_cid}.key"
+        Args:
+            artifact_cid: The encrypted artifact the key opens.
+            key: The 32-byte content key.
+            owner: The account that will publish it; only a version this account
+                published can ever be bound to the key.
+
+        Returns:
+            The file written.
+
+        Raises:
+            InvalidKeyMaterialError: `key` is not 32 bytes.
+            ConfigError: `owner` is not an address.
+            OSError: The key cannot be written; nothing is left behind.
+        """
+        record = StoredKey(_checksum(owner), artifact_cid, _content_key(key))
+        path = self.staged_path(artifact_cid, record.owner)
+        self._write(path, record)
+        return path
+
+    def bind(
+        self, chain_id: int, registry: str, model_id: int, version: int, record: StoredKey
+    ) -> Path:
+        """Binds a key to one version of one model (callers check the chain first).
+
+        Returns:
+            The file written.
+
+        Raises:
+            OSError: The key cannot be written; nothing is left behind.
+        """
+        path = self.bound_path(chain_id, registry, model_id, version)
+        self._write(path, record)
+        return path
+
+    def load_bound(
+        self, chain_id: int, registry: str, model_id: int, version: int
+    ) -> StoredKey | None:
+        """The key bound to a model version, or None when there is none.
+
+        Raises:
+            ContentKeyMissingError: The file exists but is not a key record.
+        """
+        return self._read(self.bound_path(chain_id, registry, model_id, version))
+
+    def load_staged(self, artifact_cid: CID, owner: str) -> StoredKey | None:
+        """The key `owner` staged for an artifact, or None.
+
+        Raises:
+            ContentKeyMissingError: The file exists but is not a key record.
+        """
+        return self._read(self.staged_path(artifact_cid, _checksum(owner)))
+
+    def load_legacy(self, artifact_cid: CID) -> bytes | None:
+        """A key of the older layout (one file per artifact CID, no owner), or None."""
         try:
-            return path.read_bytes()
-        except FileNotFoundError as exc:
-            raise ContentKeyMissingError(str(artifact_cid)) from exc
+            data = (self.directory / f"{artifact_cid}.key").read_bytes()
+        except FileNotFoundError:
+            return None
+        return data if len(data) == CONTENT_KEY_SIZE else None
+
+    def legacy_files(self) -> list[Path]:
+        """The key files of the older layout still in the key directory."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(p for p in self.directory.glob("*.key") if p.is_file())
+
+    def bound_path(self, chain_id: int, registry: str, model_id: int, version: int) -> Path:
+        return (
+            self.directory
+            / str(int(chain_id))
+            / _checksum(registry)
+            / str(int(model_id))
+            / f"{int(version)}.key"
+        )
+
+    def staged_path(self, artifact_cid: CID, owner: str) -> Path:
+        return self.directory / "staged" / owner / f"{CID.decode(str(artifact_cid))}.key"
+
+    def _write(self, path: Path, record: StoredKey) -> None:
+        private_dirs(self.directory, path.parent)
+        document = {
+            "owner": record.owner,
+            "artifact_cid": str(record.artifact_cid),
+            "key": record.key.hex(),
+        }
+        atomic_write_bytes(path, json.dumps(document).encode())
+
+    @staticmethod
+    def _read(path: Path) -> StoredKey | None:
+        try:
+            document = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise ContentKeyMissingError(str(path.stem)) from exc
+        try:
+            return StoredKey(
+                _checksum(document["owner"]),
+                CID.decode(document["artifact_cid"]),
+                _content_key(bytes.fromhex(document["key"])),
+            )
+        except (KeyError, TypeError, ValueError, MercatoError) as exc:
+            raise ContentKeyMissingError(str(path.stem)) from exc
+
+
+def _checksum(address: str) -> str:
+    if not isinstance(address, str) or not Web3.is_address(address):
+        raise ConfigError(f"{address!r} is not an account address.")
+    return str(Web3.to_checksum_address(address))
+
+
+def _content_key(key: bytes) -> bytes:
+    key = bytes(key)
+    if len(key) != CONTENT_KEY_SIZE:
+        raise InvalidKeyMaterialError("content key", CONTENT_KEY_SIZE, len(key))
+    return key
+
+
+def private_dirs(root: Path, leaf: Path) -> None:
+    """Creates `leaf` and every folder from `root` down to it with mode 0700."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    folders = [root]
+    for part in leaf.relative_to(root).parts:
+        folders.append(folders[-1] / part)
+    for folder in folders:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        if folder.stat().st_mode & 0o077:
+            folder.chmod(0o700)  # made by an older version with the default umask

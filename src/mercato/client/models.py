@@ -28,6 +28,7 @@ from mercato.storage.encrypted import ENCRYPTION_CHUNK_SIZE
 from mercato.storage.unixfs import import_file
 
 if TYPE_CHECKING:
+    from mercato.client.delivery import DeliveryStatus
     from mercato.client.market import Market
 
 
@@ -103,7 +104,9 @@ class ModelsAPI:
         """
         account = self._market.require_account("publish a model")
         package = load_package(path)
-        stored = self._store_package(package, encrypt=price > 0, progress=progress)
+        stored = self._store_package(
+            package, encrypt=price > 0, progress=progress, owner=account.address
+        )
         self._ensure_provider_url(account.address)
         model_id = self._market.contracts.marketplace.publish(
             stored.digests,
@@ -133,10 +136,10 @@ class ModelsAPI:
             ModelPackageError: The package is invalid.
             ContractRevertError: The account does not own the model.
         """
-        self._market.require_account("add a version")
+        account = self._market.require_account("add a version")
         listing = self.show(model_id).listing
         stored = self._store_package(
-            load_package(path), encrypt=listing.price > 0, progress=progress
+            load_package(path), encrypt=listing.price > 0, progress=progress, owner=account.address
         )
         version = self._market.contracts.registry.add_version(model_id, stored.digests)
         return stored.published(ModelId(model_id), version)
@@ -241,6 +244,24 @@ class ModelsAPI:
                 return candidate
         raise VersionNotFoundError(model_id, version, len(info.versions))
 
+    def delivery_status(self, model_id: int) -> DeliveryStatus:
+        """Who will deliver the keys of this model's sales, seen from this data directory:
+        a node here (running or not), the agent the owner named, or nobody yet.
+
+        Args:
+            model_id: The model.
+
+        Returns:
+            The status, with a sentence to print (see `mercato.client.delivery`).
+
+        Raises:
+            ModelNotFoundError: No such model.
+            ChainError: The chain cannot be read.
+        """
+        from mercato.client.delivery import delivery_status
+
+        return delivery_status(self._market, model_id)
+
     def search(self, query: SearchQuery | None = None, *, sync: bool = True) -> SearchPage:
         """Searches the index: full text, filters, sorts and cursor pagination.
 
@@ -282,7 +303,7 @@ class ModelsAPI:
         return self._market.contracts.registry.lineage(model_id)
 
     def _store_package(
-        self, package: ModelPackage, *, encrypt: bool, progress: Progress | None
+        self, package: ModelPackage, *, encrypt: bool, progress: Progress | None, owner: str
     ) -> _StoredPackage:
         store = self._market.store
         plaintext = counted(package_tar_stream(package), progress)
@@ -294,7 +315,9 @@ class ModelsAPI:
             artifact = import_file(encryptor.encrypt(plaintext), store)
             # The encryptor hashed the plaintext on the way through.
             sha256 = encryptor.result.plaintext_sha256 if encryptor.result else b""
-            self._market.keys.save(artifact.cid, key)
+            # Staged for the publishing account; bound to the model once the chain shows
+            # this account published it (mercato.client.sale_keys).
+            self._market.keys.stage(artifact.cid, key, owner)
         else:
             digest = hashlib.sha256()
             artifact = import_file(_hashing(plaintext, digest), store)

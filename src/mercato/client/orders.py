@@ -14,7 +14,7 @@ from web3 import Web3
 
 from mercato.chain.contracts import LicenseState, ModelId, TokenAmount
 from mercato.client.artifacts import Progress, restore_package
-from mercato.crypto import derive_buyer_key
+from mercato.crypto import derive_buyer_key, validate_buyer_key
 from mercato.errors import (
     AlreadyLicensedError,
     DeliveryTimeoutError,
@@ -89,6 +89,8 @@ class OrdersAPI:
             NotForSaleError: The model is not listed.
             AlreadyLicensedError: A license is held or a purchase is pending.
             InsufficientBalanceError: Not enough MCT for the price.
+            InvalidKeyMaterialError: The account's derived X25519 key cannot receive a
+                sealed content key (nothing is sent).
             ContractRevertError: The marketplace refused (e.g. the price rose above max_price).
         """
         account = self._market.require_signer("buy a model")
@@ -112,6 +114,8 @@ class OrdersAPI:
         if balance < price:
             raise InsufficientBalanceError(balance, price, self._market.is_local_chain)
         buyer_key = derive_buyer_key(account, self._market.chain_id).public_key
+        # A key no content key can be sealed to would pay for an undeliverable order.
+        validate_buyer_key(buyer_key)
         if contracts.token.allowance(account.address, contracts.marketplace.address) >= price:
             contracts.marketplace.purchase(model_id, limit, buyer_key)
         else:

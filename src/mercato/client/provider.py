@@ -1,11 +1,18 @@
 # SPDX-License-Identifier: AGPL-3.0-only
 """The provider side of a node: what its gateway serves for the models it sells.
 
-Try calls run on the seller's node, so the weights never leave it. The node keeps a
-plaintext copy of each version it serves, rebuilt from its own store and key:
+Try calls run on the seller's node, so the weights never leave it. The node serves a
+model only while its current owner is one of the node's accounts or made one of them its
+agent, and (for a paid model) only with a key that owner stored for that version
+(`mercato.client.sale_keys`): a copycat listing that commits to another model's digests
+gets no try calls. The node keeps a plaintext copy of each version it serves, rebuilt
+from its own store and key, under the model, version and owner it was built for:
 
-    <data dir>/packages/
-    └── <artifact CID>/      the unpacked package (ONNX + README.md + extra files)
+    <data dir>/packages/                      mode 0700: plaintext weights are secret
+    └── <chain id>/
+        └── <registry address>/
+            └── <model id>/
+                └── <version>-<owner>/        the unpacked package (folders 0700, files 0600)
 """
 
 from __future__ import annotations
@@ -13,14 +20,20 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from collections.abc import Collection
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
+from web3 import Web3
 
-from mercato.client.artifacts import restore_package
+from mercato.client.artifacts import private_dirs, restore_package
+from mercato.client.delivery import responsible_account
 from mercato.client.metadata import MAX_MANIFEST
+from mercato.client.sale_keys import sale_key
 from mercato.errors import (
     ContentKeyMissingError,
+    ContentKeyNotBoundError,
     ProviderRejectedError,
     ProviderUnavailableError,
     StorageError,
@@ -38,10 +51,18 @@ if TYPE_CHECKING:
 class ProviderService:
     """Runs try calls for the models this node's accounts sell."""
 
-    def __init__(self, market: Market, pool: TryPool) -> None:
+    def __init__(self, market: Market, pool: TryPool, accounts: Collection[str] = ()) -> None:
+        """
+        Args:
+            market: A market on this node's data directory and chain.
+            pool: The try workers.
+            accounts: The addresses this node sells for (its agent's accounts); a model
+                is served only when its owner is one of them or made one its agent.
+        """
         self._market = market
         self._pool = pool
-        self._packages: dict[str, ModelPackage] = {}
+        self._accounts = frozenset(Web3.to_checksum_address(a) for a in accounts)
+        self._packages: dict[tuple[int, int, str], ModelPackage] = {}
         self._lock = threading.Lock()
         self.cache_dir = market.settings.data_dir / "packages"
 
@@ -50,29 +71,53 @@ class ProviderService:
 
         Raises:
             ModelNotFoundError: No such model.
-            ContentKeyMissingError: This node does not hold the model's key (not its seller).
+            ContentKeyNotBoundError: The model's owner neither is one of this node's
+                accounts nor made one its agent, or did not store this version's key here.
+            ContentKeyMissingError: This node holds neither the key nor the clear artifact.
         """
-        version = self._market.models.version(model_id)
-        cid = str(version.artifact_cid)
+        info = self._market.models.show(model_id)
+        version, owner = info.latest, Web3.to_checksum_address(info.owner)
+        if responsible_account(self._market, owner, self._accounts) is None:
+            raise ContentKeyNotBoundError(
+                str(version.artifact_cid), model_id, version.version, owner
+            )
+        try:
+            key: bytes | None = sale_key(self._market, model_id, version, owner)
+        except ContentKeyNotBoundError:
+            raise
+        except ContentKeyMissingError:
+            if info.listing.price > 0 or not self._market.store.is_pinned(version.artifact_cid):
+                raise
+            key = None  # a free model: its artifact is stored in the clear
+        cache_key = (model_id, version.version, owner)
         with self._lock:
-            if cid not in self._packages:
-                folder = self.cache_dir / cid
+            if cache_key not in self._packages:
+                folder = self._folder(model_id, version.version, owner)
                 if not folder.exists():
-                    key: bytes | None = None
-                    if self._market.contracts.marketplace.listing(model_id).price > 0:
-                        key = self._market.keys.load(version.artifact_cid)
-                    elif not self._market.store.is_pinned(version.artifact_cid):
-                        raise ContentKeyMissingError(cid)
                     restore_package(
                         self._market.store,
                         version.artifact_cid,
                         key,
                         version.plaintext_sha256,
                         folder,
+                        private=True,
                     )
                 name = _published_name(self._market, version.manifest_cid)
-                self._packages[cid] = load_package(folder, name=name)
-            return self._packages[cid]
+                self._packages[cache_key] = load_package(folder, name=name)
+            return self._packages[cache_key]
+
+    def _folder(self, model_id: int, version: int, owner: str) -> Path:
+        registry = self._market.contracts.registry.address
+        folder = (
+            self.cache_dir
+            / str(self._market.chain_id)
+            / registry
+            / str(model_id)
+            / f"{version}-{owner}"
+        )
+        # Every level private, including a `packages/` an older version left readable.
+        private_dirs(self.cache_dir, folder.parent)
+        return folder
 
     def try_json(self, model_id: int, request: bytes) -> bytes:
         """Runs one try call: JSON request in, JSON outputs out (see `TryPool.run_json`).

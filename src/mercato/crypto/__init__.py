@@ -16,6 +16,7 @@ from mercato.crypto.keys import (
     generate_content_key,
     key_derivation_message,
     unwrap_content_key,
+    validate_buyer_key,
     wrap_content_key,
 )
 from mercato.crypto.stream import (
@@ -51,5 +52,6 @@ __all__ = [
     "key_derivation_message",
     "read_chunks",
     "unwrap_content_key",
+    "validate_buyer_key",
     "wrap_content_key",
 ]

@@ -172,6 +172,44 @@ def generate_content_key() -> bytes:
     return nacl.utils.random(CONTENT_KEY_SIZE)
 
 
+# Any scalar works: libsodium refuses the points whose product with every clamped scalar
+# is the identity (the small-order points on the curve and its twist), and only those.
+_PROBE_SCALAR = nacl.bindings.crypto_hash_sha256(b"Mercato buyer key probe")
+
+
+def validate_buyer_key(buyer_public_key: bytes) -> bytes:
+    """Check that a content key can be sealed to this X25519 public key.
+
+    The marketplace refuses only the all-zero key; libsodium also refuses the other
+    low-order points (e.g. ``01 00 .. 00`` and the order-8 points), for which a sealed
+    box would have no secret. A purchase made with such a key could never be delivered,
+    so clients check before paying and sellers check before sealing.
+
+    Args:
+        buyer_public_key: The 32-byte X25519 public key a purchase will carry.
+
+    Returns:
+        The key, as bytes.
+
+    Raises:
+        InvalidKeyMaterialError: The key is not 32 bytes, or it is a low-order point no
+            real key pair has.
+    """
+    public = bytes(buyer_public_key)
+    if len(public) != X25519_KEY_SIZE:
+        raise InvalidKeyMaterialError("buyer public key", X25519_KEY_SIZE, len(public))
+    try:
+        nacl.bindings.crypto_scalarmult(_PROBE_SCALAR, public)
+    except nacl.exceptions.CryptoError as exc:
+        raise InvalidKeyMaterialError(
+            "buyer public key",
+            X25519_KEY_SIZE,
+            len(public),
+            reason="it is a low-order X25519 point that no real key pair has",
+        ) from exc
+    return public
+
+
 def wrap_content_key(content_key: bytes, buyer_public_key: bytes) -> bytes:
     """Wrap a content key for one buyer as a libsodium sealed box.
 
@@ -189,9 +227,7 @@ def wrap_content_key(content_key: bytes, buyer_public_key: bytes) -> bytes:
     key = bytes(content_key)
     if len(key) != CONTENT_KEY_SIZE:
         raise InvalidKeyMaterialError("content key", CONTENT_KEY_SIZE, len(key))
-    public = bytes(buyer_public_key)
-    if len(public) != X25519_KEY_SIZE:
-        raise InvalidKeyMaterialError("buyer public key", X25519_KEY_SIZE, len(public))
+    public = validate_buyer_key(buyer_public_key)
     try:
         return bytes(nacl.public.SealedBox(nacl.public.PublicKey(public)).encrypt(key))
     except nacl.exceptions.CryptoError as exc:

@@ -18,6 +18,7 @@ from mercato.crypto import (
     generate_content_key,
     key_derivation_message,
     unwrap_content_key,
+    validate_buyer_key,
     wrap_content_key,
 )
 from mercato.crypto.keys import KEY_DERIVATION_BLAKE2B_KEY, WRAPPED_KEY_SIZE
@@ -201,9 +202,40 @@ def test_wrong_lengths(account: LocalAccount) -> None:
         buyer.unwrap(bytes(79))
 
 
+# The points of order 1, 2, 4 and 8 on Curve25519 and their non-canonical twins (the
+# x-coordinate plus p, or the top bit set): the contract only refuses all zeros.
+LOW_ORDER_POINTS = [
+    bytes(32),
+    b"\x01" + bytes(31),
+    bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+    bytes.fromhex("5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157"),
+    bytes.fromhex("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+    bytes.fromhex("edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+    bytes.fromhex("eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+]
+
+
 def test_low_order_public_key() -> None:
     with pytest.raises(InvalidKeyMaterialError, match="low-order"):
         wrap_content_key(generate_content_key(), bytes(32))
+
+
+@pytest.mark.parametrize("point", LOW_ORDER_POINTS, ids=lambda p: p.hex()[:8])
+def test_validate_buyer_key_refuses_every_low_order_point(point: bytes) -> None:
+    with pytest.raises(InvalidKeyMaterialError, match="low-order") as caught:
+        validate_buyer_key(point)
+    assert caught.value.code == "invalid_key_material"
+    # The seller's side refuses the same keys, with the same typed error.
+    with pytest.raises(InvalidKeyMaterialError, match="low-order"):
+        wrap_content_key(generate_content_key(), point)
+
+
+def test_validate_buyer_key_accepts_real_keys_and_checks_length(account: LocalAccount) -> None:
+    public = derive_buyer_key(account, 31337).public_key
+    assert validate_buyer_key(public) == public
+    assert validate_buyer_key(bytearray(public)) == public
+    with pytest.raises(InvalidKeyMaterialError, match="must be 32 bytes"):
+        validate_buyer_key(public[:31])
 
 
 def test_private_key_not_in_repr(account: LocalAccount) -> None:

@@ -90,8 +90,11 @@ def _hashing(pieces: Iterator[bytes], digest: hashlib._Hash) -> Iterator[bytes]:
         yield piece
 
 
-def store_upload(state: GatewayState, body: UploadIn) -> UploadOut:
+def store_upload(state: GatewayState, body: UploadIn, owner: str) -> UploadOut:
     """Validates and stores an uploaded package (see the module docstring).
+
+    The content key is staged for `owner`, the signed-in wallet: this node's agent binds
+    it only to a version that wallet itself publishes (see `mercato.client.sale_keys`).
 
     Raises:
         UploadError: A path leaves the package, a file is not base64, or it is too big.
@@ -110,7 +113,7 @@ def store_upload(state: GatewayState, body: UploadIn) -> UploadOut:
             encryptor = StreamEncryptor(key)
             artifact = import_file(encryptor.encrypt(package_tar_stream(package)), store)
             sha256 = encryptor.result.plaintext_sha256 if encryptor.result else b""
-            market.keys.save(artifact.cid, key)
+            market.keys.stage(artifact.cid, key, owner)
         else:
             digest = hashlib.sha256()
             artifact = import_file(_hashing(package_tar_stream(package), digest), store)
@@ -132,5 +135,5 @@ def store_upload(state: GatewayState, body: UploadIn) -> UploadOut:
 @router.post("", response_model=UploadOut)
 async def upload(body: UploadIn, session: RequiredSession, state: State) -> UploadOut:
     """Stores a model package for the signed-in creator and returns what to publish."""
-    del session  # only signed-in wallets may fill this node's store
-    return await run_in_threadpool(store_upload, state, body)
+    # Only signed-in wallets may fill this node's store, and a key serves only its uploader.
+    return await run_in_threadpool(store_upload, state, body, session.address)
