@@ -63,6 +63,24 @@ export async function buyerKeyFromSignature(signature) {
   return { privateKey: seed, publicKey: na.crypto_scalarmult_base(seed) };
 }
 
+// Throws unless a content key can be sealed to this X25519 public key: libsodium refuses
+// the low-order points (all zeros, 01 00..00, the order-8 points...), and a purchase
+// posted with one could never be delivered. mercato.crypto.validate_buyer_key, in JS.
+export async function validateBuyerKey(publicKey) {
+  const na = await sodium();
+  if (!(publicKey instanceof Uint8Array) || publicKey.length !== 32) {
+    throw new Error("The buyer public key must be 32 bytes.");
+  }
+  // Any scalar works: libsodium fails exactly for the points whose product is the identity.
+  const probe = na.crypto_hash_sha256(na.from_string("Mercato buyer key probe"));
+  try {
+    na.crypto_scalarmult(probe, publicKey);
+  } catch {
+    throw new Error("This key is a low-order X25519 point that no real key pair has; nothing was bought.");
+  }
+  return publicKey;
+}
+
 export async function unwrapContentKey(wrappedHex, key) {
   const na = await sodium();
   try {

@@ -8,7 +8,7 @@ import {
 } from "viem";
 import {
   buyerKeyFromSignature, bytesToHex, decryptArtifact, hexToBytes, keyDerivationMessage,
-  sha256Hex, unwrapContentKey,
+  sha256Hex, unwrapContentKey, validateBuyerKey,
 } from "./crypto.js";
 
 const ABI = {
@@ -140,6 +140,7 @@ async function buy() {
     } else {
       say("buy-status", "Sign the key message: it makes the key your purchase is delivered to.");
       const key = await deriveKey();
+      await validateBuyerKey(key.publicKey); // before any token moves
       const buyerKeyHex = bytesToHex(key.publicKey);
       const allowance = await p.readContract({
         address: chain.token, abi: ABI.token, functionName: "allowance",
