@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from mercato.client import Market
 
 console = Console()
+# Prompts, quotes and progress go to standard error, so --json output stays clean.
+err_console = Console(stderr=True)
 
 DataDirOption = Annotated[
     Path | None,
@@ -108,6 +110,22 @@ def open_market(
     if signing:
         signer = Wallet.from_settings(settings).unlock(account, PasswordSource(password_file))
     return Market(settings, account=signer)
+
+
+def unlock(market: Market, account: str | None, password_file: Path | None) -> Market:
+    """The same market, now signing as the account (asks its password).
+
+    Commands open a read-only market first and unlock only once every local check passed.
+
+    Raises:
+        KeystoreNotFoundError, NoDefaultAccountError, WrongPasswordError,
+        PasswordUnavailableError: as `Wallet.unlock` raises them.
+    """
+    from mercato.client import Market
+    from mercato.wallet import PasswordSource, Wallet
+
+    signer = Wallet.from_settings(market.settings).unlock(account, PasswordSource(password_file))
+    return Market(market.settings, account=signer, deployment=market.deployment)
 
 
 @contextmanager

@@ -1,10 +1,12 @@
 # SPDX-License-Identifier: AGPL-3.0-only
 """Market commands: publish, version add, price set, show, try, buy, orders, download,
-refund, review, attest. Each checks its flags, calls one SDK function and prints."""
+refund, review, attest, earnings, withdraw. Each checks its flags, calls one SDK
+function and prints."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -15,21 +17,27 @@ from rich.table import Table
 from mercato.cli.app import app
 from mercato.cli.common import (
     AccountOption,
+    AddressOption,
     DataDirOption,
     JsonOption,
     PasswordFileOption,
     RpcUrlOption,
+    YesOption,
     byte_progress,
+    confirm,
     console,
+    err_console,
     format_tokens,
     open_market,
     parse_tokens,
     print_json,
+    read_address,
+    unlock,
 )
 from mercato.cli.errors import handles_errors
 from mercato.cli.trying import TryInput, read_input, show_answer
 from mercato.cli.wallet import wallet_app
-from mercato.errors import ConfigError
+from mercato.errors import ConfigError, DownloadError, NothingToWithdrawError
 
 if TYPE_CHECKING:
     from mercato.client import Market
@@ -65,6 +73,10 @@ def _package_size(path: Path) -> int | None:
 @handles_errors
 def publish(
     path: Annotated[Path, typer.Argument(help="The model package: ONNX + README.md model card.")],
+    name: Annotated[
+        str | None,
+        typer.Option(help="The model's name (default: the card's '# ' title, not the folder)."),
+    ] = None,
     price: Annotated[str, typer.Option(help="Price in MCT, e.g. 5 or 0.25; 0 is free.")] = "0",
     license_days: Annotated[
         int, typer.Option(help="License length in days; 0 is perpetual.", min=0)
@@ -85,12 +97,16 @@ def publish(
     parents, shares = parent or [], royalty or []
     if len(parents) != len(shares):
         raise ConfigError("Give one --royalty per --parent, in the same order.")
-    market = open_market(data_dir, rpc_url, account, password_file)
     amount = parse_tokens(price)
+    from mercato.client.models import load_named_package
+
+    # Every local check before the password is asked.
+    package = load_named_package(path, name)
+    market = open_market(data_dir, rpc_url, account, password_file)
     step = "Hashing, encrypting and storing" if amount else "Hashing and storing"
-    with byte_progress(step, _package_size(path)) as progress:
+    with byte_progress(step, package.total_size) as progress:
         result = market.models.publish(
-            path,
+            package,
             price=amount,
             license_duration=license_days * 86_400,
             parents=parents,
@@ -101,6 +117,7 @@ def publish(
         print_json(
             {
                 "model_id": result.model_id,
+                "name": package.name,
                 "version": result.version,
                 "artifact_cid": str(result.artifact_cid),
                 "manifest_cid": str(result.manifest_cid),
@@ -108,7 +125,10 @@ def publish(
             }
         )
         return
-    console.print(f"Published model [bold]{result.model_id}[/bold] (version 1)")
+    console.print(
+        f"Published model [bold]{result.model_id}[/bold] {package.name!r} (version 1)",
+        highlight=False,
+    )
     console.print(f"artifact {result.artifact_cid}{' (encrypted)' if result.encrypted else ''}")
     console.print(f"manifest {result.manifest_cid}")
 
@@ -124,10 +144,13 @@ def version_add(
     password_file: PasswordFileOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Publish a new version of a model you own."""
-    market = open_market(data_dir, rpc_url, account, password_file)
-    with byte_progress("Hashing and storing", _package_size(path)) as progress:
-        result = market.models.add_version(model_id, path, progress=progress)
+    """Publish a new version of a model you own (it keeps the model's name)."""
+    market = open_market(data_dir, rpc_url, signing=False)
+    # Every local check before the password is asked.
+    package = market.models.version_package(model_id, path)
+    market = unlock(market, account, password_file)
+    with byte_progress("Hashing and storing", package.total_size) as progress:
+        result = market.models.add_version(model_id, package, progress=progress)
     if json_output:
         print_json(
             {
@@ -157,9 +180,10 @@ def price_set(
     password_file: PasswordFileOption = None,
 ) -> None:
     """Set a model's price and license terms."""
+    amount = parse_tokens(price)
     market = open_market(data_dir, rpc_url, account, password_file)
     listing = market.models.set_price(
-        model_id, parse_tokens(price), license_duration=license_days * 86_400, for_sale=not off_sale
+        model_id, amount, license_duration=license_days * 86_400, for_sale=not off_sale
     )
     state = "for sale" if listing.for_sale else "off sale"
     console.print(f"Model {model_id}: {format_tokens(listing.price)}, {state}")
@@ -237,19 +261,31 @@ def show(
     rpc_url: RpcUrlOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Show a model: owner, price, versions, lineage, performance history."""
+    """Show a model: name, description, inputs and outputs, current version, price,
+    lineage, ratings, and whether the seller's node answers."""
     market = open_market(data_dir, rpc_url, signing=False)
     info = market.models.show(model_id)
+    manifest = market.models.manifest(model_id)
     history = market.reviews.history(model_id)
+    reachable = market.models.provider_reachable(info.provider_url)
+    card = manifest.get("card")
+    description = _description(str(card.get("text", ""))) if isinstance(card, dict) else ""
+    current = next((v for v in reversed(info.versions) if not v.deprecated), info.latest)
     if json_output:
         print_json(
             {
                 "model_id": info.model_id,
+                "name": manifest.get("name"),
+                "description": description,
+                "inputs": manifest.get("inputs", []),
+                "outputs": manifest.get("outputs", []),
+                "current_version": current.version,
                 "owner": info.owner,
                 "price": info.listing.price,
                 "license_duration": info.listing.license_duration,
                 "for_sale": info.listing.for_sale,
                 "provider_url": info.provider_url,
+                "provider_reachable": reachable,
                 "parents": [{"model_id": p, "royalty_bps": b} for p, b in info.parents],
                 "versions": [
                     {
@@ -270,7 +306,17 @@ def show(
             }
         )
         return
-    console.print(f"[bold]Model {info.model_id}[/bold] owned by {info.owner}")
+    name = manifest.get("name") or "(name not available: no store or provider has its manifest)"
+    console.print(f"[bold]Model {info.model_id}: {name}[/bold]", highlight=False)
+    if description:
+        console.print(description, highlight=False, markup=False)
+    for label in ("inputs", "outputs"):
+        specs = manifest.get(label) or []
+        if specs:
+            console.print(f"{label}: " + "; ".join(_signature(s) for s in specs), markup=False)
+    console.print(
+        f"current version {current.version} (of {len(info.versions)}) · owner {info.owner}"
+    )
     sale = "for sale" if info.listing.for_sale else "off sale"
     term = (
         f"{info.listing.license_duration // 86_400} days"
@@ -278,7 +324,11 @@ def show(
         else "perpetual"
     )
     console.print(f"price {format_tokens(info.listing.price)} · {term} license · {sale}")
-    console.print(f"provider {info.provider_url or '(none recorded)'}")
+    if not info.provider_url:
+        console.print("seller's node: none recorded (try and delivery are not possible)")
+    else:
+        state = "reachable" if reachable else "NOT reachable now (try, delivery and download wait)"
+        console.print(f"seller's node {info.provider_url}: {state}", highlight=False)
     for parent, bps in info.parents:
         console.print(f"derived from model {parent} (royalty {bps / 100:g}%)")
     table = Table("version", "artifact CID", "status")
@@ -291,6 +341,26 @@ def show(
     console.print(
         f"rating {rating} ({len(history.reviews)} reviews), {len(history.evaluations)} evaluations"
     )
+
+
+def _description(text: str) -> str:
+    """The card text's first paragraph that is not a title."""
+    for paragraph in text.split("\n\n"):
+        stripped = paragraph.strip()
+        if stripped and not stripped.startswith("#"):
+            return " ".join(stripped.split())
+    return ""
+
+
+def _signature(spec: object) -> str:
+    """One input or output of a manifest, e.g. "X float32 [N, 4]"."""
+    if not isinstance(spec, dict):
+        return "?"
+    name, kind = spec.get("name", "?"), spec.get("kind", "tensor")
+    if kind != "tensor":
+        return f"{name} ({kind})"
+    shape = ", ".join(str(d) for d in spec.get("shape") or [])
+    return f"{name} {spec.get('dtype', '?')} [{shape}]"
 
 
 @app.command("try")
@@ -335,19 +405,40 @@ def buy(
     wait: Annotated[
         int, typer.Option(help="Seconds to wait for the key; 0 returns at once.", min=0)
     ] = 60,
+    yes: YesOption = False,
     data_dir: DataDirOption = None,
     rpc_url: RpcUrlOption = None,
     account: AccountOption = None,
     password_file: PasswordFileOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Buy a license: the price waits in escrow until the creator's node delivers the key."""
-    market = open_market(data_dir, rpc_url, account, password_file)
+    """Buy a license: the price waits in escrow until the creator's node delivers the key.
+
+    Shows the price and how it is split (royalties, fee) and asks first; --yes skips that.
+    """
     limit = parse_tokens(max_price) if max_price is not None else None
-    with console.status("Buying…"):
-        order = market.orders.buy(model_id, max_price=limit)
+    market = open_market(data_dir, rpc_url, account, signing=False)
+    quote = market.orders.quote(model_id)
+    lines = [f"Model {model_id}: price {format_tokens(quote.price)}"]
+    lines += [
+        f"  royalty to the owner of model {parent}: {format_tokens(amount)}"
+        for parent, amount in quote.royalties
+    ]
+    lines.append(f"  protocol fee ({quote.fee_bps / 100:g}%): {format_tokens(quote.fee)}")
+    lines.append(f"  to the owner {quote.owner}: {format_tokens(quote.owner_share)}")
+    if not (yes and json_output):
+        err_console.print("\n".join(lines), highlight=False)
+    confirm(
+        f"Pay {format_tokens(quote.price)} for model {model_id}?",
+        f"buy model {model_id} for {format_tokens(quote.price)}",
+        yes=yes,
+    )
+    market = unlock(market, account, password_file)
+    with err_console.status("Buying…"):
+        # The price the user confirmed is the most the purchase may take.
+        order = market.orders.buy(model_id, max_price=quote.price if limit is None else limit)
     if wait and order.state.name == "PENDING":
-        with console.status("Waiting for the creator's node to deliver the key…"):
+        with err_console.status("Waiting for the creator's node to deliver the key…"):
             order = market.orders.wait_for_delivery(model_id, timeout=wait)
     if json_output:
         print_json({"model_id": model_id, "state": order.state.name.lower(), "price": order.price})
@@ -360,31 +451,43 @@ def buy(
 @app.command()
 @handles_errors
 def orders(
+    address: AddressOption = None,
     data_dir: DataDirOption = None,
     rpc_url: RpcUrlOption = None,
     account: AccountOption = None,
-    password_file: PasswordFileOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """List your orders and licenses."""
-    market = open_market(data_dir, rpc_url, account, password_file)
-    found = market.orders.list()
+    """List your orders and licenses, and when a pending one can be refunded (no password)."""
+    from mercato.chain.contracts import LicenseState
+    from mercato.errors import local_time
+
+    market = open_market(data_dir, rpc_url, account, signing=False)
+    found = market.orders.list(read_address(market, address))
     if json_output:
         print_json(
             [
                 {"model_id": o.model_id, "state": o.state.name.lower(), "price": o.price,
-                 "licensed": o.licensed, "time": o.time}
+                 "licensed": o.licensed, "time": o.time,
+                 "refund_after": local_time(o.time) if o.state is LicenseState.PENDING else None,
+                 "expires": local_time(o.time) if o.licensed and o.time else None}
                 for o in found
             ]
         )  # fmt: skip
         return
-    table = Table("model", "state", "price", "license")
+    table = Table("model", "state", "price", "license", "when")
     for o in found:
+        if o.state is LicenseState.PENDING:
+            when = f"refund possible after {local_time(o.time)}"
+        elif o.licensed:
+            when = f"expires {local_time(o.time)}" if o.time else "perpetual"
+        else:
+            when = ""
         table.add_row(
             str(o.model_id),
             o.state.name.lower(),
             format_tokens(o.price),
             "yes" if o.licensed else "no",
+            when,
         )
     console.print(table)
 
@@ -402,8 +505,13 @@ def download(
     account: AccountOption = None,
     password_file: PasswordFileOption = None,
 ) -> None:
-    """Download a model you hold a license for; every block and the sha256 are checked."""
-    market = open_market(data_dir, rpc_url, account, password_file)
+    """Download a model you hold a license for, own, or that is free (no password for a
+    free model); every block and the sha256 are checked."""
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise DownloadError(f"{dest} is not an empty folder; choose a new folder.")
+    market = open_market(data_dir, rpc_url, account, signing=False)
+    if market.models.show(model_id).listing.price > 0:
+        market = unlock(market, account, password_file)
     with byte_progress("Downloading, verifying and decrypting", None) as progress:
         path = market.orders.download(model_id, dest, gateway=gateway, progress=progress)
     console.print(f"Model {model_id} verified and unpacked into {path}")
@@ -470,23 +578,28 @@ def attest(
 @handles_errors
 def wallet_balance(
     address: Annotated[
-        str | None, typer.Argument(help="Any address (default: your account).")
+        str | None,
+        typer.Argument(help="Any address (default: --account, else your default account)."),
     ] = None,
     data_dir: DataDirOption = None,
     rpc_url: RpcUrlOption = None,
     account: AccountOption = None,
-    password_file: PasswordFileOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Show an MCT balance and the credits waiting in the marketplace."""
-    market = open_market(data_dir, rpc_url, account, password_file, signing=address is None)
-    who = address or market.require_account("read a balance").address
+    """Show MCT, gas and the earnings waiting in the marketplace (no password)."""
+    market = open_market(data_dir, rpc_url, account, signing=False)
+    who = read_address(market, address)
     balance = market.wallet.balance(who)
-    credits = market.contracts.marketplace.credits(who)
+    gas = market.wallet.gas_balance(who)
+    withdrawable = market.earnings.withdrawable(who)
     if json_output:
-        print_json({"address": who, "balance": balance, "credits": credits})
+        print_json({"address": who, "balance": balance, "gas": gas, "withdrawable": withdrawable})
     else:
-        console.print(f"{who}: {format_tokens(balance)} (+ {format_tokens(credits)} to withdraw)")
+        console.print(
+            f"{who}: {format_tokens(balance)} (+ {format_tokens(withdrawable)} to withdraw), "
+            f"gas {Decimal(gas) / 10**18:f}",
+            highlight=False,
+        )
 
 
 @wallet_app.command("faucet")
@@ -497,9 +610,91 @@ def wallet_faucet(
     account: AccountOption = None,
     password_file: PasswordFileOption = None,
 ) -> None:
-    """Draw test MCT on a local chain."""
+    """On a local chain: give your account gas (native currency) and test MCT."""
     market = open_market(data_dir, rpc_url, account, password_file)
     balance = market.wallet.faucet()
     console.print(
-        f"{market.require_account('use the faucet').address}: now {format_tokens(balance)}"
+        f"{market.require_account('use the faucet').address}: now {format_tokens(balance)} "
+        "and gas for transactions",
+        highlight=False,
     )
+
+
+@app.command()
+@handles_errors
+def earnings(
+    address: AddressOption = None,
+    data_dir: DataDirOption = None,
+    rpc_url: RpcUrlOption = None,
+    account: AccountOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """What your sales, royalties and fees earned, per model, and what you can withdraw
+    (no password)."""
+    market = open_market(data_dir, rpc_url, account, signing=False)
+    earned = market.earnings.summary(read_address(market, address))
+    if json_output:
+        print_json(
+            {
+                "account": earned.account,
+                "credited": earned.credited,
+                "withdrawn": earned.withdrawn,
+                "withdrawable": earned.withdrawable,
+                "models": [
+                    {"model_id": m.model_id, "sales": m.sales, "sold": m.sold,
+                     "royalties": m.royalties, "fees": m.fees, "total": m.total}
+                    for m in earned.per_model
+                ],
+            }
+        )  # fmt: skip
+        return
+    table = Table("model", "sales", "from sales", "royalties", "fees", "total")
+    for m in earned.per_model:
+        table.add_row(
+            str(m.model_id),
+            str(m.sales),
+            format_tokens(m.sold),
+            format_tokens(m.royalties),
+            format_tokens(m.fees),
+            format_tokens(m.total),
+        )
+    console.print(table)
+    console.print(
+        f"{earned.account}: credited {format_tokens(earned.credited)}, withdrawn "
+        f"{format_tokens(earned.withdrawn)}, withdrawable now {format_tokens(earned.withdrawable)}",
+        highlight=False,
+    )
+    if earned.withdrawable:
+        console.print("Run 'mercato withdraw' to send it to your account.")
+
+
+@app.command()
+@handles_errors
+def withdraw(
+    yes: YesOption = False,
+    data_dir: DataDirOption = None,
+    rpc_url: RpcUrlOption = None,
+    account: AccountOption = None,
+    password_file: PasswordFileOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Send your earnings (sales, royalties, fees) from the marketplace to your account."""
+    market = open_market(data_dir, rpc_url, account, signing=False)
+    who = read_address(market, None)
+    amount = market.earnings.withdrawable(who)
+    if amount == 0:
+        raise NothingToWithdrawError(who)
+    confirm(
+        f"Withdraw {format_tokens(amount)} to {who}?",
+        f"withdraw {format_tokens(amount)}",
+        yes=yes,
+    )
+    market = unlock(market, account, password_file)
+    done = market.earnings.withdraw()
+    if json_output:
+        print_json({"account": done.account, "amount": done.amount, "tx_hash": done.tx_hash})
+    else:
+        console.print(
+            f"Withdrew {format_tokens(done.amount)} to {done.account} ({done.tx_hash})",
+            highlight=False,
+        )

@@ -16,7 +16,7 @@ from mercato.cli.errors import handles_errors
 from mercato.cli.trying import TryInput, read_input, show_answer
 
 model_app = typer.Typer(
-    help="Model packages: validate, inspect, samples, try.", no_args_is_help=True
+    help="Model packages: inspect (validates), samples, try.", no_args_is_help=True
 )
 app.add_typer(model_app, name="model")
 

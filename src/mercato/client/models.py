@@ -7,8 +7,9 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import httpx
 from multiformats import CID
 
 from mercato.chain.contracts import Listing, ModelId, VersionDigests
@@ -21,8 +22,14 @@ from mercato.client.artifacts import (
 )
 from mercato.client.metadata import StoreMetadataSource
 from mercato.crypto import StreamEncryptor, generate_content_key
-from mercato.errors import ContractRevertError, ModelNotFoundError, VersionNotFoundError
+from mercato.errors import (
+    ContractRevertError,
+    ModelNotFoundError,
+    ModelPackageError,
+    VersionNotFoundError,
+)
 from mercato.index import Indexer, IndexerConfig, SearchPage, SearchQuery
+from mercato.models.card import CARD_FILENAME, ModelCard, load_card
 from mercato.models.package import ModelPackage, load_package
 from mercato.storage.encrypted import ENCRYPTION_CHUNK_SIZE
 from mercato.storage.unixfs import import_file
@@ -75,9 +82,10 @@ class ModelsAPI:
 
     def publish(
         self,
-        path: str | Path,
+        path: str | Path | ModelPackage,
         *,
         price: int,
+        name: str | None = None,
         license_duration: int = 0,
         parents: Sequence[int] = (),
         royalty_bps: Sequence[int] = (),
@@ -86,8 +94,11 @@ class ModelsAPI:
         """Validates a model package, stores it (encrypted when paid) and publishes it.
 
         Args:
-            path: The package directory (ONNX + README.md model card).
+            path: The package directory (ONNX + README.md model card), or a package
+                `load_named_package` already validated.
             price: Price in MCT base units (10**18 per token); 0 publishes a free model.
+            name: The model's name; defaults to the card's title (see `card_name`),
+                never the folder's name.
             license_duration: License length in seconds; 0 is perpetual.
             parents: Ids of the models this one was built on.
             royalty_bps: Each parent's share of every sale, in basis points.
@@ -102,8 +113,8 @@ class ModelsAPI:
             ModelPackageError: The package is invalid (each refusal has its own subclass).
             ContractRevertError: The registry or marketplace refused (bad lineage, price).
         """
-        account = self._market.require_account("publish a model")
-        package = load_package(path)
+        package = path if isinstance(path, ModelPackage) else load_named_package(path, name)
+        account = self._market.require_signer("publish a model")
         stored = self._store_package(
             package, encrypt=price > 0, progress=progress, owner=account.address
         )
@@ -118,13 +129,16 @@ class ModelsAPI:
         return stored.published(model_id, 1)
 
     def add_version(
-        self, model_id: int, path: str | Path, progress: Progress | None = None
+        self, model_id: int, path: str | Path | ModelPackage, progress: Progress | None = None
     ) -> PublishedVersion:
         """Publishes a new version of a model the account owns; encrypted when the model is paid.
 
+        The version keeps the model's published name, whatever its card's title.
+
         Args:
             model_id: The model.
-            path: The new version's package directory.
+            path: The new version's package directory, or a package loaded with
+                `version_package`.
             progress: Told how many package bytes were stored, as they are.
 
         Returns:
@@ -133,16 +147,86 @@ class ModelsAPI:
         Raises:
             NoAccountError: The market is read-only.
             ModelNotFoundError: No such model.
-            ModelPackageError: The package is invalid.
+            ModelPackageError: The package is invalid, or it would rename the model.
             ContractRevertError: The account does not own the model.
         """
         account = self._market.require_account("add a version")
         listing = self.show(model_id).listing
+        package = self.version_package(model_id, path)
         stored = self._store_package(
-            load_package(path), encrypt=listing.price > 0, progress=progress, owner=account.address
+            package, encrypt=listing.price > 0, progress=progress, owner=account.address
         )
         version = self._market.contracts.registry.add_version(model_id, stored.digests)
         return stored.published(ModelId(model_id), version)
+
+    def version_package(self, model_id: int, path: str | Path | ModelPackage) -> ModelPackage:
+        """Validates a new version's package under the model's published name.
+
+        Args:
+            model_id: The model.
+            path: The package directory, or a package already loaded.
+
+        Returns:
+            The package, named as the model's latest published manifest names it (the
+            card's title when no published manifest can be read).
+
+        Raises:
+            ModelNotFoundError: No such model.
+            ModelPackageError: The package is invalid, or a loaded one is named otherwise.
+        """
+        published = self.manifest(model_id).get("name")
+        name = published if isinstance(published, str) else None
+        if isinstance(path, ModelPackage):
+            if name is not None and path.name != name:
+                raise ModelPackageError(
+                    f"Model {model_id} is named {name!r}; a new version cannot rename it "
+                    f"to {path.name!r}.",
+                    path=str(path.root),
+                )
+            return path
+        return load_named_package(path, name)
+
+    def manifest(self, model_id: int, version: int | None = None) -> dict[str, Any]:
+        """A version's published manifest: name, card, inputs and outputs, files.
+
+        Read from this data directory's store, else fetched from the providers recorded
+        on-chain and checked against the digest the chain holds.
+
+        Args:
+            model_id: The model.
+            version: The version; None for the latest.
+
+        Returns:
+            The manifest, or {} when no store or provider has it (or it is unreadable).
+
+        Raises:
+            ModelNotFoundError: No such model.
+            VersionNotFoundError: No such version.
+        """
+        found = self.version(model_id, version)
+        document = StoreMetadataSource(self._market).manifest(cid_digest(found.manifest_cid))
+        return dict(document) if document else {}
+
+    def provider_reachable(self, url: str, timeout: float = 5.0) -> bool:
+        """Whether a seller's node answers its health check now.
+
+        Args:
+            url: The provider URL the chain records (untrusted: only http(s), no
+                redirects followed, the answer's body is not read).
+            timeout: Seconds to wait.
+
+        Returns:
+            True when `url/v1/health` answers 200.
+        """
+        if not url.startswith(("http://", "https://")):
+            return False
+        try:
+            response = httpx.get(
+                f"{url.rstrip('/')}/v1/health", timeout=timeout, follow_redirects=False
+            )
+        except (httpx.HTTPError, ValueError):
+            return False
+        return response.status_code == 200
 
     def set_price(
         self, model_id: int, price: int, *, license_duration: int = 0, for_sale: bool = True
@@ -328,6 +412,47 @@ class ModelsAPI:
         url = self._market.settings.public_url
         if self._market.contracts.registry.provider_url(account) != url:
             self._market.contracts.registry.set_provider(url)
+
+
+def card_name(card: ModelCard) -> str | None:
+    """The model name a card gives: its first `# ` title, spaces turned into '-'.
+
+    Args:
+        card: The parsed model card.
+
+    Returns:
+        The name, or None when the card has no title.
+    """
+    for line in card.text.splitlines():
+        if line.startswith("# "):
+            title = line[2:].strip().strip("#").strip()
+            return "-".join(title.split()) or None
+    return None
+
+
+def load_named_package(path: str | Path, name: str | None = None) -> ModelPackage:
+    """Validates a package and names it: `name`, else the card's title, never the folder.
+
+    Args:
+        path: The package directory.
+        name: The model's name; None takes the card's first `# ` title.
+
+    Returns:
+        The validated package with its manifest.
+
+    Raises:
+        ModelPackageError: The package is invalid (each refusal has its own subclass),
+            or it has no name (no `name` given and no title in the card).
+    """
+    if name is None:
+        name = card_name(load_card(Path(path) / CARD_FILENAME))
+        if name is None:
+            raise ModelPackageError(
+                f"{path}: the model has no name. Give one with --name (SDK: name=...), or "
+                "start the card's text with a title line such as '# iris-classifier'.",
+                path=str(path),
+            )
+    return load_package(path, name=name)
 
 
 def _hashing(pieces: Iterator[bytes], digest: hashlib._Hash) -> Iterator[bytes]:

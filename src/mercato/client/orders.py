@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import builtins
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from mercato.errors import (
     DownloadError,
     InsufficientBalanceError,
     LicenseRequiredError,
+    NoAccountError,
     NotForSaleError,
     OwnModelError,
     ProviderUnavailableError,
@@ -33,7 +35,7 @@ from mercato.storage.backends import GatewayBackend
 
 if TYPE_CHECKING:
     from mercato.client.market import Market
-    from mercato.client.models import VersionInfo
+    from mercato.client.models import ModelInfo, VersionInfo
 
 PERMIT_LIFETIME = 3_600  # seconds a purchase permit stays valid
 
@@ -93,7 +95,7 @@ class OrdersAPI:
                 sealed content key (nothing is sent).
             ContractRevertError: The marketplace refused (e.g. the price rose above max_price).
         """
-        account = self._market.require_signer("buy a model")
+        account = self._market.require_account("buy a model")
         info = self._market.models.show(model_id)
         if info.owner == account.address:
             raise OwnModelError(model_id, info.owner)
@@ -108,11 +110,13 @@ class OrdersAPI:
         limit = price if max_price is None else max_price
         contracts = self._market.contracts
         if price == 0:
+            self._market.require_signer("buy a model")
             contracts.marketplace.purchase(model_id, limit, bytes(32))
             return self.status(model_id)
         balance = contracts.token.balance_of(account.address)
         if balance < price:
             raise InsufficientBalanceError(balance, price, self._market.is_local_chain)
+        self._market.require_signer("buy a model")
         buyer_key = derive_buyer_key(account, self._market.chain_id).public_key
         # A key no content key can be sealed to would pay for an undeliverable order.
         validate_buyer_key(buyer_key)
@@ -262,6 +266,10 @@ class OrdersAPI:
         """Downloads a licensed model, verifies every block and the plaintext sha256, and
         unpacks it into `dest`. Nothing is written to `dest` unless everything checks out.
 
+        No purchase is needed for a free model (its bytes are public; a read-only market
+        downloads it) or by the model's owner (the key this data directory stored for it).
+        Files get the time of the download as their modification time.
+
         Args:
             model_id: The model.
             dest: A directory that does not exist yet (or is empty).
@@ -273,16 +281,18 @@ class OrdersAPI:
 
         Raises:
             LicenseRequiredError: The account holds no license (paid models).
+            NoAccountError: The model is paid and the market is read-only.
+            ContentKeyMissingError: The owner downloads, but this data directory does not
+                hold the model's key.
             ProviderUnavailableError: The provider is down or returned other bytes.
             CryptoError: The delivered key does not open the artifact, or the sha256 differs.
             DownloadError: `dest` is not empty, or the package cannot be unpacked.
         """
-        account = self._market.require_account("download a model")
         target = Path(dest)
         if target.exists() and any(target.iterdir()):
             raise DownloadError(f"{target} is not empty; choose a new folder for the download.")
         info = self._market.models.show(model_id)
-        key, version = self._delivered_key(model_id, account.address, info.versions)
+        key, version = self._download_key(info)
         source = gateway or info.provider_url
         self._fetch(version, source)
         restore_package(
@@ -293,7 +303,21 @@ class OrdersAPI:
             target,
             progress,
         )
+        _touch_tree(target)
         return target
+
+    def _download_key(self, info: ModelInfo) -> tuple[bytes | None, VersionInfo]:
+        """The key and version a download opens: the buyer's delivered key, the owner's
+        own key, or none for a free model."""
+        model_id, account = info.model_id, self._market.account
+        licensed = account is not None and self._market.contracts.marketplace.has_license(
+            account.address, model_id
+        )
+        if info.listing.price == 0 and not licensed:
+            return None, info.latest  # free: the artifact is not encrypted
+        if account is None:
+            raise NoAccountError(f"download paid model {model_id}")
+        return self._delivered_key(model_id, account.address, info.versions)
 
     def _delivered_key(
         self, model_id: int, buyer: str, versions: builtins.list[VersionInfo]
@@ -325,3 +349,10 @@ class OrdersAPI:
             raise ProviderUnavailableError(
                 source, f"it returned bytes that do not match {version.artifact_cid}: {exc}"
             ) from exc
+
+
+def _touch_tree(root: Path) -> None:
+    """Gives every unpacked file the current time: the deterministic tar stores 0 (1970)."""
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            os.utime(path)

@@ -41,8 +41,8 @@ def _auth(network: Network, index: int) -> list[str]:
 
 def test_missing_keystore_is_exit_11(network: Network, paid_model: int) -> None:
     stranger = Account.create().address
-    result = network.cli("buy", str(paid_model), "--password-file", str(network.password_file),
-                         "--account", stranger)  # fmt: skip
+    result = network.cli("buy", "--yes", str(paid_model), "--password-file",
+                         str(network.password_file), "--account", stranger)  # fmt: skip
     assert result.returncode == 11
     assert "mercato wallet" in result.stderr
 
@@ -54,7 +54,7 @@ def test_wrong_password_is_exit_12_and_buys_nothing(
     wrong.write_text("not the password\n")
     buyer = network.buyers[3]
     result = network.cli(
-        "buy", str(paid_model), "--password-file", str(wrong), "--account", buyer.address
+        "buy", "--yes", str(paid_model), "--password-file", str(wrong), "--account", buyer.address
     )
     assert result.returncode == 12
     market = network.market(network.buyer_dir)
@@ -69,8 +69,8 @@ def test_insufficient_balance_is_exit_65_and_changes_nothing(
     import_keys(folder, [poor])
     (folder / "deployments").mkdir()
     network.deployment.save(folder)
-    result = network.cli("buy", str(paid_model), "--password-file", str(network.password_file),
-                         data_dir=folder)  # fmt: skip
+    result = network.cli("buy", "--yes", str(paid_model), "--password-file",
+                         str(network.password_file), data_dir=folder)  # fmt: skip
     assert result.returncode == 65
     assert "Not enough MCT: balance 0, price 2" in result.stderr
     market = network.market(folder)
@@ -84,14 +84,14 @@ def test_buying_a_deprecated_version_is_exit_63(network: Network, tmp_path: Path
     creator.models.deprecate(model.model_id, 1)
     buyer = network.buyers[4]
     before = network.market(network.buyer_dir).wallet.balance(buyer.address)
-    result = network.cli("buy", str(model.model_id), *_auth(network, 4))
+    result = network.cli("buy", "--yes", str(model.model_id), *_auth(network, 4))
     assert result.returncode == 63
     assert "deprecated" in result.stderr
     assert network.market(network.buyer_dir).wallet.balance(buyer.address) == before
 
 
 def test_a_model_id_that_does_not_exist_is_exit_61(network: Network) -> None:
-    result = network.cli("buy", "999", *_auth(network, 4))
+    result = network.cli("buy", "--yes", "999", *_auth(network, 4))
     assert result.returncode == 61
     assert "Model 999 does not exist" in result.stderr
     shown = network.cli("show", "999")
@@ -132,7 +132,7 @@ def test_tampered_or_unreachable_provider_writes_nothing_then_the_real_one_works
 ) -> None:
     buyer = network.buyers[5]
     auth = _auth(network, 5)
-    bought = network.cli("buy", str(paid_model), "--wait", "90", *auth)
+    bought = network.cli("buy", "--yes", str(paid_model), "--wait", "90", *auth)
     assert bought.returncode == 0, bought.stderr
     dest = tmp_path / "model"
 
