@@ -2,8 +2,8 @@
 """Dependencies every router shares: the gateway state and the signed-in wallet.
 
 A session is read from `Authorization: Bearer <token>` or, for the web pages, from the
-`mercato_session` cookie; either way it must be signed by this node, unexpired and for
-this node's chain.
+`mercato_session` cookie; either way it must be signed by this node, unexpired, not
+logged out and for this node's chain.
 """
 
 from __future__ import annotations
@@ -26,11 +26,16 @@ def get_state(request: Request) -> GatewayState:
 State = Annotated[GatewayState, Depends(get_state)]
 
 
-def optional_session(request: Request, state: State) -> Session | None:
-    """The signed-in wallet, or None."""
+def request_token(request: Request) -> str:
+    """The session token a request carries (bearer first, then cookie), or ''."""
     header = request.headers.get("authorization", "")
     token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-    token = token or request.cookies.get(SESSION_COOKIE, "")
+    return token or request.cookies.get(SESSION_COOKIE, "")
+
+
+def optional_session(request: Request, state: State) -> Session | None:
+    """The signed-in wallet, or None."""
+    token = request_token(request)
     if not token:
         return None
     session = state.sessions.check(token)

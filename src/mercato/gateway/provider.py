@@ -31,9 +31,8 @@ def create_provider_router(
 ) -> APIRouter:
     """Routes `/v1/models/{id}/try` and `/v1/health`.
 
-    Try calls are limited per client address and per wallet: the signed-in wallet of
-    the session when `wallet_of` finds one, else the `X-Mercato-Account` header. Both
-    limits apply, so naming another wallet never lifts the per-address limit.
+    Try calls are limited per client address and, when `wallet_of` finds a signed-in
+    wallet, per wallet too; both limits apply.
 
     Args:
         service: Runs the try calls.
@@ -58,7 +57,9 @@ def create_provider_router(
         """Runs the model on the inputs in the JSON body; the weights stay on this node."""
         client = request.client.host if request.client else "unknown"
         signed_in = wallet_of(request) if wallet_of else None
-        wallet = (signed_in or request.headers.get("x-mercato-account", "")).lower()
+        # Only a signed-in wallet counts: a wallet merely named in a header would let
+        # anyone use up another wallet's tries.
+        wallet = (signed_in or "").lower()
         wait = try_wait(by_address, by_wallet, client, wallet)
         if wait:
             return JSONResponse(

@@ -20,18 +20,28 @@ message is written and read by hand, field by field, in the order the EIP fixes:
     Resources:                                  # optional, then "- {uri}" lines
 
 `SiweVerifier.verify` refuses a message unless its domain is one this node answers
-for, its chain is this node's chain, its nonce was issued here and not used before
-(nonces are single use, so a captured message cannot be replayed), it is inside its
-validity window, and the EIP-191 signature recovers to its address.
+for, its chain is this node's chain, it is inside its validity window, its nonce was
+issued here and not used before (nonces are single use, so a captured message cannot be
+replayed), and the EIP-191 signature recovers to its address.
+
+Nonces are stateless: each carries its expiry and an HMAC under a key this process
+draws at start, so issuing one stores nothing and no flood of requests for nonces can
+push out another client's. Only a nonce whose sign-in succeeded is remembered, until it
+expires, to refuse its replay; a restart forgets those and, with its new key, refuses
+every nonce issued before it.
+
+    nonce = hex(8 random bytes) hex(expiry, 10 digits) hex(HMAC-SHA256[:16])   (58 chars)
 """
 
 from __future__ import annotations
 
+import hashlib
+import heapq
+import hmac
 import re
 import secrets
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -41,6 +51,7 @@ from eth_keys.exceptions import BadSignature, ValidationError
 from eth_utils import is_checksum_address, to_checksum_address
 
 from mercato.errors import (
+    RateLimitedError,
     SiweChainError,
     SiweDomainError,
     SiweExpiredError,
@@ -50,7 +61,9 @@ from mercato.errors import (
 )
 
 STATEMENT = "Sign in to the Mercato marketplace. This costs nothing and sends no transaction."
-NONCE_TTL = 600.0  # seconds a nonce may wait to be used
+NONCE_TTL = 600  # seconds a nonce may wait to be used
+# Used nonces remembered at most (each until it expires); past that, sign-ins wait.
+MAX_USED_NONCES = 200_000
 MESSAGE_LIFETIME = timedelta(minutes=10)
 _NONCE = re.compile(r"^[A-Za-z0-9]{8,}$")
 _HEADER = " wants you to sign in with your Ethereum account:"
@@ -193,36 +206,61 @@ def parse_message(text: str) -> SiweMessage:
 
 
 class NonceStore:
-    """Nonces this node issued and not yet used; each is accepted once, within its TTL."""
+    """Issues signed, expiring nonces and accepts each once (see the module docstring)."""
 
-    def __init__(self, ttl: float = NONCE_TTL, capacity: int = 100_000) -> None:
+    def __init__(
+        self,
+        ttl: int = NONCE_TTL,
+        max_used: int = MAX_USED_NONCES,
+        key: bytes | None = None,
+    ) -> None:
         self.ttl = ttl
-        self.capacity = capacity
-        self._issued: OrderedDict[str, float] = OrderedDict()
+        self.max_used = max_used
+        self._key = key or secrets.token_bytes(32)
+        self._used: set[str] = set()
+        self._expiries: list[tuple[int, str]] = []  # a heap, to forget used nonces in time
         self._lock = threading.Lock()
 
-    def issue(self) -> str:
-        """A fresh random nonce (96 bits, alphanumeric as EIP-4361 requires)."""
-        nonce = secrets.token_hex(12)
-        with self._lock:
-            self._issued[nonce] = time.monotonic()
-            # Unused nonces are forgotten oldest first, so flooding costs bounded memory.
-            while len(self._issued) > self.capacity:
-                self._issued.popitem(last=False)
-        return nonce
+    def _mac(self, body: str) -> str:
+        return hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()[:32]
 
-    def consume(self, nonce: str) -> None:
-        """Marks a nonce used.
+    def issue(self, now: float | None = None) -> str:
+        """A fresh nonce, valid for `ttl` seconds (hex, alphanumeric as EIP-4361 requires)."""
+        expires = int((time.time() if now is None else now) + self.ttl)
+        body = secrets.token_hex(8) + f"{expires:010x}"
+        return body + self._mac(body)
+
+    def check(self, nonce: str, now: float | None = None) -> None:
+        """Checks a nonce without using it up.
 
         Raises:
-            SiweNonceError: Never issued, already used, or older than the TTL.
+            SiweNonceError: Not issued by this process, expired, or already used.
         """
-        with self._lock:
-            issued = self._issued.pop(nonce, None)
-        if issued is None:
-            raise SiweNonceError("the nonce was not issued by this node or was already used")
-        if time.monotonic() - issued > self.ttl:
+        body, mac = nonce[:26], nonce[26:]
+        if len(nonce) != 58 or not nonce.isascii() or not hmac.compare_digest(mac, self._mac(body)):
+            raise SiweNonceError("the nonce was not issued by this node (or it restarted since)")
+        if int(body[16:], 16) <= (time.time() if now is None else now):
             raise SiweNonceError("the nonce is too old")
+        if nonce in self._used:
+            raise SiweNonceError("the nonce was already used")
+
+    def consume(self, nonce: str, now: float | None = None) -> None:
+        """Checks a nonce and marks it used, at once.
+
+        Raises:
+            SiweNonceError: As `check`.
+            RateLimitedError: So many sign-ins succeeded within one TTL that no more
+                used nonces can be remembered; refusing is safer than forgetting one.
+        """
+        moment = time.time() if now is None else now
+        with self._lock:
+            self.check(nonce, moment)
+            while self._expiries and self._expiries[0][0] <= moment:
+                self._used.discard(heapq.heappop(self._expiries)[1])
+            if len(self._used) >= self.max_used:
+                raise RateLimitedError("sign-ins on this node", self._expiries[0][0] - moment)
+            self._used.add(nonce)
+            heapq.heappush(self._expiries, (int(nonce[16:26], 16), nonce))
 
 
 class SiweVerifier:
@@ -252,14 +290,14 @@ class SiweVerifier:
             address=checksummed,
             uri=uri,
             chain_id=self.chain_id,
-            nonce=self.nonces.issue(),
+            nonce=self.nonces.issue(issued.timestamp()),
             issued_at=issued,
             statement=STATEMENT,
             expiration_time=issued + MESSAGE_LIFETIME,
         ).text()
 
     def verify(self, text: str, signature: str, now: datetime | None = None) -> SiweMessage:
-        """Checks a signed sign-in message; the nonce is used up even when a later check fails.
+        """Checks a signed sign-in message; its nonce is used up once the signature checks.
 
         Args:
             text: The exact message the wallet signed.
@@ -273,9 +311,10 @@ class SiweVerifier:
             SiweMessageError: Not an EIP-4361 message.
             SiweDomainError: Made for another site.
             SiweChainError: Made for another chain.
-            SiweNonceError: The nonce is unknown or used (a replay).
+            SiweNonceError: The nonce is unknown, expired or used (a replay).
             SiweExpiredError: Outside its validity window.
             SiweSignatureError: The signature is not the address's.
+            RateLimitedError: Too many sign-ins succeeded lately (see `NonceStore.consume`).
         """
         message = parse_message(text)
         if message.domain not in self.domains:
@@ -284,16 +323,19 @@ class SiweVerifier:
             raise SiweChainError(
                 f"the message is for chain {message.chain_id}, this node serves {self.chain_id}"
             )
-        self.nonces.consume(message.nonce)
         moment = now or datetime.now(UTC)
         if message.expiration_time is not None and moment >= message.expiration_time:
             raise SiweExpiredError("the message has expired")
         if message.not_before is not None and moment < message.not_before:
             raise SiweExpiredError("the message is not valid yet")
+        # Checked before the costly signature recovery; used up only after it, so
+        # requests without a valid signature cannot fill the memory of used nonces.
+        self.nonces.check(message.nonce, moment.timestamp())
         try:
             signer = Account.recover_message(encode_defunct(text=text), signature=signature)
         except (BadSignature, ValidationError, ValueError, TypeError) as exc:
             raise SiweSignatureError(f"the signature is malformed ({exc})") from exc
         if signer != message.address:
             raise SiweSignatureError(f"the signature is by {signer}, not {message.address}")
+        self.nonces.consume(message.nonce, moment.timestamp())
         return message

@@ -21,12 +21,13 @@ from mercato.client.metadata import StoreMetadataSource
 from mercato.client.provider import ProviderService
 from mercato.errors import IndexingError, IndexRpcError
 from mercato.gateway.ratelimit import RateLimiter
-from mercato.gateway.sessions import SessionSigner, load_session_key
+from mercato.gateway.sessions import RevokedSessions, SessionSigner, load_session_key
 from mercato.gateway.siwe import SiweVerifier
 from mercato.index import Index, Indexer, IndexerConfig
 
 log = logging.getLogger(__name__)
 MAX_MANIFEST = 4 * 1024 * 1024  # bytes; manifests are a few kB
+SIGN_INS_PER_MINUTE = 30  # per client address: a person signs in a few times a day
 
 
 class IndexFollower:
@@ -103,6 +104,9 @@ class GatewayState:
     fees: FeeCache
     try_by_address: RateLimiter
     try_by_wallet: RateLimiter
+    sign_in_by_address: RateLimiter = field(
+        default_factory=lambda: RateLimiter(SIGN_INS_PER_MINUTE)
+    )
     follower: IndexFollower | None = None
     # The account this node delivers keys from; creators who publish from a browser
     # name it as their agent (`set_agent`) so their sales get delivered.
@@ -160,7 +164,10 @@ def build_state(
         provider=provider,
         index=opened,
         siwe=SiweVerifier(domains or default_domains(market), market.chain_id),
-        sessions=SessionSigner(load_session_key(market.settings.data_dir)),
+        sessions=SessionSigner(
+            load_session_key(market.settings.data_dir),
+            revoked=RevokedSessions(market.settings.data_dir / "gateway" / "revoked"),
+        ),
         fees=FeeCache(market),
         try_by_address=RateLimiter(market.settings.try_per_minute),
         try_by_wallet=RateLimiter(market.settings.try_per_minute),

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 from eth_account import Account
@@ -82,3 +84,64 @@ def test_earnings_and_creator(demo_node: tuple[Node, str, list[int]]) -> None:
     assert info["models_created"] == 3 and info["provider_url"] == base
     earned = httpx.get(f"{base}/v1/creators/{creator}/earnings").json()
     assert earned["credited"] == "0" and earned["credits"] == []
+
+
+def _sign_in(client: httpx.Client, account: object = BUYER) -> str:
+    address = account.address  # type: ignore[attr-defined]
+    message = client.post("/v1/auth/nonce", json={"address": address}).json()["message"]
+    signed = account.sign_message(encode_defunct(text=message))  # type: ignore[attr-defined]
+    answer = client.post(
+        "/v1/auth/verify",
+        json={"message": message, "signature": "0x" + bytes(signed.signature).hex()},
+    )
+    assert answer.status_code == 200, answer.text
+    token: str = answer.json()["token"]
+    return token
+
+
+def test_logout_revokes_the_token_on_the_server(demo_node: tuple[Node, str, list[int]]) -> None:
+    _, base, _ = demo_node
+    with httpx.Client(base_url=base) as client:
+        token = _sign_in(client)
+        bearer = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(f"{base}/v1/auth/session", headers=bearer).status_code == 200
+        assert client.post("/v1/auth/logout").status_code == 204  # the cookie's session
+        # A copy of the token kept elsewhere (stolen, or another tab) is refused too.
+        after = httpx.get(f"{base}/v1/orders/mine", headers=bearer)
+        assert (after.status_code, after.json()["error"]) == (401, "session_required")
+        assert httpx.get(f"{base}/v1/auth/session", headers=bearer).status_code == 401
+
+
+def test_a_nonce_flood_from_one_client_leaves_another_clients_sign_in_working(
+    demo_node: tuple[Node, str, list[int]],
+) -> None:
+    _, base, _ = demo_node
+    honest = httpx.Client(base_url=base)
+    message = honest.post("/v1/auth/nonce", json={"address": BUYER.address}).json()["message"]
+    with httpx.Client(base_url=base) as flood:
+        for _ in range(300):
+            assert flood.post("/v1/auth/nonce", json={"address": BUYER.address}).status_code == 200
+    signature = "0x" + bytes(BUYER.sign_message(encode_defunct(text=message)).signature).hex()
+    signed = honest.post("/v1/auth/verify", json={"message": message, "signature": signature})
+    honest.close()
+    assert signed.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["model\x00.onnx", "a" * 300, "/etc/passwd", "../../escape.onnx", "a/../../b", "\ud800"],
+    ids=["nul", "long-name", "absolute", "dotdot", "dotdot-inside", "lone-surrogate"],
+)
+def test_odd_upload_paths_get_a_typed_400(
+    demo_node: tuple[Node, str, list[int]], path: str
+) -> None:
+    _, base, _ = demo_node
+    with httpx.Client(base_url=base) as client:
+        _sign_in(client)
+        body = {"name": "odd", "files": [{"path": path, "data": ""}], "encrypt": False}
+        # json.dumps escapes the lone surrogate as \ud800, as a hostile client would.
+        answer = client.post(
+            "/v1/uploads", content=json.dumps(body), headers={"Content-Type": "application/json"}
+        )
+    assert (answer.status_code, answer.json()["error"]) == (400, "upload_path_invalid")
+    assert "Traceback" not in answer.text

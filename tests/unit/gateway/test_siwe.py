@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from eth_account import Account
@@ -151,3 +152,93 @@ def test_try_limits_apply_per_address_and_per_wallet() -> None:
     assert try_wait(by_address, by_wallet, "10.0.0.2", "0xabc") > 0  # same wallet elsewhere
     assert try_wait(by_address, by_wallet, "10.0.0.1", "0xdef") == 0
     assert try_wait(by_address, by_wallet, "10.0.0.1", "0x123") > 0  # address used up
+
+
+# --- nonces: a flood never pushes out an honest client's -------------------------------
+
+
+def test_a_nonce_flood_does_not_evict_an_honest_sign_in(verifier: SiweVerifier) -> None:
+    honest = verifier.prepare(ALICE.address, DOMAIN, "http://x", now=NOW)
+    # More nonces than the old store held (100,000), all asked for by one client.
+    for _ in range(100_001):
+        verifier.prepare(MALLORY.address, DOMAIN, "http://x", now=NOW)
+    assert verifier.verify(honest, sign(honest), now=NOW).address == ALICE.address
+
+
+def test_a_nonce_from_another_node_or_before_a_restart_is_refused() -> None:
+    earlier = SiweVerifier({DOMAIN}, chain_id=31337)  # the process before a restart
+    text = earlier.prepare(ALICE.address, DOMAIN, "http://x", now=NOW)
+    with pytest.raises(SiweNonceError, match="not issued by this node"):
+        SiweVerifier({DOMAIN}, chain_id=31337).verify(text, sign(text), now=NOW)
+
+
+def test_a_nonce_is_used_up_only_by_a_valid_signature(verifier: SiweVerifier) -> None:
+    text = verifier.prepare(ALICE.address, DOMAIN, "http://x", now=NOW)
+    for _ in range(3):  # bad signatures neither use the nonce nor fill memory
+        with pytest.raises(SiweSignatureError):
+            verifier.verify(text, sign(text, MALLORY), now=NOW)
+    assert verifier.verify(text, sign(text), now=NOW).address == ALICE.address
+
+
+def test_when_used_nonces_fill_their_memory_sign_ins_wait_instead_of_forgetting() -> None:
+    from mercato.errors import RateLimitedError
+    from mercato.gateway.siwe import NonceStore
+
+    verifier = SiweVerifier({DOMAIN}, chain_id=31337, nonces=NonceStore(max_used=2))
+    for _ in range(2):
+        text = verifier.prepare(ALICE.address, DOMAIN, "http://x", now=NOW)
+        verifier.verify(text, sign(text), now=NOW)
+    text = verifier.prepare(ALICE.address, DOMAIN, "http://x", now=NOW)
+    with pytest.raises(RateLimitedError) as caught:
+        verifier.verify(text, sign(text), now=NOW)
+    assert caught.value.code == "rate_limited" and caught.value.retry_after > 0
+    # Once the remembered nonces expire, sign-ins go through again.
+    later = NOW + timedelta(minutes=11)
+    text = verifier.prepare(ALICE.address, DOMAIN, "http://x", now=later)
+    assert verifier.verify(text, sign(text), now=later).address == ALICE.address
+
+
+# --- sessions: logging out revokes the token ------------------------------------------
+
+
+def test_a_revoked_token_is_refused_also_after_a_restart(tmp_path: Path) -> None:
+    from mercato.gateway.sessions import RevokedSessions
+
+    revoked = tmp_path / "revoked"
+    signer = SessionSigner(b"k" * 32, lifetime=3600, revoked=RevokedSessions(revoked))
+    token = signer.issue(ALICE.address, 31337)
+    other = signer.issue(ALICE.address, 31337)  # another device's session
+    assert signer.revoke(token) is not None
+    assert signer.check(token) is None
+    assert signer.check(other) is not None
+    restarted = SessionSigner(b"k" * 32, lifetime=3600, revoked=RevokedSessions(revoked))
+    assert restarted.check(token) is None
+    assert restarted.check(other) is not None
+
+
+def test_a_token_without_a_session_id_is_refused() -> None:
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    key = b"k" * 32
+    body = (
+        base64.urlsafe_b64encode(json.dumps({"a": ALICE.address, "c": 31337, "e": 2000}).encode())
+        .decode()
+        .rstrip("=")
+    )
+    mac = base64.urlsafe_b64encode(hmac.new(key, body.encode(), hashlib.sha256).digest())
+    legacy = f"{body}.{mac.decode().rstrip('=')}"  # the old format could not be revoked
+    assert SessionSigner(key).check(legacy, now=1000) is None
+
+
+def test_rate_limiter_forgets_idle_keys() -> None:
+    from mercato.gateway.ratelimit import RateLimiter
+
+    limiter = RateLimiter(1, window=60)
+    for i in range(5000):  # a fresh key per call, as a spoofed header would give
+        limiter.allow(f"key-{i}", now=float(i) / 1000)
+    for i in range(5000):
+        limiter.allow(f"later-{i}", now=1000.0 + i / 1000)
+    assert len(limiter) <= 5000 + 1024

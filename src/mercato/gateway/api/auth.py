@@ -5,7 +5,10 @@ POST /v1/auth/nonce   {"address"}              -> {"message", "nonce"}
 POST /v1/auth/verify  {"message", "signature"} -> {"address", "token", "expires"}
                                                   + the session cookie
 GET  /v1/auth/session                          -> the signed-in wallet, or 401
-POST /v1/auth/logout                           -> clears the cookie
+POST /v1/auth/logout                           -> revokes the session, clears the cookie
+
+Sign-ins are limited per client address (`SIGN_INS_PER_MINUTE`): each costs the node a
+signature recovery and, once it succeeds, memory to remember its nonce.
 """
 
 from __future__ import annotations
@@ -13,13 +16,17 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
-from mercato.errors import SessionRequiredError
+from mercato.errors import RateLimitedError, SessionRequiredError
 from mercato.gateway.api.schemas import ErrorOut
-from mercato.gateway.dependencies import OptionalSession, State
+from mercato.gateway.dependencies import OptionalSession, State, request_token
 from mercato.gateway.sessions import SESSION_COOKIE
 from mercato.gateway.siwe import parse_message
 
-router = APIRouter(prefix="/v1/auth", tags=["auth"], responses={401: {"model": ErrorOut}})
+router = APIRouter(
+    prefix="/v1/auth",
+    tags=["auth"],
+    responses={401: {"model": ErrorOut}, 429: {"model": ErrorOut}},
+)
 
 
 class NonceIn(BaseModel):
@@ -54,6 +61,10 @@ def new_message(body: NonceIn, request: Request, state: State) -> NonceOut:
 @router.post("/verify", response_model=SessionOut)
 def verify(body: VerifyIn, request: Request, response: Response, state: State) -> SessionOut:
     """Checks the signed message and opens a session (cookie and bearer token)."""
+    client = request.client.host if request.client else "unknown"
+    wait = state.sign_in_by_address.allow(client)
+    if wait:
+        raise RateLimitedError("sign-ins from your address", wait)
     message = state.siwe.verify(body.message, body.signature)
     token = state.sessions.issue(message.address, message.chain_id)
     session = state.sessions.check(token)
@@ -81,8 +92,11 @@ def current(session: OptionalSession) -> SessionOut:
 
 
 @router.post("/logout", status_code=204)
-def logout(response: Response) -> Response:
-    """Ends the browser's session."""
+def logout(request: Request, response: Response, state: State) -> Response:
+    """Ends the session on this node: its token (bearer or cookie) is refused from now on."""
+    token = request_token(request)
+    if token:
+        state.sessions.revoke(token)
     response.delete_cookie(SESSION_COOKIE)
     response.status_code = 204
     return response

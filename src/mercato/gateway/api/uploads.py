@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from mercato.client.artifacts import cid_digest, package_tar_stream
 from mercato.crypto import StreamEncryptor, generate_content_key
-from mercato.errors import UploadError
+from mercato.errors import UploadError, UploadPathError
 from mercato.gateway.api.schemas import ErrorOut
 from mercato.gateway.dependencies import RequiredSession, State
 from mercato.gateway.state import GatewayState
@@ -39,6 +39,10 @@ router = APIRouter(
 )
 MAX_UPLOAD = 16 * 1024 * 1024  # bytes of files in one package
 MAX_FILES = 32
+# Below every common file system's limits, so a name is refused here, not by the OS.
+MAX_PATH_BYTES = 1024
+MAX_PATH_PARTS = 32
+MAX_NAME_BYTES = 255
 
 
 class UploadFile(BaseModel):
@@ -64,18 +68,59 @@ class UploadOut(BaseModel):
     outputs: list[dict[str, object]]
 
 
+def upload_path(text: str) -> PurePosixPath:
+    """A file path from an upload, if it is a plain relative path inside the package.
+
+    Raises:
+        UploadPathError: The path is empty, absolute, climbs out with '..', holds a NUL,
+            control character or backslash, or is too long for a file system.
+    """
+    if not text or text.strip("/.") == "":
+        raise UploadPathError(text, "is empty")
+    try:
+        encoded = text.encode()
+    except UnicodeEncodeError as exc:  # a lone surrogate, which JSON's \u escapes allow
+        raise UploadPathError(text, "is not valid Unicode text") from exc
+    if len(encoded) > MAX_PATH_BYTES:
+        raise UploadPathError(text, f"is longer than {MAX_PATH_BYTES} bytes")
+    if "\0" in text or any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        raise UploadPathError(text, "holds a NUL or control character")
+    if "\\" in text:
+        raise UploadPathError(text, "holds a backslash (use '/' between folders)")
+    if text.startswith("/"):
+        raise UploadPathError(text, "is absolute")
+    relative = PurePosixPath(text)
+    if ".." in relative.parts:
+        raise UploadPathError(text, "leaves the package ('..')")
+    if len(relative.parts) > MAX_PATH_PARTS:
+        raise UploadPathError(text, f"is more than {MAX_PATH_PARTS} folders deep")
+    if any(len(part.encode()) > MAX_NAME_BYTES for part in relative.parts):
+        raise UploadPathError(text, f"has a name longer than {MAX_NAME_BYTES} bytes")
+    return relative
+
+
+def _package_paths(body: UploadIn) -> list[PurePosixPath]:
+    """Every file's path, checked before anything is written."""
+    paths = [upload_path(item.path) for item in body.files]
+    files = {str(p) for p in paths}
+    folders = {str(parent) for p in paths for parent in p.parents if str(parent) != "."}
+    if len(files) != len(paths):
+        raise UploadPathError(next(str(p) for p in paths if paths.count(p) > 1), "is sent twice")
+    clash = files & folders
+    if clash:
+        raise UploadPathError(min(clash), "names both a file and a folder")
+    return paths
+
+
 def _write_files(body: UploadIn, root: Path) -> None:
     if not body.files or len(body.files) > MAX_FILES:
         raise UploadError(f"send between 1 and {MAX_FILES} files")
     total = 0
-    for item in body.files:
-        relative = PurePosixPath(item.path)
-        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
-            raise UploadError(f"the path {item.path!r} leaves the package")
+    for item, relative in zip(body.files, _package_paths(body), strict=True):
         try:
             data = base64.b64decode(item.data, validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise UploadError(f"{item.path} is not base64") from exc
+            raise UploadError(f"{str(relative)[:80]!r} is not base64") from exc
         total += len(data)
         if total > MAX_UPLOAD:
             raise UploadError("the package is over 16 MiB; publish it with the command line")
@@ -97,7 +142,8 @@ def store_upload(state: GatewayState, body: UploadIn, owner: str) -> UploadOut:
     it only to a version that wallet itself publishes (see `mercato.client.sale_keys`).
 
     Raises:
-        UploadError: A path leaves the package, a file is not base64, or it is too big.
+        UploadPathError: A file path is not a plain relative path inside the package.
+        UploadError: A file is not base64, or the package is too big.
         ModelPackageError: The package is invalid (not ONNX, no card, no license...).
     """
     market = state.market
