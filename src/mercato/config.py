@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mercato.errors import ConfigError
 
@@ -58,6 +58,21 @@ class Settings(BaseModel):
         description="Blocks before the index trusts an event (None: 0 locally, 12 elsewhere)",
     )
     try_per_minute: int = Field(default=30, ge=1, description="Try calls per wallet per minute")
+    fetch_allow_networks: tuple[str, ...] = Field(
+        default=(),
+        description=(
+            "Networks (CIDR, comma-separated in MERCATO_FETCH_ALLOW_NETWORKS) that provider "
+            "URLs may point into although they are private; a local chain allows all"
+        ),
+    )
+
+    @field_validator("fetch_allow_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: Any) -> Any:
+        # An environment variable holds the list as one comma-separated string.
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @property
     def store_dir(self) -> Path:

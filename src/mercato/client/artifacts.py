@@ -35,24 +35,27 @@ import tarfile
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from multiformats import CID, multihash
 from web3 import Web3
 
-from mercato.crypto import StreamDecryptor
+from mercato.crypto import DEFAULT_CHUNK_SIZE, StreamDecryptor, ciphertext_size
 from mercato.crypto.keys import CONTENT_KEY_SIZE
 from mercato.errors import (
+    ArtifactTooLargeError,
     ConfigError,
     ContentKeyMissingError,
     DownloadError,
     InvalidKeyMaterialError,
     MercatoError,
+    UnsafeArchiveError,
 )
 from mercato.fsutil import atomic_write_bytes
 from mercato.models.package import ModelPackage
+from mercato.models.validate import PackageLimits
 from mercato.storage.blockstore import Blockstore
-from mercato.storage.exporter import iter_file
+from mercato.storage.exporter import declared_size, iter_file
 
 _SHA2_256 = multihash.get("sha2-256")
 _READ_SIZE = 1 << 20
@@ -97,20 +100,192 @@ def package_tar_stream(package: ModelPackage) -> Iterator[bytes]:
     yield bytes(2 * tarfile.BLOCKSIZE)  # the end-of-archive marker
 
 
-def extract_package_tar(tar_path: Path, dest: Path) -> None:
-    """Unpacks a downloaded artifact into `dest`, refusing links and paths outside it.
+MAX_ARCHIVE_MEMBERS = 2 * PackageLimits().max_files
+"""Members (files and folders) a package archive may hold; a published one has one per file."""
+
+_MAX_META_HEADER = 64 * 1024  # a pax or GNU long-name record: a path, a few fields
+
+
+def tar_size_limit(total_size: int, files: int) -> int:
+    """The most bytes `package_tar_stream` writes for files adding up to `total_size`.
+
+    Each file takes its bytes rounded up to 512, one header and at most two more for a
+    long or non-ASCII name (pax); the archive ends with two zero blocks.
+    """
+    return total_size + files * 4 * tarfile.BLOCKSIZE + 2 * tarfile.BLOCKSIZE
+
+
+def artifact_size_limit(total_size: int, files: int, *, encrypted: bool) -> int:
+    """The most bytes a version's artifact may hold for a package of that size.
+
+    Args:
+        total_size: The package's bytes (the manifest's `total_size`).
+        files: How many files it has (the manifest's `files`).
+        encrypted: The artifact is encrypted (a paid model).
+
+    Returns:
+        The limit, in stored (artifact) bytes.
+    """
+    tar = tar_size_limit(total_size, files)
+    # The smallest chunk size Mercato encrypts with has the most overhead per byte.
+    return ciphertext_size(tar, DEFAULT_CHUNK_SIZE) if encrypted else tar
+
+
+MAX_ARTIFACT_BYTES = artifact_size_limit(
+    PackageLimits().max_total_bytes, PackageLimits().max_files, encrypted=True
+)
+"""Whatever a manifest says, no artifact above this is restored (the largest package)."""
+
+
+def extract_package_tar(
+    tar_path: Path,
+    dest: Path,
+    *,
+    max_bytes: int = MAX_ARTIFACT_BYTES,
+    max_members: int = MAX_ARCHIVE_MEMBERS,
+) -> None:
+    """Unpacks a package archive into `dest`: plain files and folders only, bounded.
+
+    Refused, before anything is written: links, devices, FIFOs, sparse files, absolute
+    paths and `..`, more than `max_members` members, pax or long-name records above
+    64 KiB. Refused while writing: more than `max_bytes` bytes in all (counted as they
+    are copied, whatever the headers say).
+
+    Args:
+        tar_path: The archive (restored and checked against the chain's sha256).
+        dest: The folder to unpack into (created; callers pass a fresh one).
+        max_bytes: The most bytes all files together may hold.
+        max_members: The most members the archive may have.
 
     Raises:
-        DownloadError: The archive holds something other than plain files inside `dest`.
+        UnsafeArchiveError: A member is not a plain file or folder inside `dest`, or the
+            archive has too many members or an oversized header record.
+        ArtifactTooLargeError: The files add up to more than `max_bytes`.
+        DownloadError: The archive is malformed or cannot be written.
     """
+    members = _scan_tar_headers(tar_path, max_members)
     dest.mkdir(parents=True, exist_ok=True)
+    written = 0
     try:
         with tarfile.open(tar_path, mode="r:") as tar:
-            tar.extractall(dest, filter="data")
+            for count, member in enumerate(tar, start=1):
+                if count > members:
+                    raise UnsafeArchiveError(
+                        f"The package archive has more members than its headers showed "
+                        f"({member.name!r}); nothing was kept.",
+                        member=member.name,
+                    )
+                target = dest / _safe_member_path(member)
+                if member.isdir():
+                    target.mkdir(mode=0o755, parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+                source = tar.extractfile(member)
+                if source is None:
+                    raise UnsafeArchiveError(
+                        f"{member.name!r} in the package archive has no data.", member=member.name
+                    )
+                mode = 0o755 if member.mode & 0o100 else 0o644
+                with source, open(target, "wb") as out:
+                    while chunk := source.read(_READ_SIZE):
+                        written += len(chunk)
+                        if written > max_bytes:
+                            raise ArtifactTooLargeError(
+                                f"The package archive unpacks to more than {max_bytes} bytes, "
+                                "more than its manifest allows; nothing was kept.",
+                                cid="",
+                                size=written,
+                                limit=max_bytes,
+                            )
+                        out.write(chunk)
+                os.chmod(target, mode)
     except (tarfile.TarError, OSError) as exc:
         raise DownloadError(
             f"The downloaded package cannot be unpacked into {dest}: {exc}."
         ) from exc
+
+
+def _safe_member_path(member: tarfile.TarInfo) -> Path:
+    """The member's path inside the package, or why it is refused."""
+    name = member.name
+    if not (member.isreg() or member.isdir()) or member.issparse():
+        kind = "a link" if member.issym() or member.islnk() else "not a plain file"
+        raise UnsafeArchiveError(
+            f"{name!r} in the package archive is {kind}; packages hold only files and "
+            "folders, so nothing was unpacked.",
+            member=name,
+        )
+    parts = PurePosixPath(name).parts
+    if (
+        not parts
+        or name.startswith(("/", "\\"))
+        or "\x00" in name
+        or "\\" in name
+        or any(part in ("..", "") for part in parts)
+        or (len(parts[0]) >= 2 and parts[0][1] == ":")  # a drive letter
+    ):
+        raise UnsafeArchiveError(
+            f"{name!r} in the package archive points outside the package; nothing was unpacked.",
+            member=name,
+        )
+    return Path(*parts)
+
+
+def _tar_number(field: bytes) -> int:
+    """A tar header number: NUL/space-ended octal, or GNU base-256 (first byte 0x80/0xff).
+
+    Raises:
+        DownloadError: The field is neither.
+    """
+    if field[:1] in (b"\x80", b"\xff"):
+        value = int.from_bytes(field[1:], "big")
+        return value - (1 << (8 * (len(field) - 1))) if field[:1] == b"\xff" else value
+    text = field.split(b"\x00", 1)[0].strip()
+    try:
+        return int(text or b"0", 8)
+    except ValueError:
+        raise DownloadError(
+            "The package archive has a malformed header (a size that is not a number)."
+        ) from None
+
+
+def _scan_tar_headers(tar_path: Path, max_members: int) -> int:
+    """Walk the archive's 512-byte headers without reading data: count the members and
+    refuse oversized meta records, which `tarfile` would read whole into memory.
+
+    Returns:
+        How many members (not counting pax and long-name records) the archive has.
+
+    Raises:
+        UnsafeArchiveError: Too many members or an oversized meta record.
+        DownloadError: A header is malformed.
+    """
+    members = 0
+    with tar_path.open("rb") as fh:
+        while True:
+            header = fh.read(tarfile.BLOCKSIZE)
+            if len(header) < tarfile.BLOCKSIZE or header == bytes(tarfile.BLOCKSIZE):
+                return members
+            size = _tar_number(header[124:136])
+            kind = header[156:157]
+            if kind in (b"x", b"g", b"L", b"K"):
+                if size > _MAX_META_HEADER:
+                    raise UnsafeArchiveError(
+                        f"The package archive has a {size}-byte header record; nothing was "
+                        "unpacked.",
+                        member="",
+                    )
+            else:
+                members += 1
+                if members > max_members:
+                    raise UnsafeArchiveError(
+                        f"The package archive has more than {max_members} members; nothing "
+                        "was unpacked.",
+                        member="",
+                    )
+            if size < 0:
+                raise DownloadError("The package archive has a header with a negative size.")
+            fh.seek(-(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE, os.SEEK_CUR)
 
 
 def restore_package(
@@ -122,12 +297,16 @@ def restore_package(
     progress: Progress | None = None,
     *,
     private: bool = False,
+    max_size: int | None = None,
 ) -> None:
     """Rebuilds a package directory from its stored artifact, all or nothing.
 
     The artifact is read block by block with hash checks, decrypted when `key` is given,
     checked against the sha256 the chain commits to, and unpacked; `dest` appears only
-    once all of that succeeded.
+    once all of that succeeded. Before a byte is written, the size the artifact's root
+    declares must fit `max_size` and MAX_ARTIFACT_BYTES; the read then never passes it
+    (each DAG node is checked against its parent's claim before it streams), and the
+    unpacking is bounded the same way (see `extract_package_tar`).
 
     Args:
         store: The store holding the artifact's blocks.
@@ -138,12 +317,28 @@ def restore_package(
         progress: Told how many stored bytes were read, as they are.
         private: Make every folder 0700 and every file 0600 before `dest` appears (a
             seller's plaintext copy; a buyer's download keeps the archive's modes).
+        max_size: The most bytes the artifact may hold (`artifact_size_limit` of what
+            the version's manifest declares); MAX_ARTIFACT_BYTES caps it.
 
     Raises:
         BlockNotFoundError: The artifact is not (fully) in the store.
         CryptoError: Wrong key, tampered ciphertext or another plaintext sha256.
+        ArtifactTooLargeError: The artifact declares more than the limit allows.
+        UnsafeArchiveError: The package holds links, devices, paths outside it, or too
+            many members.
+        DagFormatError: The artifact's DAG is malformed or its sizes disagree.
         DownloadError: A clear artifact with another sha256, or a package that cannot be unpacked.
     """
+    limit = min(max_size if max_size is not None else MAX_ARTIFACT_BYTES, MAX_ARTIFACT_BYTES)
+    size = declared_size(artifact_cid, store)
+    if size > limit:
+        raise ArtifactTooLargeError(
+            f"The artifact {artifact_cid} declares {size} bytes, more than the {limit} its "
+            "manifest and this node allow; nothing was written.",
+            cid=str(artifact_cid),
+            size=size,
+            limit=limit,
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".mercato-restore-") as tmp:
         tar_path = Path(tmp) / "artifact.tar"
@@ -164,7 +359,7 @@ def restore_package(
                 for piece in decryptor.decrypt(pieces):
                     out.write(piece)
         unpacked = Path(tmp) / "package"
-        extract_package_tar(tar_path, unpacked)
+        extract_package_tar(tar_path, unpacked, max_bytes=size)
         if private:
             _make_private(unpacked)
         if dest.exists():

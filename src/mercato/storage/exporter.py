@@ -78,9 +78,42 @@ def iter_file(cid: CID | str, source: BlockSource) -> Iterator[bytes | memoryvie
     pool = ThreadPoolExecutor(max_workers=PREFETCH, thread_name_prefix="unixfs-export")
     try:
         raw = bytes(root)
-        yield from _emit(raw, fetch(raw), fetch, pool, 0)
+        yield from _emit(raw, fetch(raw), fetch, pool, 0, None)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def declared_size(cid: CID | str, source: BlockSource) -> int:
+    """The file size a UnixFS file's root declares, read from the root block alone.
+
+    `iter_file` never yields more than this: every node's sizes are checked against
+    what its parent says before anything under it is read. So a caller can refuse a
+    file that is too large before a byte of it is written.
+
+    Args:
+        cid: The file's root CID.
+        source: Where blocks come from.
+
+    Returns:
+        The size in bytes.
+
+    Raises:
+        InvalidCIDError: If `cid` is not a CID.
+        BlockNotFoundError: If the root block is missing.
+        BlockHashMismatchError: If the root block is corrupted.
+        DagFormatError: If the root is not a UnixFS file node.
+    """
+    raw = bytes(parse_cid(cid))
+    block = raw_fetcher(source)(raw)
+    codec = codec_of(raw)
+    if codec == CODEC_RAW:
+        return len(block)
+    if codec != CODEC_DAG_PB:
+        raise DagFormatError(f"{_name(raw)} is not a UnixFS file block.", cid=_name(raw))
+    meta = _file_meta(raw, decode_links(raw, block))
+    if meta.filesize is not None:
+        return meta.filesize
+    return (len(meta.data) if meta.data is not None else 0) + sum(meta.blocksizes)
 
 
 def raw_fetcher(source: BlockSource) -> Callable[[bytes], bytes]:
@@ -149,13 +182,20 @@ def _emit(
     fetch: Callable[[bytes], bytes],
     pool: ThreadPoolExecutor,
     depth: int,
+    expected: int | None,
 ) -> Generator[bytes | memoryview, None, int]:
+    # `expected` is what the parent says this block holds. It is checked before the
+    # block yields or descends, so a node cannot stream more than its parent declared
+    # (a DAG that repeats one block thousands of times below a small claim fails at
+    # once, not after writing gigabytes).
     if depth > MAX_DEPTH:
         raise DagFormatError(
             f"DAG under {_name(raw)} is deeper than {MAX_DEPTH} levels.", cid=_name(raw)
         )
     codec = codec_of(raw)
     if codec == CODEC_RAW:
+        if expected is not None and len(block) != expected:
+            raise _size_mismatch(raw, len(block), expected)
         if block:
             yield block
         return len(block)
@@ -183,6 +223,15 @@ def _emit(
             f"Node {_name(raw)} has {len(node.links)} links but {len(meta.blocksizes)} blocksizes.",
             cid=_name(raw),
         )
+    held = (len(meta.data) if meta.data is not None else 0) + sum(meta.blocksizes)
+    if meta.filesize is not None and meta.filesize != held:
+        raise DagFormatError(
+            f"Node {_name(raw)} says the file has {meta.filesize} bytes, but its data and "
+            f"blocksizes add up to {held}.",
+            cid=_name(raw),
+        )
+    if expected is not None and held != expected:
+        raise _size_mismatch(raw, held, expected)
     total = 0
     if meta.data is not None and len(meta.data):
         total += len(meta.data)
@@ -199,7 +248,7 @@ def _emit(
         nxt = next(ahead, None)
         if nxt is not None:
             window.append(pool.submit(fetch, nxt))
-        got = yield from _emit(child, child_block, fetch, pool, depth + 1)
+        got = yield from _emit(child, child_block, fetch, pool, depth + 1, meta.blocksizes[index])
         if got != meta.blocksizes[index]:
             raise DagFormatError(
                 f"Node {_name(raw)} says link {index} holds {meta.blocksizes[index]} bytes, "
@@ -214,6 +263,13 @@ def _emit(
             cid=_name(raw),
         )
     return total
+
+
+def _size_mismatch(raw: bytes, held: int, expected: int) -> DagFormatError:
+    return DagFormatError(
+        f"Block {_name(raw)} holds {held} file bytes; its parent says {expected}.",
+        cid=_name(raw),
+    )
 
 
 def export_file(cid: CID | str, source: BlockSource, dest: Path | str) -> int:

@@ -69,5 +69,5 @@ def test_blocksizes_that_lie_are_refused(store: Blockstore, tmp_path: Path) -> N
     block = encode_node([PBLink(hash=bytes(leaf), name="", tsize=3)], meta)
     root = CID("base32", 1, "dag-pb", multihash.wrap(sha256(block).digest(), "sha2-256"))
     store.put(root, block)
-    with pytest.raises(DagFormatError, match="holds 4 bytes"):
+    with pytest.raises(DagFormatError, match="holds 3 file bytes; its parent says 4"):
         export_file(root, store, tmp_path / "out.bin")

@@ -2,9 +2,10 @@
 """`/v1/artifacts/{cid}`: a version's artifact as one byte stream, for browsers.
 
 A browser cannot easily walk a UnixFS DAG, so the node does: it fetches the blocks from
-the model's provider when it lacks them (verifying each against its CID) and streams
-the file. The browser then checks what matters without trusting this node: the
-secretstream AEAD of every chunk and the plaintext sha256 the chain commits to.
+the provider of the model that names the CID when it lacks them (verifying each against
+its CID) and streams the file. The browser then checks what matters without trusting
+this node: the secretstream AEAD of every chunk and the plaintext sha256 the chain
+commits to.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from collections.abc import Iterator
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from mercato.errors import ProviderUnavailableError, StorageBackendError, StorageError
+from mercato.client.fetching import fetch_version_artifact
 from mercato.gateway.api.schemas import ErrorOut
 from mercato.gateway.dependencies import State
-from mercato.storage.backends import GatewayBackend
 from mercato.storage.cids import parse_cid
 from mercato.storage.exporter import iter_file
 
@@ -25,19 +25,22 @@ router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"], responses={404: {
 
 
 @router.get("/{cid}", response_class=StreamingResponse)
-def artifact(cid: str, state: State, provider: str | None = None) -> StreamingResponse:
-    """Streams the file with this CID (from this node, or fetched from `provider` first).
+def artifact(cid: str, state: State) -> StreamingResponse:
+    """Streams the file with this CID, from this node's store.
+
+    When the store lacks it, the node fetches it only if some model version names it as
+    its artifact, and only from the provider URL that model's current owner recorded,
+    under the node's fetch policy (see `mercato.client.fetching`). Which URL to fetch
+    from is never taken from the request.
 
     Raises:
-        ProviderUnavailableError: The blocks are not here and the provider failed.
+        BlockNotFoundError: No version names the CID, or no provider has it.
+        ProviderUnavailableError: The blocks are not here and every provider failed.
     """
     parsed = parse_cid(cid)
     store = state.market.store
-    if not store.is_pinned(parsed) and provider:
-        try:
-            GatewayBackend(provider).fetch_car(parsed, store)
-        except (StorageBackendError, StorageError) as exc:
-            raise ProviderUnavailableError(provider, str(exc)) from exc
+    if not store.is_pinned(parsed):
+        fetch_version_artifact(state.market, parsed)
 
     first = iter_file(parsed, store)
     head = bytes(next(first, b""))  # fails here, as JSON, when the root block is missing
