@@ -113,6 +113,7 @@ def publish(
             royalty_bps=shares,
             progress=progress,
         )
+    delivery = market.models.delivery_status(result.model_id)
     if json_output:
         print_json(
             {
@@ -122,6 +123,9 @@ def publish(
                 "artifact_cid": str(result.artifact_cid),
                 "manifest_cid": str(result.manifest_cid),
                 "encrypted": result.encrypted,
+                "delivered_by": delivery.by.value,
+                "delivery_account": delivery.account,
+                "delivery": delivery.message,
             }
         )
         return
@@ -131,6 +135,7 @@ def publish(
     )
     console.print(f"artifact {result.artifact_cid}{' (encrypted)' if result.encrypted else ''}")
     console.print(f"manifest {result.manifest_cid}")
+    console.print(delivery.message, highlight=False, soft_wrap=True)
 
 
 @version_app.command("add")

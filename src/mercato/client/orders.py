@@ -310,6 +310,10 @@ class OrdersAPI:
         """The key and version a download opens: the buyer's delivered key, the owner's
         own key, or none for a free model."""
         model_id, account = info.model_id, self._market.account
+        if account is not None and info.owner == account.address:
+            from mercato.client.sale_keys import sale_key
+
+            return sale_key(self._market, model_id, info.latest, info.owner), info.latest
         licensed = account is not None and self._market.contracts.marketplace.has_license(
             account.address, model_id
         )
