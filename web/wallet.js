@@ -17,6 +17,7 @@ const ABI = {
     "function purchase_with_permit(uint256 model_id, uint256 max_price, bytes32 buyer_key, uint256 permit_amount, uint256 permit_deadline, uint8 v, bytes32 r, bytes32 s)",
     "function set_agent(address agent)",
     "function agent_of(address owner) view returns (address)",
+    "function withdraw() returns (uint256)",
     "function publish(bytes32 artifact_cid_digest, bytes32 plaintext_sha256, bytes32 manifest_cid_digest, uint256[] parents, uint16[] royalty_bps, uint256 price, uint256 license_duration) returns (uint256)",
     "event Listed(uint256 indexed model_id, uint256 price, uint256 license_duration, bool for_sale, uint256 fee_bps)",
   ]),
@@ -58,9 +59,52 @@ async function api(path, options = {}) {
   return body;
 }
 
+// The chain this node's contracts live on; a wallet on another chain is offered a switch
+// (EIP-3326), or to add the chain first (EIP-3085) when it does not know it.
+const CHAIN_ID = Number(document.body.dataset.chainId);
+const RPC_URL = document.body.dataset.rpcUrl;
+const UNKNOWN_CHAIN = 4902;
+
+async function checkNetwork() {
+  if (!window.ethereum || !CHAIN_ID) return true;
+  const current = Number(await window.ethereum.request({ method: "eth_chainId" }));
+  const banner = $("network");
+  if (current === CHAIN_ID) {
+    if (banner) banner.hidden = true;
+    return true;
+  }
+  if (banner) {
+    $("network-text").textContent = `Your wallet is on chain ${current}; this marketplace runs on chain ${CHAIN_ID}. Switch your wallet's network to buy, publish or withdraw here.`;
+    banner.hidden = false;
+  }
+  return false;
+}
+
+async function switchNetwork() {
+  const chainId = "0x" + CHAIN_ID.toString(16);
+  try {
+    await window.ethereum.request({ method: "wallet_switchEthereumChain", params: [{ chainId }] });
+  } catch (error) {
+    if (error?.code !== UNKNOWN_CHAIN || !RPC_URL) throw error;
+    await window.ethereum.request({
+      method: "wallet_addEthereumChain",
+      params: [{
+        chainId, chainName: `Mercato local chain ${CHAIN_ID}`, rpcUrls: [RPC_URL],
+        nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 },
+      }],
+    });
+    await window.ethereum.request({ method: "wallet_switchEthereumChain", params: [{ chainId }] });
+  }
+  clients = undefined;
+  await checkNetwork();
+}
+
 let clients;
 async function wallet() {
   if (!window.ethereum) throw new Error("No wallet found: install a browser wallet to sign.");
+  if (!(await checkNetwork())) {
+    throw new Error(`Your wallet is on another network: switch it to chain ${CHAIN_ID} first.`);
+  }
   if (!clients) {
     const transport = custom(window.ethereum);
     const [account] = await window.ethereum.request({ method: "eth_requestAccounts" });
@@ -130,6 +174,10 @@ async function buy() {
   const id = BigInt(box.dataset.modelId);
   const price = BigInt(box.dataset.price);
   const { account, chain, public: p } = await wallet();
+  // The contract would take the owner's money and credit it back; say so instead.
+  if (account.toLowerCase() === (box.dataset.owner || "").toLowerCase()) {
+    throw new Error("You own this model: there is nothing to buy. Your own node holds its files.");
+  }
   $("buy").disabled = true;
   try {
     if (price === 0n) {
@@ -175,6 +223,10 @@ async function buy() {
       }
     }
     say("buy-status", "Delivered. Downloading and verifying…");
+    // A license holder may download again and review.
+    for (const id of ["download", "review-form"]) if ($(id)) $(id).hidden = false;
+    if ($("review-note")) $("review-note").hidden = true;
+    $("buy").hidden = true;
     await download();
   } catch (error) {
     say("buy-status", plain(error), "error");
@@ -305,7 +357,63 @@ async function review() {
   }
 }
 
-const ACTIONS = { connect, buy, download, publish, review };
+// The dashboard's figures, re-read from the page until the index shows the withdrawal.
+async function refreshFigures(before) {
+  for (let i = 0; i < 120; i++) {
+    const html = await (await fetch(location.href, { headers: { accept: "text/html" } })).text();
+    const fresh = new DOMParser().parseFromString(html, "text/html").getElementById("earnings-figures");
+    if (fresh && fresh.dataset.withdrawn !== before) {
+      $("earnings-figures").replaceWith(fresh);
+      localTimes(fresh);
+      return true;
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  return false;
+}
+
+async function withdraw() {
+  const button = $("withdraw");
+  const before = $("earnings-figures").dataset.withdrawn;
+  const { account, chain } = await wallet();
+  if (account.toLowerCase() !== $("earnings-figures").dataset.account.toLowerCase()) {
+    throw new Error("Your wallet is not this dashboard's account: only it can withdraw these earnings.");
+  }
+  const label = button.textContent;
+  button.disabled = true;
+  button.textContent = "Waiting for confirmation…";
+  try {
+    const receipt = await sendTx("Withdraw earnings", {
+      address: chain.marketplace, abi: ABI.marketplace, functionName: "withdraw", args: [],
+    });
+    say("withdraw-status", `Confirmed in block ${receipt.blockNumber}. Updating the figures…`);
+    const updated = await refreshFigures(before);
+    say("withdraw-status", updated
+      ? "Withdrawn: the tokens are in your wallet."
+      : "Withdrawn. The figures update once this node's index catches up; reload in a moment.", "ok");
+  } catch (error) {
+    button.disabled = false;
+    button.textContent = label;
+    say("withdraw-status", plain(error), "error");
+  }
+}
+
+// Dates arrive in UTC from the server; show them in the reader's time zone.
+function localTimes(root = document) {
+  for (const el of root.querySelectorAll("time.when")) {
+    const date = el.querySelector(".date");
+    if (!date) continue;
+    el.title = date.textContent;
+    date.textContent = new Date(el.getAttribute("datetime")).toLocaleString(undefined, {
+      dateStyle: "medium", timeStyle: "short",
+    });
+    el.dataset.local = "true";
+  }
+}
+localTimes();
+checkNetwork().catch(() => {});
+
+const ACTIONS = { connect, buy, download, publish, review, withdraw, switchNetwork };
 document.addEventListener("click", (event) => {
   const target = event.target.closest("[data-action]");
   if (!target) return;

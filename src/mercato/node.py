@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 from eth_account.signers.local import LocalAccount
@@ -208,4 +209,19 @@ def seed_demo(node: Node, creators: list[LocalAccount]) -> list[int]:
         )
         ids[demo.sample] = published.model_id
         log.info("demo model %s published as %d", demo.sample, published.model_id)
+    _seed_evaluations(node, packages, ids)
     return list(ids.values())
+
+
+def _seed_evaluations(node: Node, packages: dict[str, Any], ids: dict[str, int]) -> None:
+    """Two demo evaluators attest measured scores (see `mercato.demo_evaluations`)."""
+    from mercato.chain.session import demo_accounts
+    from mercato.demo_evaluations import seed_evaluations
+
+    evaluators = demo_accounts()
+
+    def attest(account: int, model_id: int, dataset_cid: Any, metric: str, score: float) -> None:
+        market = node.account_market(evaluators[account])
+        market.reviews.attest(model_id, 1, dataset_cid, metric, score)
+
+    seed_evaluations(attest, packages, ids)

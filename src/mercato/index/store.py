@@ -393,6 +393,34 @@ class Index:
                 found.update({int(n): int(t) for n, t in rows})
         return found
 
+    def manifests(self, model_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """The current manifest document of each model (the one its metadata came from).
+
+        Args:
+            model_ids: Models, e.g. one page of search results.
+
+        Returns:
+            Model id -> manifest; models without an arrived manifest are left out.
+        """
+        wanted = sorted(set(model_ids))[:500]
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(s.Model.model_id, s.Manifest.document)
+                .join(
+                    s.Version,
+                    (s.Version.model_id == s.Model.model_id)
+                    & (s.Version.version == s.Model.metadata_version),
+                )
+                .join(s.Manifest, s.Manifest.digest == s.Version.manifest_cid_digest)
+                .where(s.Model.model_id.in_(wanted))
+            ).all()
+        found: dict[int, dict[str, Any]] = {}
+        for model_id, raw in rows:
+            document = json.loads(raw)
+            if isinstance(document, dict):
+                found[int(model_id)] = document
+        return found
+
     def facets(self) -> dict[str, list[str]]:
         """The distinct tasks and licenses of searchable models, for filter choices.
 
