@@ -19,6 +19,10 @@ def _api(base: str, path: str) -> Any:
     return httpx.get(base + path).json()
 
 
+IRIS_FEATURES = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+IRIS_ROW = ["5.1", "3.5", "1.4", "0.2"]
+
+
 def _sign_in(page: Any) -> None:
     page.click("#connect")
     expect(page.locator("#wallet-address")).to_contain_text("Signed in")
@@ -42,8 +46,12 @@ def test_browse_try_buy_download_review(browser: Any, demo_node: tuple[Node, str
     expect(page.locator("#price")).to_have_text("5 MCT")
     expect(page.locator("#fee")).to_contain_text("0 MCT")  # the fee shows before signing
     expect(page.locator("svg.lineage")).to_be_visible()
+    # The form starts empty, each box named after its feature, the card's example as hint.
+    expect(page.get_by_label("sepal length (cm)")).to_have_attribute("placeholder", "5.1")
+    for label, value in zip(IRIS_FEATURES, IRIS_ROW, strict=True):
+        page.get_by_label(label).fill(value)
     page.click("#try-form button[type=submit]")
-    expect(page.locator("code.output[data-output=probabilities]")).to_be_visible()
+    expect(page.locator("[data-output=probabilities] th").first).to_have_text("setosa")
     shot(page, "02-model-try")
 
     _sign_in(page)
@@ -123,8 +131,10 @@ def test_pages_read_without_javascript(browser: Any, demo_node: tuple[Node, str]
     expect(page.locator("#model-list .model-card")).to_have_count(1)
     page.click("text=iris-logreg-tuned")
     expect(page.locator("svg.lineage")).to_contain_text("iris-logreg")
+    for label, value in zip(IRIS_FEATURES, IRIS_ROW, strict=True):
+        page.get_by_label(label).fill(value)
     page.click("#try-form button[type=submit]")  # a plain form post, no HTMX
-    expect(page.locator("code.output")).to_have_count(2)
+    expect(page.locator("[data-output]")).to_have_count(2)
     expect(page.locator("a.back")).to_be_visible()  # a whole page, not a fragment
     context.close()
 

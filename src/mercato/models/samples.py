@@ -15,9 +15,11 @@ them. Laid out as::
 from __future__ import annotations
 
 import copy
+import json
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from sklearn.datasets import load_diabetes, load_digits, load_iris
 from sklearn.ensemble import GradientBoostingRegressor
@@ -31,6 +33,15 @@ from mercato.models.package import ModelPackage
 from mercato.models.sklearn import export_sklearn
 
 SAMPLE_LICENSE = "CC0-1.0"
+# The card's try fields (see docs/models.md): what the web form and the CLI's tables show.
+IRIS_TRY = {
+    "features": ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"],
+    "classes": ["setosa", "versicolor", "virginica"],
+    "example": '{"X": [[5.1, 3.5, 1.4, 0.2]]}',
+}
+DIABETES_TRY = {
+    "features": ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"],
+}
 
 
 def _card(text: str, **fields: object) -> ModelCard:
@@ -64,6 +75,7 @@ def build_iris(directory: Path) -> ModelPackage:
         tags=["sample", "iris", "logistic-regression"],
         datasets=["scikit-learn/iris"],
         metrics=["accuracy"],
+        **IRIS_TRY,
     )
     return export_sklearn(_iris_base(), 4, card, directory, name="iris-logreg")
 
@@ -90,8 +102,14 @@ def build_iris_tuned(directory: Path) -> ModelPackage:
         metrics=["accuracy"],
         base_model=["iris-logreg"],
         base_model_relation="finetune",
+        **IRIS_TRY,
     )
     return export_sklearn(model, 4, card, directory, name="iris-logreg-tuned")
+
+
+def _full_ink(images: Any) -> int:
+    """The first image whose darkest pixel is 16, the data set's full ink."""
+    return int(next(i for i, image in enumerate(images) if image.max() == 16))
 
 
 def build_digits(directory: Path) -> ModelPackage:
@@ -116,6 +134,9 @@ def build_digits(directory: Path) -> ModelPackage:
         tags=["sample", "digits", "mlp"],
         datasets=["scikit-learn/digits"],
         metrics=["accuracy"],
+        # A digit from the data set whose ink reaches the full 16: the web form's canvas
+        # scales drawings to the example's range.
+        example=json.dumps({"X": [[int(v) for v in data.data[_full_ink(data.data)]]]}),
     )
     return export_sklearn(model, 64, card, directory, external_data=True, name="digits-mlp")
 
@@ -141,6 +162,8 @@ def build_diabetes(directory: Path) -> ModelPackage:
         tags=["sample", "diabetes", "gradient-boosting"],
         datasets=["scikit-learn/diabetes"],
         metrics=["r2"],
+        features=DIABETES_TRY["features"],
+        example=json.dumps({"X": [[round(float(v), 4) for v in data.data[0]]]}),
     )
     return export_sklearn(model, 10, card, directory, name="diabetes-gbr")
 
