@@ -6,7 +6,7 @@ from __future__ import annotations
 import builtins
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,11 +15,13 @@ from web3 import Web3
 
 from mercato.chain.contracts import LicenseState, ModelId, TokenAmount
 from mercato.client.artifacts import Progress, restore_package
+from mercato.client.fetching import artifact_limit, car_limit, fetch_policy
 from mercato.crypto import derive_buyer_key, validate_buyer_key
 from mercato.errors import (
     AlreadyLicensedError,
     DeliveryTimeoutError,
     DownloadError,
+    FetchTooLargeError,
     InsufficientBalanceError,
     LicenseRequiredError,
     NoAccountError,
@@ -29,9 +31,11 @@ from mercato.errors import (
     RefundTooEarlyError,
     StorageBackendError,
     StorageError,
+    UnsafeURLError,
     VersionDeprecatedError,
 )
 from mercato.storage.backends import GatewayBackend
+from mercato.storage.remote import origin_of
 
 if TYPE_CHECKING:
     from mercato.client.market import Market
@@ -286,7 +290,9 @@ class OrdersAPI:
                 hold the model's key.
             ProviderUnavailableError: The provider is down or returned other bytes.
             CryptoError: The delivered key does not open the artifact, or the sha256 differs.
-            DownloadError: `dest` is not empty, or the package cannot be unpacked.
+            DownloadError: `dest` is not empty, or the package cannot be unpacked
+                (ArtifactTooLargeError: larger than its manifest or the global limit
+                allows; UnsafeArchiveError: links, devices or paths outside it).
         """
         target = Path(dest)
         if target.exists() and any(target.iterdir()):
@@ -294,7 +300,9 @@ class OrdersAPI:
         info = self._market.models.show(model_id)
         key, version = self._download_key(info)
         source = gateway or info.provider_url
-        self._fetch(version, source)
+        # What the manifest declares bounds the fetch and the restore (None: the global cap).
+        limit = artifact_limit(self._market.store, version, encrypted=key is not None)
+        self._fetch(version, source, limit, chosen_by_caller=gateway is not None)
         restore_package(
             self._market.store,
             version.artifact_cid,
@@ -302,6 +310,7 @@ class OrdersAPI:
             version.plaintext_sha256,
             target,
             progress,
+            max_size=limit,
         )
         _touch_tree(target)
         return target
@@ -339,16 +348,25 @@ class OrdersAPI:
         buyer_key = derive_buyer_key(account, self._market.chain_id)
         return buyer_key.unwrap(bytes(args["wrapped_key"])), version
 
-    def _fetch(self, version: VersionInfo, source: str) -> None:
+    def _fetch(
+        self, version: VersionInfo, source: str, limit: int | None, *, chosen_by_caller: bool
+    ) -> None:
         store = self._market.store
         if store.is_pinned(version.artifact_cid):
             return
         if not source:
             raise ProviderUnavailableError("(none)", "the creator has not recorded a provider URL")
+        # A gateway the caller named may be on their own network; a provider URL is the
+        # owner's choice and gets the node's policy. Neither is followed through redirects.
+        policy = fetch_policy(self._market)
+        if chosen_by_caller:
+            policy = replace(policy, allow_private=True)
         try:
-            GatewayBackend(source).fetch_car(version.artifact_cid, store)
-        except StorageBackendError as exc:
-            raise ProviderUnavailableError(source, str(exc)) from exc
+            GatewayBackend(source, policy=policy).fetch_car(
+                version.artifact_cid, store, max_bytes=car_limit(limit)
+            )
+        except (StorageBackendError, UnsafeURLError, FetchTooLargeError) as exc:
+            raise ProviderUnavailableError(origin_of(source), str(exc)) from exc
         except StorageError as exc:
             raise ProviderUnavailableError(
                 source, f"it returned bytes that do not match {version.artifact_cid}: {exc}"

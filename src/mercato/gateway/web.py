@@ -20,7 +20,7 @@ from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
 from mercato.client.artifacts import cid_from_digest
-from mercato.client.provider import try_remote
+from mercato.client.fetching import current_provider_url, post_try
 from mercato.errors import IndexedModelNotFoundError, MercatoError
 from mercato.gateway.api.models import search_query
 from mercato.gateway.charts import Node, line_chart_svg, lineage_svg
@@ -183,11 +183,13 @@ def create_web_router(state: GatewayState) -> APIRouter:
             detail = await run_in_threadpool(index.model, model_id)
             manifest = detail.manifest or {}
             body = try_request(manifest, form)
-            provider = detail.provider_url or ""
+            # The call goes to this node's own runtime or to the provider URL the model's
+            # current owner recorded on-chain, checked like every URL others choose.
+            provider = await run_in_threadpool(current_provider_url, state.market, model_id)
             if provider.rstrip("/") == state.market.settings.public_url.rstrip("/"):
                 answer = await state.provider.try_json_async(model_id, body)
             else:
-                answer = await run_in_threadpool(try_remote, provider, model_id, body)
+                answer = await run_in_threadpool(post_try, state.market, provider, model_id, body)
             # Labelled probabilities (a ZipMap's too); a malformed answer is a typed error.
             views = try_views(answer, manifest)
         except MercatoError as exc:
