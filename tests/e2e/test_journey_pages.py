@@ -144,6 +144,15 @@ def test_pending_order_shows_refund_time_and_an_offline_seller(
         refund.get_attribute("datetime"),
     )
     expect(refund.locator(".date")).to_have_text(local)
+
+    # The buyer's own dashboard lists the order with its dates, not block numbers.
+    page.click("#nav-dashboard")
+    row = page.locator(f"#orders tr[data-state=pending]:has(a[href='/models/{model_id}'])")
+    expect(row).to_contain_text("refund possible from")
+    times = row.locator("time.when")
+    expect(times).to_have_count(2)  # bought, refund possible from
+    last = times.nth(1).get_attribute("datetime")
+    assert datetime.fromisoformat(last.replace("Z", "+00:00")) == shown
     page.context.close()
 
     # The demo creator's own node answers its health check.

@@ -7,29 +7,52 @@ what needs a signature: sign-in, buy, download and decrypt, publish, review.
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable, Coroutine
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
+from mercato.chain.contracts import LicenseState
+from mercato.chain.deployment import LOCAL_CHAIN_IDS
 from mercato.client.artifacts import cid_from_digest
 from mercato.client.fetching import current_provider_url, post_try
 from mercato.errors import IndexedModelNotFoundError, MercatoError
 from mercato.gateway.api.models import search_query
 from mercato.gateway.charts import Node, line_chart_svg, lineage_svg
 from mercato.gateway.dependencies import optional_session
+from mercato.gateway.errors import status_for
+from mercato.gateway.formatting import (
+    TOKEN,
+    ago,
+    base_model_links,
+    card_body,
+    card_text,
+    duration,
+    mct,
+    shape,
+    short,
+    span,
+    summary_line,
+    when,
+)
 from mercato.gateway.provider import try_wait
+from mercato.gateway.seller_probe import Reachability, SellerProbe
 from mercato.gateway.state import GatewayState
 from mercato.gateway.try_form import one_line, try_fields, try_request, try_views
 from mercato.index import Sort
 
+log = logging.getLogger(__name__)
 TEMPLATES = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 # CommonMark with raw HTML off: a card's Markdown is rendered, never its markup or scripts.
 _MARKDOWN = MarkdownIt("commonmark", {"html": False})
@@ -45,44 +68,94 @@ def markdown(text: str) -> Markup:
     return Markup(_MARKDOWN.render(text))
 
 
-TOKEN = Decimal(10**18)
 SCORE_SCALE = 1_000_000
 
-
-def mct(amount: int | str) -> str:
-    """Base units as a short MCT amount: 5000000000000000000 -> '5 MCT'."""
-    value = Decimal(int(amount)) / TOKEN
-    text = f"{value:.4f}".rstrip("0").rstrip(".")
-    return f"{text} MCT"
-
-
-def duration(seconds: int) -> str:
-    """A license length in words."""
-    if seconds == 0:
-        return "perpetual"
-    days = seconds / 86_400
-    return f"{days:g} days" if days >= 1 else f"{seconds / 3600:g} hours"
+TEMPLATES.env.filters.update(
+    mct=mct,
+    duration=duration,
+    span=span,
+    short=short,
+    markdown=markdown,
+    cid=cid,
+    shape=shape,
+    when=when,
+    ago=ago,
+)
 
 
-def short(address: str | None) -> str:
-    """0x1234…abcd."""
-    return f"{address[:6]}…{address[-4:]}" if address else ""
+def _error_page(request: Request, status_code: int, message: str | None) -> HTMLResponse:
+    return TEMPLATES.TemplateResponse(
+        request,
+        "missing.html",
+        {"session": None, "chain_id": "", "failed": True, "error": message},
+        status_code=status_code,
+    )
 
 
-TEMPLATES.env.filters.update(mct=mct, duration=duration, short=short, markdown=markdown, cid=cid)
+class QuietErrorRoute(APIRoute):
+    """A page route whose unexpected failures log one line (a traceback only at DEBUG).
+
+    A broken page answers 500 with a short page, and the log shows what failed, not a
+    screenful of stack per request (a visitor can repeat a failing request at will).
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def quiet(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except MercatoError as exc:  # meant for people: the page shows its sentence
+                log.warning("page %s failed: %s", request.url.path, exc)
+                return _error_page(request, status_for(exc), str(exc))
+            except Exception as exc:  # the last stop before the server's own log
+                log.error(
+                    "page %s %s failed: %s: %s",
+                    request.method,
+                    request.url.path,
+                    type(exc).__name__,
+                    exc,
+                    exc_info=log.isEnabledFor(logging.DEBUG),
+                )
+                return _error_page(request, 500, None)
+
+        return quiet
+
+
+def _chain_rpc_hint(state: GatewayState) -> str | None:
+    """The RPC address a browser wallet needs to add this chain, shown on local chains only.
+
+    A remote endpoint's URL often embeds an API key, so it is never printed.
+    """
+    if state.chain_id not in LOCAL_CHAIN_IDS:
+        return None
+    return state.market.rpc_url
 
 
 def create_web_router(state: GatewayState) -> APIRouter:
     """The HTML pages (left out of the OpenAPI document)."""
-    router = APIRouter(include_in_schema=False)
+    router = APIRouter(include_in_schema=False, route_class=QuietErrorRoute)
     index = state.index
+    probe = SellerProbe(allow_private=state.chain_id in LOCAL_CHAIN_IDS)
+    window: list[int] = []  # the marketplace's delivery window, read once (immutable)
 
-    def page(request: Request, name: str, **context: Any) -> HTMLResponse:
+    def delivery_window() -> int:
+        if not window:
+            window.append(state.market.contracts.marketplace.delivery_window())
+        return window[0]
+
+    def page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         session = optional_session(request, state)
         return TEMPLATES.TemplateResponse(
             request,
             name,
-            {"session": session, "chain_id": state.chain_id, **context},
+            {
+                "session": session,
+                "chain_id": state.chain_id,
+                "rpc_hint": _chain_rpc_hint(state),
+                **context,
+            },
+            status_code=status_code,
         )
 
     @router.get("/", response_class=HTMLResponse)
@@ -92,8 +165,8 @@ def create_web_router(state: GatewayState) -> APIRouter:
         try:
             query = search_query(
                 q=params.get("q"),
-                task=params.get("task"),
-                license=params.get("license"),
+                task=params.get("task") or None,
+                license=params.get("license") or None,
                 free=params.get("free") == "on",
                 max_price=int(Decimal(params["max_price"]) * TOKEN)
                 if params.get("max_price")
@@ -106,19 +179,44 @@ def create_web_router(state: GatewayState) -> APIRouter:
         except (MercatoError, ValueError, ArithmeticError) as exc:
             error = str(exc) if isinstance(exc, MercatoError) else "A filter value is not valid."
             results = None
+        manifests = index.manifests(m.model_id for m in results.items) if results else {}
+        summaries = {
+            mid: summary_line(card_text(doc), doc.get("name")) for mid, doc in manifests.items()
+        }
         name = "_results.html" if request.headers.get("hx-request") else "index.html"
         qs = urlencode([(k, v) for k, v in params.multi_items() if k != "cursor"])
         return page(
-            request, name, results=results, params=params, qs=qs, error=error, sorts=list(Sort)
+            request,
+            name,
+            results=results,
+            summaries=summaries,
+            facets=index.facets(),
+            params=params,
+            qs=qs,
+            error=error,
+            sorts=list(Sort),
         )
+
+    def buyer_view(model_id: int, account: str | None) -> dict[str, Any]:
+        """What the buy box shows the signed-in wallet: its license or pending order."""
+        if not account:
+            return {"licensed": False, "refund_at": None}
+        try:
+            order = state.market.orders.status(model_id, account)
+        except MercatoError as exc:
+            log.warning("license of %s for model %s unknown: %s", account, model_id, exc)
+            return {"licensed": False, "refund_at": None}
+        pending = order.state == LicenseState.PENDING
+        return {"licensed": order.licensed, "refund_at": order.time if pending else None}
 
     @router.get("/models/{model_id}", response_class=HTMLResponse)
     def model_page(request: Request, model_id: int) -> HTMLResponse:
         try:
             detail = index.model(model_id)
         except IndexedModelNotFoundError:
-            return page(request, "missing.html", model_id=model_id)
+            return page(request, "missing.html", status_code=404, model_id=model_id)
         lineage = index.lineage(model_id)
+        parent_names: dict[str, int] = {}
 
         def node(mid: int, note: str = "") -> Node:
             try:
@@ -127,27 +225,49 @@ def create_web_router(state: GatewayState) -> APIRouter:
                 label = "not indexed"
             return Node(mid, label, note)
 
+        parents = [node(p, f"{bps / 100:g}% royalty") for p, bps in lineage.parents]
+        parent_names = {n.label: n.model_id for n in parents}
         graph = lineage_svg(
             Node(model_id, detail.summary.name or "unnamed"),
-            [node(p, f"{bps / 100:g}% royalty") for p, bps in lineage.parents],
+            parents,
             [node(c) for c in lineage.children],
         )
         evaluations = index.evaluations(model_id)
         series: dict[str, list[tuple[float, float]]] = {}
         for e in evaluations:
-            series.setdefault(e.metric, []).append((e.version, e.score / SCORE_SCALE))
+            # One line per metric and evaluator: two evaluators' scores are not one series.
+            key = f"{e.metric} · {short(e.author)}"
+            series.setdefault(key, []).append((e.version, e.score / SCORE_SCALE))
         chart = line_chart_svg(
-            series, title="Evaluations by version", x_label="version", y_label="score"
+            series,
+            title="Evaluations by version",
+            x_label="version",
+            y_label="score",
+            width=440,  # drawn in half the page's width: fewer units, larger type
+            y_bounds=(0.0, 1.0) if all(0 <= e.score <= SCORE_SCALE for e in evaluations) else None,
+        )
+        reviews = index.reviews(model_id)
+        times = index.block_times(
+            [v.block_number for v in detail.versions]
+            + [r.block_number for r in reviews]
+            + [e.block_number for e in evaluations]
         )
         manifest = detail.manifest or {}
+        card = manifest.get("card", {})
         fee_bps = state.fees.fee_bps()
         royalty_bps = sum(b for _, b in lineage.parents)
+        session = optional_session(request, state)
+        account = session.address if session else None
+        summary = detail.summary
+        latest = next((v for v in reversed(detail.versions) if not v.deprecated), None)
         return page(
             request,
             "model.html",
             d=detail,
-            m=detail.summary,
-            card=manifest.get("card", {}),
+            m=summary,
+            card=card,
+            body=card_body(card_text(manifest), summary.name),
+            base_models=base_model_links(card.get("base_model") or [], parent_names),
             inputs=manifest.get("inputs", []),
             outputs=manifest.get("outputs", []),
             fields=try_fields(manifest),
@@ -155,11 +275,18 @@ def create_web_router(state: GatewayState) -> APIRouter:
             graph=graph,
             chart=chart,
             evaluations=evaluations,
-            reviews=index.reviews(model_id),
+            reviews=reviews,
+            times=times,
             fee_bps=fee_bps,
-            fee=detail.summary.price * fee_bps // 10_000,
+            fee=summary.price * fee_bps // 10_000,
             royalty_bps=royalty_bps,
-            royalties=detail.summary.price * royalty_bps // 10_000,
+            royalties=summary.price * royalty_bps // 10_000,
+            owns=bool(account) and account == summary.owner,
+            latest=latest,
+            delivery_window=delivery_window(),
+            seller=probe.check(detail.provider_url),
+            Reachability=Reachability,
+            **buyer_view(model_id, account),
         )
 
     @router.post("/models/{model_id}/try", response_class=HTMLResponse)
@@ -200,33 +327,84 @@ def create_web_router(state: GatewayState) -> APIRouter:
     def publish_page(request: Request) -> HTMLResponse:
         return page(request, "publish.html", models=index.search(search_query(limit=100)).items)
 
+    @router.get("/dashboard", response_class=HTMLResponse, response_model=None)
+    def my_dashboard(request: Request) -> Response:
+        session = optional_session(request, state)
+        if session is not None:
+            return RedirectResponse(f"/creators/{session.address}", status_code=303)
+        return page(request, "dashboard_signin.html")
+
     @router.get("/creators/{address}", response_class=HTMLResponse)
     def dashboard(request: Request, address: str) -> HTMLResponse:
         try:
             creator = index.creator(address)
             earned = index.earnings(creator.account)
         except MercatoError as exc:
-            return page(request, "missing.html", error=str(exc))
+            return page(request, "missing.html", status_code=404, error=str(exc))
         models = index.search(search_query(creator=creator.account, limit=100)).items
+        # The contract keeps one base unit credited after a withdrawal (a cheaper next
+        # credit), so what can leave now is the credit less that unit.
+        credit = int(state.market.contracts.marketplace.credits(creator.account))
+        withdrawable = credit - 1 if credit > 1 else 0
+        session = optional_session(request, state)
+        mine = session is not None and session.address == creator.account
+        # A signed-in creator also sees their own purchases here, with dates.
+        orders = index.orders(creator.account) if mine else []
+        times = index.block_times(
+            [c.block_number for c in earned.credits]
+            + [o.block_number for o in orders]
+            + [o.closed_block for o in orders if o.closed_block is not None]
+        )
         running = 0
         points: list[tuple[float, float]] = []
-        for credit in earned.credits:
-            running += credit.amount
-            points.append((credit.block_number, float(Decimal(running) / TOKEN)))
+        per_model: dict[int, int] = {}
+        for c in earned.credits:
+            stamp = times.get(c.block_number)
+            if stamp is None:
+                continue
+            if not points:  # the line starts at zero just before the first credit
+                points.append((stamp - 1, 0.0))
+            running += c.amount
+            points.append((stamp, float(Decimal(running) / TOKEN)))
+        if points and points[-1][0] < time.time():  # the total holds until now
+            points.append((time.time(), points[-1][1]))
+        for c in earned.credits:
+            per_model[c.model_id] = per_model.get(c.model_id, 0) + c.amount
         chart = line_chart_svg(
-            {"earned (MCT)": points},
+            {"earned in total (MCT)": points},
             title="Earnings over time",
-            x_label="block",
+            x_label="date (UTC)",
             y_label="MCT",
+            time_axis=True,
+            step_lines=True,
+            y_from_zero=True,
         )
+        names = {m.model_id: m.name for m in models}
+        missing = [mid for mid in {*per_model, *(o.model_id for o in orders)} if mid not in names]
+        for mid in missing:
+            try:
+                names[mid] = index.model(mid).summary.name
+            except IndexedModelNotFoundError:
+                names[mid] = None
         return page(
             request,
             "dashboard.html",
             creator=creator,
             earned=earned,
+            withdrawable=withdrawable,
+            per_model=sorted(per_model.items(), key=lambda kv: -kv[1]),
             models=models,
             chart=chart,
-            names={m.model_id: m.name for m in models},
+            times=times,
+            names=names,
+            mine=mine,
+            orders=orders,
+            # A pending order's refund opens DELIVERY_WINDOW after the purchase's block.
+            refund_from={
+                o.block_number: times[o.block_number] + delivery_window()
+                for o in orders
+                if o.state == "pending" and o.block_number in times
+            },
         )
 
     return router
