@@ -38,7 +38,11 @@ from mercato.client.delivery import responsible_account
 from mercato.client.market import Market
 from mercato.client.sale_keys import sale_key
 from mercato.crypto import wrap_content_key
-from mercato.errors import ConfigError, ContentKeyMissingError, CryptoError, MercatoError
+from mercato.errors import (
+    ConfigError,
+    ContractRevertError,
+    MercatoError,
+)
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 32  # the marketplace's deliver_many limit
@@ -101,7 +105,12 @@ class SellerAgent:
                 del self._orders[key]  # past its deadline: only a refund is left
                 continue
             if order.model_id not in owners:
-                owners[order.model_id] = self._sender_for(order.model_id)
+                try:
+                    owners[order.model_id] = self._sender_for(order.model_id)
+                except ContractRevertError as exc:
+                    # A model the registry will not answer for stops only its own orders.
+                    log.warning("model %s: no owner to deliver for (%s)", order.model_id, exc)
+                    owners[order.model_id] = None
             if owners[order.model_id] is None:
                 continue  # kept: its owner may still name us agent before the deadline
             record = marketplace.license(order.buyer, order.model_id)
@@ -143,8 +152,9 @@ class SellerAgent:
                     raise sale
                 _owner, version, key = sale
                 wrapped = wrap_content_key(key, order.buyer_key)
-            except (ContentKeyMissingError, CryptoError) as exc:
-                # This order stays pending and refundable; the others go on.
+            except MercatoError as exc:
+                # A key this node may not use, a buyer key libsodium refuses, a model the
+                # chain would not describe: this order stays pending and refundable.
                 self._skip(report, order, exc)
                 continue
             delivery = Delivery(order.model_id, order.buyer, version, wrapped)
@@ -226,7 +236,7 @@ class SellerAgent:
             info = market.models.show(model_id)
             owner = Web3.to_checksum_address(info.owner)
             key = sale_key(market, model_id, info.latest, owner)
-        except ContentKeyMissingError as exc:
+        except MercatoError as exc:  # this model's orders wait; the others go on
             return exc
         return owner, info.latest.version, key
 
