@@ -19,7 +19,7 @@ commit to the same public digests; only one owner made the key):
     │   └── <registry address>/
     │       └── <model id>/
     │           └── <version>.key             bound once the chain shows that owner published it
-    └── <artifact CID>.key                    older layout: read only to migrate (see below)
+    └── <artifact CID>.key                    older layout: only migrated (see sale_keys)
 
 Each file is mode 0600, written atomically, and holds JSON:
 ``{"owner": "0x…", "artifact_cid": "Qm…", "key": "<64 hex digits>"}``. Whether a key may
