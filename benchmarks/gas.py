@@ -110,7 +110,9 @@ class GasBench:
         # token balance is never zero, as on a market with traffic.
         background = self.client(self.new_account())
         background.token.approve(self.deployment.marketplace, PRICE)
-        background.marketplace.purchase(model, PRICE, b"\x01" * 32)
+        # Every buyer commits to the listing's terms (price, perpetual, no fee).
+        terms = creator.marketplace.listing(model).terms()
+        background.marketplace.purchase(model, terms, b"\x01" * 32)
         # One earlier cycle leaves the owner's and the parent's credits as a market would.
         self._cycle(creator, parent_creator, model, permit=False)
 
@@ -126,7 +128,7 @@ class GasBench:
         buyer = self.client(self.new_account())
         buyer.token.approve(self.deployment.marketplace, 100 * PRICE)
         buyer_address = buyer.token.sender.account.address  # type: ignore[union-attr]
-        purchase = _used(lambda: buyer.marketplace.purchase(model, PRICE, b"\x02" * 32))
+        purchase = _used(lambda: buyer.marketplace.purchase(model, terms, b"\x02" * 32))
         gas["deliver"] = _used(
             lambda: creator.marketplace.deliver(model, buyer_address, 2, WRAPPED_KEY)
         )
@@ -137,7 +139,7 @@ class GasBench:
         )
         late_buyer = self.client(self.new_account())
         late_buyer.token.approve(self.deployment.marketplace, PRICE)
-        late_buyer.marketplace.purchase(model, PRICE, b"\x03" * 32)
+        late_buyer.marketplace.purchase(model, terms, b"\x03" * 32)
         self.w3.provider.make_request("evm_increaseTime", [self.deployment.delivery_window + 1])  # type: ignore[arg-type]
         self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
         late_address = late_buyer.token.sender.account.address  # type: ignore[union-attr]
@@ -165,14 +167,15 @@ class GasBench:
                 buyer.token.approve(self.deployment.marketplace, 100 * PRICE)
             buyers.append(buyer)
         purchases = []
+        terms = creator.marketplace.listing(model).terms()
         for i, buyer in enumerate(buyers):
             key = (i + 1).to_bytes(32, "big")
             if permit:
                 receipt = buyer.marketplace.purchase_with_permit(
-                    model, PRICE, key, buyer.token, PERMIT_DEADLINE
+                    model, terms, key, buyer.token, PERMIT_DEADLINE
                 )
             else:
-                receipt = buyer.marketplace.purchase(model, PRICE, key)
+                receipt = buyer.marketplace.purchase(model, terms, key)
             purchases.append(receipt["gasUsed"])
         deliveries = [
             Delivery(model, b.token.sender.account.address, 2, WRAPPED_KEY)  # type: ignore[union-attr]

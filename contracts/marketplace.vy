@@ -17,6 +17,12 @@
             none -> pending (deadline) -> delivered (expiry) | refunded
         A later purchase of the same model reuses the slot once the license has
         expired or the purchase was refunded.
+
+        A buyer commits to the listing it saw: the `terms` word of a purchase is
+        laid out like the listing slot (see `purchase`), so an owner who changes
+        the license duration (or anything else `set_listing` sets) between a
+        buyer's signature and its mining makes the purchase revert instead of
+        selling different terms.
 """
 
 from ethereum.ercs import IERC20
@@ -100,6 +106,8 @@ STATE_REFUNDED: constant(uint256) = 3
 
 # Listing slot: price (bits 0-95) | license duration in seconds (96-127) | for sale (128)
 # | protocol fee in basis points, fixed when the listing was set (136-151).
+# A buyer's terms word: the most it pays (0-95) | license duration (96-127) | fee bps
+# (136-151), the listing slot's layout (the for-sale bit 128 is not read).
 # License slot: price paid (0-95) | deadline while pending, expiry once delivered
 # (96-159; expiry 0 = perpetual) | state (160-167) | fee bps (168-183) | duration (184-215).
 _PRICE_MASK: constant(uint256) = (1 << 96) - 1
@@ -107,6 +115,19 @@ _U64_MASK: constant(uint256) = (1 << 64) - 1
 _U32_MASK: constant(uint256) = (1 << 32) - 1
 _U16_MASK: constant(uint256) = (1 << 16) - 1
 _U8_MASK: constant(uint256) = (1 << 8) - 1
+_FOR_SALE_BIT: constant(uint256) = 1 << 32  # bit 128 of the listing, once shifted down by 96
+
+# X25519 public keys libsodium refuses to seal to: the low-order points of its
+# `has_small_order` blocklist, read here as bytes32 (byte 0 first). libsodium ignores the
+# top bit of byte 31, which is the lowest byte's 0x80 bit here, so keys are compared
+# with that bit cleared. 0 and 1 (byte 0 = 0x01) are one test.
+_KEY_TOP_BIT: constant(uint256) = 1 << 7
+_KEY_ONE: constant(uint256) = 1 << 248
+_KEY_ORDER_8_A: constant(bytes32) = 0xE0EB7A7C3B41B8AE1656E3FAF19FC46ADA098DEB9C32B1FD866205165F49B800
+_KEY_ORDER_8_B: constant(bytes32) = 0x5F9C95BCA3508C24B1D0B1559C83EF5B04445CC4581C8E86D8224EDDD09F1157
+_KEY_P_MINUS_1: constant(bytes32) = 0xECFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF7F
+_KEY_P: constant(bytes32) = 0xEDFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF7F
+_KEY_P_PLUS_1: constant(bytes32) = 0xEEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF7F
 
 TOKEN: public(immutable(address))
 REGISTRY: public(immutable(address))
@@ -120,7 +141,6 @@ _licenses: HashMap[address, HashMap[uint256, uint256]]
 
 
 @deploy
-@payable
 def __init__(token: address, registry: address, delivery_window: uint256):
     """
     @param token The ERC-20 (with permit) that prices and payments use.
@@ -180,23 +200,33 @@ def set_listing(model_id: uint256, price: uint256, license_duration: uint256, fo
 
 
 @external
-def purchase(model_id: uint256, max_price: uint256, buyer_key: bytes32):
+def purchase(model_id: uint256, terms: uint256, buyer_key: bytes32):
     """
     @notice Buys a license: pays the price into escrow (paid models) or gets
             the license at once (free models).
     @dev The buyer must have allowed this contract to spend the price.
+    @custom:security The buyer commits to every term `set_listing` can change, so an
+                     owner cannot sell a shorter license (or under another fee) than
+                     the one the buyer signed for. The terms travel packed in one word,
+                     the listing slot's own layout: one comparison, no extra calldata.
+                     The model's owner is not refused here: that would cost a registry
+                     call (~5,300 gas, over the sale's gas target), and such a purchase
+                     only moves the owner's own tokens in a circle. The SDK refuses it.
     @param model_id The model.
-    @param max_price The most the buyer agrees to pay, so a price raised
-           in between cannot take more.
-    @param buyer_key The buyer's X25519 public key the content key will be sealed to.
+    @param terms The listing the buyer agrees to: the most it pays (bits 0-95), so a
+           price raised in between cannot take more; the license duration in seconds
+           (bits 96-127) and the protocol fee in basis points fixed in the listing
+           (bits 136-151), which must equal the listing's. Bit 128 is ignored.
+    @param buyer_key The buyer's X25519 public key the content key will be sealed to;
+           for a paid model, not one of the low-order points libsodium refuses.
     """
-    self._purchase(model_id, max_price, buyer_key)
+    self._purchase(model_id, terms, buyer_key)
 
 
 @external
 def purchase_with_permit(
     model_id: uint256,
-    max_price: uint256,
+    terms: uint256,
     buyer_key: bytes32,
     permit_amount: uint256,
     permit_deadline: uint256,
@@ -210,7 +240,7 @@ def purchase_with_permit(
     @dev If the permit was already used (someone copied it from the mempool),
          the purchase still goes ahead as long as the allowance it set is there.
     @param model_id The model.
-    @param max_price The most the buyer agrees to pay.
+    @param terms The listing the buyer agrees to, packed as for `purchase`.
     @param buyer_key The buyer's X25519 public key.
     @param permit_amount The allowance the buyer signed for this contract.
     @param permit_deadline The permit's deadline.
@@ -233,7 +263,7 @@ def purchase_with_permit(
         ),
         revert_on_failure=False,
     )
-    self._purchase(model_id, max_price, buyer_key)
+    self._purchase(model_id, terms, buyer_key)
 
 
 @external
@@ -241,9 +271,12 @@ def deliver(model_id: uint256, buyer: address, version: uint256, wrapped_key: By
     """
     @notice Posts the content key sealed to the buyer's public key and releases the escrow.
     @dev Model owner or its agent only, before the purchase's deadline.
+    @custom:security Whoever owns the model when the key is delivered is paid: a model
+                     transferred while purchases are pending is delivered (and paid)
+                     by its new owner or that owner's agent, or refunded.
     @param model_id The model.
     @param buyer The buyer of the pending purchase.
-    @param version The model version the key decrypts.
+    @param version The model version the key decrypts; it must exist.
     @param wrapped_key The content key sealed to the buyer's X25519 key.
     """
     self._deliver(model_id, buyer, version, wrapped_key)
@@ -348,16 +381,22 @@ def has_license(account: address, model_id: uint256) -> bool:
 
 @external
 @view
-def listing(model_id: uint256) -> (uint256, uint256, bool):
+def listing(model_id: uint256) -> (uint256, uint256, bool, uint256):
     """
-    @notice Returns a model's listing.
+    @notice Returns a model's listing: what a buyer's `terms` must match.
     @param model_id The model.
     @return uint256 The price in token units.
     @return uint256 The license duration in seconds (0 = perpetual).
     @return bool Whether it is for sale.
+    @return uint256 The protocol fee in basis points fixed when the listing was set.
     """
     packed: uint256 = self._listings[model_id]
-    return packed & _PRICE_MASK, (packed >> 96) & _U32_MASK, (packed >> 128) & 1 == 1
+    return (
+        packed & _PRICE_MASK,
+        (packed >> 96) & _U32_MASK,
+        (packed >> 128) & 1 == 1,
+        (packed >> 136) & _U16_MASK,
+    )
 
 
 @external
@@ -391,11 +430,15 @@ def _list(model_id: uint256, price: uint256, license_duration: uint256, for_sale
 
 
 @internal
-def _purchase(model_id: uint256, max_price: uint256, buyer_key: bytes32):
+def _purchase(model_id: uint256, terms: uint256, buyer_key: bytes32):
     listed: uint256 = self._listings[model_id]
-    assert (listed >> 128) & 1 == 1, "marketplace: model is not for sale"
+    # Above the price, the listing must read as the buyer's terms with the for-sale bit
+    # set: one comparison checks that it is for sale and that nothing else changed.
+    if listed >> 96 != (terms >> 96) | _FOR_SALE_BIT:
+        assert (listed >> 128) & 1 == 1, "marketplace: model is not for sale"
+        raise "marketplace: listing terms differ from the buyer's"
     price: uint256 = listed & _PRICE_MASK
-    assert price <= max_price, "marketplace: price is above the buyer's maximum"
+    assert price <= terms & _PRICE_MASK, "marketplace: price is above the buyer's maximum"
     duration: uint256 = (listed >> 96) & _U32_MASK
 
     slot: uint256 = self._licenses[msg.sender][model_id]
@@ -413,7 +456,19 @@ def _purchase(model_id: uint256, max_price: uint256, buyer_key: bytes32):
         log LicenseGranted(model_id=model_id, buyer=msg.sender, expiry=expiry)
         return
 
-    assert buyer_key != empty(bytes32), "marketplace: buyer key is empty"
+    # @custom:security The agent could not seal a key to a low-order point and the
+    # escrow would sit until refunded; refusing the seven points (~100 gas) stops it here.
+    key: uint256 = convert(buyer_key, uint256) & ~_KEY_TOP_BIT
+    masked: bytes32 = convert(key, bytes32)
+    low_order: uint256 = (
+        convert(key | _KEY_ONE == _KEY_ONE, uint256)  # 0 and 1
+        | convert(masked == _KEY_ORDER_8_A, uint256)
+        | convert(masked == _KEY_ORDER_8_B, uint256)
+        | convert(masked == _KEY_P_MINUS_1, uint256)
+        | convert(masked == _KEY_P, uint256)
+        | convert(masked == _KEY_P_PLUS_1, uint256)
+    )
+    assert low_order == 0, "marketplace: buyer key is not a usable X25519 public key"
     fee_bps: uint256 = (listed >> 136) & _U16_MASK
     deadline: uint256 = block.timestamp + DELIVERY_WINDOW
     self._licenses[msg.sender][model_id] = (
@@ -434,12 +489,15 @@ def _deliver(model_id: uint256, buyer: address, version: uint256, wrapped_key: B
     assert len(wrapped_key) > 0, "marketplace: wrapped key is empty"
 
     owner: address = empty(address)
+    versions: uint256 = 0
     parent_owners: address[3] = empty(address[3])
     shares: uint256[3] = empty(uint256[3])
-    owner, parent_owners, shares = staticcall IModelRegistry(REGISTRY).payout_info(model_id)
+    owner, versions, parent_owners, shares = staticcall IModelRegistry(REGISTRY).payout_info(model_id)
     assert msg.sender == owner or msg.sender == self.agent_of[owner], (
         "marketplace: caller is not the model owner or its agent"
     )
+    # @custom:security Version 0 wraps to 2**256 - 1, so one comparison checks 1 <= version <= versions.
+    assert unsafe_sub(version, 1) < versions, "marketplace: version does not exist"
 
     price: uint256 = slot & _PRICE_MASK
     rest: uint256 = price

@@ -84,7 +84,6 @@ _deprecated: HashMap[uint256, HashMap[uint256, bool]]
 
 
 @deploy
-@payable
 def __init__(publisher: address):
     """
     @param publisher The marketplace, which may publish on behalf of creators. It is
@@ -233,18 +232,23 @@ def lineage(model_id: uint256) -> (DynArray[uint256, MAX_PARENTS], DynArray[uint
 
 @external
 @view
-def payout_info(model_id: uint256) -> (address, address[MAX_PARENTS], uint256[MAX_PARENTS]):
+def payout_info(model_id: uint256) -> (address, uint256, address[MAX_PARENTS], uint256[MAX_PARENTS]):
     """
     @notice Returns who is paid for a sale of `model_id`: its owner, and each
-            parent's current owner with its royalty share.
+            parent's current owner with its royalty share; and how many versions
+            it has, so a delivery can check its version.
     @dev Fixed-size arrays (unused entries are zero) decode cheaper than dynamic ones
-         in the marketplace's per-delivery call.
+         in the marketplace's per-delivery call. The version count shares the owner's
+         slot, so it costs no extra storage read.
     @param model_id The model; it must exist.
     @return address The model's owner.
+    @return uint256 The model's version count.
     @return address[3] The parents' owners.
     @return uint256[3] Each parent's royalty share in basis points.
     """
-    owner: address = erc721_lean._require_owned(model_id)
+    owner_data: uint256 = erc721_lean._owner_data[model_id]
+    owner: address = convert(owner_data & erc721_lean._ADDRESS_MASK, address)
+    assert owner != empty(address), "erc721: token does not exist"
     packed: uint256 = self._lineage[model_id]
     parent_owners: address[MAX_PARENTS] = empty(address[MAX_PARENTS])
     shares: uint256[MAX_PARENTS] = empty(uint256[MAX_PARENTS])
@@ -256,7 +260,7 @@ def payout_info(model_id: uint256) -> (address, address[MAX_PARENTS], uint256[MA
         parent_owners[i] = erc721_lean._owner_of(entry & _MODEL_ID_MASK)
         shares[i] = (entry >> 64) & _BPS_MASK
         offset += _LINEAGE_ENTRY_BITS
-    return owner, parent_owners, shares
+    return owner, (owner_data >> erc721_lean._AUX_SHIFT) & _VERSION_COUNT_MASK, parent_owners, shares
 
 
 @external

@@ -39,7 +39,6 @@ rating_of: public(HashMap[uint256, HashMap[address, uint256]])
 
 
 @deploy
-@payable
 def __init__(marketplace: address, registry: address):
     """
     @param marketplace The marketplace that answers `has_license`.
@@ -53,12 +52,18 @@ def __init__(marketplace: address, registry: address):
 def review(model_id: uint256, rating: uint256, text_cid_digest: bytes32):
     """
     @notice Reviews a model, or updates the caller's earlier review of it.
-    @dev Only accounts holding a current license may review.
+    @dev Only accounts holding a current license may review, and never the model's
+         owner at the time of the review (a former owner who holds a license may).
+    @custom:security An owner can still review through another account it bought a
+                     license with; that costs it the price, less what comes back to it.
     @param model_id The model.
     @param rating 1 (worst) to 5 (best).
     @param text_cid_digest The sha256 digest inside the review text's CID (zero for none).
     """
     assert rating >= 1 and rating <= 5, "reviews: rating must be between 1 and 5"
+    assert staticcall IModelRegistry(REGISTRY).ownerOf(model_id) != msg.sender, (
+        "reviews: the model's owner cannot review it"
+    )
     assert staticcall IMarketplace(MARKETPLACE).has_license(msg.sender, model_id), (
         "reviews: only license holders can review this model"
     )

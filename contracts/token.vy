@@ -5,7 +5,11 @@
 @custom:contract-name token
 @notice The marketplace's ERC-20, with EIP-2612 `permit` so a first purchase
         needs no separate approval transaction. Built on snekmate's ERC-20.
-        On local development chains anyone may draw test tokens from `faucet`.
+        On local development chains anyone may draw test tokens from `faucet`,
+        and the deployer keeps snekmate's owner and minter roles to fund demo
+        accounts. On every other chain the supply is fixed at deployment: the
+        deployer gets it, is no minter, and the token has no owner, so nobody can
+        ever mint (or grant minting) there.
 """
 
 from snekmate.auth import ownable
@@ -28,10 +32,21 @@ FAUCET_AMOUNT: public(constant(uint256)) = 1_000 * 10**18
 
 
 @deploy
-@payable
-def __init__():
+def __init__(initial_supply: uint256):
+    """
+    @param initial_supply Tokens, in base units, minted once to the deployer.
+    @custom:security The chain id decides, in the bytecode anyone can read, whether a
+                     minter exists: a deployment script cannot forget to drop the role.
+    """
     ownable.__init__()
     erc20.__init__("Mercato Token", "MCT", 18, "Mercato Token", "1")
+    if initial_supply != 0:
+        erc20._mint(msg.sender, initial_supply)
+    if chain.id not in _LOCAL_CHAIN_IDS:
+        # snekmate hands the minter role to every new owner, so the owner goes too.
+        erc20.is_minter[msg.sender] = False
+        log erc20.RoleMinterChanged(minter=msg.sender, status=False)
+        ownable._transfer_ownership(empty(address))
 
 
 @external

@@ -13,8 +13,9 @@ import {
 
 const ABI = {
   marketplace: parseAbi([
-    "function purchase(uint256 model_id, uint256 max_price, bytes32 buyer_key)",
-    "function purchase_with_permit(uint256 model_id, uint256 max_price, bytes32 buyer_key, uint256 permit_amount, uint256 permit_deadline, uint8 v, bytes32 r, bytes32 s)",
+    "function purchase(uint256 model_id, uint256 terms, bytes32 buyer_key)",
+    "function purchase_with_permit(uint256 model_id, uint256 terms, bytes32 buyer_key, uint256 permit_amount, uint256 permit_deadline, uint8 v, bytes32 r, bytes32 s)",
+    "function listing(uint256 model_id) view returns (uint256 price, uint256 license_duration, bool for_sale, uint256 fee_bps)",
     "function set_agent(address agent)",
     "function agent_of(address owner) view returns (address)",
     "function withdraw() returns (uint256)",
@@ -173,6 +174,7 @@ async function buy() {
   const box = $("buybox");
   const id = BigInt(box.dataset.modelId);
   const price = BigInt(box.dataset.price);
+  const duration = BigInt(box.dataset.duration || "0");
   const { account, chain, public: p } = await wallet();
   // The contract would take the owner's money and credit it back; say so instead.
   if (account.toLowerCase() === (box.dataset.owner || "").toLowerCase()) {
@@ -180,10 +182,19 @@ async function buy() {
   }
   $("buy").disabled = true;
   try {
+    // The purchase commits to the terms this page shows (price, license duration) and
+    // the listing's fee: if the seller changes them before it is mined, it reverts.
+    const [listedPrice, listedDuration, , feeBps] = await p.readContract({
+      address: chain.marketplace, abi: ABI.marketplace, functionName: "listing", args: [id],
+    });
+    if (listedPrice > price || listedDuration !== duration) {
+      throw new Error("The seller changed this listing since the page loaded. Reload the page to see its terms.");
+    }
+    const terms = price | (duration << 96n) | (feeBps << 136n);
     if (price === 0n) {
       await sendTx("Get free license", {
         address: chain.marketplace, abi: ABI.marketplace, functionName: "purchase",
-        args: [id, 0n, ZERO32],
+        args: [id, terms, ZERO32],
       });
     } else {
       say("buy-status", "Sign the key message: it makes the key your purchase is delivered to.");
@@ -197,7 +208,7 @@ async function buy() {
       if (allowance >= price) {
         await sendTx("Purchase", {
           address: chain.marketplace, abi: ABI.marketplace, functionName: "purchase",
-          args: [id, price, buyerKeyHex],
+          args: [id, terms, buyerKeyHex],
         });
       } else {
         say("buy-status", "Sign the permit: it lets the marketplace take exactly the price.");
@@ -210,7 +221,7 @@ async function buy() {
         const v = sig[64] < 27 ? sig[64] + 27 : sig[64];
         await sendTx("Purchase with permit", {
           address: chain.marketplace, abi: ABI.marketplace, functionName: "purchase_with_permit",
-          args: [id, price, buyerKeyHex, price, BigInt(deadline), v,
+          args: [id, terms, buyerKeyHex, price, BigInt(deadline), v,
             bytesToHex(sig.slice(0, 32)), bytesToHex(sig.slice(32, 64))],
         });
       }

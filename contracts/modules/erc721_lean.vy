@@ -32,7 +32,6 @@ _operator_approvals: HashMap[address, HashMap[address, bool]]
 
 
 @deploy
-@payable
 def __init__():
     pass
 
@@ -96,11 +95,12 @@ def isApprovedForAll(owner: address, operator: address) -> bool:
 
 
 @external
-@payable
 def approve(approved: address, token_id: uint256):
     """
     @notice Approves `approved` to move `token_id` (the zero address clears it).
-    @dev Callable by the owner or one of its operators. Payable as EIP-721 declares it.
+    @dev Callable by the owner or one of its operators.
+    @custom:security Not payable, although EIP-721 declares it so: nothing here could
+                     ever send ether back out, so any sent would be locked forever.
     @param approved The account to approve.
     @param token_id The token.
     """
@@ -125,7 +125,6 @@ def setApprovalForAll(operator: address, approved: bool):
 
 
 @external
-@payable
 def transferFrom(owner: address, to: address, token_id: uint256):
     """
     @notice Moves `token_id` from `owner` to `to`, without a receiver check.
@@ -138,7 +137,6 @@ def transferFrom(owner: address, to: address, token_id: uint256):
 
 
 @external
-@payable
 def safeTransferFrom(owner: address, to: address, token_id: uint256, data: Bytes[1_024] = b""):
     """
     @notice Moves `token_id` like `transferFrom`, then, when `to` is a contract,

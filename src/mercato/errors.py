@@ -539,6 +539,23 @@ class DeploymentError(ChainError, ValueError):
     code = "deployment_error"
 
 
+class EvmVersionError(DeploymentError):
+    """The chain's EVM predates Cancun, whose opcodes the compiled contracts use."""
+
+    code = "evm_version_unsupported"
+
+    def __init__(self, chain_id: int, detail: str) -> None:
+        self.chain_id = chain_id
+        self.detail = detail
+        super().__init__(
+            f"Chain {chain_id} does not run the Cancun EVM (MCOPY, TSTORE, TLOAD, "
+            f"BLOBBASEFEE), which Mercato's contracts need ({detail}); nothing was "
+            "deployed. Use a chain or node version with the Cancun upgrade (Ethereum since "
+            "March 2024, current Anvil, Hardhat or geth), or start the node with its "
+            "hardfork set to cancun or later."
+        )
+
+
 class AnvilError(ChainError, RuntimeError):
     """The local Anvil node cannot be found or started."""
 

@@ -46,6 +46,12 @@ class BoaBackend:
             address, _ = boa.env.deploy_code(bytecode=artifact.bytecode + encoded)
         return to_checksum_address(str(address))
 
+    def simulate_creation(self, code: bytes) -> bytes:
+        # boa's EVM runs the latest fork the compiler targets; the anchor drops the creation.
+        with boa.env.anchor(), boa.env.prank(self._deployer):
+            _, output = boa.env.deploy_code(bytecode=code)
+        return bytes(output)
+
     def transact(self, artifact: Artifact, address: str, function: str, *args: Any) -> None:
         contract = self.at(artifact, address)
         with boa.env.prank(self._deployer):

@@ -28,6 +28,10 @@ from mercato.errors import ChainError, ContractRevertError
 
 TokenAmount = NewType("TokenAmount", int)  # base units: 10**18 per token
 ModelId = NewType("ModelId", int)
+# The word a purchase commits to: the most the buyer pays (bits 0-95), the license
+# duration (96-127) and the listing's fee bps (136-151), as the marketplace packs a listing.
+PurchaseTerms = NewType("PurchaseTerms", int)
+MAX_PRICE = 2**96 - 1  # the marketplace's price field is 96 bits wide
 
 
 class LicenseState(enum.IntEnum):
@@ -44,6 +48,23 @@ class Listing:
     price: TokenAmount
     license_duration: int  # seconds; 0 = perpetual
     for_sale: bool
+    fee_bps: int  # the protocol fee fixed when the listing was set
+
+    def terms(self, max_price: int | None = None) -> PurchaseTerms:
+        """The terms a purchase of this listing commits to.
+
+        The marketplace refuses the purchase if the owner changes the license duration
+        or the listing's fee before it is mined, or raises the price above `max_price`.
+
+        Args:
+            max_price: The most the buyer pays; defaults to this listing's price. Values
+                outside 0..MAX_PRICE are clamped (no listing is priced above MAX_PRICE).
+
+        Returns:
+            The packed terms word to pass to `Marketplace.purchase`.
+        """
+        limit = self.price if max_price is None else min(max(max_price, 0), MAX_PRICE)
+        return PurchaseTerms(limit | (self.license_duration << 96) | (self.fee_bps << 136))
 
 
 @dataclass(frozen=True)
@@ -278,21 +299,23 @@ class Marketplace(_ContractClient):
         return self._send("set_listing", model_id, price, license_duration, for_sale)
 
     def listing(self, model_id: int) -> Listing:
-        price, duration, for_sale = self._call("listing", model_id)
-        return Listing(TokenAmount(price), int(duration), bool(for_sale))
+        price, duration, for_sale, fee_bps = self._call("listing", model_id)
+        return Listing(TokenAmount(price), int(duration), bool(for_sale), int(fee_bps))
 
-    def purchase(self, model_id: int, max_price: int, buyer_key: bytes) -> TxReceipt:
-        return self._send("purchase", model_id, max_price, buyer_key)
+    def purchase(self, model_id: int, terms: int, buyer_key: bytes) -> TxReceipt:
+        """Buys a license on `terms` (from `Listing.terms`), paying into escrow."""
+        return self._send("purchase", model_id, terms, buyer_key)
 
     def purchase_with_permit(
-        self, model_id: int, max_price: int, buyer_key: bytes, token: Token, deadline: int
+        self, model_id: int, terms: int, buyer_key: bytes, token: Token, deadline: int
     ) -> TxReceipt:
-        """Signs a permit for `max_price` with the sender's key and buys in one transaction."""
+        """Signs a permit for the terms' maximum price and buys in one transaction."""
         if self.sender is None:
             raise ChainError("Cannot buy: this client has no account to send from.")
+        max_price = terms & MAX_PRICE
         v, r, s = token.sign_permit(self.sender.account, self.address, max_price, deadline)
         return self._send(
-            "purchase_with_permit", model_id, max_price, buyer_key, max_price, deadline, v, r, s
+            "purchase_with_permit", model_id, terms, buyer_key, max_price, deadline, v, r, s
         )
 
     def deliver(self, model_id: int, buyer: str, version: int, wrapped_key: bytes) -> TxReceipt:

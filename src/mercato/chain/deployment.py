@@ -22,13 +22,27 @@ from typing import Any, Protocol
 from eth_utils import to_checksum_address
 
 from mercato.chain.artifacts import Artifact, load_artifact
-from mercato.errors import DeploymentError
+from mercato.errors import ContractRevertError, DeploymentError, EvmVersionError
 from mercato.fsutil import atomic_write_bytes
 
 # Anvil/Hardhat and Ganache/geth --dev: the chains where demo funding and the faucet apply.
 LOCAL_CHAIN_IDS = frozenset({31_337, 1_337})
 DEFAULT_DELIVERY_WINDOW = 24 * 60 * 60  # seconds a seller has to deliver a key
 TOKEN_UNIT = 10**18
+# The fixed MCT supply minted to the deployer where nobody may mint later (any chain
+# but a local one); local chains mint what they need when funding accounts.
+DEFAULT_FIXED_SUPPLY = 100_000_000 * TOKEN_UNIT
+# Creation code that runs TSTORE, TLOAD, BLOBBASEFEE and MCOPY, four opcodes new in
+# Cancun, and returns the word 1. Vyper 0.4 compiles for Cancun (memory copies are
+# MCOPY), so the contracts deploy on an older EVM but fail at their first real call.
+CANCUN_PROBE = bytes.fromhex(
+    "600160005d"  # PUSH1 1, PUSH1 0, TSTORE: transient slot 0 = 1
+    "60005c600052"  # PUSH1 0, TLOAD, PUSH1 0, MSTORE: memory word 0 = slot 0
+    "4a50"  # BLOBBASEFEE, POP
+    "6020600060205e"  # MCOPY: memory word 1 = word 0
+    "60206020f3"  # RETURN memory word 1
+)
+CANCUN_PROBE_ANSWER = (1).to_bytes(32, "big")
 
 
 class ChainBackend(Protocol):
@@ -50,6 +64,17 @@ class ChainBackend(Protocol):
 
     def transact(self, artifact: Artifact, address: str, function: str, *args: Any) -> None:
         """Calls `function` on the contract at `address` in a transaction and waits for it."""
+        ...
+
+    def simulate_creation(self, code: bytes) -> bytes:
+        """Runs creation `code` without a transaction (an `eth_call` with no recipient).
+
+        Returns:
+            What the code returned.
+
+        Raises:
+            ContractRevertError: The code failed to run; the reason is the node's.
+        """
         ...
 
 
@@ -110,26 +135,44 @@ def deployment_path(data_dir: Path, chain_id: int) -> Path:
     return data_dir / "deployments" / f"{chain_id}.json"
 
 
+def _require_cancun(backend: ChainBackend, chain_id: int) -> None:
+    """Raises EvmVersionError unless the chain runs `CANCUN_PROBE` as Cancun would."""
+    try:
+        answer = backend.simulate_creation(CANCUN_PROBE)
+    except ContractRevertError as exc:
+        raise EvmVersionError(chain_id, exc.reason) from exc
+    if answer != CANCUN_PROBE_ANSWER:
+        raise EvmVersionError(chain_id, f"the probe returned 0x{answer.hex()}")
+
+
 def deploy(
     backend: ChainBackend,
     *,
     delivery_window: int = DEFAULT_DELIVERY_WINDOW,
     fund: Iterable[str] = (),
     fund_amount: int = 10_000 * TOKEN_UNIT,
+    initial_supply: int | None = None,
 ) -> Deployment:
     """Deploys the token, registry, marketplace and reviews contracts and links them.
+
+    On a local chain the deployer keeps the token's minter role (it funds accounts);
+    on any other chain the token's whole supply is `initial_supply`, minted to the
+    deployer, and nobody can ever mint more (the token's constructor sees to it).
 
     Args:
         backend: The chain to deploy on, with the deploying account.
         delivery_window: Seconds a seller has to deliver a key before a refund opens.
         fund: Accounts to mint `fund_amount` tokens to; only allowed on local chains.
         fund_amount: Tokens (in base units) each funded account receives.
+        initial_supply: Tokens (in base units) minted once to the deployer; defaults
+            to none on local chains and `DEFAULT_FIXED_SUPPLY` on others.
 
     Returns:
         The deployment record (not yet saved).
 
     Raises:
         DeploymentError: `fund` was given for a chain that is not a local development chain.
+        EvmVersionError: The chain lacks the Cancun opcodes the contracts use.
     """
     chain_id = backend.chain_id()
     accounts = list(fund)
@@ -137,9 +180,17 @@ def deploy(
         raise DeploymentError(
             f"Refusing to mint demo tokens on chain {chain_id}: funding is for local chains only."
         )
+    if initial_supply is None:
+        initial_supply = 0 if chain_id in LOCAL_CHAIN_IDS else DEFAULT_FIXED_SUPPLY
+    if not 0 <= initial_supply < 2**256:
+        raise DeploymentError(
+            f"The initial token supply must be between 0 and 2**256 - 1 base units, "
+            f"not {initial_supply}."
+        )
+    _require_cancun(backend, chain_id)
     start_block = backend.block_number()
     token_artifact = load_artifact("token")
-    token = backend.create(token_artifact)
+    token = backend.create(token_artifact, initial_supply)
     # The registry trusts the marketplace, which needs the registry's address: the
     # registry is told the address the marketplace will get, one creation later.
     expected_marketplace = backend.future_contract_address(1)

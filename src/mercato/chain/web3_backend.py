@@ -12,10 +12,11 @@ from typing import Any, cast
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
+from web3.exceptions import ContractLogicError, Web3RPCError
 from web3.types import TxParams, TxReceipt, Wei
 
 from mercato.chain.artifacts import Artifact, create_address
-from mercato.errors import TransactionFailedError
+from mercato.errors import ContractRevertError, TransactionFailedError
 
 
 class Web3Backend:
@@ -51,6 +52,23 @@ class Web3Backend:
         contract = self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=artifact.abi)
         tx = contract.functions[function](*args).build_transaction(self._base_tx())
         self.send(tx)
+
+    def simulate_creation(self, code: bytes) -> bytes:
+        """Runs creation `code` in an `eth_call` with no recipient; nothing is sent.
+
+        Raises:
+            ContractRevertError: The node could not run it (an invalid opcode, a revert);
+                the reason is the node's own message.
+        """
+        try:
+            return bytes(self.w3.eth.call({"from": self.account.address, "data": code}))
+        except (ContractLogicError, Web3RPCError) as exc:
+            # Nodes report an opcode they do not know as a JSON-RPC error or as a revert.
+            error = (getattr(exc, "rpc_response", None) or {}).get("error")
+            reason = error.get("message") if isinstance(error, dict) else None
+            raise ContractRevertError(
+                str(reason or exc.message or exc), "contract creation"
+            ) from exc
 
     def send(self, tx: TxParams) -> TxReceipt:
         """Signs `tx` with the account, sends it, and waits for a successful receipt.

@@ -51,6 +51,7 @@ EXIT_CODES: tuple[tuple[type[errors.MercatoError], int], ...] = (
     (errors.WalletError, 19),
     (errors.ConfigError, 10),
     (errors.AnvilError, 21),
+    (errors.EvmVersionError, 27),
     (errors.DeploymentError, 22),
     (errors.ContractRevertError, 23),
     (errors.TransactionFailedError, 24),

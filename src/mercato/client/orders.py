@@ -97,7 +97,8 @@ class OrdersAPI:
             InsufficientBalanceError: Not enough MCT for the price.
             InvalidKeyMaterialError: The account's derived X25519 key cannot receive a
                 sealed content key (nothing is sent).
-            ContractRevertError: The marketplace refused (e.g. the price rose above max_price).
+            ContractRevertError: The marketplace refused (e.g. the price rose above max_price,
+                or the owner changed the license terms meanwhile).
         """
         account = self._market.require_account("buy a model")
         info = self._market.models.show(model_id)
@@ -111,11 +112,13 @@ class OrdersAPI:
         if current.state is LicenseState.PENDING or current.licensed:
             raise AlreadyLicensedError(model_id, pending=current.state is LicenseState.PENDING)
         price = info.listing.price
-        limit = price if max_price is None else max_price
+        # The purchase commits to the listing read here: a license duration or fee the
+        # owner changes before it is mined makes the marketplace refuse it.
+        terms = info.listing.terms(max_price)
         contracts = self._market.contracts
         if price == 0:
             self._market.require_signer("buy a model")
-            contracts.marketplace.purchase(model_id, limit, bytes(32))
+            contracts.marketplace.purchase(model_id, terms, bytes(32))
             return self.status(model_id)
         balance = contracts.token.balance_of(account.address)
         if balance < price:
@@ -125,12 +128,12 @@ class OrdersAPI:
         # A key no content key can be sealed to would pay for an undeliverable order.
         validate_buyer_key(buyer_key)
         if contracts.token.allowance(account.address, contracts.marketplace.address) >= price:
-            contracts.marketplace.purchase(model_id, limit, buyer_key)
+            contracts.marketplace.purchase(model_id, terms, buyer_key)
         else:
             # The chain's clock, not this machine's, decides whether the permit expired.
             now = int(self._market.w3.eth.get_block("latest")["timestamp"])
             contracts.marketplace.purchase_with_permit(
-                model_id, limit, buyer_key, contracts.token, now + PERMIT_LIFETIME
+                model_id, terms, buyer_key, contracts.token, now + PERMIT_LIFETIME
             )
         return self.status(model_id)
 

@@ -14,7 +14,14 @@ import pytest
 from web3 import Web3
 
 from mercato.chain.anvil import AnvilSupervisor, dev_accounts, free_port
-from mercato.chain.contracts import LicenseState, MercatoContracts, VersionDigests
+from mercato.chain.contracts import (
+    MAX_PRICE,
+    LicenseState,
+    Listing,
+    MercatoContracts,
+    TokenAmount,
+    VersionDigests,
+)
 from mercato.chain.deployment import TOKEN_UNIT, Deployment, deploy
 from mercato.chain.session import DEMO_FUNDING, demo_accounts, open_chain
 from mercato.chain.web3_backend import Web3Backend
@@ -204,3 +211,39 @@ def test_node_up_command_deploys_once_and_survives_a_restart(tmp_path: Path) -> 
     assert any("reused from the deployment" in line for line in lines)
     record = json.loads((tmp_path / "node" / "deployments" / "31337.json").read_text())
     assert record["chain_id"] == 31_337
+
+
+def test_purchase_commits_to_the_listing_it_read(w3: Web3) -> None:
+    deployment = deploy(
+        Web3Backend(w3, dev_accounts(1)[0]), fund=[a.address for a in dev_accounts(4)]
+    )
+    creator, first, second = (_client(w3, deployment, i) for i in (1, 2, 3))
+    day = 86_400
+    model = creator.marketplace.publish(DIGESTS, PRICE, license_duration=day)
+    listing = first.marketplace.listing(model)
+    assert (listing.price, listing.license_duration, listing.fee_bps) == (PRICE, day, 0)
+    # Read by both buyers; the first buys with a permit covering exactly the price.
+    seen = second.marketplace.listing(model)
+    first.marketplace.purchase_with_permit(
+        model, listing.terms(), b"\x09" * 32, first.token, deadline=2**40
+    )
+    assert first.marketplace.license(dev_accounts(3)[2].address, model).state is (
+        LicenseState.PENDING
+    )
+    # The owner shortens the license before the second buyer's purchase is mined.
+    creator.marketplace.set_listing(model, PRICE, 60)
+    second.token.approve(deployment.marketplace, PRICE)
+    before = second.token.balance_of(dev_accounts(4)[3].address)
+    with pytest.raises(ContractRevertError) as caught:
+        second.marketplace.purchase(model, seen.terms(), b"\x0a" * 32)
+    assert caught.value.reason == "marketplace: listing terms differ from the buyer's"
+    assert second.token.balance_of(dev_accounts(4)[3].address) == before
+
+
+def test_listing_terms_pack_the_buyers_limit() -> None:
+    listing = Listing(TokenAmount(5), 60, True, 250)
+    assert listing.terms() == 5 | (60 << 96) | (250 << 136)
+    assert listing.terms(7) == 7 | (60 << 96) | (250 << 136)
+    # A limit the price field cannot hold is the widest limit there is, not a term.
+    assert listing.terms(2**256 - 1) == MAX_PRICE | (60 << 96) | (250 << 136)
+    assert listing.terms(-1) == (60 << 96) | (250 << 136)

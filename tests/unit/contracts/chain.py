@@ -68,6 +68,11 @@ def mercato() -> Mercato:
     )
 
 
+def terms(max_price: int, duration: int = 0, fee_bps: int = 0) -> int:
+    """The `terms` word of a purchase: what the buyer pays at most and the listing it saw."""
+    return max_price | (duration << 96) | (fee_bps << 136)
+
+
 def digests(seed: int) -> tuple[bytes, bytes, bytes]:
     """Three distinct, non-zero 32-byte digests of one version."""
     return tuple(((3 * seed + i + 1) << 8).to_bytes(32, "big") for i in range(3))  # type: ignore[return-value]

@@ -5,7 +5,9 @@ After every step: the token supply is unchanged; the marketplace holds exactly t
 open escrows plus every credit; each account's credit and balance is what the model
 says, so royalties and fees are paid exactly; every order's record matches the
 model. At the end of each run every paid purchase is settled and must have ended
-delivered or refunded, never both.
+delivered or refunded, never both. Buyers sometimes commit to terms the listing no
+longer has, deliveries sometimes name a version that does not exist, and owners try
+to review their own models: each must be refused with its reason.
 """
 
 from __future__ import annotations
@@ -236,13 +238,21 @@ class MarketplaceMachine(RuleBasedStateMachine):
     def purchase(self, data: st.DataObject, buyer_index: int) -> None:
         model_id = data.draw(st.sampled_from(sorted(self.world.models)))
         stingy = data.draw(st.sampled_from([False, False, False, True]))
+        # The buyer may have seen other terms: a duration or fee the listing no longer has.
+        duration = data.draw(st.sampled_from([None, None, None, *DURATIONS]))
+        fee_bps = data.draw(st.sampled_from([None, None, None, 0, 250]))
         buyer = self.accounts[buyer_index]
         listing = self.world.models[model_id].listing
         order = self._order(buyer, model_id)
         max_price = listing.price - 1 if stingy and listing.price > 0 else listing.price
+        duration = listing.duration if duration is None else duration
+        fee_bps = listing.fee_bps if fee_bps is None else fee_bps
+        terms = max_price | (duration << 96) | (fee_bps << 136)
         reason = None
         if not listing.for_sale:
             reason = "marketplace: model is not for sale"
+        elif (duration, fee_bps) != (listing.duration, listing.fee_bps):
+            reason = "marketplace: listing terms differ from the buyer's"
         elif listing.price > max_price:
             reason = "marketplace: price is above the buyer's maximum"
         elif order.state == PENDING:
@@ -251,10 +261,10 @@ class MarketplaceMachine(RuleBasedStateMachine):
             reason = "marketplace: buyer already holds a license"
         if reason is not None:
             with boa.env.prank(buyer), reverts(reason):
-                self.market.purchase(model_id, max_price, BUYER_KEY)
+                self.market.purchase(model_id, terms, BUYER_KEY)
             return
         with boa.env.prank(buyer):
-            self.market.purchase(model_id, max_price, BUYER_KEY)
+            self.market.purchase(model_id, terms, BUYER_KEY)
         now = self._now()
         if listing.price == 0:
             expiry = now + listing.duration if listing.duration else 0
@@ -282,18 +292,21 @@ class MarketplaceMachine(RuleBasedStateMachine):
             caller = self.world.agents.get(owner, owner)
         else:
             caller = data.draw(st.sampled_from(self.accounts))
+        version = data.draw(st.sampled_from([1, 1, 1, 0, 2]))  # every model has one version
         order = self.world.orders[(buyer, model_id)]
         reason = None
         if self._now() > order.time:
             reason = "marketplace: delivery deadline passed"
         elif caller not in (owner, self.world.agents.get(owner)):
             reason = "marketplace: caller is not the model owner or its agent"
+        elif version != 1:
+            reason = "marketplace: version does not exist"
         if reason is not None:
             with boa.env.prank(caller), reverts(reason):
-                self.market.deliver(model_id, buyer, 1, WRAPPED_KEY)
+                self.market.deliver(model_id, buyer, version, WRAPPED_KEY)
             return
         with boa.env.prank(caller):
-            self.market.deliver(model_id, buyer, 1, WRAPPED_KEY)
+            self.market.deliver(model_id, buyer, version, WRAPPED_KEY)
         self._settle(buyer, model_id)
 
     @precondition(lambda self: self._deliverable())
@@ -337,6 +350,8 @@ class MarketplaceMachine(RuleBasedStateMachine):
         reason = None
         if not 1 <= rating <= 5:
             reason = "reviews: rating must be between 1 and 5"
+        elif account == self.world.models[model_id].owner:
+            reason = "reviews: the model's owner cannot review it"
         elif not self._licensed(account, model_id):
             reason = "reviews: only license holders can review this model"
         if reason is not None:

@@ -6,6 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import boa
+import nacl.bindings
+import nacl.exceptions
+import nacl.public
+import pytest
 
 from tests.unit.contracts.chain import (
     BUYER_KEY,
@@ -18,6 +22,7 @@ from tests.unit.contracts.chain import (
     only_event,
     reverts,
     sign_permit,
+    terms,
 )
 
 NONE, PENDING, DELIVERED, REFUNDED = 0, 1, 2, 3
@@ -49,7 +54,7 @@ def test_publish_succeeds(marketplace: Any, registry: Any, alice: str) -> None:
     assert (minted.receiver, minted.token_id) == (alice, 1)
     # The creator owns the model, not the marketplace that published it.
     assert registry.ownerOf(1) == alice
-    assert marketplace.listing(1) == (PRICE, DAY, True)
+    assert marketplace.listing(1) == (PRICE, DAY, True, 0)
 
 
 def test_publish_with_parents(marketplace: Any, registry: Any, alice: str, bob: str) -> None:
@@ -81,20 +86,20 @@ def test_set_listing_succeeds(marketplace: Any, listed: int, alice: str) -> None
     event = only_event(marketplace, "Listed")
     assert (event.model_id, event.price, event.license_duration) == (listed, MAX_PRICE, 2**32 - 1)
     assert (event.for_sale, event.fee_bps) == (False, 0)
-    assert marketplace.listing(listed) == (MAX_PRICE, 2**32 - 1, False)
+    assert marketplace.listing(listed) == (MAX_PRICE, 2**32 - 1, False, 0)
 
 
 def test_set_listing_of_a_registry_model(marketplace: Any, model: int, alice: str) -> None:
     # A model published in the registry alone is not for sale until listed.
-    assert marketplace.listing(model) == (0, 0, False)
+    assert marketplace.listing(model) == (0, 0, False, 0)
     _list(marketplace, alice, model, 5)
-    assert marketplace.listing(model) == (5, 0, True)
+    assert marketplace.listing(model) == (5, 0, True, 0)
 
 
 def test_set_listing_by_non_owner(marketplace: Any, listed: int, bob: str) -> None:
     with boa.env.prank(bob), reverts("marketplace: caller is not the model owner"):
         marketplace.set_listing(listed, 1, 0, True)
-    assert marketplace.listing(listed) == (PRICE, 0, True)
+    assert marketplace.listing(listed) == (PRICE, 0, True, 0)
 
 
 def test_set_listing_of_missing_model(marketplace: Any, alice: str) -> None:
@@ -173,7 +178,7 @@ def test_purchase_already_licensed(marketplace: Any, pending: int, alice: str, b
 def test_purchase_empty_buyer_key(
     marketplace: Any, listed: int, bob: str, approve_all: None
 ) -> None:
-    with boa.env.prank(bob), reverts("marketplace: buyer key is empty"):
+    with boa.env.prank(bob), reverts("marketplace: buyer key is not a usable X25519 public key"):
         marketplace.purchase(listed, PRICE, bytes(32))
 
 
@@ -213,16 +218,16 @@ def test_purchase_free_with_duration_and_rebuy(marketplace: Any, alice: str, bob
         model_id = marketplace.publish(*digests(1), [], [], 0, DAY)
     start = boa.env.timestamp
     with boa.env.prank(bob):
-        marketplace.purchase(model_id, 0, bytes(32))
+        marketplace.purchase(model_id, terms(0, DAY), bytes(32))
     assert only_event(marketplace, "LicenseGranted").expiry == start + DAY
     boa.env.time_travel(seconds=DAY - 1)
     assert marketplace.has_license(bob, model_id)
     with boa.env.prank(bob), reverts("marketplace: buyer already holds a license"):
-        marketplace.purchase(model_id, 0, bytes(32))
+        marketplace.purchase(model_id, terms(0, DAY), bytes(32))
     boa.env.time_travel(seconds=1)
     assert not marketplace.has_license(bob, model_id)
     with boa.env.prank(bob):
-        marketplace.purchase(model_id, 0, bytes(32))
+        marketplace.purchase(model_id, terms(0, DAY), bytes(32))
     assert only_event(marketplace, "LicenseGranted").expiry == start + 2 * DAY
     assert marketplace.has_license(bob, model_id)
 
@@ -232,7 +237,7 @@ def test_duration_license_expires_and_paid_rebuy(
 ) -> None:
     _list(marketplace, alice, listed, PRICE, DAY)
     with boa.env.prank(bob):
-        marketplace.purchase(listed, PRICE, BUYER_KEY)
+        marketplace.purchase(listed, terms(PRICE, DAY), BUYER_KEY)
     boa.env.time_travel(seconds=100)
     delivered_at = boa.env.timestamp
     _deliver(marketplace, alice, listed, bob)
@@ -242,11 +247,11 @@ def test_duration_license_expires_and_paid_rebuy(
     boa.env.time_travel(seconds=DAY - 1)
     assert marketplace.has_license(bob, listed)
     with boa.env.prank(bob), reverts("marketplace: buyer already holds a license"):
-        marketplace.purchase(listed, PRICE, BUYER_KEY)
+        marketplace.purchase(listed, terms(PRICE, DAY), BUYER_KEY)
     boa.env.time_travel(seconds=1)
     assert not marketplace.has_license(bob, listed)
     with boa.env.prank(bob):
-        marketplace.purchase(listed, PRICE, BUYER_KEY)
+        marketplace.purchase(listed, terms(PRICE, DAY), BUYER_KEY)
     assert only_event(marketplace, "Purchased").price == PRICE
     assert marketplace.license(bob, listed)[0] == PENDING
     assert not marketplace.has_license(bob, listed)
@@ -260,7 +265,7 @@ def test_purchase_keeps_terms_of_its_time(
 ) -> None:
     _list(marketplace, alice, listed, PRICE, DAY)
     with boa.env.prank(bob):
-        marketplace.purchase(listed, PRICE, BUYER_KEY)
+        marketplace.purchase(listed, terms(PRICE, DAY), BUYER_KEY)
     _list(marketplace, alice, listed, PRICE * 2, 0)  # terms change while pending
     _deliver(marketplace, alice, listed, bob)
     assert only_event(marketplace, "Delivered").expiry == boa.env.timestamp + DAY
@@ -391,3 +396,160 @@ def test_purchase_with_permit_above_max_price(
         marketplace.purchase_with_permit(listed, PRICE - 1, BUYER_KEY, PRICE, deadline, v, r, s)
     # The whole transaction reverted, permit included.
     assert token.nonces(signer) == 0
+
+
+# -- the buyer commits to the listing's terms ---------------------------------------
+
+
+@pytest.mark.parametrize(("signed_for", "changed_to"), [(DAY, 1), (0, DAY), (DAY, 0)])
+def test_purchase_refused_when_the_duration_changed(
+    marketplace: Any,
+    token: Any,
+    listed: int,
+    alice: str,
+    bob: str,
+    approve_all: None,
+    signed_for: int,
+    changed_to: int,
+) -> None:
+    _list(marketplace, alice, listed, PRICE, signed_for)
+    signed = terms(PRICE, signed_for)  # what bob saw and signed
+    # The owner's change is mined first: same price, another license.
+    _list(marketplace, alice, listed, PRICE, changed_to)
+    with boa.env.prank(bob), reverts("marketplace: listing terms differ from the buyer's"):
+        marketplace.purchase(listed, signed, BUYER_KEY)
+    assert marketplace.license(bob, listed) == (NONE, 0, 0, 0)
+    assert token.balanceOf(bob) == FUNDED
+    with boa.env.prank(bob):  # on the terms as they now are, the purchase goes through
+        marketplace.purchase(listed, terms(PRICE, changed_to), BUYER_KEY)
+    assert marketplace.license(bob, listed)[0] == PENDING
+
+
+def test_purchase_refused_when_the_listing_fee_changed(
+    marketplace: Any, listed: int, deployer: str, alice: str, bob: str, approve_all: None
+) -> None:
+    assert marketplace.listing(listed) == (PRICE, 0, True, 0)
+    with boa.env.prank(deployer):
+        marketplace.set_protocol_fee(1_000)
+    _list(marketplace, alice, listed, PRICE, 0)  # same price and duration, new fee
+    assert marketplace.listing(listed) == (PRICE, 0, True, 1_000)
+    with boa.env.prank(bob), reverts("marketplace: listing terms differ from the buyer's"):
+        marketplace.purchase(listed, terms(PRICE), BUYER_KEY)
+    with boa.env.prank(bob):
+        marketplace.purchase(listed, terms(PRICE, 0, 1_000), BUYER_KEY)
+    assert only_event(marketplace, "Purchased").fee_bps == 1_000
+
+
+def test_purchase_free_refused_when_the_duration_changed(
+    marketplace: Any, alice: str, bob: str
+) -> None:
+    with boa.env.prank(alice):
+        model_id = marketplace.publish(*digests(1), [], [], 0, 0)
+    _list(marketplace, alice, model_id, 0, 60)
+    with boa.env.prank(bob), reverts("marketplace: listing terms differ from the buyer's"):
+        marketplace.purchase(model_id, terms(0), bytes(32))
+    assert not marketplace.has_license(bob, model_id)
+
+
+def test_purchase_with_permit_refused_when_terms_changed(
+    marketplace: Any, token: Any, listed: int, alice: str, signer: str
+) -> None:
+    deadline, v, r, s = _signed(token, marketplace)
+    _list(marketplace, alice, listed, PRICE, 1)
+    with boa.env.prank(signer), reverts("marketplace: listing terms differ from the buyer's"):
+        marketplace.purchase_with_permit(listed, terms(PRICE), BUYER_KEY, PRICE, deadline, v, r, s)
+    assert token.nonces(signer) == 0  # the permit was rolled back with the rest
+
+
+def test_purchase_terms_ignore_the_for_sale_bit(
+    marketplace: Any, listed: int, alice: str, bob: str, carol: str, approve_all: None
+) -> None:
+    with boa.env.prank(bob):
+        marketplace.purchase(listed, terms(PRICE) | (1 << 128), BUYER_KEY)
+    assert marketplace.license(bob, listed)[0] == PENDING
+    # Setting the bit does not buy what is not for sale.
+    with boa.env.prank(alice):
+        marketplace.set_listing(listed, PRICE, 0, False)
+    with boa.env.prank(carol), reverts("marketplace: model is not for sale"):
+        marketplace.purchase(listed, terms(PRICE) | (1 << 128), BUYER_KEY)
+
+
+def test_purchase_terms_with_stray_high_bits_refused(
+    marketplace: Any, listed: int, bob: str, approve_all: None
+) -> None:
+    # An old client's "any price" (2**256 - 1) does not read as agreeing to any terms.
+    for word in (2**256 - 1, terms(PRICE) | (1 << 200), terms(PRICE) | (1 << 130)):
+        with boa.env.prank(bob), reverts("marketplace: listing terms differ from the buyer's"):
+            marketplace.purchase(listed, word, BUYER_KEY)
+
+
+def test_listing_returns_the_fee_fixed_in_it(marketplace: Any, deployer: str, alice: str) -> None:
+    with boa.env.prank(deployer):
+        marketplace.set_protocol_fee(250)
+    with boa.env.prank(alice):
+        model_id = marketplace.publish(*digests(1), [], [], PRICE, DAY)
+    with boa.env.prank(deployer):
+        marketplace.set_protocol_fee(0)  # not the listing's fee: that stays 250
+    assert marketplace.listing(model_id) == (PRICE, DAY, True, 250)
+
+
+# -- buyer keys libsodium can seal to -----------------------------------------------
+
+# libsodium's `has_small_order` blocklist (x25519_ref10.c), little-endian u-coordinates:
+# 0, 1, the two points of order 8, p - 1, and p, p + 1 (0 and 1 not reduced).
+_P = 2**255 - 19
+LIBSODIUM_BLOCKLIST = [
+    0,
+    1,
+    325606250916557431795983626356110631294008115727848805560023387167927233504,
+    39382357235489614581723060781553021112529911719440698176882885853963445705823,
+    _P - 1,
+    _P,
+    _P + 1,
+]
+# libsodium ignores the top bit of the last byte, so each point has two encodings.
+LOW_ORDER_KEYS = [
+    bytes(k.to_bytes(32, "little")[:31]) + bytes([k.to_bytes(32, "little")[31] | top])
+    for k in LIBSODIUM_BLOCKLIST
+    for top in (0x00, 0x80)
+]
+
+
+@pytest.mark.parametrize("key", LOW_ORDER_KEYS, ids=lambda k: k.hex()[:8] + ".." + k.hex()[-4:])
+def test_purchase_refuses_keys_libsodium_cannot_seal_to(
+    marketplace: Any, token: Any, listed: int, bob: str, approve_all: None, key: bytes
+) -> None:
+    # The real libsodium refuses to seal to it: the agent could never deliver.
+    with pytest.raises(nacl.exceptions.RuntimeError):
+        nacl.bindings.crypto_box_seal(b"content key", key)
+    with boa.env.prank(bob), reverts("marketplace: buyer key is not a usable X25519 public key"):
+        marketplace.purchase(listed, PRICE, key)
+    assert token.balanceOf(bob) == FUNDED
+
+
+def _near_misses() -> list[bytes]:
+    """Keys one bit away from a low-order encoding (bits of the first and last bytes)."""
+    keys = []
+    for key in LOW_ORDER_KEYS[::2]:
+        for index, bit in ((0, 0x01), (0, 0x02), (31, 0x01), (31, 0x40), (15, 0x10)):
+            near = bytearray(key)
+            near[index] ^= bit
+            keys.append(bytes(near))
+    return [k for k in keys if k not in LOW_ORDER_KEYS]
+
+
+def test_purchase_accepts_every_key_libsodium_seals_to(
+    marketplace: Any, listed: int, token: Any
+) -> None:
+    real = nacl.public.PrivateKey(bytes(range(1, 33))).public_key.encode()
+    keys = [real, real[:31] + bytes([real[31] | 0x80]), BUYER_KEY, *_near_misses()]
+    assert len(keys) > 30
+    for key in keys:
+        nacl.bindings.crypto_box_seal(b"content key", key)  # libsodium seals to it
+        buyer = str(boa.env.generate_address())
+        with boa.env.prank(token.owner()):
+            token.mint(buyer, PRICE)
+        with boa.env.prank(buyer):
+            token.approve(marketplace.address, PRICE)
+            marketplace.purchase(listed, PRICE, key)
+        assert only_event(marketplace, "Purchased").buyer_key == key

@@ -21,6 +21,7 @@ from tests.unit.contracts.chain import (
     events,
     only_event,
     reverts,
+    terms,
 )
 
 PENDING, DELIVERED, REFUNDED = 1, 2, 3
@@ -335,7 +336,7 @@ def test_payouts_are_exact(
     parent_owners = [carol, dave, alice][: len(shares)]
     model_id = _payout_case(marketplace, registry, [alice, *parent_owners], shares, price)
     with boa.env.prank(bob):
-        marketplace.purchase(model_id, price, BUYER_KEY)
+        marketplace.purchase(model_id, terms(price, 0, fee_bps), BUYER_KEY)
     with boa.env.prank(alice):
         marketplace.deliver(model_id, bob, 1, WRAPPED_KEY)
 
@@ -371,7 +372,7 @@ def test_fee_is_fixed_when_listing(
         marketplace.set_listing(model_id, PRICE, 0, True)
     assert only_event(marketplace, "Listed").fee_bps == 500
     with boa.env.prank(carol):
-        marketplace.purchase(model_id, PRICE, BUYER_KEY)
+        marketplace.purchase(model_id, terms(PRICE, 0, 500), BUYER_KEY)
     assert only_event(marketplace, "Purchased").fee_bps == 500
     assert marketplace.license(carol, model_id)[3] == 500
     # A fee change while the purchase is pending does not reach it either.
@@ -479,3 +480,39 @@ def test_token_transfer_failed(deployer: str, alice: str, bob: str) -> None:
     # Nothing changed: the buyer can still be refunded, the seller still withdraw.
     assert market.license(bob, model_id + 1)[0] == PENDING
     assert market.credits(alice) == PRICE
+
+
+# -- the delivered version must exist -----------------------------------------------
+
+
+@pytest.mark.parametrize("version", [0, 2, 2**32, 2**256 - 1])
+def test_deliver_a_version_that_does_not_exist(
+    marketplace: Any, pending: int, alice: str, bob: str, version: int
+) -> None:
+    with boa.env.prank(alice), reverts("marketplace: version does not exist"):
+        marketplace.deliver(pending, bob, version, WRAPPED_KEY)
+    # Nothing was paid for a key the buyer could not use; the order is still open.
+    assert marketplace.license(bob, pending)[0] == PENDING
+    assert marketplace.credits(alice) == 0
+
+
+def test_deliver_a_later_version_succeeds(
+    marketplace: Any, registry: Any, pending: int, alice: str, bob: str
+) -> None:
+    with boa.env.prank(alice):
+        registry.add_version(pending, *digests(50))
+        marketplace.deliver(pending, bob, 2, WRAPPED_KEY)
+    assert only_event(marketplace, "Delivered").version == 2
+    assert marketplace.credits(alice) == PRICE
+
+
+def test_deliver_many_checks_every_version(
+    marketplace: Any, listed: int, alice: str, bob: str, carol: str, approve_all: None
+) -> None:
+    for buyer in (bob, carol):
+        with boa.env.prank(buyer):
+            marketplace.purchase(listed, PRICE, BUYER_KEY)
+    batch = [(listed, bob, 1, WRAPPED_KEY), (listed, carol, 3, WRAPPED_KEY)]
+    with boa.env.prank(alice), reverts("marketplace: version does not exist"):
+        marketplace.deliver_many(batch)
+    assert marketplace.license(bob, listed)[0] == PENDING

@@ -110,8 +110,8 @@ def test_lineage_packs_and_unpacks(registry: Any, alice: str, bob: str, count: i
     recorded = only_event(registry, "LineageRecorded")
     assert (recorded.model_id, recorded.parents, recorded.royalty_bps) == (child, parents, shares)
     assert registry.lineage(child) == (parents, shares)
-    owner, parent_owners, payout_shares = registry.payout_info(child)
-    assert owner == bob
+    owner, versions, parent_owners, payout_shares = registry.payout_info(child)
+    assert (owner, versions) == (bob, 1)
     expected_owners = [owners[p - 1] for p in parents]
     assert list(parent_owners) == expected_owners + [ZERO] * (3 - count)
     assert list(payout_shares) == shares + [0] * (3 - count)
@@ -128,7 +128,7 @@ def test_lineage_zero_shares_are_kept(registry: Any, alice: str) -> None:
     parents = [_publish(registry, alice, i) for i in range(3)]
     child = _publish(registry, alice, 9, parents, [5_000, 0, 0])
     assert registry.lineage(child) == (parents, [5_000, 0, 0])
-    _owner, _parent_owners, shares = registry.payout_info(child)
+    _owner, _versions, _parent_owners, shares = registry.payout_info(child)
     assert list(shares) == [5_000, 0, 0]
 
 
@@ -174,8 +174,17 @@ def test_lineage_follows_parent_transfers_in_payout_info(
     child = _publish(registry, bob, 2, [parent], [1_000])
     with boa.env.prank(alice):
         registry.transferFrom(alice, carol, parent)
-    _owner, parent_owners, _shares = registry.payout_info(child)
+    _owner, _versions, parent_owners, _shares = registry.payout_info(child)
     assert parent_owners[0] == carol
+
+
+def test_payout_info_counts_versions(registry: Any, model: int, alice: str, bob: str) -> None:
+    with boa.env.prank(alice):
+        registry.add_version(model, *digests(20))
+        registry.add_version(model, *digests(21))
+        registry.transferFrom(alice, bob, model)  # the count shares the owner's slot
+    owner, versions, _parent_owners, _shares = registry.payout_info(model)
+    assert (owner, versions) == (bob, 3)
 
 
 def test_payout_info_of_missing_model(registry: Any) -> None:

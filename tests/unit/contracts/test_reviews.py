@@ -8,7 +8,7 @@ from typing import Any
 import boa
 import pytest
 
-from tests.unit.contracts.chain import WRAPPED_KEY, digests, only_event, reverts
+from tests.unit.contracts.chain import WRAPPED_KEY, digests, only_event, reverts, terms
 
 TEXT = b"\x42" * 32
 DATASET = b"\x17" * 32
@@ -48,7 +48,7 @@ def test_review_by_pending_buyer(
     with boa.env.prank(bob):
         reviews.review(licensed, 5, TEXT)
     with boa.env.prank(carol):
-        marketplace.purchase(licensed, 10**30, b"\x01" * 32)
+        marketplace.purchase(licensed, 2**96 - 1, b"\x01" * 32)
     with boa.env.prank(carol), reverts("reviews: only license holders can review this model"):
         reviews.review(licensed, 1, TEXT)  # pending, not yet delivered
 
@@ -66,22 +66,43 @@ def test_review_rating_out_of_bounds(reviews: Any, licensed: int, bob: str, rati
         reviews.review(licensed, rating, TEXT)
 
 
-def test_review_by_non_licensee(reviews: Any, licensed: int, alice: str, carol: str) -> None:
-    # Neither a stranger nor the model's owner holds a license.
-    for account in (carol, alice):
-        with (
-            boa.env.prank(account),
-            reverts("reviews: only license holders can review this model"),
-        ):
-            reviews.review(licensed, 3, TEXT)
+def test_review_by_non_licensee(reviews: Any, licensed: int, carol: str) -> None:
+    with boa.env.prank(carol), reverts("reviews: only license holders can review this model"):
+        reviews.review(licensed, 3, TEXT)
     assert reviews.rating_of(licensed, carol) == 0
+
+
+def test_review_by_owner(
+    reviews: Any, registry: Any, marketplace: Any, licensed: int, alice: str, bob: str
+) -> None:
+    with boa.env.prank(alice), reverts("reviews: the model's owner cannot review it"):
+        reviews.review(licensed, 5, TEXT)
+    # The owner at review time counts: bob's license does not let him rate the model
+    # once he owns it, and alice, who sold it, may rate it once she holds a license.
+    with boa.env.prank(alice):
+        registry.transferFrom(alice, bob, licensed)
+    with boa.env.prank(bob), reverts("reviews: the model's owner cannot review it"):
+        reviews.review(licensed, 5, TEXT)
+    with boa.env.prank(alice):
+        marketplace.purchase(licensed, 2**96 - 1, b"\x02" * 32)
+    with boa.env.prank(bob):
+        marketplace.deliver(licensed, alice, 1, WRAPPED_KEY)
+    with boa.env.prank(alice):
+        reviews.review(licensed, 2, TEXT)
+    assert reviews.rating_of(licensed, alice) == 2
+    assert reviews.rating_of(licensed, bob) == 0
+
+
+def test_review_of_a_missing_model(reviews: Any, bob: str) -> None:
+    with boa.env.prank(bob), reverts("erc721: token does not exist"):
+        reviews.review(99, 5, TEXT)
 
 
 def test_review_after_license_expiry(reviews: Any, marketplace: Any, alice: str, bob: str) -> None:
     with boa.env.prank(alice):
         model_id = marketplace.publish(*digests(1), [], [], 0, DAY)
     with boa.env.prank(bob):
-        marketplace.purchase(model_id, 0, bytes(32))
+        marketplace.purchase(model_id, terms(0, DAY), bytes(32))
         reviews.review(model_id, 3, TEXT)  # a free license counts
     boa.env.time_travel(seconds=DAY)
     with boa.env.prank(bob), reverts("reviews: only license holders can review this model"):

@@ -6,8 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import boa
+import pytest
 
-from mercato.chain.deployment import TOKEN_UNIT
+from mercato.chain.artifacts import load_artifact
+from mercato.chain.boa_backend import BoaBackend
+from mercato.chain.deployment import DEFAULT_FIXED_SUPPLY, TOKEN_UNIT, deploy
+from mercato.errors import DeploymentError
 from tests.unit.contracts.chain import (
     FUNDED,
     SIGNER_KEY,
@@ -221,3 +225,64 @@ def test_renounce_ownership(token: Any, deployer: str, alice: str) -> None:
     assert token.owner() == ZERO
     with boa.env.prank(deployer), reverts("erc20: access is denied"):
         token.mint(deployer, 1)
+
+
+# -- minting exists only on local chains ------------------------------------------
+
+
+def _token_on(chain_id: int, deployer: str, supply: int) -> Any:
+    boa.env.evm.patch.chain_id = chain_id
+    artifact = load_artifact("token")
+    return BoaBackend.at(artifact, BoaBackend(deployer).create(artifact, supply))
+
+
+@pytest.mark.parametrize("chain_id", [1, 10, 8_453, 11_155_111])
+def test_token_off_local_chains_has_a_fixed_supply(
+    deployer: str, alice: str, chain_id: int
+) -> None:
+    supply = 5 * TOKEN_UNIT
+    token = _token_on(chain_id, deployer, supply)
+    assert token.totalSupply() == supply
+    assert token.balanceOf(deployer) == supply
+    assert not token.is_minter(deployer)
+    assert token.owner() == ZERO
+    # Nobody can mint, grant minting, or take the owner role that grants it.
+    with boa.env.prank(deployer), reverts("erc20: access is denied"):
+        token.mint(deployer, 1)
+    with boa.env.prank(deployer), reverts("ownable: caller is not the owner"):
+        token.set_minter(alice, True)
+    with boa.env.prank(deployer), reverts("ownable: caller is not the owner"):
+        token.transfer_ownership(alice)
+    assert token.totalSupply() == supply
+
+
+@pytest.mark.parametrize("chain_id", [31_337, 1_337])
+def test_token_on_local_chains_keeps_the_minter(deployer: str, alice: str, chain_id: int) -> None:
+    token = _token_on(chain_id, deployer, 0)
+    assert token.totalSupply() == 0
+    assert token.is_minter(deployer)
+    assert token.owner() == deployer
+    with boa.env.prank(deployer):
+        token.mint(alice, 7)
+    assert token.balanceOf(alice) == 7
+
+
+def test_deploy_off_local_chains_leaves_no_minter() -> None:
+    boa.env.evm.patch.chain_id = 10
+    deployer = str(boa.env.generate_address())
+    deployment = deploy(BoaBackend(deployer))
+    token = BoaBackend.at(load_artifact("token"), deployment.token)
+    assert token.totalSupply() == DEFAULT_FIXED_SUPPLY
+    assert token.balanceOf(deployer) == DEFAULT_FIXED_SUPPLY
+    assert not token.is_minter(deployer)
+    assert token.owner() == ZERO
+
+
+def test_deploy_on_a_local_chain_mints_only_the_funding(chain: Mercato, token: Any) -> None:
+    assert token.balanceOf(chain.deployer) == 0
+    assert token.is_minter(chain.deployer)
+
+
+def test_deploy_refuses_a_negative_supply() -> None:
+    with pytest.raises(DeploymentError, match="initial token supply"):
+        deploy(BoaBackend(str(boa.env.generate_address())), initial_supply=-1)
