@@ -491,8 +491,9 @@ class ChainUnavailableError(ChainError, ConnectionError):
     def __init__(self, rpc_url: str, detail: str) -> None:
         self.rpc_url = rpc_url
         super().__init__(
-            f"Cannot reach the chain at {rpc_url}: {detail}. Check that the node is running "
-            "and the URL is right (or drop --rpc-url to run a local chain)."
+            f"Cannot reach the chain at {rpc_url}: {detail}. Check that a node is running "
+            "('mercato node up' on this data directory), or that the RPC URL is right "
+            "(rpc_url in config.toml, or MERCATO_RPC_URL)."
         )
 
 

@@ -110,7 +110,9 @@ class ModelsAPI:
 
         Raises:
             NoAccountError: The market is read-only.
-            ModelPackageError: The package is invalid (each refusal has its own subclass).
+            NoGasError: The account holds no native currency to pay for the transactions.
+            ModelPackageError: The package is invalid (each refusal has its own subclass),
+                or it has no name.
             ContractRevertError: The registry or marketplace refused (bad lineage, price).
         """
         package = path if isinstance(path, ModelPackage) else load_named_package(path, name)
@@ -146,11 +148,12 @@ class ModelsAPI:
 
         Raises:
             NoAccountError: The market is read-only.
+            NoGasError: The account holds no native currency to pay for the transaction.
             ModelNotFoundError: No such model.
             ModelPackageError: The package is invalid, or it would rename the model.
             ContractRevertError: The account does not own the model.
         """
-        account = self._market.require_account("add a version")
+        account = self._market.require_signer("add a version")
         listing = self.show(model_id).listing
         package = self.version_package(model_id, path)
         stored = self._store_package(
@@ -244,9 +247,10 @@ class ModelsAPI:
 
         Raises:
             NoAccountError: The market is read-only.
+            NoGasError: The account holds no native currency to pay for the transaction.
             ContractRevertError: The account does not own the model, or the price is too large.
         """
-        self._market.require_account("set a price")
+        self._market.require_signer("set a price")
         self._market.contracts.marketplace.set_listing(model_id, price, license_duration, for_sale)
         return self._market.contracts.marketplace.listing(model_id)
 
@@ -262,9 +266,10 @@ class ModelsAPI:
 
         Raises:
             NoAccountError: The market is read-only.
+            NoGasError: The account holds no native currency to pay for the transaction.
             ContractRevertError: Not the owner, no such version, or already deprecated.
         """
-        self._market.require_account("deprecate a version")
+        self._market.require_signer("deprecate a version")
         self._market.contracts.registry.deprecate_version(model_id, version)
 
     def show(self, model_id: int) -> ModelInfo:

@@ -67,12 +67,14 @@ class ReviewsAPI:
         Raises:
             NoAccountError: The market is read-only.
             LicenseRequiredError: Only license holders may review.
+            NoGasError: The account holds no native currency to pay for the transaction.
             ContractRevertError: The rating is out of range.
         """
         account = self._market.require_account("review a model")
         if not self._market.contracts.marketplace.has_license(account.address, model_id):
             raise LicenseRequiredError(model_id, account.address)
         digest = cid_digest(text_cid) if text_cid is not None else bytes(32)
+        self._market.require_signer("review a model")
         self._market.contracts.reviews.review(model_id, rating, digest)
 
     def attest(
@@ -92,9 +94,10 @@ class ReviewsAPI:
 
         Raises:
             NoAccountError: The market is read-only.
+            NoGasError: The account holds no native currency to pay for the transaction.
             ContractRevertError: The version does not exist.
         """
-        self._market.require_account("attest an evaluation")
+        self._market.require_signer("attest an evaluation")
         self._market.contracts.reviews.attest(
             model_id, version, cid_digest(dataset_cid), metric, round(score * SCORE_SCALE)
         )

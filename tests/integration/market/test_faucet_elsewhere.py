@@ -1,0 +1,50 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""On a chain that is not a local development chain, the faucet says in a sentence what
+a fresh wallet needs instead of failing on gas (a real Anvil, run with a public chain id)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from web3 import Web3
+
+from mercato.chain.anvil import AnvilSupervisor, dev_accounts, free_port
+from mercato.chain.deployment import deploy
+from mercato.chain.web3_backend import Web3Backend
+
+PUBLIC_CHAIN_ID = 8_453  # any id outside the local ones
+
+
+def test_the_faucet_on_another_chain_says_what_is_needed(tmp_path: Path) -> None:
+    anvil = AnvilSupervisor(tmp_path / "anvil", port=free_port(), chain_id=PUBLIC_CHAIN_ID)
+    anvil.start()
+    try:
+        w3 = Web3(Web3.HTTPProvider(anvil.rpc_url))
+        deploy(Web3Backend(w3, dev_accounts(1)[0])).save(tmp_path / "data")
+        password = tmp_path / "password"
+        password.write_text("correct horse battery staple\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MERCATO_")}
+        env |= {"MERCATO_DATA_DIR": str(tmp_path / "data"), "MERCATO_RPC_URL": anvil.rpc_url}
+
+        def mercato(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "mercato.cli", *args, "--password-file", str(password)],
+                capture_output=True, text=True, timeout=180, env=env, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+
+        created = mercato("wallet", "new", "--json")
+        assert created.returncode == 0, created.stderr
+        address = json.loads(created.stdout)["address"]
+        result = mercato("wallet", "faucet")
+        assert result.returncode == 92
+        message = " ".join(result.stderr.split())
+        assert f"chain {PUBLIC_CHAIN_ID} is not one" in message
+        assert "native currency" in message and address in message
+        assert "Traceback" not in result.stderr
+        assert w3.eth.get_balance(address) == 0  # nothing was given
+    finally:
+        anvil.stop()
