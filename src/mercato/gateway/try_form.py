@@ -109,7 +109,7 @@ def _feature_names(manifest: Mapping[str, Any], name: str, width: int) -> list[s
 
 def _picture(spec: Mapping[str, Any], card: Mapping[str, Any]) -> tuple[int, int] | None:
     """(height, width) when the input is a small grayscale picture."""
-    shape = spec.get("shape") or []
+    shape = _shape(spec)
     fixed = [d for d in shape[1:] if isinstance(d, int)]
     if len(fixed) != len(shape) - 1:
         return None
@@ -126,6 +126,17 @@ def _picture(spec: Mapping[str, Any], card: Mapping[str, Any]) -> tuple[int, int
     return size
 
 
+def _inputs(manifest: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The manifest's input entries that are objects (a manifest may come from anyone)."""
+    inputs = manifest.get("inputs")
+    return [i for i in inputs if isinstance(i, Mapping)] if isinstance(inputs, list) else []
+
+
+def _shape(spec: Mapping[str, Any]) -> list[Any]:
+    shape = spec.get("shape")
+    return shape if isinstance(shape, list) else []
+
+
 def try_fields(manifest: Mapping[str, Any]) -> list[TryField]:
     """The form's fields for a model, from its manifest.
 
@@ -139,11 +150,11 @@ def try_fields(manifest: Mapping[str, Any]) -> list[TryField]:
     card = card if isinstance(card, Mapping) else {}
     examples = _example_values(manifest)
     fields = []
-    for spec in manifest.get("inputs") or []:
-        if not isinstance(spec, Mapping) or spec.get("kind", "tensor") != "tensor":
+    for spec in _inputs(manifest):
+        if spec.get("kind", "tensor") != "tensor":
             continue
         name, dtype = str(spec.get("name")), str(spec.get("dtype", "float32"))
-        shape = spec.get("shape") or []
+        shape = _shape(spec)
         width = math.prod(d for d in shape[1:] if isinstance(d, int)) if len(shape) > 1 else 1
         example = examples.get(name, [])[:width]  # the example's first row
         integer = dtype.startswith(("int", "uint"))
@@ -202,7 +213,7 @@ def try_request(manifest: Mapping[str, Any], form: Mapping[str, list[str]]) -> b
         InferenceInputError: a field is empty or not a number, or an input has the
             wrong number of values.
     """
-    shapes = {str(s.get("name")): s.get("shape") or [] for s in manifest.get("inputs") or []}
+    shapes = {str(spec.get("name")): _shape(spec) for spec in _inputs(manifest)}
     body: dict[str, Any] = {}
     for spec in try_fields(manifest):
         posted = form.get(f"in:{spec.name}", [])

@@ -110,3 +110,25 @@ def test_errors_show_as_one_short_line() -> None:
     error = InferenceRunError("ONNX Runtime failed\n  at node 3\n" + "x" * 1000)
     assert one_line(error) == "ONNX Runtime failed"
     assert len(one_line(InferenceRunError("y" * 1000))) == 300
+
+
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        "X",
+        {"X": 1},
+        ["X", 3],
+        [{"name": "X", "dtype": "float32", "shape": "N, 4"}],
+        [{"name": "X", "dtype": "float32", "shape": {"a": 1}}],
+        [{"name": "X", "dtype": "float32", "shape": ["N", 10**12]}],
+    ],
+)
+def test_a_malformed_manifest_from_another_node_never_breaks_the_form(inputs: object) -> None:
+    manifest = {"card": ["not", "a", "card"], "inputs": inputs}
+    fields = try_fields(manifest)
+    assert all(f.kind in ("features", "text") for f in fields)
+    if fields:  # a field that exists takes numbers, or says how many it needs
+        with pytest.raises(InferenceInputError, match=r"X takes|of X must be a number"):
+            try_request(manifest, {"in:X": ["1, 2"]})
+    else:
+        assert json.loads(try_request(manifest, {"in:X": ["1"]})) == {"inputs": {}}
