@@ -29,6 +29,9 @@ UNIXFS_METADATA = 3
 UNIXFS_SYMLINK = 4
 UNIXFS_HAMT_SHARD = 5
 
+MAX_BLOCKSIZES = 1 << 16
+"""More blocksizes than a 2 MiB block could hold links for (kubo writes at most 174)."""
+
 
 def encode_varint(value: int) -> bytes:
     """Encode an unsigned integer as a protobuf / multiformats varint.
@@ -258,6 +261,8 @@ def decode_unixfs(buf: memoryview | bytes, cid: str | None = None) -> UnixFSData
                 filesize = value
             elif number == 4:
                 blocksizes.append(value)
+                if len(blocksizes) > MAX_BLOCKSIZES:
+                    raise DagFormatError("unixfs: too many blocksizes", cid=cid)
         elif wire == 2:
             raw, pos = _read_bytes(view, pos, cid)
             if number == 2:
@@ -267,6 +272,8 @@ def decode_unixfs(buf: memoryview | bytes, cid: str | None = None) -> UnixFSData
                 while inner < len(raw):
                     value, inner = _read_varint(raw, inner, cid)
                     blocksizes.append(value)
+                    if len(blocksizes) > MAX_BLOCKSIZES:
+                        raise DagFormatError("unixfs: too many blocksizes", cid=cid)
         elif wire == 1 and pos + 8 <= len(view):
             pos += 8
         elif wire == 5 and pos + 4 <= len(view):

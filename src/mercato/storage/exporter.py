@@ -218,7 +218,7 @@ def _emit(
         raise DagFormatError(
             f"{_name(raw)} is a UnixFS node of type {meta.type}, not a file.", cid=_name(raw)
         )
-    if node.links and len(meta.blocksizes) != len(node.links):
+    if len(meta.blocksizes) != len(node.links):
         raise DagFormatError(
             f"Node {_name(raw)} has {len(node.links)} links but {len(meta.blocksizes)} blocksizes.",
             cid=_name(raw),

@@ -32,13 +32,16 @@ from mercato.storage.car import (
 )
 from mercato.storage.cids import MAX_BLOCK_SIZE
 from mercato.storage.dagpb import (
+    MAX_BLOCKSIZES,
     UNIXFS_FILE,
     PBLink,
     UnixFSData,
+    decode_unixfs,
     encode_node,
     encode_unixfs,
     encode_varint,
 )
+from mercato.storage.exporter import MAX_DEPTH, iter_file
 from mercato.storage.unixfs import CHUNK_SIZE, import_file
 
 from .sample_data import pseudo_random
@@ -175,11 +178,20 @@ def test_other_hash_functions_and_codecs_are_refused(tmp_path: Path) -> None:
         assert not store.has(bad)
 
 
+def _wide_node(count: int, size: int) -> bytes:
+    # Links built as binary CIDv1 raw leaves (building `CID` objects would take seconds).
+    links = [
+        PBLink(hash=b"\x01\x55\x12\x20" + hashlib.sha256(i.to_bytes(4, "big")).digest(), tsize=size)
+        for i in range(count)
+    ]
+    meta = UnixFSData(type=UNIXFS_FILE, filesize=count * size, blocksizes=[size] * count)
+    return encode_node(links, encode_unixfs(meta))
+
+
 def test_a_node_with_a_huge_links_array(tmp_path: Path) -> None:
     # ~40,000 links fit in one 2 MiB block. Links to 4-byte blocks: the node alone
     # outweighs the file it declares, so it is refused at once.
-    tiny = [(_cid(i.to_bytes(4, "big")), 4) for i in range(40_000)]
-    root_block = _file_node(tiny)
+    root_block = _wide_node(40_000, 4)
     assert len(root_block) <= MAX_BLOCK_SIZE
     root = _cid(root_block, "dag-pb", 0)
     store = Blockstore(tmp_path / "s")
@@ -187,8 +199,7 @@ def test_a_node_with_a_huge_links_array(tmp_path: Path) -> None:
         import_car(io.BytesIO(_car([root], [(root, root_block)])), store, root=root)
     # Links to full chunks: the import keeps one entry per link and refuses the
     # stream once it ends without them.
-    full = [(_cid(i.to_bytes(4, "big")), CHUNK_SIZE) for i in range(40_000)]
-    root_block = _file_node(full)
+    root_block = _wide_node(40_000, CHUNK_SIZE)
     root = _cid(root_block, "dag-pb", 0)
     with pytest.raises(BlockNotFoundError):
         import_car(io.BytesIO(_car([root], [(root, root_block)])), store, root=root)
@@ -216,3 +227,32 @@ def test_a_section_whose_cid_is_not_a_cid_is_refused(tmp_path: Path) -> None:
     section = b"\x01\x55\x99\x99\x99\x99\x01" + b"data"  # an unknown multihash code
     with pytest.raises((CarFormatError, InvalidCIDError)):
         import_car(io.BytesIO(header + encode_varint(len(section)) + section), store)
+
+
+def test_blocksizes_without_links_are_refused(store: Blockstore) -> None:
+    # A node with no links but a thousand blocksizes: its sizes add up, its shape does not.
+    meta = UnixFSData(type=UNIXFS_FILE, filesize=1000, blocksizes=[1] * 1000)
+    block = encode_node([], encode_unixfs(meta))
+    root = _cid(block, "dag-pb", 0)
+    store.put(root, block)
+    with pytest.raises(DagFormatError):
+        next(iter_file(root, store))
+
+
+def test_a_packed_blocksizes_field_cannot_grow_without_bound() -> None:
+    packed = b"\x01" * (MAX_BLOCKSIZES + 1)
+    message = b"\x08\x02" + b"\x22" + encode_varint(len(packed)) + packed
+    with pytest.raises(DagFormatError, match="too many blocksizes"):
+        decode_unixfs(message)
+
+
+def test_a_dag_deeper_than_the_limit_is_refused(store: Blockstore) -> None:
+    leaf = b"deep"
+    child = _cid(leaf, "raw")
+    store.put(child, leaf)
+    for _ in range(MAX_DEPTH + 2):
+        block = _file_node([(child, len(leaf))])
+        child = _cid(block, "dag-pb", 0)
+        store.put(child, block)
+    with pytest.raises(DagFormatError, match="deeper"):
+        b"".join(bytes(p) for p in iter_file(child, store))
