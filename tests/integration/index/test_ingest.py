@@ -34,12 +34,13 @@ def test_full_marketplace_history_is_indexed(market: Market, index_url: str) -> 
     free = _publish(market, 1, "gamma-free", 0)
     c[2].registry.set_provider("http://provider.example:8000")
     c[2].marketplace.set_agent(a[5])
-    c[3].marketplace.purchase_with_permit(child, PRICE, b"\x07" * 32, c[3].token, deadline=2**40)
-    c[4].marketplace.purchase_with_permit(child, PRICE, b"\x08" * 32, c[4].token, deadline=2**40)
+    terms = c[3].marketplace.listing(child).terms()  # the price and the 2 % fee it was listed with
+    c[3].marketplace.purchase_with_permit(child, terms, b"\x07" * 32, c[3].token, deadline=2**40)
+    c[4].marketplace.purchase_with_permit(child, terms, b"\x08" * 32, c[4].token, deadline=2**40)
     c[5].marketplace.deliver_many(
         [Delivery(child, a[3], 1, b"\x42" * 80), Delivery(child, a[4], 1, b"\x43" * 80)]  # type: ignore[arg-type]
     )
-    c[3].marketplace.purchase(free, 0, b"\x00" * 32)
+    c[3].marketplace.purchase(free, c[3].marketplace.listing(free).terms(), b"\x00" * 32)
     c[3].reviews.review(child, 4, b"\x01" * 32)
     c[4].reviews.review(child, 1, b"\x02" * 32)
     c[4].reviews.review(child, 5, b"\x03" * 32)  # an update replaces the earlier rating
