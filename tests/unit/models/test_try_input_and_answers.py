@@ -160,3 +160,12 @@ def test_labels_from_someone_else_are_printable_and_bounded() -> None:
 def test_an_answer_not_shaped_as_the_try_api_is_a_typed_error(answer: bytes) -> None:
     with pytest.raises(TryAnswerError):
         read_answer(answer)
+
+
+@pytest.mark.parametrize("inputs", [{"X": 1}, "X", [1, "X"], [{"name": "X"}, "Y"]])
+def test_a_manifest_not_shaped_as_the_schema_is_read_defensively(inputs: Any) -> None:
+    if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict):
+        assert try_request("1, 2", inputs) == {"inputs": {"X": [[1, 2]]}}
+    else:
+        with pytest.raises(InferenceInputError, match="not known here"):
+            try_request("1, 2", inputs)

@@ -87,7 +87,9 @@ def try_request(text: str, inputs: Sequence[Mapping[str, Any]] | None) -> dict[s
             "The try input must be a JSON object of inputs by name, or the numbers of one "
             "row; got a JSON value of another kind. Give '{\"X\": [[...]]}'."
         )
-    names = [str(spec.get("name")) for spec in inputs or []]
+    # The manifest may be another creator's: use only entries shaped as the schema says.
+    specs = [s for s in inputs if isinstance(s, Mapping)] if isinstance(inputs, list) else []
+    names = [str(spec.get("name")) for spec in specs]
     if len(names) != 1:
         known = f"its inputs are {names}" if names else "its inputs are not known here"
         raise InferenceInputError(
@@ -96,7 +98,7 @@ def try_request(text: str, inputs: Sequence[Mapping[str, Any]] | None) -> dict[s
         )
     if not isinstance(value, list):
         value = [value]
-    spec = (inputs or [{}])[0]
+    spec = specs[0]
     flat = all(not isinstance(v, list) for v in value)
     if flat and (_rank(spec) or 2) >= 2:
         value = [value]  # the numbers of one row
