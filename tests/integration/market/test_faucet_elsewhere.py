@@ -15,6 +15,8 @@ from web3 import Web3
 from mercato.chain.anvil import AnvilSupervisor, dev_accounts, free_port
 from mercato.chain.deployment import deploy
 from mercato.chain.web3_backend import Web3Backend
+from mercato.client import Market
+from mercato.config import Settings
 
 PUBLIC_CHAIN_ID = 8_453  # any id outside the local ones
 
@@ -46,5 +48,13 @@ def test_the_faucet_on_another_chain_says_what_is_needed(tmp_path: Path) -> None
         assert "native currency" in message and address in message
         assert "Traceback" not in result.stderr
         assert w3.eth.get_balance(address) == 0  # nothing was given
+
+        # What the web marketplace's withdraw button has a browser wallet sign.
+        settings = Settings(data_dir=tmp_path / "data", rpc_url=anvil.rpc_url)
+        market = Market(settings)
+        call = market.earnings.withdraw_call()
+        assert call["to"] == market.contracts.marketplace.address
+        assert call["data"] == "0x" + Web3.keccak(text="withdraw()")[:4].hex()
+        assert market.earnings.withdrawable(address) == 0
     finally:
         anvil.stop()
