@@ -3,16 +3,15 @@
 
 A model page tells a buyer whether the node that must deliver their key answers right
 now. The URL is whatever the model's owner recorded on-chain, so it is treated as
-hostile: only http(s) without credentials, only public addresses unless the node runs
-on a local development chain, `/v1/health` only, no redirects, no body read, a hard
-deadline for the whole check, and one check per URL per `ttl` seconds however many
-pages ask.
+hostile: only http(s) without credentials, through the node's `FetchPolicy` (no
+private or loopback addresses outside a local chain or the settings' allow-list, the
+checked address pinned for the connection, no redirects, no proxies), `/v1/health`
+only, no body read, a hard deadline for the whole check (name resolution included),
+and one check per URL per `ttl` seconds however many pages ask.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +20,9 @@ from enum import StrEnum
 from urllib.parse import urlsplit
 
 import httpx
+
+from mercato.errors import UnsafeURLError
+from mercato.storage.remote import FetchPolicy
 
 
 class Reachability(StrEnum):
@@ -31,22 +33,11 @@ class Reachability(StrEnum):
     UNCHECKED = "unchecked"  # no URL, or one this node refuses to contact
 
 
-def _public_host(host: str, port: int) -> bool:
-    """True when every address `host` resolves to is a public one."""
-    try:
-        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-    except (OSError, UnicodeError):
-        return False
-    addresses = {info[4][0] for info in infos}
-    return bool(addresses) and all(ipaddress.ip_address(a).is_global for a in addresses)
-
-
 class SellerProbe:
     """Checks provider URLs, at most once per `ttl` seconds each, within `deadline` seconds.
 
     Args:
-        allow_private: Contact loopback and private addresses too (a local chain, where
-            every node runs on this machine).
+        policy: Where this node may connect (`mercato.client.fetching.fetch_policy`).
         deadline: Seconds a page waits for a check; a slower node counts as offline.
         ttl: Seconds a result is reused.
         max_entries: Results kept; the cache is emptied when it grows past this.
@@ -54,13 +45,13 @@ class SellerProbe:
 
     def __init__(
         self,
+        policy: FetchPolicy,
         *,
-        allow_private: bool,
         deadline: float = 1.5,
         ttl: float = 30.0,
         max_entries: int = 1_000,
     ) -> None:
-        self.allow_private = allow_private
+        self.policy = policy
         self.deadline = deadline
         self.ttl = ttl
         self.max_entries = max_entries
@@ -102,26 +93,30 @@ class SellerProbe:
             return None
         try:
             parts = urlsplit(url.strip())
-            port = parts.port or (443 if parts.scheme == "https" else 80)
+            parts.port  # noqa: B018 - raises ValueError on a port that is not a number
         except ValueError:
             return None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             return None
         if parts.username or parts.password:
             return None
-        if not self.allow_private and not _public_host(parts.hostname, port):
+        target = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}/v1/health"
+        try:
+            self.policy.check_url(target)
+        except UnsafeURLError:
             return None
-        return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}/v1/health"
+        return target
 
     def _probe(self, target: str) -> Reachability:
-        timeout = httpx.Timeout(self.deadline)
         try:
             with (
-                httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client,
+                self.policy.client(httpx.Timeout(self.deadline)) as client,
                 client.stream("GET", target) as response,
             ):
                 # Only the status line counts: the body is never read.
                 return Reachability.ONLINE if response.status_code == 200 else Reachability.OFFLINE
+        except UnsafeURLError:
+            return Reachability.UNCHECKED  # resolves to an address this node must not reach
         except (httpx.HTTPError, OSError, ValueError):
             return Reachability.OFFLINE
 

@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from mercato.chain.contracts import LicenseState
 from mercato.chain.deployment import LOCAL_CHAIN_IDS
 from mercato.client.artifacts import cid_from_digest
-from mercato.client.fetching import current_provider_url, post_try
+from mercato.client.fetching import current_provider_url, fetch_policy, post_try
 from mercato.errors import IndexedModelNotFoundError, MercatoError
 from mercato.gateway.api.models import search_query
 from mercato.gateway.charts import Node, line_chart_svg, lineage_svg
@@ -136,7 +136,7 @@ def create_web_router(state: GatewayState) -> APIRouter:
     """The HTML pages (left out of the OpenAPI document)."""
     router = APIRouter(include_in_schema=False, route_class=QuietErrorRoute)
     index = state.index
-    probe = SellerProbe(allow_private=state.chain_id in LOCAL_CHAIN_IDS)
+    probe = SellerProbe(fetch_policy(state.market))
     window: list[int] = []  # the marketplace's delivery window, read once (immutable)
 
     def delivery_window() -> int:

@@ -33,6 +33,7 @@ from mercato.gateway.formatting import (
 )
 from mercato.gateway.seller_probe import Reachability, SellerProbe
 from mercato.gateway.web import QuietErrorRoute
+from mercato.storage.remote import FetchPolicy
 
 IRIS_TEXT = (
     "# iris-logreg\n\nClassifies iris flowers (setosa, versicolor, virginica) from "
@@ -146,6 +147,8 @@ def test_the_earnings_chart_is_a_time_series_with_date_ticks() -> None:
 
 # --- the seller probe ----------------------------------------------------------------
 
+LOCAL = FetchPolicy.from_settings(local_chain=True)  # providers on loopback, as in the demo
+
 
 class _Health(BaseHTTPRequestHandler):
     status = 200
@@ -178,7 +181,7 @@ def test_a_node_that_answers_its_health_check_is_online_and_cached(
     server: tuple[str, type[_Health]],
 ) -> None:
     url, handler = server
-    probe = SellerProbe(allow_private=True)
+    probe = SellerProbe(LOCAL)
     assert probe.check(url + "/") == Reachability.ONLINE
     assert probe.check(url) == Reachability.ONLINE
     assert handler.hits == 1  # one check per URL per ttl, however many pages ask
@@ -191,14 +194,14 @@ def test_redirects_and_errors_count_as_offline(
 ) -> None:
     url, handler = server
     handler.status = status
-    probe = SellerProbe(allow_private=True)
+    probe = SellerProbe(LOCAL)
     assert probe.check(url) == Reachability.OFFLINE
     assert handler.hits == 1  # the redirect was not followed
     probe.close()
 
 
 def test_a_closed_port_or_a_silent_server_is_offline() -> None:
-    probe = SellerProbe(allow_private=True, deadline=0.5)
+    probe = SellerProbe(LOCAL, deadline=0.5)
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
@@ -223,8 +226,22 @@ def test_a_closed_port_or_a_silent_server_is_offline() -> None:
     ],
 )
 def test_urls_the_probe_refuses_are_not_contacted(url: str | None) -> None:
-    probe = SellerProbe(allow_private=True)
+    probe = SellerProbe(LOCAL)
     assert probe.check(url) == Reachability.UNCHECKED
+    probe.close()
+
+
+def test_a_name_resolving_to_a_private_address_is_not_probed(
+    server: tuple[str, type[_Health]],
+) -> None:
+    url, handler = server
+    port = url.rsplit(":", 1)[1]
+    # "localhost" resolves to loopback: refused by address, not by how the URL looks.
+    probe = SellerProbe(FetchPolicy.from_settings(local_chain=False))
+    assert probe.check(f"http://localhost:{port}") == Reachability.UNCHECKED
+    assert handler.hits == 0
+    allowed = FetchPolicy.from_settings(local_chain=False, allow=["127.0.0.0/8", "::1/128"])
+    assert SellerProbe(allowed).check(f"http://localhost:{port}") == Reachability.ONLINE
     probe.close()
 
 
@@ -234,7 +251,7 @@ def test_private_addresses_are_not_probed_outside_a_local_chain(
 ) -> None:
     url, handler = server
     port = url.rsplit(":", 1)[1]
-    probe = SellerProbe(allow_private=False)
+    probe = SellerProbe(FetchPolicy.from_settings(local_chain=False))
     assert probe.check(f"http://{host}:{port}") == Reachability.UNCHECKED
     assert handler.hits == 0
     probe.close()
