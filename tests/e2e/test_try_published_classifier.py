@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -178,10 +180,37 @@ def test_a_digit_drawn_on_the_canvas_is_tried(browser: Any, demo_node: tuple[Nod
         )
     page.mouse.up()
     pixels = page.locator("textarea[name='in:X']")
-    values = [float(v) for v in pixels.input_value().split(",")]
+    drawn = pixels.input_value()
+    values = [float(v) for v in drawn.split(",")]
     assert len(values) == 64 and max(values) > 8 and min(values) == 0
     assert all(0 <= v <= 16 for v in values)
     page.click("#try-form button[type=submit]")
     expect(page.locator("[data-output=probabilities] th")).to_have_count(10)
     shot(page, "07-try-drawn-digit")
+
+    # An uploaded picture is shrunk to 8x8 the same way: dark ink counts, paper does not.
+    upload = {"name": "bar.png", "mimeType": "image/png", "buffer": _bar_png(32)}
+    page.locator("[data-upload]").set_input_files(upload)
+    expect(pixels).not_to_have_value(drawn)  # the picture loads asynchronously
+    uploaded = [float(v) for v in pixels.input_value().split(",")]
+    rows = [uploaded[i : i + 8] for i in range(0, 64, 8)]
+    assert all(row[0] == 0 and row[7] == 0 and max(row[3:5]) > 8 for row in rows)
     page.context.close()
+
+
+def _bar_png(size: int) -> bytes:
+    """A white square picture with a black vertical bar in the middle quarter, as PNG."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    row = bytes(0 if size * 3 // 8 <= x < size * 5 // 8 else 255 for x in range(size))
+    pixels = b"".join(b"\x00" + row for _ in range(size))  # filter 0, 8-bit gray
+    header = struct.pack(">IIBBBBB", size, size, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(pixels))
+        + chunk(b"IEND", b"")
+    )
