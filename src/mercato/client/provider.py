@@ -29,6 +29,7 @@ from web3 import Web3
 
 from mercato.client.artifacts import private_dirs, restore_package
 from mercato.client.delivery import responsible_account
+from mercato.client.fetching import artifact_limit
 from mercato.client.metadata import MAX_MANIFEST
 from mercato.client.sale_keys import sale_key
 from mercato.errors import (
@@ -63,7 +64,8 @@ class ProviderService:
         self._pool = pool
         self._accounts = frozenset(Web3.to_checksum_address(a) for a in accounts)
         self._packages: dict[tuple[int, int, str], ModelPackage] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the two dicts, never held while restoring
+        self._restoring: dict[tuple[int, int, str], threading.Lock] = {}
         self.cache_dir = market.settings.data_dir / "packages"
 
     def package_for(self, model_id: int) -> ModelPackage:
@@ -91,20 +93,34 @@ class ProviderService:
             key = None  # a free model: its artifact is stored in the clear
         cache_key = (model_id, version.version, owner)
         with self._lock:
-            if cache_key not in self._packages:
+            package = self._packages.get(cache_key)
+            if package is not None:
+                return package
+            restoring = self._restoring.setdefault(cache_key, threading.Lock())
+        # One lock per package: restoring a large (or hostile) package takes a while,
+        # and must not hold back try calls on every other model.
+        with restoring:
+            with self._lock:
+                package = self._packages.get(cache_key)
+            if package is None:
                 folder = self._folder(model_id, version.version, owner)
                 if not folder.exists():
+                    store = self._market.store
                     restore_package(
-                        self._market.store,
+                        store,
                         version.artifact_cid,
                         key,
                         version.plaintext_sha256,
                         folder,
                         private=True,
+                        # What the manifest declares bounds the restore (and a global cap).
+                        max_size=artifact_limit(store, version, encrypted=key is not None),
                     )
                 name = _published_name(self._market, version.manifest_cid)
-                self._packages[cache_key] = load_package(folder, name=name)
-            return self._packages[cache_key]
+                package = load_package(folder, name=name)
+                with self._lock:
+                    self._packages[cache_key] = package
+            return package
 
     def _folder(self, model_id: int, version: int, owner: str) -> Path:
         registry = self._market.contracts.registry.address
