@@ -423,6 +423,11 @@ function localTimes(root = document) {
 }
 localTimes();
 checkNetwork().catch(() => {});
+// A network switched in the wallet itself shows here at once.
+window.ethereum?.on?.("chainChanged", () => {
+  clients = undefined;
+  checkNetwork().catch(() => {});
+});
 
 const ACTIONS = { connect, buy, download, publish, review, withdraw, switchNetwork };
 document.addEventListener("click", (event) => {

@@ -276,7 +276,13 @@ def test_a_wallet_on_another_chain_is_offered_to_switch_and_add_it(
     assert node.session is not None
     wallet = OtherChainWallet(demo_accounts()[4], node.session.rpc_url)
     context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.add_init_script(INJECTED)
+    # The wallet also keeps the page's event listeners, to tell it the chain changed.
+    assert "  on() {}," in INJECTED
+    context.add_init_script(
+        INJECTED.replace(
+            "  on() {},", "  on(name, fn) { (window.__listeners ||= {})[name] = fn; },"
+        )
+    )
     page = context.new_page()
     page.expose_function("__testWallet", wallet.handle)
     page.goto(base + "/")
@@ -300,6 +306,10 @@ def test_a_wallet_on_another_chain_is_offered_to_switch_and_add_it(
         }
     ]
     _sign_in(page)
+
+    wallet.chain_id = 1  # switched back in the wallet itself: the page notices
+    page.evaluate("window.__listeners.chainChanged('0x1')")
+    expect(banner).to_be_visible()
     context.close()
 
 
