@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
 from mercato.errors import SessionRequiredError
 from mercato.gateway.sessions import SESSION_COOKIE, Session
@@ -24,6 +24,12 @@ def get_state(request: Request) -> GatewayState:
 
 
 State = Annotated[GatewayState, Depends(get_state)]
+
+# The index keeps ids in 64-bit SQL integers; a larger (or negative) id names nothing,
+# and is refused as invalid instead of overflowing the database driver.
+MAX_ID = 2**63 - 1
+ModelId = Annotated[int, Path(ge=0, le=MAX_ID, description="A model's id.")]
+VersionNumber = Annotated[int, Path(ge=0, le=MAX_ID, description="A version's number.")]
 
 
 def request_token(request: Request) -> str:

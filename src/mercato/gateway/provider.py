@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 
 from mercato.client.provider import ProviderService
 from mercato.errors import MercatoError
+from mercato.gateway.dependencies import ModelId
 from mercato.gateway.errors import error_response
 from mercato.gateway.ratelimit import RateLimiter
 
@@ -53,7 +54,7 @@ def create_provider_router(
         return {"status": "ok"}
 
     @router.post("/v1/models/{model_id}/try", response_model=None)
-    async def try_model(model_id: int, request: Request) -> Response:
+    async def try_model(model_id: ModelId, request: Request) -> Response:
         """Runs the model on the inputs in the JSON body; the weights stay on this node."""
         client = request.client.host if request.client else "unknown"
         signed_in = wallet_of(request) if wallet_of else None

@@ -101,7 +101,7 @@ def cid_from_bytes(raw: bytes) -> CID:
     """
     try:
         cid = CID.decode(raw)
-    except (ValueError, KeyError) as exc:  # multiformats uses both for bad input
+    except (ValueError, KeyError, IndexError) as exc:  # multiformats raises these for bad input
         raise InvalidCIDError(f"Not a binary CID: {raw[:40].hex()}", value=raw.hex()) from exc
     return cid if cid.version == 0 else cid.set(base="base32")
 
@@ -124,7 +124,8 @@ def parse_cid(value: str | bytes | CID) -> CID:
         return cid_from_bytes(value)
     try:
         return CID.decode(value.strip())
-    except (ValueError, KeyError) as exc:  # multiformats uses both for bad input
+    # multiformats raises these for bad input (IndexError for a one-character "CID").
+    except (ValueError, KeyError, IndexError) as exc:
         raise InvalidCIDError(
             f"Not a CID: {value!r}. Expected something like 'Qm...' or 'bafy...'.",
             value=value,

@@ -145,3 +145,31 @@ def test_odd_upload_paths_get_a_typed_400(
         )
     assert (answer.status_code, answer.json()["error"]) == (400, "upload_path_invalid")
     assert "Traceback" not in answer.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        # Each was a 500 the API fuzzer found (test_fuzz_api.py).
+        ("GET", "/v1/models/276828114745688658019209969664/versions", 422),  # SQLite overflow
+        ("GET", "/v1/models/276828114745688658019209969664", 422),
+        ("GET", "/v1/models?derived_from=276828114745688658019209969664", 422),
+        ("GET", "/v1/chain/permit?amount=0&deadline=0&owner=", 422),  # no owner address
+        ("GET", f"/v1/chain/permit?amount={2**256}&deadline=0&owner={BUYER.address}", 422),
+        ("GET", "/v1/artifacts/0", 400),  # a one-character "CID": IndexError in multiformats
+        ("GET", "/ipfs/0", 400),
+        ("POST", "/v1/models/-428/try", 422),  # a negative id reached the contract call
+    ],
+)
+def test_inputs_that_made_the_node_fail_are_refused_as_bad_requests(
+    demo_node: tuple[Node, str, list[int]], method: str, path: str, status: int
+) -> None:
+    _, base, _ = demo_node
+    answer = httpx.request(method, f"{base}{path}", json={} if method == "POST" else None)
+    assert answer.status_code == status, answer.text
+    assert answer.json()["error"] in (
+        "invalid_request",
+        "invalid_search_query",
+        "invalid_cid",
+        "http_400",
+    )

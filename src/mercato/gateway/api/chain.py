@@ -8,11 +8,14 @@ browser signs exactly what the Python client would.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from eth_utils import is_address, to_checksum_address
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
+from mercato.errors import InvalidSearchQueryError
+from mercato.gateway.api.schemas import ErrorOut
 from mercato.gateway.dependencies import State
 
 router = APIRouter(prefix="/v1/chain", tags=["chain"])
@@ -46,14 +49,24 @@ def chain(state: State) -> ChainOut:
     )
 
 
-@router.get("/permit")
-def permit(owner: str, amount: int, deadline: int, state: State) -> dict[str, Any]:
+Uint256 = Annotated[int, Query(ge=0, le=2**256 - 1)]
+
+
+@router.get("/permit", responses={422: {"model": ErrorOut}})
+def permit(owner: str, amount: Uint256, deadline: Uint256, state: State) -> dict[str, Any]:
     """EIP-712 typed data of a permit letting the marketplace take `amount` from `owner`.
 
     Sign it with `eth_signTypedData_v4`; the token's current nonce for `owner` is in it.
+
+    Raises:
+        InvalidSearchQueryError: `owner` is not an Ethereum address.
     """
+    if not is_address(owner):
+        raise InvalidSearchQueryError(f"{owner[:80]!r} is not an Ethereum address.")
     contracts = state.market.contracts
-    data = contracts.token.permit_message(owner, contracts.marketplace.address, amount, deadline)
+    data = contracts.token.permit_message(
+        to_checksum_address(owner), contracts.marketplace.address, amount, deadline
+    )
     # uint256 values as strings: JSON numbers lose precision above 2**53.
     data["message"] = {k: str(v) for k, v in data["message"].items()}
     return data

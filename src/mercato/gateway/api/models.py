@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from mercato.gateway.api.schemas import ErrorOut, ModelDetailOut, ModelOut, SearchOut
-from mercato.gateway.dependencies import State
+from mercato.gateway.dependencies import MAX_ID, ModelId, State
 from mercato.index import SearchQuery, Sort
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses={422: {"model": ErrorOut}})
@@ -24,7 +24,7 @@ def search_query(
     free: bool = False,
     min_rating: float | None = None,
     creator: str | None = None,
-    derived_from: int | None = None,
+    derived_from: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
     sort: Sort = Sort.NEWEST,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: str | None = None,
@@ -58,7 +58,7 @@ def search_models(state: State, query: Annotated[SearchQuery, Depends(search_que
 
 
 @router.get("/{model_id}", response_model=ModelDetailOut, responses={404: {"model": ErrorOut}})
-def model_detail(model_id: int, state: State) -> ModelDetailOut:
+def model_detail(model_id: ModelId, state: State) -> ModelDetailOut:
     """One model: listing, card, input/output signature, versions and the fee."""
     fee = state.fees.fee_bps()
     detail: ModelDetailOut = state.cached(

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from mercato.client.artifacts import cid_from_digest
 from mercato.errors import InvalidSearchQueryError, LicenseRequiredError
 from mercato.gateway.api.schemas import ErrorOut, OrderOut
-from mercato.gateway.dependencies import RequiredSession, State
+from mercato.gateway.dependencies import ModelId, RequiredSession, State
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"], responses={422: {"model": ErrorOut}})
 
@@ -59,7 +59,7 @@ def my_orders(session: RequiredSession, state: State) -> list[OrderOut]:
 
 
 @router.get("/{buyer}/{model_id}", response_model=OrderStateOut)
-def order_state(buyer: str, model_id: int, state: State) -> OrderStateOut:
+def order_state(buyer: str, model_id: ModelId, state: State) -> OrderStateOut:
     """The order's state as the marketplace contract holds it right now."""
     order = state.market.orders.status(model_id, _address(buyer))
     return OrderStateOut(
@@ -75,7 +75,7 @@ def order_state(buyer: str, model_id: int, state: State) -> OrderStateOut:
 @router.get(
     "/{buyer}/{model_id}/delivery", response_model=DeliveryOut, responses={403: {"model": ErrorOut}}
 )
-def delivery(buyer: str, model_id: int, state: State) -> DeliveryOut:
+def delivery(buyer: str, model_id: ModelId, state: State) -> DeliveryOut:
     """What a licensed buyer needs to download and decrypt: the version and wrapped key.
 
     Everything here is public on-chain; only the buyer's wallet can open the key.
