@@ -13,7 +13,7 @@ from collections.abc import Callable, Coroutine
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -125,9 +125,13 @@ class QuietErrorRoute(APIRoute):
 def _chain_rpc_hint(state: GatewayState) -> str | None:
     """The RPC address a browser wallet needs to add this chain, shown on local chains only.
 
-    A remote endpoint's URL often embeds an API key, so it is never printed.
+    A remote endpoint's URL often embeds an API key (in its credentials, path or query),
+    so only a bare local address is ever printed.
     """
     if state.chain_id not in LOCAL_CHAIN_IDS:
+        return None
+    parts = urlsplit(state.market.rpc_url)
+    if parts.username or parts.password or parts.query or parts.path.strip("/"):
         return None
     return state.market.rpc_url
 

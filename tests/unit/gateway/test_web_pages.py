@@ -311,3 +311,29 @@ def test_a_typed_error_on_a_page_shows_its_sentence_and_status(
     assert [r.levelno for r in caplog.records if r.name == "mercato.gateway.web"] == [
         logging.WARNING
     ]
+
+
+# --- the RPC address shown for adding the chain to a wallet ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("chain_id", "rpc_url", "shown"),
+    [
+        (31_337, "http://127.0.0.1:8545", True),
+        (31_337, "http://127.0.0.1:8545/", True),
+        (31_337, "https://rpc.example/v3/0123456789abcdef", False),  # a key in the path
+        (31_337, "https://user:secret@rpc.example", False),
+        (31_337, "https://rpc.example/?apikey=secret", False),
+        (1, "http://127.0.0.1:8545", False),  # only local chains are added by hand
+    ],
+)
+def test_the_rpc_address_is_shown_only_when_it_holds_no_secret(
+    chain_id: int, rpc_url: str, shown: bool
+) -> None:
+    from types import SimpleNamespace
+
+    from mercato.gateway.web import _chain_rpc_hint
+
+    # Only the two values the function reads; a whole node is not needed for them.
+    state = SimpleNamespace(chain_id=chain_id, market=SimpleNamespace(rpc_url=rpc_url))
+    assert _chain_rpc_hint(state) == (rpc_url if shown else None)  # type: ignore[arg-type]
