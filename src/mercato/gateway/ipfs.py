@@ -99,7 +99,7 @@ def _parse_entity_bytes(value: str, size: int) -> tuple[int, int]:
         last = size - 1 if last_text == "*" else int(last_text)
     except ValueError as exc:
         raise HTTPException(
-            400, f"entity-bytes must look like 'from:to' or 'from:*', not {value!r}."
+            400, f"entity-bytes must look like 'from:to' or 'from:*', not {value[:40]!r}."
         ) from exc
     if first < 0:
         first = max(size + first, 0)
@@ -128,17 +128,23 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
     if not dash or not (digits.isascii() and digits.isdigit()):
         return None  # also refuses signs and blanks inside the numbers
     if first_text:
-        first = int(first_text)
-        last = int(last_text) if last_text else size - 1
+        first = _offset(first_text)
+        last = _offset(last_text) if last_text else size - 1
         if last_text and last < first:
             return None  # invalid: ignored, not unsatisfiable
         if first >= size:
             raise _unsatisfiable(size)
         return first, min(last, size - 1)
-    suffix = int(last_text)
+    suffix = _offset(last_text)
     if suffix == 0 or size == 0:
         raise _unsatisfiable(size)
     return max(size - suffix, 0), size - 1
+
+
+def _offset(digits: str) -> int:
+    """A byte offset from a Range header; past 19 digits it is beyond any file anyway
+    (and Python refuses to convert numbers of more than 4,300 digits)."""
+    return int(digits) if len(digits) <= 19 else 10**19
 
 
 def _unsatisfiable(size: int) -> HTTPException:

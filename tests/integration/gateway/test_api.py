@@ -173,3 +173,19 @@ def test_inputs_that_made_the_node_fail_are_refused_as_bad_requests(
         "invalid_cid",
         "http_400",
     )
+
+
+def test_range_offsets_of_thousands_of_digits_are_answered_not_a_500(
+    demo_node: tuple[Node, str, list[int]],
+) -> None:
+    _, base, ids = demo_node
+    cid = httpx.get(f"{base}/v1/models/{ids[2]}").json()["versions"][0]["artifact_cid"]
+    huge = "9" * 5000  # past Python's 4,300-digit limit for int(): was a ValueError, a 500
+    past_end = httpx.get(f"{base}/ipfs/{cid}", headers={"Range": f"bytes={huge}-"})
+    assert past_end.status_code == 416
+    whole = httpx.get(f"{base}/ipfs/{cid}", headers={"Range": f"bytes=0-{huge}"})
+    size = int(whole.headers["Content-Length"])
+    assert whole.status_code == 206
+    assert whole.headers["Content-Range"] == f"bytes 0-{size - 1}/{size}"
+    suffix = httpx.get(f"{base}/ipfs/{cid}", headers={"Range": f"bytes=-{huge}"})
+    assert suffix.status_code == 206 and len(suffix.content) == size
