@@ -1189,3 +1189,9 @@ class RateLimitedError(GatewayError):
     def __init__(self, what: str, retry_after: float) -> None:
         self.what, self.retry_after = what, retry_after
         super().__init__(f"Too many {what}; retry in {max(retry_after, 1):.0f} s.")
+
+
+class GatewayBusyError(RateLimitedError):
+    """The gateway holds as many request bodies in memory as it allows; try again soon."""
+
+    code = "gateway_busy"

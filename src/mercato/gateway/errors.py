@@ -33,6 +33,7 @@ _STATUS: tuple[tuple[type[errors.MercatoError], int], ...] = (
     (errors.UploadError, 422),
     (errors.RequestTooLargeError, 413),
     (errors.RequestBodyError, 400),
+    (errors.GatewayBusyError, 503),
     (errors.RateLimitedError, 429),
     (errors.InferenceTimeoutError, 504),
     (errors.InferenceMemoryError, 507),

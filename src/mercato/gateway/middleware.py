@@ -10,6 +10,10 @@ their route can use: Python's JSON parser recurses once per nesting level, and a
 parsed value costs tens of times its bytes in memory. Answers are the gateway's
 JSON errors: 413 `request_too_large`, 400 `request_too_deep` or `request_too_many_values`.
 
+Bodies held at once, by all requests together, stay under `MAX_BUFFERED` bytes, so
+many large uploads sent at the same time cannot exhaust the node's memory either: a
+request that would pass it gets 503 `gateway_busy` with `Retry-After`.
+
 A body that passes is handed to the route as it arrived (one message), so routes read
 it as usual.
 """
@@ -24,6 +28,7 @@ import numpy as np
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mercato.errors import (
+    GatewayBusyError,
     RequestBodyError,
     RequestTooDeepError,
     RequestTooLargeError,
@@ -38,6 +43,8 @@ MAX_JSON_DEPTH = 100
 JSON_API_BODY = 64 * 1024  # bytes: sign-in messages and other small JSON bodies
 FORM_BODY = 64 * 1024  # bytes: the web pages' forms (a try form holds a few numbers)
 JSON_API_VALUES = 4096  # values (arrays, objects and comma-separated items) in one body
+MAX_BUFFERED = 256 * 1024 * 1024  # bytes of request bodies held at once, all requests
+BUSY_RETRY_AFTER = 5.0  # seconds a client refused for MAX_BUFFERED is told to wait
 
 _QUOTE, _BACKSLASH = ord('"'), ord("\\")
 _OPEN = (ord("["), ord("{"))
@@ -170,28 +177,36 @@ class BodyLimitMiddleware:
     Args:
         app: The application to protect.
         rule_for: Gives the rule of a (method, path).
+        max_buffered: Bytes of bodies held at once by all requests together (a body is
+            held from its first byte until its request is answered).
     """
 
-    def __init__(self, app: ASGIApp, rule_for: RuleFor) -> None:
+    def __init__(self, app: ASGIApp, rule_for: RuleFor, max_buffered: int = MAX_BUFFERED) -> None:
         self.app = app
         self.rule_for = rule_for
+        self.max_buffered = max_buffered
+        self.buffered = 0  # one event loop runs every request: no lock needed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         rule = self.rule_for(scope["method"], scope["path"])
+        held = [0]  # bytes of this request counted in `buffered`
         try:
-            body = await self._read(scope, receive, rule)
-        except RequestBodyError as exc:
-            response = error_response(exc)
-            # The rest of the body is never read, so the connection cannot be reused.
-            response.headers["Connection"] = "close"
-            await response(scope, receive, send)
-            return
-        await self.app(scope, _replay(body, receive), send)
+            try:
+                body = await self._read(scope, receive, rule, held)
+            except (RequestBodyError, GatewayBusyError) as exc:
+                response = error_response(exc)
+                # The rest of the body is never read, so the connection cannot be reused.
+                response.headers["Connection"] = "close"
+                await response(scope, receive, send)
+                return
+            await self.app(scope, _replay(body, receive), send)
+        finally:
+            self.buffered -= held[0]
 
-    async def _read(self, scope: Scope, receive: Receive, rule: BodyRule) -> bytes:
+    async def _read(self, scope: Scope, receive: Receive, rule: BodyRule, held: list[int]) -> bytes:
         declared = _content_length(scope)
         if declared is not None and declared > rule.max_bytes:
             raise RequestTooLargeError(rule.max_bytes, declared)
@@ -206,6 +221,10 @@ class BodyLimitMiddleware:
             size += len(chunk)
             if size > rule.max_bytes:
                 raise RequestTooLargeError(rule.max_bytes, None)
+            if self.buffered + len(chunk) > self.max_buffered:
+                raise GatewayBusyError("large requests at once", BUSY_RETRY_AFTER)
+            self.buffered += len(chunk)
+            held[0] += len(chunk)
             if scanner is not None:
                 scanner.feed(chunk)
             parts.append(chunk)

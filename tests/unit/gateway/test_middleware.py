@@ -173,3 +173,37 @@ def test_routes_get_their_own_limits() -> None:
     assert rule_for("POST", "/v1/uploads").max_bytes == 7_000_000
     assert rule_for("POST", "/v1/auth/verify").max_bytes == 64 * 1024
     assert not rule_for("POST", "/models/4/try").json  # the web form is not JSON
+
+
+def test_bodies_held_at_once_stay_under_the_budget() -> None:
+    release = asyncio.Event()
+
+    async def slow(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await release.wait()  # holds its body, as an upload being stored does
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    middleware = BodyLimitMiddleware(slow, lambda _m, _p: BodyRule(1000), max_buffered=1500)
+
+    async def scenario() -> list[tuple[int, dict[str, Any]]]:
+        first, second, third = (_Client([b" " * 800], []) for _ in range(3))
+        scope = {"type": "http", "method": "POST", "path": "/v1/uploads", "headers": []}
+        held = asyncio.create_task(middleware(scope, first.receive, first.send))  # type: ignore[arg-type]
+        await asyncio.sleep(0)  # the first request now holds 800 of the 1,500 bytes
+        await middleware(scope, second.receive, second.send)  # type: ignore[arg-type]
+        release.set()
+        await held
+        await middleware(scope, third.receive, third.send)  # type: ignore[arg-type]
+        return [_answer(c) for c in (first, second, third)]
+
+    first, second, third = asyncio.run(scenario())
+    assert first[0] == 200 and third[0] == 200  # the budget is given back
+    assert (second[0], second[1]["error"]) == (503, "gateway_busy")
+    assert middleware.buffered == 0
+
+
+def _answer(client: _Client) -> tuple[int, dict[str, Any]]:
+    start = next(m for m in client.sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in client.sent if m["type"] == "http.response.body")
+    return start["status"], json.loads(body)
