@@ -430,6 +430,22 @@ def test_screenshots_of_every_page_and_no_sideways_scroll(
         if sizes[0] > sizes[1]:
             wide.append(f"{name}: {sizes[0]} > {sizes[1]}")
     context.close()
+
+    # The creator's own view: signed in, with the Withdraw button and their purchases.
+    own, _ = open_page(browser, node, demo_accounts()[0])
+    own.set_viewport_size({"width": width, "height": 900})
+    own.goto(base + "/dashboard")
+    own.click("#dashboard-connect")
+    expect(own.locator("#withdraw")).to_be_visible()
+    own.screenshot(path=str(folder / f"dashboard-own-{width}.png"), full_page=True)
+    sizes = own.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    if sizes[0] > sizes[1]:
+        wide.append(f"dashboard-own: {sizes[0]} > {sizes[1]}")
+    own.goto(f"{base}/models/{iris}")  # the owner's buy box
+    expect(own.locator("#owned")).to_be_visible()
+    own.screenshot(path=str(folder / f"model-own-{width}.png"), full_page=True)
+    own.context.close()
+
     assert (folder / f"dashboard-{width}.png").stat().st_size > 0
     if width == 390:
         assert wide == []
