@@ -60,6 +60,10 @@ log = logging.getLogger(__name__)
 MAX_MANIFEST = 4 * 1024 * 1024  # bytes; a manifest lists files, it does not hold them
 MANIFEST_FETCH_LIMIT = 2 * block_budget(MAX_MANIFEST)
 """The most a manifest's CAR may carry: its blocks plus their CAR framing."""
+MANIFEST_TIMEOUT = httpx.Timeout(10.0, read=30.0)
+MANIFEST_SECONDS = 60.0
+"""The most one manifest fetch may take: the index waits for it, so a provider that
+trickles bytes must not hold it for hours."""
 VERSIONS_REFRESH = 5.0  # seconds between reads of the registry's new versions
 MAX_TRY_ANSWER = 16 * 1024 * 1024  # bytes of a try call's JSON outputs
 MAX_ERROR_BODY = 64 * 1024  # bytes of an error answer (only its code is kept)
@@ -351,6 +355,8 @@ def _sha256_dag_pb(cid: CID) -> bool:
 
 __all__ = [
     "MANIFEST_FETCH_LIMIT",
+    "MANIFEST_SECONDS",
+    "MANIFEST_TIMEOUT",
     "MAX_MANIFEST",
     "VersionDirectory",
     "VersionRef",

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from mercato.client.artifacts import cid_from_digest
 from mercato.client.fetching import (
     MANIFEST_FETCH_LIMIT,
+    MANIFEST_SECONDS,
+    MANIFEST_TIMEOUT,
     MAX_MANIFEST,
     fetch_policy,
     owner_provider_urls,
@@ -44,10 +46,14 @@ class StoreMetadataSource:
         cid = cid_from_digest(digest)
         store = self._market.store
         if not store.is_pinned(cid):
+            policy = fetch_policy(self._market)
             for url in self.provider_urls(digest):
                 try:
-                    backend = GatewayBackend(url, policy=fetch_policy(self._market))
-                    backend.fetch_car(cid, store, max_bytes=MANIFEST_FETCH_LIMIT)
+                    with policy.client(MANIFEST_TIMEOUT) as client:
+                        backend = GatewayBackend(url, policy=policy, client=client)
+                        backend.fetch_car(
+                            cid, store, max_bytes=MANIFEST_FETCH_LIMIT, max_seconds=MANIFEST_SECONDS
+                        )
                     break
                 except StorageError as exc:
                     log.debug("manifest %s not fetched from %s: %s", cid, url, exc)

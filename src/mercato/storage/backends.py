@@ -403,7 +403,13 @@ class GatewayBackend:
         return True
 
     def fetch_car(
-        self, cid: CID, store: Blockstore, *, pin: bool = True, max_bytes: int | None = None
+        self,
+        cid: CID,
+        store: Blockstore,
+        *,
+        pin: bool = True,
+        max_bytes: int | None = None,
+        max_seconds: float | None = None,
     ) -> None:
         """Fetch a whole DAG as one CAR stream into the local store, verifying every block.
 
@@ -417,6 +423,8 @@ class GatewayBackend:
             store: Where the blocks go.
             pin: Pin `cid` once the DAG is complete.
             max_bytes: The most the stream may carry; the policy's limit caps it.
+            max_seconds: The most the whole stream may take (None: no limit beyond
+                the client's per-read timeout).
 
         Raises:
             BlockNotFoundError: If the gateway answers 404, or the CAR missed blocks.
@@ -427,7 +435,8 @@ class GatewayBackend:
             BlockTooLargeError: If a block is above MAX_BLOCK_SIZE.
             FetchTooLargeError: If the stream passes its byte cap.
             UnsafeURLError: If the gateway's address is not allowed by the policy.
-            StorageBackendError: If the gateway fails, redirects or is unreachable.
+            StorageBackendError: If the gateway fails, redirects, is unreachable or takes
+                longer than `max_seconds`.
         """
         url = f"{self.base_url}/ipfs/{cid}"
         limit = min(max_bytes or self.policy.max_bytes, self.policy.max_bytes)
@@ -440,7 +449,7 @@ class GatewayBackend:
             ) as response:
                 _raise_for(response, url, cid)
                 check_length(response, limit, url)
-                pieces: Iterable[bytes] = capped(response.iter_raw(), limit, url)
+                pieces: Iterable[bytes] = capped(response.iter_raw(), limit, url, max_seconds)
                 with store.writing():
                     import_car(pieces, store, pin=False, name=origin_of(url), root=cid)
                     if pin:

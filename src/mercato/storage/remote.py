@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -267,20 +268,29 @@ def check_status(response: httpx.Response, url: str | httpx.URL) -> None:
     )
 
 
-def capped(pieces: Iterable[bytes], limit: int, url: str | httpx.URL) -> Iterator[bytes]:
+def capped(
+    pieces: Iterable[bytes],
+    limit: int,
+    url: str | httpx.URL,
+    max_seconds: float | None = None,
+) -> Iterator[bytes]:
     """Pass body pieces through until more than `limit` bytes have come.
 
     Args:
         pieces: The body, as it streams (raw, not decoded).
         limit: The most bytes to accept.
         url: Where the body comes from, for the error.
+        max_seconds: The most the whole body may take: a server that trickles a byte
+            now and then never trips a read timeout, but trips this.
 
     Yields:
         The pieces.
 
     Raises:
         FetchTooLargeError: The body passed `limit`; the rest is not read.
+        StorageBackendError: The body took longer than `max_seconds`.
     """
+    deadline = time.monotonic() + max_seconds if max_seconds is not None else None
     total = 0
     for piece in pieces:
         total += len(piece)
@@ -290,6 +300,12 @@ def capped(pieces: Iterable[bytes], limit: int, url: str | httpx.URL) -> Iterato
                 "take; the transfer was stopped.",
                 host=origin_of(url),
                 limit=limit,
+            )
+        if deadline is not None and time.monotonic() > deadline:
+            raise StorageBackendError(
+                f"{origin_of(url)} took more than {max_seconds:g} s to send {total} bytes; "
+                "the transfer was stopped.",
+                url=origin_of(url),
             )
         yield piece
 

@@ -12,8 +12,9 @@ addresses, as a DNS server under the attacker's control would.
 
 from __future__ import annotations
 
+import asyncio
 import io
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -275,3 +276,25 @@ def test_error_bodies_are_not_echoed(tmp_path: Path) -> None:
 
 def _dag(store: Blockstore, result: ImportResult) -> list[tuple[CID, bytes]]:
     return list(iter_dag(result.cid, store))
+
+
+def test_a_provider_that_trickles_bytes_is_cut_off(
+    origin: tuple[Blockstore, ImportResult, ImportResult], tmp_path: Path
+) -> None:
+    # One byte now and then never trips a read timeout; the fetch's own deadline does.
+    store, wanted, _ = origin
+    car = b"".join(iter_car_bytes(wanted.cid, store))
+
+    def trickle(cid: str) -> StreamingResponse:
+        async def body() -> AsyncIterator[bytes]:
+            for index in range(60):  # 3 s of trickle, well past the 1 s deadline
+                await asyncio.sleep(0.05)
+                yield car[index : index + 1]
+
+        return StreamingResponse(body(), media_type="application/vnd.ipld.car")
+
+    local = Blockstore(tmp_path / "local")
+    with serve(_app(Hits(), trickle)) as url, pytest.raises(StorageBackendError) as info:
+        GatewayBackend(url, policy=LOOPBACK).fetch_car(wanted.cid, local, max_seconds=1.0)
+    assert "took more than" in str(info.value)
+    assert local.pins() == []
