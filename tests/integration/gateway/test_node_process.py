@@ -25,6 +25,7 @@ import psutil
 import pytest
 
 from mercato.chain.anvil import free_port
+from mercato.gateway.state import SIGN_INS_PER_MINUTE
 
 pytestmark = pytest.mark.integration
 PYTHON_M = [sys.executable, "-m", "mercato.cli"]
@@ -168,6 +169,23 @@ def test_a_declared_length_over_the_limit_is_refused_at_once(node: NodeProcess) 
         answer = sock.recv(65536)  # answered with no body byte sent
     assert answer.startswith(b"HTTP/1.1 413")
     assert b"request_too_large" in answer
+    _alive(node)
+
+
+def test_forwarded_for_headers_do_not_reset_the_sign_in_limit(node: NodeProcess) -> None:
+    # The node listens directly: X-Forwarded-For is the client's claim, not its address.
+    # (With uvicorn's default, a loopback client's header was trusted as its address.)
+    statuses = []
+    with httpx.Client(base_url=node.base) as client:
+        for i in range(SIGN_INS_PER_MINUTE + 1):
+            answer = client.post(
+                "/v1/auth/verify",
+                json={"message": "not a sign-in message", "signature": "0x00"},
+                headers={"X-Forwarded-For": f"198.51.100.{i}"},
+            )
+            statuses.append(answer.status_code)
+    assert statuses[:SIGN_INS_PER_MINUTE] == [401] * SIGN_INS_PER_MINUTE
+    assert statuses[-1] == 429
     _alive(node)
 
 
