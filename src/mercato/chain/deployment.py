@@ -171,7 +171,8 @@ def deploy(
         The deployment record (not yet saved).
 
     Raises:
-        DeploymentError: `fund` was given for a chain that is not a local development chain.
+        DeploymentError: `fund` was given for a chain that is not a local development
+            chain, or `initial_supply` does not fit in 256 bits.
         EvmVersionError: The chain lacks the Cancun opcodes the contracts use.
     """
     chain_id = backend.chain_id()
