@@ -105,6 +105,7 @@ def _cli(node: Node, data_dir: Path, *args: str) -> subprocess.CompletedProcess[
             "MERCATO_DATA_DIR": str(data_dir),
             "MERCATO_RPC_URL": node.session.rpc_url,
             "COLUMNS": "120",
+            "MERCATO_DEBUG": "1",  # a bug shows its traceback in the failure
         },
     )
 
@@ -133,6 +134,11 @@ def test_a_default_sklearn_classifier_is_published_and_tried_with_labels(
     (row,) = answer["output_probability"]["data"]
     assert set(row) == {"0", "1", "2"} and abs(sum(row.values()) - 1) < 1e-5
     assert answer["output_label"]["data"] == [2]
+    # A mistake is explained from the published manifest, before any call is made.
+    wrong = _cli(node, buyer_dir, "try", str(model_id), "1, 2", "--json")
+    assert wrong.returncode == 51
+    refusal = json.loads(wrong.stderr)
+    assert refusal["error"] == "inference_input_shape" and "axis 1 is 2" in refusal["message"]
 
     # The browser: feature names, empty boxes with the card's example as hints.
     page, _ = open_page(browser, node, creator)

@@ -378,15 +378,19 @@ def try_command(
     json_output: JsonOption = False,
 ) -> None:
     """Run a model on the creator's node before buying it; the weights stay there."""
-    from mercato.client.provider import try_remote
-    from mercato.models.runtime.inputs import request_bytes
+    from mercato.client.fetching import current_provider_url, post_try
+    from mercato.models.runtime.inputs import check_request, request_bytes
 
     text = read_input(inputs)
     market = open_market(data_dir, rpc_url, signing=False)
     info = market.models.show(model_id)
     manifest = _published_manifest(market, info)
     request = request_bytes(text, manifest.get("inputs") if manifest else None)
-    answer = try_remote(info.provider_url, model_id, request)
+    if manifest and isinstance(manifest.get("inputs"), list):
+        check_request(request, manifest["inputs"])  # a mistake explained, no call made
+    # The owner's URL, called as every URL others choose: checked, capped, no redirects.
+    provider = current_provider_url(market, model_id)
+    answer = post_try(market, provider, model_id, request)
     show_answer(answer, manifest, json_output)
 
 

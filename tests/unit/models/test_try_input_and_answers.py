@@ -8,9 +8,14 @@ from typing import Any
 
 import pytest
 
-from mercato.errors import InferenceInputError, TryAnswerError
+from mercato.errors import (
+    InferenceInputError,
+    InferenceInputShapeError,
+    InferenceInputTypeError,
+    TryAnswerError,
+)
 from mercato.models.runtime.answers import clean_label, present, read_answer
-from mercato.models.runtime.inputs import request_bytes, try_request
+from mercato.models.runtime.inputs import check_request, request_bytes, try_request
 
 ONE_INPUT = [{"name": "X", "kind": "tensor", "dtype": "float32", "shape": ["N", 4]}]
 TWO_INPUTS = [*ONE_INPUT, {"name": "Y", "kind": "tensor", "dtype": "float32", "shape": ["N", 1]}]
@@ -169,3 +174,13 @@ def test_a_manifest_not_shaped_as_the_schema_is_read_defensively(inputs: Any) ->
     else:
         with pytest.raises(InferenceInputError, match="not known here"):
             try_request("1, 2", inputs)
+
+
+def test_a_request_is_checked_against_the_manifest_before_any_call() -> None:
+    check_request(request_bytes("1, 2, 3, 4", ONE_INPUT), ONE_INPUT)
+    with pytest.raises(InferenceInputShapeError, match="axis 1 is 2, expected 4"):
+        check_request(request_bytes("1, 2", ONE_INPUT), ONE_INPUT)
+    with pytest.raises(InferenceInputTypeError):
+        check_request(request_bytes('{"X": [["a", "b", "c", "d"]]}', ONE_INPUT), ONE_INPUT)
+    # A manifest not shaped as the schema is left to the provider to judge.
+    check_request(request_bytes("1, 2", ONE_INPUT), [{"name": 3, "dtype": "float32"}])

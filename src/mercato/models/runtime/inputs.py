@@ -118,3 +118,28 @@ def request_bytes(text: str, inputs: Sequence[Mapping[str, Any]] | None) -> byte
         raise InferenceInputError(
             "The try input holds NaN or infinity; send finite numbers."
         ) from exc
+
+
+def check_request(body: bytes, inputs: Sequence[Mapping[str, Any]]) -> None:
+    """Check a try request against the model's inputs here, before it goes anywhere.
+
+    The same checks the provider's runtime makes (names, element types, shapes), so a
+    mistake is reported with its full explanation and costs no call; size limits are
+    the provider's to apply.
+
+    Args:
+        body: From `request_bytes`.
+        inputs: The model's inputs from its manifest.
+
+    Raises:
+        InferenceInputError: (and its subclasses) the request does not fit the inputs.
+    """
+    from mercato.models.manifest import tensor_specs
+    from mercato.models.runtime.tensors import InputPolicy, decode_request
+
+    entries: list[Mapping[str, Any]] = [i for i in inputs if isinstance(i, Mapping)]
+    if not all(isinstance(i.get("name"), str) and isinstance(i.get("dtype", ""), str)
+               for i in entries):  # fmt: skip
+        return  # a manifest not shaped as the schema: let the provider judge
+    unlimited = InputPolicy(max_input_bytes=2**62, max_request_bytes=2**62)
+    decode_request(body, tensor_specs(entries), unlimited)
