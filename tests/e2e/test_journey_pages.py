@@ -339,6 +339,12 @@ def test_search_cards_filters_and_model_card(browser: Any, demo_node: tuple[Node
         sum(m["task"] == "tabular-regression" for m in models)
     )
     expect(page.locator("#model-list")).to_contain_text("diabetes-gbr")
+    # A link with a task no model has keeps it chosen, and says so.
+    page.goto(base + "/?task=speech-recognition")
+    expect(page.locator("#filter-task option:checked")).to_have_text(
+        "speech-recognition (no model)"
+    )
+    expect(page.locator("#results")).to_contain_text("No model matches")
 
     tuned = _model_id(base, "iris-logreg-tuned")
     parent = _model_id(base, "iris-logreg")
