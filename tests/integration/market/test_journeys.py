@@ -261,7 +261,8 @@ def test_commands_find_the_node_running_on_their_data_directory(
     found = run(network, "wallet", "balance", "--json", network.creator.address,
                 data_dir=network.creator_dir, rpc=False)  # fmt: skip
     assert found.returncode == 0, found.stderr
-    assert json.loads(found.stdout)["address"] == network.creator.address
+    balance = network.market(network.creator_dir).wallet.balance(network.creator.address)
+    assert json.loads(found.stdout)["balance"] == balance  # this network's chain, no other
 
     # A record left by a node that is gone is ignored.
     folder = fresh_folder(network, tmp_path / "stale")
