@@ -457,7 +457,7 @@ def _purchase(model_id: uint256, terms: uint256, buyer_key: bytes32):
         return
 
     # @custom:security The agent could not seal a key to a low-order point and the
-    # escrow would sit until refunded; refusing the seven points (~100 gas) stops it here.
+    # escrow would sit until refunded; refusing the seven points (~110 gas) stops it here.
     key: uint256 = convert(buyer_key, uint256) & ~_KEY_TOP_BIT
     masked: bytes32 = convert(key, bytes32)
     low_order: uint256 = (
