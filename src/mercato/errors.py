@@ -1155,6 +1155,19 @@ class RequestTooLargeError(RequestBodyError):
         )
 
 
+class RequestTimeoutError(RequestBodyError):
+    """A request body arrived too slowly (a client holding a connection open)."""
+
+    code = "request_timeout"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(
+            f"The request body did not arrive within {seconds:.0f} s. Check the connection "
+            "and send it again."
+        )
+
+
 class RequestTooDeepError(RequestBodyError):
     """A JSON request body nests arrays and objects deeper than the gateway accepts."""
 

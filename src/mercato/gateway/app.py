@@ -40,7 +40,11 @@ from mercato.gateway.api import (
 from mercato.gateway.dependencies import optional_session
 from mercato.gateway.errors import install_error_handlers
 from mercato.gateway.ipfs import create_ipfs_router
-from mercato.gateway.middleware import BodyLimitMiddleware, default_rules
+from mercato.gateway.middleware import (
+    BodyLimitMiddleware,
+    SecurityHeadersMiddleware,
+    default_rules,
+)
 from mercato.gateway.provider import create_provider_router
 from mercato.gateway.state import GatewayState, build_state
 from mercato.gateway.web import create_web_router
@@ -132,6 +136,7 @@ def create_app(
         BodyLimitMiddleware,
         rule_for=default_rules(try_bytes=try_request_bytes, upload_bytes=UPLOAD_BODY),
     )
+    app.add_middleware(SecurityHeadersMiddleware)  # outermost: refusals get the headers too
     for router in API_ROUTERS:
         app.include_router(router)
     app.include_router(

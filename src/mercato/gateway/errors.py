@@ -32,6 +32,7 @@ _STATUS: tuple[tuple[type[errors.MercatoError], int], ...] = (
     (errors.UploadPathError, 400),
     (errors.UploadError, 422),
     (errors.RequestTooLargeError, 413),
+    (errors.RequestTimeoutError, 408),
     (errors.RequestBodyError, 400),
     (errors.GatewayBusyError, 503),
     (errors.RateLimitedError, 429),

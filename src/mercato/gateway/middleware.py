@@ -12,7 +12,13 @@ JSON errors: 413 `request_too_large`, 400 `request_too_deep` or `request_too_man
 
 Bodies held at once, by all requests together, stay under `MAX_BUFFERED` bytes, so
 many large uploads sent at the same time cannot exhaust the node's memory either: a
-request that would pass it gets 503 `gateway_busy` with `Retry-After`.
+request that would pass it gets 503 `gateway_busy` with `Retry-After`. A body must
+keep arriving (`BODY_IDLE_TIMEOUT` between pieces) and be complete within
+`BODY_TIMEOUT`, or it gets 408 `request_timeout`: a client trickling bytes cannot hold
+a connection and its share of the budget for ever.
+
+`SecurityHeadersMiddleware` adds the headers that keep browsers from framing the
+node's pages (clickjacking a buy button), sniffing types or leaking URLs in Referer.
 
 A body that passes is handed to the route as it arrived (one message), so routes read
 it as usual.
@@ -20,7 +26,9 @@ it as usual.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mercato.errors import (
     GatewayBusyError,
     RequestBodyError,
+    RequestTimeoutError,
     RequestTooDeepError,
     RequestTooLargeError,
     RequestTooManyValuesError,
@@ -45,6 +54,8 @@ FORM_BODY = 64 * 1024  # bytes: the web pages' forms (a try form holds a few num
 JSON_API_VALUES = 4096  # values (arrays, objects and comma-separated items) in one body
 MAX_BUFFERED = 256 * 1024 * 1024  # bytes of request bodies held at once, all requests
 BUSY_RETRY_AFTER = 5.0  # seconds a client refused for MAX_BUFFERED is told to wait
+BODY_IDLE_TIMEOUT = 30.0  # seconds between two pieces of a body
+BODY_TIMEOUT = 300.0  # seconds for a whole body (16 MiB at ~75 kB/s)
 
 _QUOTE, _BACKSLASH = ord('"'), ord("\\")
 _OPEN = (ord("["), ord("{"))
@@ -179,12 +190,23 @@ class BodyLimitMiddleware:
         rule_for: Gives the rule of a (method, path).
         max_buffered: Bytes of bodies held at once by all requests together (a body is
             held from its first byte until its request is answered).
+        idle_timeout: Seconds a body may pause between two pieces.
+        total_timeout: Seconds a whole body may take.
     """
 
-    def __init__(self, app: ASGIApp, rule_for: RuleFor, max_buffered: int = MAX_BUFFERED) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        rule_for: RuleFor,
+        max_buffered: int = MAX_BUFFERED,
+        idle_timeout: float = BODY_IDLE_TIMEOUT,
+        total_timeout: float = BODY_TIMEOUT,
+    ) -> None:
         self.app = app
         self.rule_for = rule_for
         self.max_buffered = max_buffered
+        self.idle_timeout = idle_timeout
+        self.total_timeout = total_timeout
         self.buffered = 0  # one event loop runs every request: no lock needed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -213,8 +235,13 @@ class BodyLimitMiddleware:
         scanner = JsonShapeScanner(max_values=rule.max_values) if rule.json else None
         parts: list[bytes] = []
         size = 0
+        deadline = time.monotonic() + self.total_timeout
         while True:
-            message = await receive()
+            wait = min(self.idle_timeout, deadline - time.monotonic())
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(wait, 0))
+            except TimeoutError as exc:
+                raise RequestTimeoutError(min(self.idle_timeout, self.total_timeout)) from exc
             if message["type"] != "http.request":
                 break  # the client went away; the route sees an empty body
             chunk = message.get("body", b"")
@@ -231,6 +258,35 @@ class BodyLimitMiddleware:
             if not message.get("more_body", False):
                 break
         return b"".join(parts)
+
+
+_SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+)
+
+
+class SecurityHeadersMiddleware:
+    """Adds `_SECURITY_HEADERS` to every answer that does not set them itself."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [(k, v) for k, v in _SECURITY_HEADERS if k not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def _content_length(scope: Scope) -> int | None:

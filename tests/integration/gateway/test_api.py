@@ -189,3 +189,14 @@ def test_range_offsets_of_thousands_of_digits_are_answered_not_a_500(
     assert whole.headers["Content-Range"] == f"bytes 0-{size - 1}/{size}"
     suffix = httpx.get(f"{base}/ipfs/{cid}", headers={"Range": f"bytes=-{huge}"})
     assert suffix.status_code == 206 and len(suffix.content) == size
+
+
+def test_pages_and_refusals_carry_security_headers(demo_node: tuple[Node, str, list[int]]) -> None:
+    _, base, _ = demo_node
+    page = httpx.get(f"{base}/")
+    refused = httpx.post(f"{base}/v1/auth/nonce", content=b"[" * 200)
+    assert refused.status_code == 400
+    for answer in (page, refused):
+        assert answer.headers["X-Frame-Options"] == "DENY"  # no framing of the buy pages
+        assert answer.headers["X-Content-Type-Options"] == "nosniff"
+        assert answer.headers["Referrer-Policy"] == "same-origin"

@@ -207,3 +207,22 @@ def _answer(client: _Client) -> tuple[int, dict[str, Any]]:
     start = next(m for m in client.sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in client.sent if m["type"] == "http.response.body")
     return start["status"], json.loads(body)
+
+
+def test_a_body_that_stops_arriving_is_refused() -> None:
+    async def trickle() -> dict[str, Any]:
+        if not hasattr(trickle, "sent"):
+            trickle.sent = True  # type: ignore[attr-defined]
+            return {"type": "http.request", "body": b"[", "more_body": True}
+        await asyncio.Event().wait()  # a slow-loris client: the rest never comes
+        raise AssertionError("unreachable")
+
+    client = _Client([], [])
+    middleware = BodyLimitMiddleware(
+        _echo, lambda _m, _p: BodyRule(1000), idle_timeout=0.01, total_timeout=0.02
+    )
+    scope = {"type": "http", "method": "POST", "path": "/v1/auth/nonce", "headers": []}
+    asyncio.run(middleware(scope, trickle, client.send))  # type: ignore[arg-type]
+    status, body = _answer(client)
+    assert (status, body["error"]) == (408, "request_timeout")
+    assert middleware.buffered == 0
