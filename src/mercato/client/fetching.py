@@ -272,7 +272,8 @@ def fetch_version_artifact(market: Market, cid: CID) -> None:
     if failure is not None:
         raise failure[0] from failure[1]
     raise BlockNotFoundError(
-        f"{cid} is not in this node's store and its model's owner records no provider URL.",
+        f"{cid} is not in this node's store, and its model's owner records no provider URL "
+        "other than this node's.",
         cid=str(cid),
     )
 
