@@ -265,7 +265,7 @@ def line_chart_svg(
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
         f'width="100%" role="img" aria-label="{escape(title)}" class="chart">'
         f"<title>{escape(title)}</title>"
-        "<style>.tick{font:11px system-ui,sans-serif;fill:#5b6675}.axis{font-weight:600}</style>"
+        "<style>.tick{font:12px system-ui,sans-serif;fill:#5b6675}.axis{font-weight:600}</style>"
         + "".join(parts)
         + "</svg>"
     )

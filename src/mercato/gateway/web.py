@@ -382,6 +382,7 @@ def create_web_router(state: GatewayState) -> APIRouter:
             time_axis=True,
             step_lines=True,
             y_from_zero=True,
+            width=480,
         )
         names = {m.model_id: m.name for m in models}
         missing = [mid for mid in {*per_model, *(o.model_id for o in orders)} if mid not in names]
