@@ -26,6 +26,7 @@ from mercato.errors import (
     ContractRevertError,
     ModelNotFoundError,
     ModelPackageError,
+    UnsafeURLError,
     VersionNotFoundError,
 )
 from mercato.index import Indexer, IndexerConfig, SearchPage, SearchQuery
@@ -214,20 +215,25 @@ class ModelsAPI:
         """Whether a seller's node answers its health check now.
 
         Args:
-            url: The provider URL the chain records (untrusted: only http(s), no
-                redirects followed, the answer's body is not read).
+            url: The provider URL the chain records. Untrusted: asked under the node's
+                fetch policy (no private targets off a local chain, no redirects), and
+                the answer's body is not read.
             timeout: Seconds to wait.
 
         Returns:
-            True when `url/v1/health` answers 200.
+            True when `url/v1/health` answers 200; False when it does not answer, answers
+            otherwise, or may not be asked.
+
+        Raises:
+            ConfigError: The `fetch_allow_networks` setting is malformed.
         """
-        if not url.startswith(("http://", "https://")):
-            return False
+        from mercato.client.fetching import fetch_policy
+
+        policy = fetch_policy(self._market)
         try:
-            response = httpx.get(
-                f"{url.rstrip('/')}/v1/health", timeout=timeout, follow_redirects=False
-            )
-        except (httpx.HTTPError, ValueError):
+            with policy.client(httpx.Timeout(timeout)) as client:
+                response = client.get(f"{url.rstrip('/')}/v1/health")
+        except (httpx.HTTPError, ValueError, UnsafeURLError):
             return False
         return response.status_code == 200
 

@@ -8,8 +8,13 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 from web3 import Web3
 
 from mercato.chain.anvil import AnvilSupervisor, dev_accounts, free_port
@@ -56,5 +61,31 @@ def test_the_faucet_on_another_chain_says_what_is_needed(tmp_path: Path) -> None
         assert call["to"] == market.contracts.marketplace.address
         assert call["data"] == "0x" + Web3.keccak(text="withdraw()")[:4].hex()
         assert market.earnings.withdrawable(address) == 0
+
+        # A provider URL is the seller's choice: off a local chain, 'show' does not probe
+        # this machine's own services with it.
+        with _health_server() as url:
+            assert httpx.get(f"{url}/v1/health").status_code == 200
+            assert market.models.provider_reachable(url) is False
     finally:
         anvil.stop()
+
+
+@contextmanager
+def _health_server() -> Iterator[str]:
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # the stdlib names it
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
