@@ -169,7 +169,8 @@ def line_chart_svg(
     points = [p for values in series.values() for p in values]
     if not points:
         return Markup('<p class="muted">Nothing to chart yet.</p>')
-    rows = math.ceil(len(series) / 3)
+    columns = max(1, (width - 60) // 190)  # legend entries side by side, ~190 units each
+    rows = math.ceil(len(series) / columns)
     left, right, top, bottom = 60, 20, 12, 48 + 18 * rows
     xs = [p[0] for p in points]
     ys = [p[1] for p in points]
@@ -248,8 +249,8 @@ def line_chart_svg(
                 f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3.5" fill="{color}">'
                 f"<title>{escape(name)}: {y:.4g} at {escape(where)}</title></circle>"
             )
-        lx = left + (n % 3) * 165
-        ly = height - 18 * (rows - n // 3) + 4
+        lx = left + (n % columns) * 190
+        ly = height - 18 * (rows - n // columns) + 4
         parts.append(
             f'<g class="legend-item"><rect x="{lx}" y="{ly - 9}" width="10" height="10" '
             f'fill="{color}"/><text x="{lx + 14}" y="{ly}" class="tick">'
