@@ -815,6 +815,35 @@ class OwnModelError(MarketError, ValueError):
         )
 
 
+class UnencryptedVersionError(MarketError, ValueError):
+    """A price was asked for a model whose latest version is stored in the clear."""
+
+    code = "version_unencrypted"
+
+    def __init__(self, model_id: int, version: int) -> None:
+        self.model_id, self.version = model_id, version
+        super().__init__(
+            f"Model {model_id}'s latest version ({version}) was published free, so its bytes "
+            "are public in the clear and there is no key to deliver to buyers; the price was "
+            f"not set. Publish an encrypted version first ('mercato version add {model_id} "
+            "DIR --encrypt'), then set the price."
+        )
+
+
+class ListingChangedError(MarketError, ValueError):
+    """The listing changed between the buyer reading it and the purchase being mined."""
+
+    code = "listing_changed"
+
+    def __init__(self, model_id: int) -> None:
+        self.model_id = model_id
+        super().__init__(
+            f"Model {model_id}'s listing no longer matches the terms your purchase agreed "
+            "to (its price is above your maximum, or its license duration or fee changed); "
+            f"nothing was paid. Check the terms with 'mercato show {model_id}' and buy again."
+        )
+
+
 class RefundTooEarlyError(MarketError, ValueError):
     """The purchase's delivery deadline has not passed yet."""
 

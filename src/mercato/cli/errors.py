@@ -77,6 +77,8 @@ EXIT_CODES: tuple[tuple[type[errors.MercatoError], int], ...] = (
     (errors.NothingToWithdrawError, 91),
     (errors.FaucetUnavailableError, 92),
     (errors.NotConfirmedError, 93),
+    (errors.UnencryptedVersionError, 94),
+    (errors.ListingChangedError, 95),
     (errors.ProviderUnavailableError, 81),
     (errors.ProviderRejectedError, 82),
     (errors.ArtifactTooLargeError, 85),

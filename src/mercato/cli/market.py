@@ -143,6 +143,15 @@ def publish(
 def version_add(
     model_id: ModelId,
     path: Annotated[Path, typer.Argument(help="The new version's model package.")],
+    encrypt: Annotated[
+        bool | None,
+        typer.Option(
+            "--encrypt/--no-encrypt",
+            help="Encrypt the version (default: only when the model is paid). A free "
+            "model needs an encrypted version before it can be priced.",
+            show_default=False,
+        ),
+    ] = None,
     data_dir: DataDirOption = None,
     rpc_url: RpcUrlOption = None,
     account: AccountOption = None,
@@ -155,7 +164,7 @@ def version_add(
     package = market.models.version_package(model_id, path)
     market = unlock(market, account, password_file)
     with byte_progress("Hashing and storing", package.total_size) as progress:
-        result = market.models.add_version(model_id, package, progress=progress)
+        result = market.models.add_version(model_id, package, progress=progress, encrypt=encrypt)
     if json_output:
         print_json(
             {

@@ -22,10 +22,12 @@ from mercato.client.artifacts import (
 )
 from mercato.client.metadata import StoreMetadataSource
 from mercato.crypto import StreamEncryptor, generate_content_key
+from mercato.crypto.stream import MAGIC as CIPHER_MAGIC
 from mercato.errors import (
     ContractRevertError,
     ModelNotFoundError,
     ModelPackageError,
+    UnencryptedVersionError,
     UnsafeURLError,
     VersionNotFoundError,
 )
@@ -33,6 +35,7 @@ from mercato.index import Indexer, IndexerConfig, SearchPage, SearchQuery
 from mercato.models.card import CARD_FILENAME, ModelCard, load_card
 from mercato.models.package import ModelPackage, load_package
 from mercato.storage.encrypted import ENCRYPTION_CHUNK_SIZE
+from mercato.storage.exporter import iter_file
 from mercato.storage.unixfs import import_file
 
 if TYPE_CHECKING:
@@ -132,7 +135,12 @@ class ModelsAPI:
         return stored.published(model_id, 1)
 
     def add_version(
-        self, model_id: int, path: str | Path | ModelPackage, progress: Progress | None = None
+        self,
+        model_id: int,
+        path: str | Path | ModelPackage,
+        progress: Progress | None = None,
+        *,
+        encrypt: bool | None = None,
     ) -> PublishedVersion:
         """Publishes a new version of a model the account owns; encrypted when the model is paid.
 
@@ -143,6 +151,9 @@ class ModelsAPI:
             path: The new version's package directory, or a package loaded with
                 `version_package`.
             progress: Told how many package bytes were stored, as they are.
+            encrypt: Encrypt the version (its key stays in this data directory);
+                None encrypts when the model is paid. A free model about to be priced
+                needs an encrypted version first (see `set_price`).
 
         Returns:
             The new version's number and CIDs.
@@ -158,7 +169,10 @@ class ModelsAPI:
         listing = self.show(model_id).listing
         package = self.version_package(model_id, path)
         stored = self._store_package(
-            package, encrypt=listing.price > 0, progress=progress, owner=account.address
+            package,
+            encrypt=listing.price > 0 if encrypt is None else encrypt,
+            progress=progress,
+            owner=account.address,
         )
         version = self._market.contracts.registry.add_version(model_id, stored.digests)
         return stored.published(ModelId(model_id), version)
@@ -254,9 +268,17 @@ class ModelsAPI:
         Raises:
             NoAccountError: The market is read-only.
             NoGasError: The account holds no native currency to pay for the transaction.
+            ModelNotFoundError: No such model.
+            UnencryptedVersionError: The price is above 0 but the latest version is not
+                known to be encrypted (it was published free): buyers would pay for
+                public bytes and never get a key. Nothing is sent.
             ContractRevertError: The account does not own the model, or the price is too large.
         """
         self._market.require_signer("set a price")
+        if price > 0:
+            info = self.show(model_id)
+            if not self._is_encrypted(info.owner, info.latest):
+                raise UnencryptedVersionError(model_id, info.latest.version)
         self._market.contracts.marketplace.set_listing(model_id, price, license_duration, for_sale)
         return self._market.contracts.marketplace.listing(model_id)
 
@@ -418,6 +440,22 @@ class ModelsAPI:
             artifact = import_file(_hashing(plaintext, digest), store)
             sha256 = digest.digest()
         return _StoredPackage(artifact.cid, manifest.cid, sha256, encrypt)
+
+    def _is_encrypted(self, owner: str, version: VersionInfo) -> bool:
+        """Whether this data directory knows a version to be encrypted: it holds the key
+        the owner stored for it, or the artifact's first bytes carry the cipher's magic.
+        Unknown counts as not encrypted, so a price is never set on a guess."""
+        if self._market.keys.load_staged(version.artifact_cid, owner) is not None:
+            return True
+        store = self._market.store
+        if not store.has(version.artifact_cid):
+            return False
+        head = b""
+        for piece in iter_file(version.artifact_cid, store):
+            head += bytes(piece)
+            if len(head) >= len(CIPHER_MAGIC):
+                break
+        return head.startswith(CIPHER_MAGIC)
 
     def _ensure_provider_url(self, account: str) -> None:
         url = self._market.settings.public_url

@@ -6,6 +6,8 @@ from __future__ import annotations
 import builtins
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,11 +21,13 @@ from mercato.client.fetching import artifact_limit, car_limit, fetch_policy
 from mercato.crypto import derive_buyer_key, validate_buyer_key
 from mercato.errors import (
     AlreadyLicensedError,
+    ContractRevertError,
     DeliveryTimeoutError,
     DownloadError,
     FetchTooLargeError,
     InsufficientBalanceError,
     LicenseRequiredError,
+    ListingChangedError,
     NoAccountError,
     NotForSaleError,
     OwnModelError,
@@ -97,8 +101,9 @@ class OrdersAPI:
             InsufficientBalanceError: Not enough MCT for the price.
             InvalidKeyMaterialError: The account's derived X25519 key cannot receive a
                 sealed content key (nothing is sent).
-            ContractRevertError: The marketplace refused (e.g. the price rose above max_price,
-                or the owner changed the license terms meanwhile).
+            ListingChangedError: The price is above max_price, or the owner changed the
+                license duration or fee before the purchase was mined (nothing was paid).
+            ContractRevertError: The marketplace refused for another reason.
         """
         account = self._market.require_account("buy a model")
         info = self._market.models.show(model_id)
@@ -118,7 +123,8 @@ class OrdersAPI:
         contracts = self._market.contracts
         if price == 0:
             self._market.require_signer("buy a model")
-            contracts.marketplace.purchase(model_id, terms, bytes(32))
+            with _listing_checked(model_id):
+                contracts.marketplace.purchase(model_id, terms, bytes(32))
             return self.status(model_id)
         balance = contracts.token.balance_of(account.address)
         if balance < price:
@@ -127,14 +133,15 @@ class OrdersAPI:
         buyer_key = derive_buyer_key(account, self._market.chain_id).public_key
         # A key no content key can be sealed to would pay for an undeliverable order.
         validate_buyer_key(buyer_key)
-        if contracts.token.allowance(account.address, contracts.marketplace.address) >= price:
-            contracts.marketplace.purchase(model_id, terms, buyer_key)
-        else:
-            # The chain's clock, not this machine's, decides whether the permit expired.
-            now = int(self._market.w3.eth.get_block("latest")["timestamp"])
-            contracts.marketplace.purchase_with_permit(
-                model_id, terms, buyer_key, contracts.token, now + PERMIT_LIFETIME
-            )
+        with _listing_checked(model_id):
+            if contracts.token.allowance(account.address, contracts.marketplace.address) >= price:
+                contracts.marketplace.purchase(model_id, terms, buyer_key)
+            else:
+                # The chain's clock, not this machine's, decides whether the permit expired.
+                now = int(self._market.w3.eth.get_block("latest")["timestamp"])
+                contracts.marketplace.purchase_with_permit(
+                    model_id, terms, buyer_key, contracts.token, now + PERMIT_LIFETIME
+                )
         return self.status(model_id)
 
     def quote(self, model_id: int) -> Quote:
@@ -381,3 +388,21 @@ def _touch_tree(root: Path) -> None:
     for path in root.rglob("*"):
         if path.is_file() and not path.is_symlink():
             os.utime(path)
+
+
+# The marketplace's reasons for a purchase whose terms no longer match the listing.
+_LISTING_CHANGED = (
+    "marketplace: listing terms differ from the buyer's",
+    "marketplace: price is above the buyer's maximum",
+)
+
+
+@contextmanager
+def _listing_checked(model_id: int) -> Iterator[None]:
+    """Turns the marketplace's refusal of stale terms into a typed, actionable error."""
+    try:
+        yield
+    except ContractRevertError as exc:
+        if exc.reason in _LISTING_CHANGED:
+            raise ListingChangedError(model_id) from exc
+        raise
