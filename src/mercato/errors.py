@@ -830,6 +830,21 @@ class UnencryptedVersionError(MarketError, ValueError):
         )
 
 
+class EncryptedVersionError(MarketError, ValueError):
+    """A model was to be made free while its latest version is encrypted."""
+
+    code = "version_encrypted"
+
+    def __init__(self, model_id: int, version: int) -> None:
+        self.model_id, self.version = model_id, version
+        super().__init__(
+            f"Model {model_id}'s latest version ({version}) is encrypted, and a free license "
+            "delivers no key, so nobody could open it; the price was not changed. Publish a "
+            f"version in the clear first ('mercato version add {model_id} DIR --no-encrypt'), "
+            "then make it free."
+        )
+
+
 class ListingChangedError(MarketError, ValueError):
     """The listing changed between the buyer reading it and the purchase being mined."""
 

@@ -79,6 +79,7 @@ EXIT_CODES: tuple[tuple[type[errors.MercatoError], int], ...] = (
     (errors.NotConfirmedError, 93),
     (errors.UnencryptedVersionError, 94),
     (errors.ListingChangedError, 95),
+    (errors.EncryptedVersionError, 96),
     (errors.ProviderUnavailableError, 81),
     (errors.ProviderRejectedError, 82),
     (errors.ArtifactTooLargeError, 85),

@@ -25,6 +25,7 @@ from mercato.crypto import StreamEncryptor, generate_content_key
 from mercato.crypto.stream import MAGIC as CIPHER_MAGIC
 from mercato.errors import (
     ContractRevertError,
+    EncryptedVersionError,
     ModelNotFoundError,
     ModelPackageError,
     UnencryptedVersionError,
@@ -272,13 +273,17 @@ class ModelsAPI:
             UnencryptedVersionError: The price is above 0 but the latest version is not
                 known to be encrypted (it was published free): buyers would pay for
                 public bytes and never get a key. Nothing is sent.
+            EncryptedVersionError: The price is 0 but the latest version is encrypted: a
+                free license delivers no key. Nothing is sent.
             ContractRevertError: The account does not own the model, or the price is too large.
         """
         self._market.require_signer("set a price")
-        if price > 0:
-            info = self.show(model_id)
-            if not self._is_encrypted(info.owner, info.latest):
-                raise UnencryptedVersionError(model_id, info.latest.version)
+        info = self.show(model_id)
+        encrypted = self._is_encrypted(info.owner, info.latest)
+        if price > 0 and not encrypted:
+            raise UnencryptedVersionError(model_id, info.latest.version)
+        if price == 0 and encrypted:
+            raise EncryptedVersionError(model_id, info.latest.version)
         self._market.contracts.marketplace.set_listing(model_id, price, license_duration, for_sale)
         return self._market.contracts.marketplace.listing(model_id)
 

@@ -16,7 +16,7 @@ from mercato.agent import SellerAgent
 from mercato.chain.contracts import LicenseState
 from mercato.client import Market
 from mercato.config import Settings
-from mercato.errors import ListingChangedError, UnencryptedVersionError
+from mercato.errors import EncryptedVersionError, ListingChangedError, UnencryptedVersionError
 from mercato.models.samples import build_samples
 
 from .conftest import Network
@@ -94,3 +94,22 @@ def test_a_purchase_above_the_buyers_maximum_is_a_typed_error(
     assert refused.value.model_id == model_id
     assert buying.contracts.token.balance_of(buyer.address) == before
     assert buying.orders.status(model_id).state is LicenseState.NONE
+
+
+def test_a_paid_model_is_made_free_only_after_a_version_in_the_clear(
+    network: Network, package: Path, tmp_path: Path
+) -> None:
+    selling, _creator = fresh_creator(network)
+    model_id = selling.models.publish(package, price=TOKEN, name="pricing-paid-first").model_id
+
+    with pytest.raises(EncryptedVersionError) as refused:
+        selling.models.set_price(model_id, 0)
+    assert "--no-encrypt" in str(refused.value)
+    assert selling.contracts.marketplace.listing(model_id).price == TOKEN
+
+    selling.models.add_version(model_id, package, encrypt=False)
+    assert selling.models.set_price(model_id, 0).price == 0
+    # A free download opens the version in the clear, with no transaction.
+    reader = network.market(network.buyer_dir)
+    dest = reader.orders.download(model_id, tmp_path / "free")
+    assert (dest / "model.onnx").read_bytes() == (package / "model.onnx").read_bytes()
