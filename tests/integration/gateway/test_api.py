@@ -200,3 +200,35 @@ def test_pages_and_refusals_carry_security_headers(demo_node: tuple[Node, str, l
         assert answer.headers["X-Frame-Options"] == "DENY"  # no framing of the buy pages
         assert answer.headers["X-Content-Type-Options"] == "nosniff"
         assert answer.headers["Referrer-Policy"] == "same-origin"
+
+
+def test_other_sites_get_no_cors_grant(demo_node: tuple[Node, str, list[int]]) -> None:
+    _, base, _ = demo_node
+    evil = {"Origin": "https://evil.example"}
+    preflight = httpx.options(
+        f"{base}/v1/uploads",
+        headers={**evil, "Access-Control-Request-Method": "POST"},
+    )
+    assert "access-control-allow-origin" not in preflight.headers
+    read = httpx.get(f"{base}/v1/orders/mine", headers=evil)
+    assert "access-control-allow-origin" not in read.headers
+    assert "access-control-allow-credentials" not in read.headers
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/ipfs/..%2F..%2F..%2Fetc%2Fpasswd",
+        "/ipfs/%2E%2E",
+        "/ipfs/QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG%00",
+        "/static/..%2F..%2Fsessions.py",
+        "/static/%2E%2E/api/auth.py",
+    ],
+)
+def test_paths_that_climb_out_serve_nothing(
+    demo_node: tuple[Node, str, list[int]], path: str
+) -> None:
+    _, base, _ = demo_node
+    answer = httpx.get(f"{base}{path}")
+    assert answer.status_code in (400, 404), answer.status_code
+    assert b"root:" not in answer.content and b"import" not in answer.content

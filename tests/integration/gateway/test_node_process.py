@@ -23,6 +23,8 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from eth_account import Account
+from eth_account.messages import encode_defunct
 
 from mercato.chain.anvil import free_port
 from mercato.gateway.state import SIGN_INS_PER_MINUTE
@@ -187,6 +189,34 @@ def test_forwarded_for_headers_do_not_reset_the_sign_in_limit(node: NodeProcess)
     assert statuses[:SIGN_INS_PER_MINUTE] == [401] * SIGN_INS_PER_MINUTE
     assert statuses[-1] == 429
     _alive(node)
+
+
+def _client_from(node: NodeProcess, address: str) -> httpx.Client:
+    """A client connecting from another loopback address: another client to the node."""
+    transport = httpx.HTTPTransport(local_address=address)
+    return httpx.Client(base_url=node.base, transport=transport, timeout=60)
+
+
+def test_naming_a_wallet_in_a_header_does_not_spend_its_tries(node: NodeProcess) -> None:
+    victim = Account.from_key("0x" + "55" * 32)
+    with _client_from(node, "127.0.0.3") as honest:
+        message = honest.post("/v1/auth/nonce", json={"address": victim.address}).json()
+        signed = victim.sign_message(encode_defunct(text=message["message"]))
+        signature = "0x" + bytes(signed.signature).hex()
+        answer = honest.post(
+            "/v1/auth/verify", json={"message": message["message"], "signature": signature}
+        )
+        assert answer.status_code == 200
+        with _client_from(node, "127.0.0.2") as attacker:
+            # The node's default: 30 tries a minute per address and per wallet.
+            for _ in range(31):
+                spent = attacker.post(
+                    "/v1/models/1/try", json={}, headers={"X-Mercato-Account": victim.address}
+                )
+            assert spent.status_code == 429  # the attacker's own address is used up
+        # The victim's wallet was never spent: its try is answered (no such model here).
+        mine = honest.post("/v1/models/1/try", json={})
+        assert mine.status_code != 429, mine.text
 
 
 def _gone(process: psutil.Process) -> bool:
