@@ -28,6 +28,9 @@ from mercato.index import Index, Indexer, IndexerConfig
 log = logging.getLogger(__name__)
 MAX_MANIFEST = 4 * 1024 * 1024  # bytes; manifests are a few kB
 SIGN_INS_PER_MINUTE = 30  # per client address: a person signs in a few times a day
+# Uploads fill this node's disk, and wallets cost nothing to make: limited per client
+# address and per wallet (a creator publishes a few models an hour at most).
+UPLOADS_PER_HOUR = 20
 
 
 class IndexFollower:
@@ -106,6 +109,12 @@ class GatewayState:
     try_by_wallet: RateLimiter
     sign_in_by_address: RateLimiter = field(
         default_factory=lambda: RateLimiter(SIGN_INS_PER_MINUTE)
+    )
+    uploads_by_address: RateLimiter = field(
+        default_factory=lambda: RateLimiter(UPLOADS_PER_HOUR, window=3600)
+    )
+    uploads_by_wallet: RateLimiter = field(
+        default_factory=lambda: RateLimiter(UPLOADS_PER_HOUR, window=3600)
     )
     follower: IndexFollower | None = None
     # The account this node delivers keys from; creators who publish from a browser

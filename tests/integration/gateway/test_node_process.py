@@ -219,6 +219,35 @@ def test_naming_a_wallet_in_a_header_does_not_spend_its_tries(node: NodeProcess)
         assert mine.status_code != 429, mine.text
 
 
+@contextlib.contextmanager
+def _signed_in_from(node: NodeProcess, address: str, key: str) -> Iterator[httpx.Client]:
+    account = Account.from_key(key)
+    with _client_from(node, address) as client:
+        message = client.post("/v1/auth/nonce", json={"address": account.address}).json()
+        signed = account.sign_message(encode_defunct(text=message["message"]))
+        answer = client.post(
+            "/v1/auth/verify",
+            json={"message": message["message"], "signature": "0x" + signed.signature.hex()},
+        )
+        assert answer.status_code == 200, answer.text
+        yield client
+
+
+def test_uploads_are_limited_per_wallet_and_address(node: NodeProcess) -> None:
+    # Each upload fills the node's disk, and wallets cost nothing: both limits apply.
+    odd = {"name": "x", "files": [{"path": "../x", "data": ""}], "encrypt": False}
+    with _signed_in_from(node, "127.0.0.4", "0x" + "66" * 32) as creator:
+        statuses = [creator.post("/v1/uploads", json=odd).status_code for _ in range(21)]
+        assert statuses == [400] * 20 + [429]
+        assert creator.post("/v1/uploads", json=odd).headers["Retry-After"]
+    # The same wallet from another address is still limited (the wallet's own count).
+    with _signed_in_from(node, "127.0.0.5", "0x" + "66" * 32) as elsewhere:
+        assert elsewhere.post("/v1/uploads", json=odd).status_code == 429
+    # Another wallet from a fresh address is not.
+    with _signed_in_from(node, "127.0.0.6", "0x" + "77" * 32) as other:
+        assert other.post("/v1/uploads", json=odd).status_code == 400
+
+
 def _gone(process: psutil.Process) -> bool:
     try:
         return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE

@@ -8,6 +8,7 @@ deliver it) and answers with the three digests the creator's wallet then commits
 
 Files arrive as JSON (`{"name", "files": [{"path", "data"}], "encrypt"}`, data in
 base64), so the page needs no multipart parser; a package is capped at 16 MiB here.
+Uploads are limited per client address and per wallet (`state.UPLOADS_PER_HOUR`).
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from mercato.client.artifacts import cid_digest, package_tar_stream
 from mercato.crypto import StreamEncryptor, generate_content_key
-from mercato.errors import UploadError, UploadPathError
+from mercato.errors import RateLimitedError, UploadError, UploadPathError
 from mercato.gateway.api.schemas import ErrorOut
 from mercato.gateway.dependencies import RequiredSession, State
 from mercato.gateway.state import GatewayState
@@ -178,8 +179,16 @@ def store_upload(state: GatewayState, body: UploadIn, owner: str) -> UploadOut:
     )
 
 
-@router.post("", response_model=UploadOut)
-async def upload(body: UploadIn, session: RequiredSession, state: State) -> UploadOut:
+@router.post("", response_model=UploadOut, responses={429: {"model": ErrorOut}})
+async def upload(
+    body: UploadIn, request: Request, session: RequiredSession, state: State
+) -> UploadOut:
     """Stores a model package for the signed-in creator and returns what to publish."""
+    client = request.client.host if request.client else "unknown"
+    wait = state.uploads_by_address.allow(client) or state.uploads_by_wallet.allow(
+        session.address.lower()
+    )
+    if wait:
+        raise RateLimitedError("uploads", wait)
     # Only signed-in wallets may fill this node's store, and a key serves only its uploader.
     return await run_in_threadpool(store_upload, state, body, session.address)
