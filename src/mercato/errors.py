@@ -563,6 +563,43 @@ class AnvilError(ChainError, RuntimeError):
     code = "anvil_error"
 
 
+def rpc_origin(rpc_url: str) -> str:
+    """An RPC URL without its path or query, where hosted providers put API keys."""
+    scheme, _, rest = rpc_url.partition("://")
+    host = rest.split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
+    return f"{scheme}://{host}" if rest else "the RPC endpoint"
+
+
+class RpcRetryExhaustedError(ChainUnavailableError):
+    """The RPC provider kept failing (rate limit, server error, dropped connection)."""
+
+    code = "rpc_retries_exhausted"
+
+    def __init__(self, method: str, attempts: int, detail: str, *, rpc_url: str = "") -> None:
+        self.method, self.attempts, self.detail = method, attempts, detail
+        self.rpc_url = rpc_url
+        ChainError.__init__(
+            self,
+            f"The chain's RPC provider at {rpc_origin(rpc_url)} failed {method} {attempts} "
+            f"times in a row (last: {detail}). It may be rate-limiting this node: try again "
+            "later, or use a provider plan or endpoint with higher limits (rpc_url).",
+        )
+
+
+class LogQueryError(ChainError, ValueError):
+    """The RPC provider refused an `eth_getLogs` query, even split to one block."""
+
+    code = "log_query_refused"
+
+    def __init__(self, from_block: int, to_block: int, detail: str) -> None:
+        self.from_block, self.to_block, self.detail = from_block, to_block, detail
+        super().__init__(
+            f"The chain's RPC provider refused the logs of blocks {from_block}-{to_block} "
+            f"({detail}). Use an RPC endpoint that serves eth_getLogs (an archive or "
+            "full node, or a provider plan without this limit) in rpc_url."
+        )
+
+
 # --- index (mercato.index) -------------------------------------------------------------
 
 

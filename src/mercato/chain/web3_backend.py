@@ -10,13 +10,105 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import requests
 from eth_account.signers.local import LocalAccount
-from web3 import Web3
+from eth_utils import keccak
+from hexbytes import HexBytes
+from web3 import HTTPProvider, Web3
 from web3.exceptions import ContractLogicError, Web3RPCError
-from web3.types import TxParams, TxReceipt, Wei
+from web3.types import RPCEndpoint, RPCResponse, TxParams, TxReceipt, Wei
 
 from mercato.chain.artifacts import Artifact, create_address
-from mercato.errors import ContractRevertError, TransactionFailedError
+from mercato.chain.retry import (
+    RetryPolicy,
+    http_status,
+    is_rate_limit_error,
+    is_transient_exception,
+    retry_after_seconds,
+)
+from mercato.errors import ContractRevertError, RpcRetryExhaustedError, TransactionFailedError
+
+
+class RetryingHTTPProvider(HTTPProvider):
+    """An HTTP JSON-RPC provider that rides out rate limits and dropped connections.
+
+    A transient failure (HTTP 429 or 5xx, a JSON-RPC "rate limited" error, a dropped
+    connection, a timeout) is retried under a `RetryPolicy`: exponential back-off with
+    jitter, the provider's Retry-After honoured up to a cap, then a typed error. A
+    resent `eth_sendRawTransaction` first asks whether the first try got through, so
+    a send whose answer was lost is not reported as a failure.
+    """
+
+    def __init__(
+        self, endpoint_uri: str, *, timeout: float = 30, retry: RetryPolicy | None = None
+    ) -> None:
+        # web3's own retry has no jitter and no Retry-After; this class replaces it.
+        super().__init__(
+            endpoint_uri,
+            request_kwargs={"timeout": timeout},
+            exception_retry_configuration=None,
+        )
+        self.retry = retry or RetryPolicy()
+
+    def make_request_once(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        """One try, no retries (for callers that retry themselves, like log fetching)."""
+        return super().make_request(method, params)
+
+    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        detail = ""
+        retry_after: float | None = None
+        for attempt in range(self.retry.attempts):
+            if attempt:
+                self.retry.sleep(self.retry.delay(attempt - 1, retry_after))
+                if method == "eth_sendRawTransaction":
+                    sent = self._already_sent(params)
+                    if sent is not None:
+                        return sent
+            retry_after = None
+            try:
+                response = super().make_request(method, params)
+            except (requests.RequestException, OSError) as exc:
+                if not is_transient_exception(exc):
+                    raise
+                status = http_status(exc)
+                detail = f"HTTP {status}" if status is not None else type(exc).__name__
+                retry_after = retry_after_seconds(exc)
+                continue
+            error = response.get("error") if isinstance(response, dict) else None
+            if error is not None and is_rate_limit_error(error):
+                detail = f"rate limited: {error.get('message', '')}"
+                continue
+            return response
+        raise RpcRetryExhaustedError(
+            method, self.retry.attempts, detail, rpc_url=str(self.endpoint_uri)
+        )
+
+    def _already_sent(self, params: Any) -> RPCResponse | None:
+        """The answer a lost `eth_sendRawTransaction` would have given, if it got through."""
+        try:
+            tx_hash = "0x" + keccak(HexBytes(params[0])).hex()
+            found = super().make_request(RPCEndpoint("eth_getTransactionByHash"), [tx_hash])
+        except (requests.RequestException, OSError, ValueError, IndexError, TypeError):
+            return None  # cannot tell: send again (the same signed bytes cannot run twice)
+        if isinstance(found, dict) and found.get("result"):
+            return cast(
+                RPCResponse, {"jsonrpc": "2.0", "id": found.get("id", 0), "result": tx_hash}
+            )
+        return None
+
+
+def connect(rpc_url: str, *, timeout: float = 30, retry: RetryPolicy | None = None) -> Web3:
+    """A web3 connection to `rpc_url` that retries transient provider failures.
+
+    Args:
+        rpc_url: Any EVM JSON-RPC HTTP(S) URL.
+        timeout: Seconds to wait for each answer.
+        retry: How transient failures are retried; None uses the defaults.
+
+    Returns:
+        The connection (nothing is sent yet).
+    """
+    return Web3(RetryingHTTPProvider(rpc_url, timeout=timeout, retry=retry))
 
 
 class Web3Backend:

@@ -55,6 +55,8 @@ EXIT_CODES: tuple[tuple[type[errors.MercatoError], int], ...] = (
     (errors.DeploymentError, 22),
     (errors.ContractRevertError, 23),
     (errors.TransactionFailedError, 24),
+    (errors.RpcRetryExhaustedError, 28),
+    (errors.LogQueryError, 29),
     (errors.ChainUnavailableError, 25),
     (errors.NoGasError, 26),
     (errors.ChainError, 20),
