@@ -3,7 +3,8 @@
 
 Like `ipfs repo verify` and `ipfs repo gc`: `verify` re-hashes every block, `gc` deletes
 what no pin holds, and `recover` re-checks only what imports cut off by an unclean stop
-wrote (a node also does that when it starts; see `mercato.storage.blockstore`).
+wrote and deletes the partial files they left (a node also does that when it starts; see
+`mercato.storage.journal`).
 """
 
 from __future__ import annotations
@@ -135,19 +136,35 @@ def gc_command(data_dir: DataDirOption = None, json_output: JsonOption = False) 
 @store_app.command("recover")
 @handles_errors
 def recover_command(data_dir: DataDirOption = None, json_output: JsonOption = False) -> None:
-    """Re-check the blocks written by imports that an unclean stop cut off."""
+    """Re-check the blocks written by imports that an unclean stop cut off, and delete
+    the partial files those imports left half-written."""
     result = _open_store(data_dir).recover()
     damaged = [_cid_of_key(key) for key in result.corrupted]
     if json_output:
         _emit(
-            {"interrupted_imports": result.intents, "checked": result.checked, "damaged": damaged}
+            {
+                "interrupted_imports": result.intents,
+                "checked": result.checked,
+                "damaged": damaged,
+                "partial_files_removed": result.partial_files,
+                "busy": result.tmp_busy,
+            }
         )
-    elif not result.intents:
+        return
+    if not result.intents and not result.partial_files and not result.tmp_busy:
         typer.echo("Nothing to recover: no import was cut off.")
-    else:
+        return
+    if result.intents:
         typer.echo(
             f"Found {result.intents} interrupted import(s); re-checked {result.checked} blocks, "
             f"{len(damaged)} damaged and moved to quarantine/."
         )
         for cid in damaged:
             typer.echo(f"  damaged: {cid}")
+    if result.partial_files:
+        typer.echo(f"Removed {result.partial_files} partial file(s) that cut-off writes left.")
+    if result.tmp_busy:
+        typer.echo(
+            "An import is running on this store, so its temporary files were left alone; "
+            "run 'mercato store recover' again once it has finished."
+        )

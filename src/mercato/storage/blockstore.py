@@ -53,6 +53,7 @@ and recovery), `verification` (re-hashing) and `pinning` (pins and gc).
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import fcntl
 import hashlib
 import os
@@ -399,18 +400,32 @@ class Blockstore:
         """Re-check what imports cut off by an unclean stop wrote (see the docstring).
 
         Only block files modified since the oldest stale intent started are re-hashed;
-        damaged ones go to quarantine/. Intents of live imports are left alone.
+        damaged ones go to quarantine/. Intents of live imports are left alone. The
+        partial files dead writers left in tmp/ are deleted when no import is live (the
+        store's lock can be taken exclusively without waiting); otherwise `tmp_busy`.
 
         Args:
             workers: Hashing threads (default: the CPU count).
 
         Returns:
-            How many cut-off imports were found, blocks checked, and the damaged keys.
+            How many cut-off imports were found, blocks checked, the damaged keys and
+            the partial files removed.
 
         Raises:
-            BlockWriteError: If a stale intent could not be removed.
+            BlockWriteError: If a stale intent or a partial file could not be removed.
         """
         result = journal.recover(self.journal_dir, self.blocks_dir, self._quarantine, workers)
+        fd = os.open(self._lock_path, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                result = dataclasses.replace(result, tmp_busy=True)
+            else:
+                removed = journal.remove_partial_files(self.tmp_dir)
+                result = dataclasses.replace(result, partial_files=removed)
+        finally:
+            os.close(fd)  # releases the flock
         self._recovered = True
         return result
 

@@ -14,7 +14,10 @@ first makes an intent file durable in journal/, holding an flock on it, and remo
 once the import has flushed. An intent whose flock can be taken belongs to a writer that
 died (killed, or the machine lost power). `recover` re-hashes only the block files
 modified since the oldest such intent started (minus `RECOVER_SLACK_NS` for clock
-granularity), quarantines the damaged ones and removes those intents. It runs when a
+granularity), quarantines the damaged ones and removes those intents. It also deletes
+the partial files dead writers left in tmp/ (a block, intent or pin killed before its
+rename), but only when it can take the store's lock exclusively: a live import holds it
+shared, and its temp files are not partial yet. It runs when a
 node starts (`mercato node up`), on the first `writing()` of each `Blockstore` (before
 anything can deduplicate against a damaged block), and on demand
 (`mercato store recover`). With no stale intent it costs one listing of an empty
@@ -52,11 +55,17 @@ class RecoverResult:
         intents: Imports found cut off (stale intents in journal/), now resolved.
         checked: Number of blocks re-hashed (those written since the oldest of them).
         corrupted: Keys (base32 multihashes) of the damaged blocks, moved to quarantine/.
+        partial_files: Files left half-written in tmp/ by writers that died (a block,
+            intent or pin cut off before its rename), now removed.
+        tmp_busy: True when a live import held the store, so tmp/ was left for a later
+            `recover` (its files may be in flight).
     """
 
     intents: int
     checked: int
     corrupted: list[str]
+    partial_files: int = 0
+    tmp_busy: bool = False
 
 
 @dataclass(frozen=True)
@@ -197,6 +206,36 @@ def recover(
         checked, corrupted = rehash(paths, quarantine, workers, None)
         drop_intents(journal_dir, stale)
     return RecoverResult(intents=len(stale), checked=checked, corrupted=corrupted)
+
+
+def remove_partial_files(tmp_dir: Path) -> int:
+    """Delete what writers that died left in tmp/.
+
+    The caller holds the store's lock exclusively: every writer holds it shared from its
+    first temp file to its last rename, so nothing in tmp/ is in flight.
+
+    Args:
+        tmp_dir: The store's tmp/ directory.
+
+    Returns:
+        How many files were removed.
+
+    Raises:
+        BlockWriteError: If a file could not be removed.
+    """
+    removed = 0
+    for entry in os.scandir(tmp_dir):
+        path = Path(entry.path)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise wrap_write_error(exc, path) from exc
+        removed += 1
+    if removed:
+        fsync_directory(tmp_dir)
+    return removed
 
 
 def _claim_intent(path: Path) -> Intent | None:

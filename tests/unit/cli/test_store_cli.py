@@ -106,7 +106,13 @@ def test_recover_after_a_cut_off_import(
     path.write_bytes(b"")
     code, out = run("recover", "--json", "--data-dir", str(data_dir))
     assert code == 0
-    assert json.loads(out) == {"interrupted_imports": 1, "checked": 4, "damaged": [cid]}
+    assert json.loads(out) == {
+        "interrupted_imports": 1,
+        "checked": 4,
+        "damaged": [cid],
+        "partial_files_removed": 0,
+        "busy": False,
+    }
     assert list(store.journal_dir.iterdir()) == []
 
 
