@@ -5,40 +5,59 @@ Its work list is "the purchases still pending on-chain for the models my account
 deliver for", rebuilt from the chain, never a cursor on disk. A purchase can only be
 delivered before its deadline (purchase time + the marketplace's DELIVERY_WINDOW), so
 when it starts the agent reads the `Purchased` events of the last DELIVERY_WINDOW of
-blocks, and after that only the new blocks (plus a few already read, in case of a
-reorg). A node started late, a node whose owner named it agent after the sale, or a
-node that shares a data directory with another account's node, therefore still
-delivers everything it may; nothing one account does moves another account's work.
+blocks, and after that only the new blocks. A node started late, a node whose owner
+named it agent after the sale, or a node that shares a data directory with another
+account's node, therefore still delivers everything it may; nothing one account does
+moves another account's work.
+
+Reorgs: like the index, the agent remembers the hash of each head it read. When the
+chain no longer has one of them, it walks down to the highest it still agrees with,
+reads the purchases above it again, and rechecks every order it had seen settled
+above it: a delivery a reorg removed leaves the order pending, so it is delivered
+again; one still on-chain leaves it delivered, so it is never sent twice.
 
 Exactly once, across restarts and crashes: the chain is the record. An order is
-delivered only while the marketplace shows it pending, and the marketplace refuses a
-second delivery of the same order.
+delivered only while the marketplace shows it pending, the marketplace refuses a second
+delivery of the same order, and each delivery transaction is followed until mined
+(`mercato.agent.outbox`: nonces, fee bumps, replacements), so an order whose delivery
+is already in the mempool is not sent again, even by a restarted agent.
 
 One bad order never holds back another: each order's key is sealed on its own (a buyer
 key libsodium refuses, or a model whose key this node may not use, skips that order
 only, which stays refundable), and when a batch is refused (an order refunded or past
 its deadline in between) its orders are delivered one by one.
 
-The agent keeps nothing on disk; an older version's `agent/cursor-<chain id>.json` is
-removed at start.
+A failing chain never stops it: `run` retries every round with back-off, for ever,
+and `status()` tells the health endpoint when the last round succeeded, the last
+error and how many orders are pending.
+
+On disk it keeps only its outbox of sent transactions; an older version's
+`agent/cursor-<chain id>.json` is removed at start.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import requests
 from eth_typing import ChecksumAddress
 from web3 import Web3
+from web3.exceptions import BlockNotFound, Web3Exception
+from web3.types import EventData
 
+from mercato.agent.outbox import OrderKey, Outbox, SentTx, Settled
 from mercato.chain.contracts import Delivery, LicenseState, ModelId
 from mercato.client.delivery import responsible_account
 from mercato.client.market import Market
 from mercato.client.sale_keys import sale_key
 from mercato.crypto import wrap_content_key
 from mercato.errors import (
+    ChainUnavailableError,
     ConfigError,
     ContractRevertError,
     MercatoError,
@@ -47,7 +66,8 @@ from mercato.errors import (
 log = logging.getLogger(__name__)
 MAX_BATCH = 32  # the marketplace's deliver_many limit
 LOG_RANGE = 5_000  # blocks per eth_getLogs request
-REORG_MARGIN = 12  # blocks read again each round, so a purchase moved by a reorg is seen
+HASH_WINDOW = 256  # head hashes remembered to find a fork point; deeper reorgs rescan all
+MAX_BACKOFF = 30.0  # seconds between rounds at most while the chain keeps failing
 
 
 @dataclass(frozen=True)
@@ -58,6 +78,10 @@ class PendingOrder:
     block: int
     deadline: int = field(default=0, compare=False)  # purchase time + DELIVERY_WINDOW
 
+    @property
+    def key(self) -> OrderKey:
+        return (int(self.model_id), str(self.buyer))
+
 
 @dataclass
 class RoundReport:
@@ -67,11 +91,54 @@ class RoundReport:
     skipped: list[tuple[PendingOrder, str]] = field(default_factory=list)  # order, reason
 
 
+@dataclass(frozen=True)
+class AgentStatus:
+    """A snapshot of the agent's health, safe to read from any thread.
+
+    Attributes:
+        running: `run` is looping (False before it starts and after it stops).
+        last_round_at: Unix time the last round finished without error (None: never).
+        last_error: The last round's error, as a sentence (None once a round succeeds).
+        last_error_at: Unix time of that error.
+        failures: Rounds failed in a row (0 after a success).
+        pending: Orders pending on-chain that this agent may deliver, at the last round.
+        unmined: Delivery transactions sent and not yet mined.
+        reorgs: Reorgs seen since the agent started.
+    """
+
+    running: bool = False
+    last_round_at: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    failures: int = 0
+    pending: int = 0
+    unmined: int = 0
+    reorgs: int = 0
+
+
 class SellerAgent:
     """Delivers keys for the models its accounts own, and for owners who made one of its
     accounts their agent (one `Market` per account)."""
 
-    def __init__(self, markets: list[Market], data_dir: Path) -> None:
+    def __init__(
+        self,
+        markets: list[Market],
+        data_dir: Path,
+        *,
+        bump_after: float = 60.0,
+        receipt_wait: float = 30.0,
+    ) -> None:
+        """
+        Args:
+            markets: One market per account the agent delivers from.
+            data_dir: The node's data directory (for the outbox journals).
+            bump_after: Seconds a delivery may stay unmined before its fees are raised.
+            receipt_wait: Seconds a round waits for the deliveries it sent to be mined
+                (an unmined one is followed by the next rounds).
+
+        Raises:
+            ConfigError: No market, or a market without an account.
+        """
         if not markets:
             raise ConfigError("The seller's agent needs at least one account to deliver from.")
         self.markets: dict[str, Market] = {
@@ -79,13 +146,36 @@ class SellerAgent:
         }
         self._any = markets[0]
         self._window = int(self._any.deployment.delivery_window)
+        self._receipt_wait = receipt_wait
+        chain_id = self._any.chain_id
+        self.outboxes: dict[str, Outbox] = {
+            address: Outbox(
+                m.w3,
+                m.require_account("deliver keys"),
+                data_dir / "agent" / f"outbox-{chain_id}-{address}.json",
+                bump_after=bump_after,
+            )
+            for address, m in self.markets.items()
+        }
         # Purchases seen and not yet settled or expired, newest per (model, buyer).
-        self._orders: dict[tuple[int, str], PendingOrder] = {}
+        self._orders: dict[OrderKey, PendingOrder] = {}
+        # Orders seen settled (delivered, refunded), with the head they were seen at:
+        # rechecked when a reorg forks below that head, dropped past their deadline.
+        self._settled: dict[OrderKey, tuple[PendingOrder, int]] = {}
         self._scanned: int | None = None
+        self._hashes: dict[int, str] = {}  # head number -> hash, for the last HASH_WINDOW
+        self._times: dict[int, int] = {}  # block number -> timestamp of purchase blocks
         self._reported: set[tuple[PendingOrder, str]] = set()
         self._senders: dict[int, str | None] = {}  # per round: model id -> our account
-        legacy = data_dir / "agent" / f"cursor-{self._any.chain_id}.json"
+        self._lock = threading.Lock()
+        self._status = AgentStatus()
+        legacy = data_dir / "agent" / f"cursor-{chain_id}.json"
         legacy.unlink(missing_ok=True)  # nothing reads it any more
+
+    def status(self) -> AgentStatus:
+        """The agent's health now (thread-safe; for the node's health endpoint)."""
+        with self._lock:
+            return self._status
 
     def pending(self) -> tuple[list[PendingOrder], int]:
         """The purchases still pending on-chain that this agent may deliver, and the
@@ -94,11 +184,22 @@ class SellerAgent:
         Raises:
             ChainError: The chain cannot be read.
         """
-        head = int(self._any.w3.eth.block_number)
-        now = int(self._any.w3.eth.get_block(head)["timestamp"])
-        self._read_purchases(head, now)
+        w3 = self._any.w3
+        latest = w3.eth.get_block("latest")
+        head, head_hash = int(latest["number"]), Web3.to_hex(latest["hash"])
+        now = int(latest["timestamp"])
+        self._follow_reorgs()
+        start = self._window_start(head, now) if self._scanned is None else self._scanned + 1
+        self._read_purchases(start, head)
+        if self._hash_of(head) == head_hash:
+            self._scanned = head
+            self._hashes[head] = head_hash
+            for old in [n for n in self._hashes if n <= head - HASH_WINDOW]:
+                del self._hashes[old]
+        # else the chain changed while we read: the next round finds the fork point.
         owners: dict[int, str | None] = {}
         ours: list[PendingOrder] = []
+        settled: list[PendingOrder] = []
         marketplace = self._any.contracts.marketplace
         for key, order in list(self._orders.items()):
             if order.deadline < now:
@@ -116,8 +217,18 @@ class SellerAgent:
             record = marketplace.license(order.buyer, order.model_id)
             if record.state is not LicenseState.PENDING or record.time < now:
                 del self._orders[key]
+                settled.append(order)
                 continue
             ours.append(order)
+        if settled:
+            # Seen settled at some block up to the head now (the reads above may have
+            # seen blocks after `head`).
+            seen = max(head, int(w3.eth.block_number))
+            for order in settled:
+                self._settled[order.key] = (order, seen)
+        for key, (order, _seen) in list(self._settled.items()):
+            if order.deadline < now:
+                del self._settled[key]
         self._senders = owners
         live = set(self._orders.values())
         self._reported = {r for r in self._reported if r[0] in live}
@@ -128,21 +239,29 @@ class SellerAgent:
         return len(self.deliver_round().delivered)
 
     def deliver_round(self) -> RoundReport:
-        """One round: read new purchases, deliver what is pending and ours.
+        """One round: follow what was sent, read new purchases, deliver what is pending
+        and ours and not already on its way.
 
         Returns:
-            The orders delivered and those skipped, with the reason.
+            The orders delivered (their transaction mined) and those skipped, with the
+            reason.
 
         Raises:
             ChainError: The chain cannot be read.
+            Web3RPCError, OSError: The chain did not answer (`run` retries).
         """
         report = RoundReport()
-        orders, _head = self.pending()
+        orders, head = self.pending()
+        pending_keys = {o.key for o in orders}
+        for outbox in self.outboxes.values():
+            self._record(outbox.settle(head), report)
+            outbox.follow(pending_keys)
+        in_flight = set().union(*(o.in_flight() for o in self.outboxes.values()))
         by_sender: dict[str, list[tuple[PendingOrder, Delivery]]] = {}
         models: dict[int, tuple[str, int, bytes] | MercatoError] = {}
         for order in orders:
             sender = self._senders.get(order.model_id)
-            if sender is None:
+            if sender is None or order.key in in_flight:
                 continue
             if order.model_id not in models:
                 models[order.model_id] = self._sale(order.model_id, sender)
@@ -163,48 +282,138 @@ class SellerAgent:
             market = self.markets[sender]
             for i in range(0, len(items), MAX_BATCH):
                 self._send(market, items[i : i + MAX_BATCH], report)
+        delivered = {o.key for o in report.delivered}
+        with self._lock:
+            self._status = AgentStatus(
+                running=self._status.running,
+                last_round_at=time.time(),
+                pending=sum(1 for o in orders if o.key not in delivered),
+                unmined=sum(o.unmined() for o in self.outboxes.values()),
+                reorgs=self._status.reorgs,
+            )
         return report
 
     def run(self, stop: threading.Event, poll: float = 1.0) -> None:
-        """Delivers until `stop` is set, polling every `poll` seconds."""
-        while not stop.is_set():
-            try:
-                count = self.deliver_pending()
-                if count:
-                    log.info("delivered %d key(s)", count)
-            except MercatoError as exc:
-                log.error("agent round failed: %s", exc)
-            stop.wait(poll)
+        """Delivers until `stop` is set, a round every `poll` seconds.
 
-    def _read_purchases(self, head: int, now: int) -> None:
-        deploy_block = self._any.deployment.deploy_block
-        if self._scanned is None:
-            start = self._window_start(head, now)
+        Nothing ends it but `stop`: a round that fails (the chain down, an RPC error, a
+        bug) is logged, shown in `status()`, and tried again after a back-off that
+        doubles up to MAX_BACKOFF seconds.
+        """
+        self._update(running=True)
+        try:
+            while not stop.is_set():
+                try:
+                    count = self.deliver_pending()
+                    if count:
+                        log.info("delivered %d key(s)", count)
+                    delay = poll
+                except Exception as exc:  # the thread must outlive any failing round
+                    failures = self._failed(exc)
+                    delay = min(MAX_BACKOFF, poll * 2 ** min(failures, 10))
+                stop.wait(delay)
+        finally:
+            self._update(running=False)
+
+    # --- status --------------------------------------------------------------------
+
+    def _update(self, **changes: Any) -> None:
+        with self._lock:
+            self._status = AgentStatus(**{**self._status.__dict__, **changes})
+
+    def _failed(self, exc: Exception) -> int:
+        """Records a failed round; returns how many failed in a row."""
+        if isinstance(exc, MercatoError):
+            error: Exception = exc
+        elif isinstance(exc, requests.RequestException | OSError | Web3Exception):
+            error = ChainUnavailableError(self._any.rpc_url, type(exc).__name__)
         else:
-            start = max(deploy_block, self._scanned + 1 - REORG_MARGIN)
-        marketplace = self._any.contracts.marketplace
-        times: dict[int, int] = {}
-        for low in range(start, head + 1, LOG_RANGE):
-            high = min(low + LOG_RANGE - 1, head)
-            for entry in marketplace.contract.events.Purchased.get_logs(
-                from_block=low, to_block=high
-            ):
-                args = entry["args"]
-                block = int(entry["blockNumber"])
-                if block not in times:
-                    times[block] = int(self._any.w3.eth.get_block(block)["timestamp"])
-                order = PendingOrder(
-                    ModelId(int(args["model_id"])),
-                    Web3.to_checksum_address(args["buyer"]),
-                    bytes(args["buyer_key"]),
-                    block,
-                    times[block] + self._window,
-                )
-                key = (order.model_id, order.buyer)
-                known = self._orders.get(key)
-                if known is None or known.block <= order.block:
+            error = exc
+        with self._lock:
+            failures = self._status.failures + 1
+            self._status = AgentStatus(
+                **{
+                    **self._status.__dict__,
+                    "last_error": str(error) or type(exc).__name__,
+                    "last_error_at": time.time(),
+                    "failures": failures,
+                }
+            )
+        if error is exc and not isinstance(exc, MercatoError):
+            log.exception("agent round failed (retrying): %s", exc)
+        elif failures == 1 or failures % 10 == 0:  # not every second while the chain is down
+            log.error("agent round failed (retrying, %d in a row): %s", failures, error)
+        return failures
+
+    # --- the chain -----------------------------------------------------------------
+
+    def _hash_of(self, number: int) -> str | None:
+        try:
+            return Web3.to_hex(self._any.w3.eth.get_block(number)["hash"])
+        except BlockNotFound:
+            return None
+
+    def _follow_reorgs(self) -> None:
+        """Finds whether the chain still has the heads read before; if not, reads again
+        above the highest it still has and rechecks the orders seen settled above it."""
+        if not self._hashes:
+            return
+        known = sorted(self._hashes, reverse=True)
+        if self._hash_of(known[0]) == self._hashes[known[0]]:
+            return
+        fork = next((n for n in known[1:] if self._hash_of(n) == self._hashes[n]), None)
+        log.warning(
+            "agent: reorg below block %d; reading again from %s",
+            known[0],
+            "the delivery window" if fork is None else f"block {fork + 1}",
+        )
+        self._update(reorgs=self._status.reorgs + 1)
+        self._scanned = fork
+        for number in [n for n in self._hashes if fork is None or n > fork]:
+            del self._hashes[number]
+        for key, (order, seen) in list(self._settled.items()):
+            if fork is None or seen > fork:
+                del self._settled[key]
+                known_order = self._orders.get(key)
+                if known_order is None or known_order.block <= order.block:
                     self._orders[key] = order
-        self._scanned = head
+
+    def _purchase_logs(self, first: int, last: int) -> list[EventData]:
+        """The `Purchased` events of blocks first..last (the agent's one log query)."""
+        event = self._any.contracts.marketplace.contract.events.Purchased
+        found: list[EventData] = []
+        for low in range(first, last + 1, LOG_RANGE):
+            high = min(low + LOG_RANGE - 1, last)
+            found.extend(event.get_logs(from_block=low, to_block=high))
+        return found
+
+    def _read_purchases(self, start: int, head: int) -> None:
+        start = max(start, self._any.deployment.deploy_block)
+        if start > head:
+            return
+        for entry in self._purchase_logs(start, head):
+            args = entry["args"]
+            block = int(entry["blockNumber"])
+            if block not in self._times:
+                stamp = entry.get("blockTimestamp")
+                self._times[block] = (
+                    int(stamp, 16)
+                    if isinstance(stamp, str)
+                    else int(self._any.w3.eth.get_block(block)["timestamp"])
+                )
+            order = PendingOrder(
+                ModelId(int(args["model_id"])),
+                Web3.to_checksum_address(args["buyer"]),
+                bytes(args["buyer_key"]),
+                block,
+                self._times[block] + self._window,
+            )
+            known = self._orders.get(order.key)
+            if known is None or known.block <= order.block:
+                self._orders[order.key] = order
+                self._settled.pop(order.key, None)
+        for old in [b for b in self._times if b < start - HASH_WINDOW]:
+            del self._times[old]
 
     def _window_start(self, head: int, now: int) -> int:
         """The first block mined within the last DELIVERY_WINDOW (no earlier purchase
@@ -240,26 +449,54 @@ class SellerAgent:
             return exc
         return owner, info.latest.version, key
 
+    # --- sending -------------------------------------------------------------------
+
     def _send(
         self, market: Market, items: list[tuple[PendingOrder, Delivery]], report: RoundReport
     ) -> None:
+        """Sends one batch (one by one when the marketplace refuses the batch), waits
+        a while for it to be mined, and records what was delivered."""
+        sender = market.require_account("deliver keys").address
+        outbox = self.outboxes[sender]
+        marketplace = market.contracts.marketplace
+        sent: list[SentTx] = []
         try:
-            market.contracts.marketplace.deliver_many([d for _o, d in items])
-            report.delivered.extend(o for o, _d in items)
-            return
+            tx = marketplace.deliver_many_tx([d for _o, d in items])
+            sent.append(outbox.send(tx, [o.key for o, _d in items]))
         except MercatoError as exc:
             if len(items) == 1:
                 self._skip(report, items[0][0], exc)
                 return
             log.warning("a batch of %d deliveries was refused (%s); one by one", len(items), exc)
-        # One refused order (refunded or past its deadline in between) must not hold
-        # back the others.
-        for order, delivery in items:
-            try:
-                market.contracts.marketplace.deliver_many([delivery])
-                report.delivered.append(order)
-            except MercatoError as exc:
-                self._skip(report, order, exc)
+            # One refused order (refunded or past its deadline in between) must not hold
+            # back the others.
+            for order, delivery in items:
+                try:
+                    sent.append(outbox.send(marketplace.deliver_many_tx([delivery]), [order.key]))
+                except MercatoError as one:
+                    self._skip(report, order, one)
+        if not sent:
+            return
+        outbox.wait(sent, self._receipt_wait)
+        self._record(outbox.settle(int(market.w3.eth.block_number)), report)
+
+    def _record(self, settled: list[Settled], report: RoundReport) -> None:
+        for done in settled:
+            orders = [self._order(key) for key in done.tx.orders]
+            if done.outcome == "delivered":
+                report.delivered.extend(o for o in orders if o is not None)
+            elif done.outcome == "reverted":
+                for order in orders:
+                    if order is not None:
+                        report.skipped.append((order, "transaction_failed"))
+                log.error(
+                    "delivery transaction %s reverted; its orders are tried again", done.tx_hash
+                )
+
+    def _order(self, key: OrderKey) -> PendingOrder | None:
+        if key in self._orders:
+            return self._orders[key]
+        return self._settled[key][0] if key in self._settled else None
 
     def _skip(self, report: RoundReport, order: PendingOrder, exc: MercatoError) -> None:
         reason = getattr(exc, "code", "error")

@@ -19,7 +19,7 @@ from eth_typing import ChecksumAddress
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import ContractLogicError
-from web3.types import EventData, TxReceipt
+from web3.types import EventData, TxParams, TxReceipt
 
 from mercato.chain.artifacts import load_artifact
 from mercato.chain.deployment import Deployment
@@ -115,13 +115,23 @@ class _ContractClient:
     def _send(self, function: str, *args: Any) -> TxReceipt:
         if self.sender is None:
             raise ChainError(f"Cannot call {function}: this client has no account to send from.")
+        return self.sender.send(self._build(function, *args))
+
+    def _build(self, function: str, *args: Any) -> TxParams:
+        """The call as an unsigned transaction from the sender, its gas estimated.
+
+        Raises:
+            ChainError: This client has no account to send from.
+            ContractRevertError: The contract refuses the call now.
+        """
+        if self.sender is None:
+            raise ChainError(f"Cannot call {function}: this client has no account to send from.")
         try:
-            tx = self.contract.functions[function](*args).build_transaction(
+            return self.contract.functions[function](*args).build_transaction(
                 {"from": self.sender.account.address}
             )
         except ContractLogicError as exc:  # raised while estimating gas
             raise _revert(exc, function) from exc
-        return self.sender.send(tx)
 
     def events(self, receipt: TxReceipt, event: str) -> list[EventData]:
         """Decodes the `event` logs this contract emitted in `receipt`."""
@@ -323,6 +333,19 @@ class Marketplace(_ContractClient):
 
     def deliver_many(self, deliveries: Sequence[Delivery]) -> TxReceipt:
         return self._send(
+            "deliver_many",
+            [(d.model_id, d.buyer, d.version, d.wrapped_key) for d in deliveries],
+        )
+
+    def deliver_many_tx(self, deliveries: Sequence[Delivery]) -> TxParams:
+        """`deliver_many` as an unsigned transaction (for a sender that tracks it until
+        mined, like the seller's agent), its gas estimated.
+
+        Raises:
+            ChainError: This client has no account to send from.
+            ContractRevertError: The marketplace refuses one of the deliveries now.
+        """
+        return self._build(
             "deliver_many",
             [(d.model_id, d.buyer, d.version, d.wrapped_key) for d in deliveries],
         )
