@@ -26,6 +26,8 @@ from mercato.client.running_node import NodeRecord, remove_record, write_record
 from mercato.config import Settings
 from mercato.errors import GatewayStartError
 from mercato.gateway.app import create_app
+from mercato.index import Index
+from mercato.leader import LeaderDuties, Leadership, lease_for
 from mercato.models.runtime import TryPool
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,8 @@ class Node:
         self._threads: list[threading.Thread] = []
         self._server: uvicorn.Server | None = None
         self._pool: TryPool | None = None
+        # Which replica of a shared index follows the chain and delivers (mercato.leader).
+        self.leadership: Leadership | None = None
 
     def start(self) -> None:
         """Brings the chain up, then the gateway and, when it holds accounts, the agent.
@@ -109,6 +113,8 @@ class Node:
             provider,
             delivery_agent=delivery_agent,
             try_request_bytes=self._pool.limits.max_request_bytes,
+            index=Index.open(settings.index_url, data_dir=settings.data_dir),
+            follow_chain=False,  # only the leader follows it (below)
         )
         config = uvicorn.Config(
             app,
@@ -121,11 +127,22 @@ class Node:
         )
         self._server = uvicorn.Server(config)
         self._spawn("gateway", self._serve)
-        if self.accounts:
-            markets = [Market(settings, account=a, deployment=deployment) for a in self.accounts]
-            agent = SellerAgent(markets, settings.data_dir)
-            self._spawn("agent", lambda: agent.run(self._stop))
+        markets = [Market(settings, account=a, deployment=deployment) for a in self.accounts]
+        duties = LeaderDuties(
+            app.state.gateway,
+            (lambda: SellerAgent(markets, settings.data_dir)) if markets else None,
+        )
+        lease = lease_for(
+            settings.index_url,
+            settings.data_dir,
+            deployment.chain_id,
+            deployment.marketplace,
+            [a.address for a in self.accounts],
+        )
+        self.leadership = Leadership(lease, duties.start, duties.stop)
+        app.state.leadership = self.leadership
         self._wait_for_gateway()
+        self.leadership.start()
         # Commands run on this data directory find the chain and gateway without flags.
         write_record(
             settings.data_dir,
@@ -146,6 +163,8 @@ class Node:
     def stop(self) -> None:
         """Stops the agent, the gateway, the try workers and (if local) Anvil."""
         remove_record(self.settings.data_dir, os.getpid())
+        if self.leadership is not None:
+            self.leadership.stop()  # the agent and follower stop before the lease is let go
         self._stop.set()
         if self._server is not None:
             self._server.should_exit = True

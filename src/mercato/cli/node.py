@@ -50,6 +50,13 @@ def up(
     deployment: Annotated[
         Path | None, typer.Option(help="A deployment record to join an existing network.")
     ] = None,
+    index_url: Annotated[
+        str | None,
+        typer.Option(
+            help="SQLAlchemy URL of the index (postgresql://…); replicas sharing one "
+            "PostgreSQL index elect one leader to follow the chain and deliver."
+        ),
+    ] = None,
     account: AccountOption = None,
     password_file: PasswordFileOption = None,
     demo: Annotated[
@@ -81,6 +88,7 @@ def up(
         gateway_port=gateway_port,
         provider_url=provider_url,
         account=account,
+        index_url=index_url,
     )
     if deployment is not None:
         _import_deployment(settings, Deployment.from_file(deployment))

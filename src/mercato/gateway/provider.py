@@ -49,9 +49,14 @@ def create_provider_router(
     by_address, by_wallet = limiters or (RateLimiter(per_minute), RateLimiter(per_minute))
 
     @router.get("/v1/health")
-    def health() -> dict[str, str]:
-        """Liveness of the provider."""
-        return {"status": "ok"}
+    def health(request: Request) -> dict[str, str | bool]:
+        """Liveness of the provider; on a node, whether this replica leads (follows the
+        chain and delivers keys, see `mercato.leader`)."""
+        answer: dict[str, str | bool] = {"status": "ok"}
+        leadership = getattr(request.app.state, "leadership", None)
+        if leadership is not None:
+            answer["leader"] = leadership.is_leader
+        return answer
 
     @router.post("/v1/models/{model_id}/try", response_model=None)
     async def try_model(model_id: ModelId, request: Request) -> Response:

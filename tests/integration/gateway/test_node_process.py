@@ -85,7 +85,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
 
 def _alive(node: NodeProcess) -> None:
     assert node.process.poll() is None, "the node process died"
-    assert httpx.get(f"{node.base}/v1/health", timeout=30).json() == {"status": "ok"}
+    assert httpx.get(f"{node.base}/v1/health", timeout=30).json()["status"] == "ok"
 
 
 def test_a_deeply_nested_body_is_refused_and_the_node_keeps_serving(node: NodeProcess) -> None:
