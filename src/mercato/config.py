@@ -32,6 +32,48 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("mercato", appauthor=False))
 
 
+# Confirmations by chain id when the `confirmations` setting is unset: deep enough that
+# a reorg past it has not been seen on that chain, shallow enough that a new model shows
+# within minutes. Set `confirmations` to wait longer (64 on Ethereum is finality).
+ETHEREUM_CONFIRMATIONS = 12  # 12 s slots: ~2.4 minutes; finality is 64 blocks
+OP_STACK_CONFIRMATIONS = 30  # 2 s blocks: a minute for the sequencer's batch to reach L1
+ARBITRUM_CONFIRMATIONS = 120  # 0.25 s blocks: 30 seconds
+POLYGON_POS_CONFIRMATIONS = 64  # 2 s blocks, and reorgs of dozens of blocks have happened
+UNKNOWN_CHAIN_CONFIRMATIONS = 12
+CHAIN_CONFIRMATIONS: dict[int, int] = {
+    1: ETHEREUM_CONFIRMATIONS,  # Ethereum
+    11_155_111: ETHEREUM_CONFIRMATIONS,  # Sepolia
+    17_000: ETHEREUM_CONFIRMATIONS,  # Holesky
+    560_048: ETHEREUM_CONFIRMATIONS,  # Hoodi
+    10: OP_STACK_CONFIRMATIONS,  # OP Mainnet
+    8_453: OP_STACK_CONFIRMATIONS,  # Base
+    11_155_420: OP_STACK_CONFIRMATIONS,  # OP Sepolia
+    84_532: OP_STACK_CONFIRMATIONS,  # Base Sepolia
+    42_161: ARBITRUM_CONFIRMATIONS,  # Arbitrum One
+    42_170: ARBITRUM_CONFIRMATIONS,  # Arbitrum Nova
+    421_614: ARBITRUM_CONFIRMATIONS,  # Arbitrum Sepolia
+    137: POLYGON_POS_CONFIRMATIONS,  # Polygon PoS
+    80_002: POLYGON_POS_CONFIRMATIONS,  # Polygon Amoy
+}
+
+
+def default_confirmations(chain_id: int) -> int:
+    """Blocks below the head the index waits for on this chain when none is set.
+
+    Args:
+        chain_id: The chain's EIP-155 id.
+
+    Returns:
+        0 on local development chains (one miner, no reorgs), the chain's own depth
+        for known chains (`CHAIN_CONFIRMATIONS`), and 12 for any other.
+    """
+    from mercato.chain.deployment import LOCAL_CHAIN_IDS  # config loads before chain
+
+    if chain_id in LOCAL_CHAIN_IDS:
+        return 0
+    return CHAIN_CONFIRMATIONS.get(chain_id, UNKNOWN_CHAIN_CONFIRMATIONS)
+
+
 class Settings(BaseModel):
     """A node's or a client's settings."""
 
@@ -55,7 +97,10 @@ class Settings(BaseModel):
     confirmations: int | None = Field(
         default=None,
         ge=0,
-        description="Blocks before the index trusts an event (None: 0 locally, 12 elsewhere)",
+        description=(
+            "Blocks below the head before the index trusts an event (None: the chain's "
+            "default, see default_confirmations)"
+        ),
     )
     try_per_minute: int = Field(default=30, ge=1, description="Try calls per wallet per minute")
     fetch_allow_networks: tuple[str, ...] = Field(

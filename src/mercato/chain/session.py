@@ -21,7 +21,7 @@ from web3.exceptions import Web3Exception
 
 from mercato.chain.anvil import AnvilSupervisor, dev_accounts
 from mercato.chain.deployment import LOCAL_CHAIN_IDS, TOKEN_UNIT, Deployment, deploy
-from mercato.chain.web3_backend import Web3Backend
+from mercato.chain.web3_backend import Web3Backend, connect
 from mercato.errors import ChainUnavailableError, DeploymentError
 
 DEPLOYER_KEY_ENV = "MERCATO_DEPLOYER_KEY"
@@ -80,7 +80,7 @@ def open_chain(
         anvil = AnvilSupervisor(data_dir, port=port)
         rpc_url = anvil.start()
     try:
-        w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
+        w3 = connect(rpc_url, timeout=30)
         try:
             chain_id = int(w3.eth.chain_id)
         except (requests.RequestException, Web3Exception, OSError) as exc:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from multiformats import CID
 
+from mercato.chain.logs import event_logs
 from mercato.client.artifacts import (
     MAX_ARTIFACT_BYTES,
     artifact_size_limit,
@@ -183,7 +184,7 @@ class VersionDirectory:
         )
         if start <= head:
             event = self.market.contracts.registry.contract.events.VersionAdded
-            for entry in event.get_logs(from_block=start, to_block=head):
+            for entry in event_logs(event, start, head):
                 args = entry["args"]
                 ref = VersionRef(
                     int(args["model_id"]), int(args["version"]), bytes(args["manifest_cid_digest"])

@@ -15,12 +15,12 @@ from typing import Any
 
 import requests
 from eth_account.signers.local import LocalAccount
-from web3 import Web3
 from web3.exceptions import Web3Exception
 
 from mercato.chain.contracts import MercatoContracts
 from mercato.chain.deployment import LOCAL_CHAIN_IDS, Deployment
-from mercato.chain.web3_backend import Web3Backend
+from mercato.chain.logs import event_logs
+from mercato.chain.web3_backend import Web3Backend, connect
 from mercato.client.artifacts import KeyStore
 from mercato.config import Settings, load_settings
 from mercato.errors import ChainUnavailableError, DeploymentError, NoAccountError, NoGasError
@@ -60,7 +60,7 @@ class Market:
         """
         self.settings = settings or load_settings()
         self.rpc_url = self.settings.rpc_url or f"http://127.0.0.1:{self.settings.anvil_port}"
-        self.w3 = Web3(Web3.HTTPProvider(self.rpc_url, request_kwargs={"timeout": 30}))
+        self.w3 = connect(self.rpc_url, timeout=30)
         try:
             self.chain_id = int(self.w3.eth.chain_id)
         except (requests.RequestException, Web3Exception, OSError) as exc:
@@ -157,9 +157,24 @@ class Market:
         return self.index
 
     def logs(self, contract: Any, event: str, **argument_filters: Any) -> list[Any]:
-        """Every `event` the contract logged since the deployment, filtered by indexed args."""
-        return list(
-            contract.contract.events[event].get_logs(
-                from_block=self.deployment.deploy_block, argument_filters=argument_filters
-            )
+        """Every `event` the contract logged since the deployment, in chain order.
+
+        Read in block ranges the RPC provider accepts (`mercato.chain.logs`), so a
+        hosted provider's range and result caps, rate limits and dropped connections
+        are ridden out.
+
+        Args:
+            contract: A typed contract wrapper (`market.contracts.marketplace`).
+            event: The event's name.
+            **argument_filters: Argument values the events must have.
+
+        Returns:
+            The decoded events.
+
+        Raises:
+            RpcRetryExhaustedError: The provider kept failing through every retry.
+            LogQueryError: The provider refused the query.
+        """
+        return event_logs(
+            contract.contract.events[event], self.deployment.deploy_block, **argument_filters
         )

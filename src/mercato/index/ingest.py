@@ -7,7 +7,9 @@ Each poll:
    chain; if not, walks down the recorded hashes to the fork point and removes
    everything above it (a reorg deeper than the kept hashes rebuilds from scratch);
 2. fetches logs of all four contracts with one `eth_getLogs` filter per batch of
-   blocks, up to `confirmations` blocks below the head;
+   blocks, up to `confirmations` blocks below the head, through a
+   `mercato.chain.logs.LogFetcher`: a batch shrinks to what the RPC provider accepts
+   and transient provider failures are retried with back-off;
 3. writes each batch's rows, its block hashes and the new cursor in one transaction,
    so a crash or kill at any point resumes exactly after the last committed batch;
 4. asks the metadata source again for manifests that had not arrived.
@@ -23,16 +25,21 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select, update
 from web3 import Web3
 
-from mercato.chain.deployment import LOCAL_CHAIN_IDS, Deployment
-from mercato.errors import IndexDeploymentMismatchError, IndexRpcError
+from mercato.chain.deployment import Deployment
+from mercato.chain.logs import LogFetcher
+from mercato.config import default_confirmations
+from mercato.errors import (
+    IndexDeploymentMismatchError,
+    IndexRpcError,
+    LogQueryError,
+    RpcRetryExhaustedError,
+)
 from mercato.index import schema as s
 from mercato.index.decode import LogDecoder
 from mercato.index.metadata import MetadataSource
 from mercato.index.projector import Projector
 from mercato.index.state import apply_arrived_metadata, rollback_above
 from mercato.index.store import Index
-
-PUBLIC_CHAIN_CONFIRMATIONS = 12
 
 
 @dataclass(frozen=True)
@@ -41,8 +48,9 @@ class IndexerConfig:
 
     Attributes:
         confirmations: Blocks below the head left alone until they are this deep; None
-            means 0 on local development chains and 12 elsewhere.
-        batch_blocks: Blocks per `eth_getLogs` call (halved when a node refuses a range).
+            means the chain's default (`mercato.config.default_confirmations`).
+        batch_blocks: Most blocks per `eth_getLogs` call (halved while the provider
+            refuses a range as too large, grown back after).
         reorg_window: Recent block hashes kept to find a fork point.
         poll_interval: Seconds between polls in `run()`.
     """
@@ -83,11 +91,11 @@ class Indexer:
         self.metadata = metadata
         self.config = config or IndexerConfig()
         self.decoder = LogDecoder(deployment)
-        self._batch_blocks = self.config.batch_blocks
-        local = deployment.chain_id in LOCAL_CHAIN_IDS
-        default_depth = 0 if local else PUBLIC_CHAIN_CONFIRMATIONS
+        self._fetcher = LogFetcher(w3, max_range=self.config.batch_blocks)
         self.confirmations = (
-            self.config.confirmations if self.config.confirmations is not None else default_depth
+            self.config.confirmations
+            if self.config.confirmations is not None
+            else default_confirmations(deployment.chain_id)
         )
 
     # --- JSON-RPC ------------------------------------------------------------------
@@ -111,9 +119,10 @@ class Indexer:
         return None if block is None else str(block["hash"])
 
     def _logs(self, first: int, last: int) -> list[dict[str, Any]]:
-        params = {"fromBlock": hex(first), "toBlock": hex(last)}
-        params["address"] = self.decoder.address_list  # type: ignore[assignment]
-        return list(self._rpc("eth_getLogs", [params]))
+        try:
+            return self._fetcher.get({"address": self.decoder.address_list}, first, last)
+        except (RpcRetryExhaustedError, LogQueryError) as exc:
+            raise IndexRpcError(f"eth_getLogs failed: {exc}") from exc
 
     # --- cursor ----------------------------------------------------------------------
 
@@ -170,11 +179,13 @@ class Indexer:
 
     # --- polling ---------------------------------------------------------------------
 
-    def sync_once(self, max_batches: int | None = None) -> SyncReport:
+    def sync_once(self, max_batches: int | None = None, to_block: int | None = None) -> SyncReport:
         """Brings the index up to the confirmed head (or `max_batches` batches closer).
 
         Args:
             max_batches: Stop after this many batches (None: until caught up).
+            to_block: Go no further than this block (`mercato index check` compares
+                two indexes at one block).
 
         Returns:
             What was done.
@@ -187,6 +198,8 @@ class Indexer:
         head = self._head()
         report.head = head
         target = head - self.confirmations
+        if to_block is not None:
+            target = min(target, to_block)
         with self.index.engine.begin() as conn:
             cursor = self._cursor(conn)
             fork = self._fork_point(conn, cursor)
@@ -195,7 +208,7 @@ class Indexer:
                 report.rolled_back_to = fork
             last = fork if fork is not None else cursor.last_block
         while last < target and (max_batches is None or report.batches < max_batches):
-            end = min(last + self._batch_blocks, target)
+            end = min(last + self._fetcher.span, target)
             done = self._ingest_batch(last + 1, end, report)
             if done is None:
                 break  # the chain changed under the batch: the next poll sees the reorg
@@ -208,14 +221,7 @@ class Indexer:
 
     def _ingest_batch(self, first: int, last: int, report: SyncReport) -> int | None:
         end_hash = self._block_hash(last)
-        try:
-            logs = self._logs(first, last)
-        except IndexRpcError as exc:
-            message = str(exc).lower()
-            if last > first and ("range" in message or "limit" in message):
-                self._batch_blocks = max(1, self._batch_blocks // 2)
-                return self._ingest_batch(first, first + (last - first) // 2, report)
-            raise
+        logs = self._logs(first, last)
         if end_hash is None or self._block_hash(last) != end_hash:
             return None
         hashes: dict[int, str] = {last: end_hash}
