@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from mercato.client.provider import ProviderService
 from mercato.client.running_node import NodeRecord, remove_record, write_record
 from mercato.config import Settings
 from mercato.errors import GatewayStartError
+from mercato.gateway.api.health import NodeParts
 from mercato.gateway.app import create_app
 from mercato.index import Index
 from mercato.leader import LeaderDuties, Leadership, lease_for
@@ -67,6 +69,7 @@ class Node:
         self._pool: TryPool | None = None
         # Which replica of a shared index follows the chain and delivers (mercato.leader).
         self.leadership: Leadership | None = None
+        self.agent: SellerAgent | None = None  # the running agent, for the health check
 
     def start(self) -> None:
         """Brings the chain up, then the gateway and, when it holds accounts, the agent.
@@ -128,9 +131,12 @@ class Node:
         self._server = uvicorn.Server(config)
         self._spawn("gateway", self._serve)
         markets = [Market(settings, account=a, deployment=deployment) for a in self.accounts]
-        duties = LeaderDuties(
-            app.state.gateway,
-            (lambda: SellerAgent(markets, settings.data_dir)) if markets else None,
+        duties = LeaderDuties(app.state.gateway, self._agent_factory(markets) if markets else None)
+        pool = self._pool
+        app.state.health = NodeParts(
+            agent=lambda: self.agent.status() if self.agent is not None else None,
+            sells=bool(markets),
+            try_pool=lambda: pool.running,
         )
         lease = lease_for(
             settings.index_url,
@@ -153,6 +159,14 @@ class Node:
                 tuple(a.address for a in self.accounts),
             ),
         )
+
+    def _agent_factory(self, markets: list[Market]) -> Callable[[], SellerAgent]:
+        # The leader builds a fresh agent each time it takes over; health reads the latest.
+        def new_agent() -> SellerAgent:
+            self.agent = SellerAgent(markets, self.settings.data_dir)
+            return self.agent
+
+        return new_agent
 
     def account_market(self, account: LocalAccount) -> Market:
         """A market acting as one of the node's accounts."""

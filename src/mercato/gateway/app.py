@@ -30,6 +30,7 @@ from mercato.gateway.api import (
     creators,
     earnings,
     evaluations,
+    health,
     lineage,
     models,
     orders,
@@ -71,6 +72,7 @@ API_ROUTERS = (
     chain.router,
     uploads.router,
     artifacts.router,
+    health.router,
 )
 
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: AGPL-3.0-only
-"""Provider endpoints of a node: try-before-you-buy and health."""
+"""Provider endpoints of a node: try-before-you-buy (health is `api/health.py`)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def create_provider_router(
     wallet_of: Callable[[Request], str | None] | None = None,
     limiters: tuple[RateLimiter, RateLimiter] | None = None,
 ) -> APIRouter:
-    """Routes `/v1/models/{id}/try` and `/v1/health`.
+    """Routes `/v1/models/{id}/try`.
 
     Try calls are limited per client address and, when `wallet_of` finds a signed-in
     wallet, per wallet too; both limits apply.
@@ -47,16 +47,6 @@ def create_provider_router(
     """
     router = APIRouter(tags=["provider"])
     by_address, by_wallet = limiters or (RateLimiter(per_minute), RateLimiter(per_minute))
-
-    @router.get("/v1/health")
-    def health(request: Request) -> dict[str, str | bool]:
-        """Liveness of the provider; on a node, whether this replica leads (follows the
-        chain and delivers keys, see `mercato.leader`)."""
-        answer: dict[str, str | bool] = {"status": "ok"}
-        leadership = getattr(request.app.state, "leadership", None)
-        if leadership is not None:
-            answer["leader"] = leadership.is_leader
-        return answer
 
     @router.post("/v1/models/{model_id}/try", response_model=None)
     async def try_model(model_id: ModelId, request: Request) -> Response:

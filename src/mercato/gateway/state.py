@@ -24,6 +24,7 @@ from mercato.gateway.ratelimit import RateLimiter
 from mercato.gateway.sessions import RevokedSessions, SessionSigner, load_session_key
 from mercato.gateway.siwe import SiweVerifier
 from mercato.index import Index, Indexer, IndexerConfig
+from mercato.index.ingest import SyncReport
 
 log = logging.getLogger(__name__)
 MAX_MANIFEST = 4 * 1024 * 1024  # bytes; manifests are a few kB
@@ -48,11 +49,21 @@ class IndexFollower:
         self._thread: threading.Thread | None = None
         # Bumped whenever a sync changed the index, so readers can cache between changes.
         self.generation = 0
+        # For the health check: the last sync's report and when it ended (Unix time).
+        self.last_report: SyncReport | None = None
+        self.last_sync_at: float | None = None
+        self.started_at: float | None = None
 
     def start(self) -> None:
         """Starts following the chain (a first sync runs in the thread)."""
+        self.started_at = time.time()
         self._thread = threading.Thread(target=self._run, name="mercato-index", daemon=True)
         self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        """Whether the thread still follows the chain (False once an error stopped it)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
         # `Indexer.run` in outline, keeping each report to know when the index changed.
@@ -66,6 +77,7 @@ class IndexFollower:
             except IndexingError:
                 log.exception("the index stopped following the chain")
                 return
+            self.last_report, self.last_sync_at = report, time.time()
             if report.events or report.metadata_applied or report.rolled_back_to is not None:
                 self.generation += 1
             if report.indexed_to >= report.head - self.indexer.confirmations:
