@@ -90,6 +90,7 @@ EXIT_CODES: tuple[tuple[type[errors.MercatoError], int], ...] = (
     (errors.ContentKeyMissingError, 84),
     (errors.MarketError, 60),
     (errors.GatewayStartError, 71),
+    (errors.IndexingError, 70),
     (errors.MercatoError, 1),
 )
 
