@@ -14,6 +14,7 @@ import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 
@@ -146,7 +147,7 @@ def test_the_commands_exit_non_zero_while_the_index_differs(
     data_dir = tmp_path / "data"
     market.deployment.save(data_dir)
 
-    def mercato(*args: str) -> tuple[int, dict[str, object]]:
+    def mercato(*args: str) -> tuple[int, dict[str, Any]]:
         options = ["--data-dir", str(data_dir), "--rpc-url", anvil.rpc_url,
                    "--index-url", index_url, "--json"]  # fmt: skip
         done = subprocess.run(
@@ -168,7 +169,7 @@ def test_the_commands_exit_non_zero_while_the_index_differs(
     _tamper(index, alpha)
     code, checked = mercato("check")
     assert code == EXIT_INDEX_DIFFERS and checked["matches"] is False
-    assert [d["table"] for d in checked["differences"]] == ["credits", "models"]  # type: ignore[union-attr,index]
+    assert [d["table"] for d in checked["differences"]] == ["credits", "models"]
 
     assert mercato("rebuild")[0] == 0
     assert mercato("check")[0] == 0
