@@ -81,10 +81,27 @@ def retry_after_seconds(exc: BaseException) -> float | None:
 
 
 def is_transient_exception(exc: BaseException) -> bool:
-    """Whether a request that raised `exc` may succeed when sent again."""
+    """Whether a request that raised `exc` may succeed when sent again.
+
+    A refused connection is not: nothing listens there (a node that is not running),
+    and waiting would only delay the sentence that says so.
+    """
     if isinstance(exc, requests.HTTPError):
         return http_status(exc) in TRANSIENT_STATUSES
+    if _connection_refused(exc):
+        return False
     return isinstance(exc, (requests.ConnectionError, requests.Timeout, ConnectionError))
+
+
+def _connection_refused(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ConnectionRefusedError):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def is_rate_limit_error(error: Any) -> bool:

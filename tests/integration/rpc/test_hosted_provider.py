@@ -139,3 +139,24 @@ def test_a_block_whose_logs_exceed_the_cap_is_a_typed_error(
         )
     assert caught.value.from_block == caught.value.to_block  # split down to one block first
     assert "more than 0 results" in caught.value.detail
+
+
+def test_the_range_shrinks_to_the_providers_cap_and_grows_back_when_it_lifts(
+    anvil: AnvilSupervisor, w3: Web3, provider: Callable[..., RpcProxy]
+) -> None:
+    deployment, _, _ = _history(w3)
+    capped = provider(max_results=10**6, rate_429=0, rate_503=0, rate_drop=0)
+    fetcher = LogFetcher(connect(capped.url), max_range=800)
+    query = {"address": [deployment.model_registry]}
+    head = int(w3.eth.block_number)
+    first = fetcher.get(query, 0, head)
+    assert fetcher.span <= 100 and capped.stats["range_refused"]
+    capped.limits.max_range = 10**6  # the provider lifts its cap (a plan upgrade)
+    again = fetcher.get(query, 0, head)
+    assert 100 < fetcher.span < 800  # doubled after each run of answered ranges
+    fetcher.get(query, 0, head)
+    assert fetcher.span == 800
+    direct = w3.provider.make_request(  # type: ignore[arg-type]
+        "eth_getLogs", [{**query, "fromBlock": "0x0", "toBlock": hex(head)}]
+    )["result"]
+    assert again == first == direct and len(first) >= 2 * MODELS

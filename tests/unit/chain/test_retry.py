@@ -48,6 +48,16 @@ def test_only_transient_failures_are_retried() -> None:
     assert is_rate_limit_error({"code": 429, "message": "slow down"})
 
 
+def test_a_refused_connection_is_not_retried() -> None:
+    # Nothing listens on port 1: no node runs there, and retrying would only delay saying so.
+    try:
+        requests.post("http://127.0.0.1:1", data=b"{}", timeout=5)
+    except requests.ConnectionError as exc:
+        assert not is_transient_exception(exc)
+    else:
+        raise AssertionError("a connection to port 1 was accepted")
+
+
 def test_rpc_errors_do_not_show_the_urls_path_where_api_keys_live() -> None:
     error = RpcRetryExhaustedError(
         "eth_getLogs", 6, "HTTP 429", rpc_url="https://user:pw@eth.example.org/v2/SECRETKEY?k=1"
