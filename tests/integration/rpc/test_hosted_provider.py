@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from web3 import Web3
+from web3.types import RPCEndpoint
 
 from mercato.chain.anvil import AnvilSupervisor, dev_accounts
 from mercato.chain.contracts import MercatoContracts
@@ -156,7 +157,7 @@ def test_the_range_shrinks_to_the_providers_cap_and_grows_back_when_it_lifts(
     assert 100 < fetcher.span < 800  # doubled after each run of answered ranges
     fetcher.get(query, 0, head)
     assert fetcher.span == 800
-    direct = w3.provider.make_request(  # type: ignore[arg-type]
-        "eth_getLogs", [{**query, "fromBlock": "0x0", "toBlock": hex(head)}]
+    direct = w3.provider.make_request(
+        RPCEndpoint("eth_getLogs"), [{**query, "fromBlock": "0x0", "toBlock": hex(head)}]
     )["result"]
     assert again == first == direct and len(first) >= 2 * MODELS
