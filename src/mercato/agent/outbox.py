@@ -14,8 +14,9 @@ sent, and followed until its nonce is used on-chain:
 - Stuck: a transaction still unmined `bump_after` seconds after it was sent is signed
   again with the same nonce and at least 12.5% higher EIP-1559 fees (nodes ask 10%),
   and never less than the current base fee needs.
-- Lost: one the node no longer knows (a reorg, or a node that dropped its mempool)
-  is sent again, the same signed bytes, while its nonce is unused.
+- Lost: one the node no longer knows (a reorg, or a node that dropped it from its
+  mempool) is sent again, the same signed bytes while its nonce is unused, signed
+  again with higher fees when the node refuses those.
 - Races: every variant of a nonce is remembered, and whichever of them is mined
   settles it; variants of one nonce can never both be mined, so a replacement and
   its original never deliver twice.
@@ -149,7 +150,13 @@ class Outbox:
                     changed = True
                     continue
                 log.warning("agent: the node lost the delivery with nonce %d; sent again", nonce)
-                self._broadcast(entry)
+                try:
+                    self._broadcast(entry)
+                except Web3RPCError as exc:
+                    # Its fees fell below the base fee (nodes drop such transactions):
+                    # signed again with today's fees.
+                    log.warning("agent: the node refused it again (%s); raising its fees", exc)
+                    self._bump(entry)
                 changed = True
             elif time.time() - entry.sent_at >= self.bump_after:
                 self._bump(entry)

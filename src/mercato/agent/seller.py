@@ -99,6 +99,7 @@ class AgentStatus:
         running: `run` is looping (False before it starts and after it stops).
         last_round_at: Unix time the last round finished without error (None: never).
         last_error: The last round's error, as a sentence (None once a round succeeds).
+        last_error_code: Its stable code (`MercatoError.code`; "unexpected" for a bug).
         last_error_at: Unix time of that error.
         failures: Rounds failed in a row (0 after a success).
         pending: Orders pending on-chain that this agent may deliver, at the last round.
@@ -109,6 +110,7 @@ class AgentStatus:
     running: bool = False
     last_round_at: float | None = None
     last_error: str | None = None
+    last_error_code: str | None = None
     last_error_at: float | None = None
     failures: int = 0
     pending: int = 0
@@ -335,6 +337,7 @@ class SellerAgent:
                 **{
                     **self._status.__dict__,
                     "last_error": str(error) or type(exc).__name__,
+                    "last_error_code": getattr(error, "code", "unexpected"),
                     "last_error_at": time.time(),
                     "failures": failures,
                 }
