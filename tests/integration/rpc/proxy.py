@@ -38,6 +38,10 @@ class ProviderLimits:
     rate_drop: float = 0.03
     max_streak: int = 3
     seed: int = 7
+    # Forward these methods, then drop the connection instead of answering, this many
+    # times: the request took effect but the client never heard.
+    lose_answers_of: tuple[str, ...] = ()
+    lose_answers: int = 0
 
 
 @dataclass
@@ -136,6 +140,9 @@ class RpcProxy:
         answer = requests.post(
             self.upstream, data=body, timeout=60, headers={"Content-Type": "application/json"}
         )
+        if method in self.limits.lose_answers_of and self.stats["lost"] < self.limits.lose_answers:
+            self.stats["lost"] += 1
+            return 0, b"", {}
         return answer.status_code, answer.content, {}
 
     def _block(self, tag: Any) -> int:

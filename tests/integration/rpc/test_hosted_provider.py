@@ -161,3 +161,17 @@ def test_the_range_shrinks_to_the_providers_cap_and_grows_back_when_it_lifts(
         RPCEndpoint("eth_getLogs"), [{**query, "fromBlock": "0x0", "toBlock": hex(head)}]
     )["result"]
     assert again == first == direct and len(first) >= 2 * MODELS
+
+
+def test_a_transaction_whose_answer_was_lost_is_not_sent_as_a_failure(
+    anvil: AnvilSupervisor, w3: Web3, provider: Callable[..., RpcProxy]
+) -> None:
+    lossy = provider(
+        rate_429=0, rate_503=0, rate_drop=0,
+        lose_answers_of=("eth_sendRawTransaction",), lose_answers=1,
+    )  # fmt: skip
+    sender, receiver = dev_accounts(2)
+    before = w3.eth.get_balance(receiver.address)
+    receipt = Web3Backend(connect(lossy.url), sender).send_ether(receiver.address, 12345)
+    assert lossy.stats["lost"] == 1 and receipt["status"] == 1
+    assert w3.eth.get_balance(receiver.address) == before + 12345  # sent once, not twice
