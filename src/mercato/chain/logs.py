@@ -215,7 +215,14 @@ def fetcher_for(w3: Web3) -> LogFetcher:
         return fetcher
 
 
-def get_logs(w3: Web3, params: dict[str, Any], first: int, last: int) -> list[dict[str, Any]]:
+def get_logs(
+    w3: Web3,
+    params: dict[str, Any],
+    first: int,
+    last: int,
+    *,
+    max_range: int | None = None,
+) -> list[dict[str, Any]]:
     """Raw logs matching `params` in [first, last], through the connection's fetcher.
 
     Args:
@@ -223,6 +230,8 @@ def get_logs(w3: Web3, params: dict[str, Any], first: int, last: int) -> list[di
         params: An `eth_getLogs` filter without block numbers.
         first: First block (inclusive).
         last: Last block (inclusive).
+        max_range: Most blocks per request; None shares the connection's fetcher
+            (and the range it learned), a number uses a fetcher of its own.
 
     Returns:
         Raw JSON-RPC log entries in chain order.
@@ -231,7 +240,8 @@ def get_logs(w3: Web3, params: dict[str, Any], first: int, last: int) -> list[di
         RpcRetryExhaustedError: The provider kept failing through every retry.
         LogQueryError: The provider refused the query.
     """
-    return fetcher_for(w3).get(params, first, last)
+    fetcher = fetcher_for(w3) if max_range is None else LogFetcher(w3, max_range=max_range)
+    return fetcher.get(params, first, last)
 
 
 def event_logs(
