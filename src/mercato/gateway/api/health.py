@@ -23,6 +23,7 @@ counts as ok.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from mercato.gateway.state import GatewayState
 
 router = APIRouter(tags=["health"])
 CHAIN_TIMEOUT = 2.0  # seconds; a probe must answer faster than a balancer gives up
+CHAIN_TTL = 1.0  # seconds a chain check is reused
 # Blocks the index may trail the chain (past its confirmations) before it is "degraded".
 INDEX_LAG_LIMIT = 32
 # Seconds without a finished sync, or before the first one, before the index is "degraded".
@@ -81,7 +83,7 @@ def health(request: Request) -> JSONResponse:
     state: GatewayState = request.app.state.gateway
     leadership = getattr(request.app.state, "leadership", None)
     leading = leadership is None or bool(leadership.is_leader)
-    chain, head = _chain(state)
+    chain, head = _probe.check(state)
     parts: dict[str, dict[str, Any]] = {"chain": chain, "index": _index(state, head, leading)}
     node: NodeParts | None = getattr(request.app.state, "health", None)
     if node is not None:
@@ -103,6 +105,28 @@ def health(request: Request) -> JSONResponse:
     if leadership is not None:
         body["leader"] = leading
     return JSONResponse(body, status_code=503 if overall is Health.DOWN else 200)
+
+
+class _ChainProbe:
+    """One eth_blockNumber per `CHAIN_TTL` seconds however often health is asked: a flood
+    of probes must not become a flood of RPC calls (a hosted provider counts them)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: tuple[float, str, dict[str, Any], int | None] | None = None
+
+    def check(self, state: GatewayState) -> tuple[dict[str, Any], int | None]:
+        with self._lock:  # callers wait for the check in flight instead of adding one
+            last = self._last
+            url = state.market.rpc_url
+            if last is not None and last[1] == url and time.monotonic() - last[0] < CHAIN_TTL:
+                return last[2], last[3]
+            part, head = _chain(state)
+            self._last = (time.monotonic(), url, part, head)
+            return part, head
+
+
+_probe = _ChainProbe()
 
 
 def _chain(state: GatewayState) -> tuple[dict[str, Any], int | None]:
@@ -179,6 +203,6 @@ def _agent(node: NodeParts, leading: bool) -> dict[str, Any]:
             None if status.last_round_at is None else round(time.time() - status.last_round_at, 1)
         ),
     }
-    if status.last_error:
-        answer["last_error"] = status.last_error
+    # The error's text stays in the log: it may name the RPC URL, and hosted providers put
+    # API keys in it.
     return answer
