@@ -490,8 +490,13 @@ class ChainUnavailableError(ChainError, ConnectionError):
 
     def __init__(self, rpc_url: str, detail: str) -> None:
         self.rpc_url = rpc_url
+        # Hosted providers put API keys in the path, and HTTP errors repeat the path.
+        secret = rpc_url.split("://", 1)[-1].partition("/")[2]
+        if len(secret) > 1:
+            detail = detail.replace(secret, "…")
         super().__init__(
-            f"Cannot reach the chain at {rpc_url}: {detail}. Check that a node is running "
+            f"Cannot reach the chain at {rpc_origin(rpc_url)}: {detail}. Check that a node "
+            "is running "
             "('mercato node up' on this data directory), or that the RPC URL is right "
             "(rpc_url in config.toml, or MERCATO_RPC_URL)."
         )

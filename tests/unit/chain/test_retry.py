@@ -65,3 +65,12 @@ def test_rpc_errors_do_not_show_the_urls_path_where_api_keys_live() -> None:
     assert isinstance(error, ChainUnavailableError) and error.code == "rpc_retries_exhausted"
     assert "SECRETKEY" not in str(error) and "pw" not in str(error)
     assert "https://eth.example.org" in str(error)
+
+
+def test_an_unreachable_chain_does_not_show_the_api_key_in_its_url() -> None:
+    url = "https://eth.example.org/v2/SECRETKEY"
+    error = ChainUnavailableError(url, "Max retries exceeded with url: /v2/SECRETKEY")
+    assert "SECRETKEY" not in str(error) and "https://eth.example.org" in str(error)
+    assert error.rpc_url == url  # kept for code, not printed
+    local = ChainUnavailableError("http://127.0.0.1:8545", "Connection refused")
+    assert "http://127.0.0.1:8545: Connection refused" in str(local)
