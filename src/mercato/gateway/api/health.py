@@ -83,7 +83,7 @@ def health(request: Request) -> JSONResponse:
     state: GatewayState = request.app.state.gateway
     leadership = getattr(request.app.state, "leadership", None)
     leading = leadership is None or bool(leadership.is_leader)
-    chain, head = _probe.check(state)
+    chain, head = _probe.check(state.market.rpc_url)
     parts: dict[str, dict[str, Any]] = {"chain": chain, "index": _index(state, head, leading)}
     node: NodeParts | None = getattr(request.app.state, "health", None)
     if node is not None:
@@ -107,7 +107,7 @@ def health(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=503 if overall is Health.DOWN else 200)
 
 
-class _ChainProbe:
+class ChainProbe:
     """One eth_blockNumber per `CHAIN_TTL` seconds however often health is asked: a flood
     of probes must not become a flood of RPC calls (a hosted provider counts them)."""
 
@@ -115,26 +115,27 @@ class _ChainProbe:
         self._lock = threading.Lock()
         self._last: tuple[float, str, dict[str, Any], int | None] | None = None
 
-    def check(self, state: GatewayState) -> tuple[dict[str, Any], int | None]:
+    def check(self, url: str) -> tuple[dict[str, Any], int | None]:
+        """The chain part of the health answer for the JSON-RPC endpoint `url`, and its
+        head block (None when it does not answer)."""
         with self._lock:  # callers wait for the check in flight instead of adding one
             last = self._last
-            url = state.market.rpc_url
             if last is not None and last[1] == url and time.monotonic() - last[0] < CHAIN_TTL:
                 return last[2], last[3]
-            part, head = _chain(state)
+            part, head = _chain(url)
             self._last = (time.monotonic(), url, part, head)
             return part, head
 
 
-_probe = _ChainProbe()
+_probe = ChainProbe()
 
 
-def _chain(state: GatewayState) -> tuple[dict[str, Any], int | None]:
+def _chain(url: str) -> tuple[dict[str, Any], int | None]:
     # A plain request with a short timeout: the market's provider retries with back-off,
     # which a probe cannot wait for.
     try:
         answer = requests.post(
-            state.market.rpc_url,
+            url,
             json={"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []},
             timeout=CHAIN_TIMEOUT,
         )
