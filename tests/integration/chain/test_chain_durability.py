@@ -216,7 +216,7 @@ def test_state_file_stays_small_after_many_blocks(tmp_path: Path) -> None:
     finally:
         supervisor.stop()
     # Measured: 2.2 MB for 600 transfers; with per-block historical states (the old
-    # options) 34 MB, growing with the square of the chain's length.
+    # options) 33 MB, growing with the square of the chain's length.
     assert supervisor.state_path.stat().st_size < 8 * 1024**2
 
 
