@@ -7,7 +7,8 @@ match, the last one as a prefix (so "resn" finds "resnet" while typing).
 
 Pages are cut with a keyset cursor (the last row's sort value and id), not OFFSET, so
 page 500 costs what page 1 costs and a model published meanwhile does not shift rows
-between pages.
+between pages. Nothing counts every match: a one-letter prefix matches most of a
+million models, and a page needs only its first rows.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ from sqlalchemy import (
     text,
     tuple_,
 )
+from sqlalchemy import (
+    column as sql_column,
+)
 
 from mercato.errors import InvalidSearchQueryError
 from mercato.index import schema as s
@@ -43,6 +47,16 @@ from mercato.index import schema as s
 MAX_PAGE_SIZE = 100
 _WORD = re.compile(r"\w+", re.UNICODE)
 MAX_WORDS = 8
+# A word longer than any real one is a request to make the full-text index work for
+# nothing; 100 letters is far above the longest model or card word.
+MAX_WORD_LENGTH = 100
+# Prefixes this short or shorter have their own list in SQLite's FTS5 index (migration
+# 0003, `prefix='1 2 3'`), so checking one model against them is one seek.
+INDEXED_PREFIX = 3
+# Ids and counts are 64-bit signed integers in SQL; a bigger number from a request
+# must be refused before it reaches the driver.
+_MAX_SQL_INT = 2**63 - 1
+_MAX_UINT = 2**256 - 1
 
 
 class Sort(enum.StrEnum):
@@ -167,6 +181,9 @@ def _decode_cursor(cursor: str, sort: Sort) -> tuple[Any, int]:
             raise ValueError("cursor of another sort")
         if not isinstance(value, int):
             raise ValueError("cursor value is not a number")
+        top = _MAX_UINT if sort in (Sort.PRICE_LOW, Sort.PRICE_HIGH) else _MAX_SQL_INT
+        if not (0 <= value <= top and 0 <= model_id <= _MAX_SQL_INT):
+            raise ValueError("cursor value out of range")
     except (ValueError, TypeError) as exc:
         raise InvalidSearchQueryError(
             "The page cursor is malformed or belongs to a search with another sort. Start "
@@ -185,9 +202,13 @@ def _decode_cursor(cursor: str, sort: Sort) -> tuple[Any, int]:
 # (it does not weigh the LIMIT, and its statistics hold averages, not the skew of a
 # common word or tag), so each such filter's size is counted first, up to this bound
 # (the count stops there, so it stays cheap), and a bigger one is written in a form no
-# index can serve. Measured on 100,000 models the two costs cross between 400 and 2,000
-# models. PostgreSQL's planner makes the same choice well by itself.
-DRIVING_SET_MAX = 1_000
+# index can serve. Driving costs grow with the filter, walking with the table over the
+# filter, so the bound where they cross grows with the table (as its square root):
+# measured on 100,000 models it lies between 400 and 2,000 models, on 1,000,000 between
+# 2,000 and 5,000 (a lineage filter of 2,000 children took 100+ ms checked and 5 ms
+# driving); 3,000 keeps both sizes well under 20 ms. PostgreSQL's planner makes the same
+# choice well by itself.
+DRIVING_SET_MAX = 3_000
 
 
 @dataclass(frozen=True)
@@ -218,23 +239,37 @@ def _column_filter(column: Any, condition: Callable[[Any], ColumnElement[bool]])
     )
 
 
+def _fts5_query(words: list[str]) -> str:
+    """The FTS5 query for `words`: quoted terms (no FTS5 syntax), the last a prefix."""
+    terms = [f'"{w}"' for w in words]
+    terms[-1] += "*"
+    return " ".join(terms)
+
+
 def _fts_filter(conn: Connection, words: list[str]) -> _Filter:
     if conn.dialect.name == "sqlite":
-        # Quoted terms cannot inject FTS5 syntax; the last one is a prefix.
-        terms = [f'"{w}"' for w in words]
-        terms[-1] += "*"
-        fts = " ".join(terms)
+        fts = _fts5_query(words)
         matches = (
             select(literal_column("rowid", BigInteger))
             .select_from(table("models_fts"))
             .where(literal_column("models_fts").op("MATCH")(fts))
         )
-        # FTS5 answers a probe for one row no faster than the whole query (about a
-        # millisecond for a common word), so even when checked, the matches are
-        # collected once (behind the unary + that keeps them from driving).
-        check = text(
-            "+models.model_id IN (SELECT rowid FROM models_fts WHERE models_fts MATCH :fts)"
-        ).bindparams(fts=fts)
+        if len(words) == 1 and len(words[0]) <= INDEXED_PREFIX:
+            # A short prefix has its own list in the FTS5 index: checking one model is
+            # a seek in it (microseconds), while collecting its matches (most of the
+            # models) would cost hundreds of milliseconds on a million.
+            check = text(
+                "EXISTS (SELECT 1 FROM models_fts WHERE models_fts MATCH :fts "
+                "AND models_fts.rowid = models.model_id)"
+            ).bindparams(fts=fts)
+        else:
+            # A longer prefix is answered by merging the list of every word it starts,
+            # which FTS5 redoes for each probe of one row (about a millisecond for a
+            # common word): its matches are collected once instead (behind the unary +
+            # that keeps them from driving).
+            check = text(
+                "+models.model_id IN (SELECT rowid FROM models_fts WHERE models_fts MATCH :fts)"
+            ).bindparams(fts=fts)
         return _Filter(s.Model.model_id.in_(matches), check, matches)  # type: ignore[arg-type]
     terms = [f"{w}" for w in words]
     terms[-1] += ":*"
@@ -297,12 +332,21 @@ def build_search(conn: Connection, query: SearchQuery) -> Select[Any]:
             raise InvalidSearchQueryError(f"{name} cannot be negative.")
     if query.min_rating is not None and not 0 <= query.min_rating <= 5:
         raise InvalidSearchQueryError("min_rating must be between 0 and 5 stars.")
+    if query.derived_from is not None and not 0 <= query.derived_from <= _MAX_SQL_INT:
+        raise InvalidSearchQueryError(
+            f"derived_from must be a model id between 0 and {_MAX_SQL_INT}."
+        )
     column, descending = _sort_key(query.sort)
     creator = _address(query.creator) if query.creator else None
     conditions: list[ColumnElement[bool]] = [s.Model.searchable.is_(True)]
     # Filters on the sort's own column stay indexable: walking that index serves them.
     filters: list[_Filter] = []
     words = _WORD.findall(query.text or "")[:MAX_WORDS]
+    if any(len(w) > MAX_WORD_LENGTH for w in words):
+        raise InvalidSearchQueryError(
+            f"A search word is longer than {MAX_WORD_LENGTH} letters: search for a shorter "
+            "part of it."
+        )
     if words:
         filters.append(_fts_filter(conn, [w.lower() for w in words]))
     if query.task:
@@ -340,15 +384,61 @@ def build_search(conn: Connection, query: SearchQuery) -> Select[Any]:
     if query.derived_from is not None:
         parent = s.Lineage.parent_id == query.derived_from
         filters.append(_membership_filter(s.Lineage.model_id, parent))
-    conditions += _choose(conn, filters)
-    if query.cursor:
-        value, last_id = _decode_cursor(query.cursor, query.sort)
+    chosen = _choose(conn, filters)
+    cursor = _decode_cursor(query.cursor, query.sort) if query.cursor else None
+    if (
+        words
+        and conn.dialect.name == "sqlite"
+        and query.sort is Sort.NEWEST
+        and all(c is f.check for c, f in zip(chosen, filters, strict=True))
+    ):
+        # Every filter selects many models, the full text among them. FTS5 keeps its
+        # matches in id order, the newest order: walk them newest first and stop when
+        # the page is full, instead of collecting every match of a short prefix.
+        return _newest_from_fts(
+            query,
+            _fts5_query([w.lower() for w in words]),
+            [
+                *conditions,
+                *chosen[1:],  # the full-text filter is the first
+            ],
+            cursor,
+        )
+    conditions += chosen
+    if cursor:
+        value, last_id = cursor
         key = tuple_(column, s.Model.model_id)
         # Typed literals, so a price is compared as the padded string it is stored as.
         bound = tuple_(literal(value, column.type), literal(last_id, s.Model.model_id.type))
         conditions.append(key < bound if descending else key > bound)
     order = (column.desc(), s.Model.model_id.desc()) if descending else (column, s.Model.model_id)
     return select(s.Model).where(and_(*conditions)).order_by(*order).limit(query.limit + 1)
+
+
+def _newest_from_fts(
+    query: SearchQuery,
+    fts: str,
+    conditions: list[ColumnElement[bool]],
+    cursor: tuple[Any, int] | None,
+) -> Select[Any]:
+    """A page of the newest models matching `fts` and `conditions`, read off FTS5 (SQLite).
+
+    FTS5 serves `MATCH` with `ORDER BY rowid DESC` and a rowid bound itself, lazily, so
+    the walk stops at the page's last row; each row it yields is then checked against
+    the other conditions through the models' primary key.
+    """
+    index = table("models_fts", sql_column("rowid", BigInteger))
+    conditions = [*conditions, literal_column("models_fts").op("MATCH")(fts)]
+    if cursor:
+        conditions.append(index.c.rowid < cursor[1])  # the newest order's key is the id
+    return (
+        select(s.Model)
+        .select_from(index)
+        .join(s.Model, s.Model.model_id == index.c.rowid)
+        .where(and_(*conditions))
+        .order_by(index.c.rowid.desc())
+        .limit(query.limit + 1)
+    )
 
 
 def run_search(conn: Connection, query: SearchQuery) -> SearchPage:
