@@ -24,7 +24,8 @@ What a stop can lose: a stop of the node (Ctrl-C, SIGTERM) saves the chain first
 nothing. A node killed outright (SIGKILL, a crash): nothing either, since Anvil is then
 sent SIGTERM by the kernel and writes `anvil-exit.json`. Only when Anvil itself is
 killed outright (or the machine loses power) are the blocks of the last
-`state_interval` seconds (2 by default) lost.
+`state_interval` seconds (2 by default) lost; on a chain so long that a save takes
+more than a tenth of that, the wait is ten times the last save's duration.
 
 Anvil dies with the process that started it, however that process ends: on Linux the
 kernel sends it SIGTERM when its parent thread exits (`PR_SET_PDEATHSIG`). Start it
@@ -70,6 +71,8 @@ ANVIL_CHAIN_ID = 31_337
 # Seconds between saves of the chain while blocks come: the most a kill of Anvil itself
 # (not of its node) can lose. A save takes ~0.15 s of Anvil's time at 1,800 blocks.
 STATE_INTERVAL = 2.0
+# A save waits at least this many times as long as the last save took (long chains).
+SAVE_SHARE = 10
 # Anvil's own periodic dump, left to run once a day: the supervisor's saves replace it.
 ANVIL_OWN_DUMP_INTERVAL = 86_400
 # Anvil's well-known development mnemonic: its accounts are public test keys, never for value.
@@ -223,6 +226,8 @@ class AnvilSupervisor:
         self.chain_dir.mkdir(parents=True, exist_ok=True)
         self._stop_stale(timeout)
         self._use_newest_state()
+        # An older version's backup of its state (with per-block copies, often hundreds of MB).
+        (self.chain_dir / "anvil-state.json.bak").unlink(missing_ok=True)
         if self._port_in_use():
             raise AnvilError(
                 f"Port {self.port} on {self.host} is already in use. Stop whatever listens there "
@@ -325,10 +330,15 @@ class AnvilSupervisor:
 
     def _save_loop(self) -> None:
         # Saves only when blocks came: an idle chain costs one eth_blockNumber per interval.
-        while not self._stop_saving.wait(self.state_interval):
+        # A save rewrites the whole chain, so on a long chain the wait grows with it: saving
+        # never takes more than 1/SAVE_SHARE of the time.
+        wait = self.state_interval
+        while not self._stop_saving.wait(wait):
             try:
                 if self._head() != self.saved_block:
+                    started = time.monotonic()
                     self.save()
+                    wait = max(self.state_interval, SAVE_SHARE * (time.monotonic() - started))
             except (AnvilError, requests.RequestException, ValueError, OSError) as exc:
                 log.warning("chain: could not save the local chain's state (%s)", exc)
 

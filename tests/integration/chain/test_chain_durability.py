@@ -71,7 +71,10 @@ def _running_node(data_dir: Path, anvil_port: int) -> Iterator[NodeProcess]:
             node.process.send_signal(signal.SIGTERM)
             node.process.wait(timeout=120)
         with contextlib.suppress(psutil.NoSuchProcess):
-            anvil.kill()
+            try:
+                anvil.wait(60)  # it saves on the SIGTERM its node's end sent it
+            except psutil.TimeoutExpired:
+                anvil.kill()
 
 
 def _transfers(rpc_url: str, count: int) -> tuple[int, int, str]:
@@ -123,6 +126,25 @@ def test_sigterm_of_the_node_keeps_every_acknowledged_block(tmp_path: Path) -> N
         node.process.send_signal(signal.SIGTERM)
         assert node.process.wait(timeout=120) == 0
     with _running_node(data_dir, anvil_port) as again:
+        now, balance_now, hash_now = _chain_view(again.rpc_url, head)
+        assert now >= head
+        assert (balance_now, hash_now) == (balance, head_hash)
+
+
+def test_sigkill_of_the_node_keeps_every_acknowledged_block(tmp_path: Path) -> None:
+    # No clean-up runs in the node: its Anvil gets SIGTERM from the kernel (death signal),
+    # writes its own dump, and the next start loads whichever saved chain is longer. The
+    # restart comes at once, while that Anvil may still be writing.
+    data_dir, anvil_port = tmp_path / "node", free_port()
+    node = _start_node(data_dir, anvil_port)
+    first_anvil = node.anvil()
+    try:
+        head, balance, head_hash = _transfers(node.rpc_url, 40)
+    finally:
+        node.process.kill()
+        node.process.wait(timeout=60)
+    with _running_node(data_dir, anvil_port) as again:
+        assert again.anvil().pid != first_anvil.pid
         now, balance_now, hash_now = _chain_view(again.rpc_url, head)
         assert now >= head
         assert (balance_now, hash_now) == (balance, head_hash)
@@ -220,13 +242,23 @@ def test_state_file_stays_small_after_many_blocks(tmp_path: Path) -> None:
     assert supervisor.state_path.stat().st_size < 8 * 1024**2
 
 
+def _health_until(base: str, status_code: int) -> httpx.Response:
+    """Asks /v1/health until it answers `status_code` (a check is reused for a second)."""
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        answer = httpx.get(f"{base}/v1/health", timeout=30)
+        if answer.status_code == status_code or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.2)
+
+
 def test_health_is_503_while_the_chain_is_down_and_200_when_it_returns(tmp_path: Path) -> None:
     with _running_node(tmp_path / "node", free_port()) as node:
         assert httpx.get(f"{node.base}/v1/health", timeout=30).status_code == 200
         anvil = node.anvil()
         anvil.suspend()  # SIGSTOP: the chain stops answering
         try:
-            down = httpx.get(f"{node.base}/v1/health", timeout=30)
+            down = _health_until(node.base, 503)
             assert down.status_code == 503
             assert down.json()["status"] == "down"
             assert down.json()["parts"]["chain"]["status"] == "down"
@@ -235,7 +267,7 @@ def test_health_is_503_while_the_chain_is_down_and_200_when_it_returns(tmp_path:
             assert (live.status_code, live.json()) == (200, {"status": "ok"})
         finally:
             anvil.resume()
-        back = httpx.get(f"{node.base}/v1/health", timeout=30)
+        back = _health_until(node.base, 200)
         assert back.status_code == 200, back.text
         assert back.json()["parts"]["chain"]["status"] == "ok"
         assert back.json()["parts"]["chain"]["head"] >= 1
