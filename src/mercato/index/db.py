@@ -19,13 +19,14 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from mercato.errors import IndexDatabaseError
 
 INDEX_FILENAME = "index.sqlite"
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+MIGRATE_LOCK = 0x4D45_5243_4154_4F00  # advisory-lock key ("MERCATO\0") held while migrating
 
 
 def default_url(data_dir: Path) -> str:
@@ -106,6 +107,12 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     config = alembic_config(engine)
     try:
         with engine.begin() as connection:
+            if engine.dialect.name == "postgresql":
+                # Replicas started together would each create the tables; the lock ends
+                # with this transaction, and the ones that waited find nothing to do.
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATE_LOCK}
+                )
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
     except SQLAlchemyError as exc:
