@@ -46,6 +46,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -73,6 +74,9 @@ ANVIL_CHAIN_ID = 31_337
 STATE_INTERVAL = 2.0
 # A save waits at least this many times as long as the last save took (long chains).
 SAVE_SHARE = 10
+# Saved states up to this size are parsed whole to tell a cut file (see `_state_head`).
+FULL_CHECK_BYTES = 64 * 1024**2
+_BLOCK_NUMBER = re.compile(rb'\s*\{\s*"block"\s*:\s*\{\s*"number"\s*:\s*"(0x[0-9a-fA-F]+)"')
 # Anvil's own periodic dump, left to run once a day: the supervisor's saves replace it.
 ANVIL_OWN_DUMP_INTERVAL = 86_400
 # Anvil's well-known development mnemonic: its accounts are public test keys, never for value.
@@ -449,10 +453,24 @@ class AnvilSupervisor:
 
 
 def _state_head(path: Path) -> int | None:
-    """The best block number a saved Anvil state holds; None when it does not parse."""
+    """The block number a saved Anvil state was dumped at; None when it is cut or damaged.
+
+    States up to `FULL_CHECK_BYTES` are parsed whole. Larger ones only come from older
+    versions (one copy of the state per block): parsing them would take gigabytes of
+    memory, so only their start (the block) and their last byte are read.
+    """
     try:
-        document = json.loads(path.read_bytes())
-        number = document.get("best_block_number") or document["block"]["number"]
-        return int(number, 16) if isinstance(number, str) else int(number)
+        if path.stat().st_size <= FULL_CHECK_BYTES:
+            document = json.loads(path.read_bytes())
+            number = document.get("best_block_number") or document["block"]["number"]
+            return int(number, 16) if isinstance(number, str) else int(number)
+        with path.open("rb") as handle:
+            start = handle.read(4096)
+            handle.seek(-64, os.SEEK_END)
+            end = handle.read().rstrip()
+        found = _BLOCK_NUMBER.match(start)
+        if found is None or not end.endswith(b"}"):
+            return None
+        return int(found.group(1), 16)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None

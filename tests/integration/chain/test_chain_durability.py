@@ -21,6 +21,7 @@ import psutil
 import pytest
 from web3 import Web3
 
+from mercato.chain import anvil as anvil_module
 from mercato.chain.anvil import AnvilSupervisor, dev_accounts, free_port
 
 pytestmark = pytest.mark.integration
@@ -289,3 +290,17 @@ def test_a_stop_that_has_to_kill_anvil_still_keeps_every_block(tmp_path: Path) -
         assert _chain_view(again.rpc_url, head) == (head, balance, head_hash)
     finally:
         again.stop()
+
+
+def test_a_large_old_state_is_checked_without_parsing_it_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Older versions' states held a copy of the state per block (hundreds of MB); only
+    # their start and end are read, and a cut one is still recognised.
+    monkeypatch.setattr(anvil_module, "FULL_CHECK_BYTES", 1024)
+    whole = b'{"block":{"number":"0x2a","timestamp":"0x1"},"accounts":{' + b" " * 4096 + b"}}\n"
+    state = tmp_path / "state.json"
+    state.write_bytes(whole)
+    assert anvil_module._state_head(state) == 42
+    state.write_bytes(whole[:3000])  # a dump cut mid-write
+    assert anvil_module._state_head(state) is None
