@@ -1,0 +1,86 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""Search on a real PostgreSQL server: short prefixes page through every match once,
+a small filter drives the query past the planner's habit of walking the sort's index,
+and hostile numbers are typed errors rather than driver errors. Same hand-made rows as
+the SQLite tests (`tests/unit/index/test_search_prefixes.py`), no chain."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import insert
+
+from mercato.errors import InvalidSearchQueryError
+from mercato.index import Index, SearchQuery, Sort, search
+from mercato.index import schema as s
+from tests.unit.index.test_search_prefixes import ROWS, _all_pages, _cursor, _expected
+
+from .conftest import PostgresServer
+
+
+@pytest.fixture
+def index(postgres_server: PostgresServer) -> Index:
+    index = Index.open(postgres_server.new_database())
+    with index.engine.begin() as conn:
+        conn.execute(insert(s.Model), ROWS)
+        tags = [{"model_id": r["model_id"], "tag": r["tags_text"]} for r in ROWS]
+        conn.execute(insert(s.ModelTag), tags)
+        lineage = [
+            {"model_id": i, "parent_id": 1, "position": 0, "royalty_bps": 0, "block_number": i}
+            for i in range(2, 61, 5)
+        ]
+        conn.execute(insert(s.Lineage), lineage)
+    return index
+
+
+@pytest.mark.parametrize("sort", list(Sort))
+def test_short_prefixes_and_small_filters_page_through_every_match_once(
+    index: Index, monkeypatch: pytest.MonkeyPatch, sort: Sort
+) -> None:
+    children = set(range(2, 61, 5))
+    for driving in (10**9, 0):  # every filter fenced to drive, then none
+        monkeypatch.setattr(search, "DRIVING_SET_MAX", driving)
+        assert _all_pages(index, 7, text="r", sort=sort) == _expected(
+            sort, lambda r: str(r["name"]).startswith("r")
+        )
+        assert _all_pages(index, 4, text="fo", tag="nlp", sort=sort) == _expected(
+            sort, lambda r: str(r["name"]).startswith("f") and r["tags_text"] == "nlp"
+        )
+        assert _all_pages(index, 3, derived_from=1, sort=sort) == _expected(
+            sort, lambda r: r["model_id"] in children
+        )
+
+
+def _plan(index: Index, query: SearchQuery) -> str:
+    with index.engine.connect() as conn:
+        statement = search.build_search(conn, query)
+        sql = str(statement.compile(conn, compile_kwargs={"literal_binds": True}))
+        # As on a big index, where the planner would rather walk the sort's index.
+        conn.exec_driver_sql("SET enable_sort = off")
+        return "\n".join(row[0] for row in conn.exec_driver_sql("EXPLAIN " + sql))
+
+
+def test_a_small_filter_drives_instead_of_a_walk_of_the_sort_index(
+    index: Index, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(search, "DRIVING_SET_MAX", 20)  # 12 children, 45 models tagged vision
+    query = SearchQuery(derived_from=1, sort=Sort.BEST_RATED)
+    plan = _plan(index, query)
+    assert "ix_models_rating" not in plan and "lineage" in plan
+    # A filter selecting many models leaves the planner free to walk the sort's index.
+    assert "ix_models_rating" in _plan(index, SearchQuery(tag="vision", sort=Sort.BEST_RATED))
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        SearchQuery(derived_from=2**64),
+        SearchQuery(cursor=_cursor(Sort.NEWEST, 2**64, 2**64)),
+        SearchQuery(sort=Sort.BEST_RATED, cursor=_cursor(Sort.BEST_RATED, 2**70, 5)),
+    ],
+    ids=["huge-parent", "huge-id", "huge-rating"],
+)
+def test_numbers_past_64_bits_are_typed_errors(index: Index, query: Any) -> None:
+    with pytest.raises(InvalidSearchQueryError):
+        index.search(query)
