@@ -77,9 +77,14 @@ def test_the_agent_part_says_what_the_agent_does() -> None:
     working = AgentStatus(running=True, last_round_at=1.0, pending=3)
     part = _agent(_parts(working), leading=True)
     assert (part["status"], part["pending"]) == (Health.OK, 3)
-    failing = AgentStatus(running=True, failures=3, last_error="http://rpc/v3/secret-key")
+    failing = AgentStatus(
+        running=True,
+        failures=3,
+        last_error="http://rpc/v3/secret-key did not answer",
+        last_error_code="chain_unavailable",
+    )
     part = _agent(_parts(failing), leading=True)
-    assert part["status"] == Health.DEGRADED
+    assert (part["status"], part["last_error_code"]) == (Health.DEGRADED, "chain_unavailable")
     assert "secret" not in json.dumps(part)
     stopped = AgentStatus(running=False, last_round_at=1.0)
     assert _agent(_parts(stopped), leading=True)["status"] == Health.DOWN

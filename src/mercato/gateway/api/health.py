@@ -204,6 +204,8 @@ def _agent(node: NodeParts, leading: bool) -> dict[str, Any]:
             None if status.last_round_at is None else round(time.time() - status.last_round_at, 1)
         ),
     }
-    # The error's text stays in the log: it may name the RPC URL, and hosted providers put
-    # API keys in it.
+    # Only the error's stable code: its text stays in the log, as it may name the RPC URL
+    # (where hosted providers put API keys).
+    if status.last_error_code:
+        answer["last_error_code"] = status.last_error_code
     return answer
