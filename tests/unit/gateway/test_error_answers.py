@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 
@@ -13,6 +12,7 @@ from fastapi import FastAPI
 
 from mercato.gateway.app import RECURSION_LIMIT, restore_recursion_limit
 from mercato.gateway.errors import install_error_handlers
+from tests.event_loop import run as run_to_completion
 
 
 def _app() -> FastAPI:
@@ -36,7 +36,7 @@ def _get(path: str) -> httpx.Response:
         async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
             return await client.get(path)
 
-    return asyncio.run(call())
+    return run_to_completion(call())
 
 
 def test_a_recursion_error_is_a_typed_400() -> None:

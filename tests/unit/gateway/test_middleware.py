@@ -19,6 +19,7 @@ from mercato.gateway.middleware import (
     JsonShapeScanner,
     default_rules,
 )
+from tests.event_loop import run as run_to_completion
 
 # --- the scanner ------------------------------------------------------------------------
 
@@ -115,7 +116,7 @@ class _Client:
 
     def run(self, middleware: BodyLimitMiddleware, path: str) -> tuple[int, dict[str, Any]]:
         scope = {"type": "http", "method": "POST", "path": path, "headers": self.headers}
-        asyncio.run(middleware(scope, self.receive, self.send))  # type: ignore[arg-type]
+        run_to_completion(middleware(scope, self.receive, self.send))  # type: ignore[arg-type]
         start = next(m for m in self.sent if m["type"] == "http.response.start")
         body = b"".join(m.get("body", b"") for m in self.sent if m["type"] == "http.response.body")
         return start["status"], json.loads(body)
@@ -197,7 +198,7 @@ def test_bodies_held_at_once_stay_under_the_budget() -> None:
         await middleware(scope, third.receive, third.send)  # type: ignore[arg-type]
         return [_answer(c) for c in (first, second, third)]
 
-    first, second, third = asyncio.run(scenario())
+    first, second, third = run_to_completion(scenario())
     assert first[0] == 200 and third[0] == 200  # the budget is given back
     assert (second[0], second[1]["error"]) == (503, "gateway_busy")
     assert middleware.buffered == 0
@@ -222,7 +223,7 @@ def test_a_body_that_stops_arriving_is_refused() -> None:
         _echo, lambda _m, _p: BodyRule(1000), idle_timeout=0.01, total_timeout=0.02
     )
     scope = {"type": "http", "method": "POST", "path": "/v1/auth/nonce", "headers": []}
-    asyncio.run(middleware(scope, trickle, client.send))  # type: ignore[arg-type]
+    run_to_completion(middleware(scope, trickle, client.send))  # type: ignore[arg-type]
     status, body = _answer(client)
     assert (status, body["error"]) == (408, "request_timeout")
     assert middleware.buffered == 0
