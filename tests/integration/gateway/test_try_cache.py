@@ -13,6 +13,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,6 +28,7 @@ from mercato.client.chain_cache import HEAD_MAX_AGE
 from mercato.client.provider import ProviderService
 from mercato.errors import ContentKeyNotBoundError
 from mercato.models.runtime import TryPool
+from mercato.models.samples import build_samples
 from mercato.node import Node
 
 IRIS_REQUEST = json.dumps(
@@ -132,3 +134,29 @@ def test_a_transferred_model_is_refused_from_the_first_try_after_the_next_block(
     assert refused.status_code == 404
     assert refused.json()["error"] == "content_key_not_bound"
     assert STRANGER.address in refused.json()["message"]
+
+
+def test_a_new_version_and_an_agent_change_are_seen_at_the_next_block(
+    demo_node: tuple[Node, str, list[int]], tmp_path: Path
+) -> None:
+    node, _base, _ids = demo_node
+    assert node.market is not None
+    creator, node_account = demo_accounts()[6], demo_accounts()[0]
+    # The creator stores through the node's data directory and names the node's account.
+    market = Market(node.market.settings, account=creator, deployment=node.market.deployment)
+    samples = build_samples(tmp_path / "samples", names=["iris-logreg", "iris-logreg-tuned"])
+    model = int(market.models.publish(samples["iris-logreg"].root, price=10**18).model_id)
+    market.contracts.marketplace.set_agent(node_account.address)
+    # The head is read on every call here, so each call sees the block the transaction
+    # before it made; what is read for the model is still kept for that block.
+    service = ProviderService(
+        provider_market(node), TryPool(workers=1), accounts=[node_account.address], head_max_age=0
+    )
+
+    assert service.package_for(model).root.name == f"1-{creator.address}"
+    market.models.add_version(model, samples["iris-logreg-tuned"].root)
+    assert service.package_for(model).root.name == f"2-{creator.address}"
+    market.contracts.marketplace.set_agent(STRANGER.address)
+    with pytest.raises(ContentKeyNotBoundError) as refused:
+        service.package_for(model)
+    assert (refused.value.model_id, refused.value.version) == (model, 2)
