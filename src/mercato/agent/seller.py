@@ -52,6 +52,7 @@ from web3.types import EventData
 
 from mercato.agent.outbox import OrderKey, Outbox, SentTx, Settled
 from mercato.chain.contracts import Delivery, LicenseState, ModelId
+from mercato.chain.logs import event_logs
 from mercato.client.delivery import responsible_account
 from mercato.client.market import Market
 from mercato.client.sale_keys import sale_key
@@ -65,7 +66,6 @@ from mercato.errors import (
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 32  # the marketplace's deliver_many limit
-LOG_RANGE = 5_000  # blocks per eth_getLogs request
 HASH_WINDOW = 256  # head hashes remembered to find a fork point; deeper reorgs rescan all
 MAX_BACKOFF = 30.0  # seconds between rounds at most while the chain keeps failing
 
@@ -383,12 +383,8 @@ class SellerAgent:
 
     def _purchase_logs(self, first: int, last: int) -> list[EventData]:
         """The `Purchased` events of blocks first..last (the agent's one log query)."""
-        event = self._any.contracts.marketplace.contract.events.Purchased
-        found: list[EventData] = []
-        for low in range(first, last + 1, LOG_RANGE):
-            high = min(low + LOG_RANGE - 1, last)
-            found.extend(event.get_logs(from_block=low, to_block=high))
-        return found
+        # Ranges a hosted provider refuses are split, and its 429s retried (chain.logs).
+        return event_logs(self._any.contracts.marketplace.contract.events.Purchased, first, last)
 
     def _read_purchases(self, start: int, head: int) -> None:
         start = max(start, self._any.deployment.deploy_block)
