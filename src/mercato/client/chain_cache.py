@@ -86,16 +86,16 @@ class ChainHead:
         self._read = read
         self._clock = clock
         self.max_age = max_age
-        self._head: BlockRef | None = None
-        self._read_at = 0.0
+        # One tuple, replaced whole: a reader never pairs a new head with an old time.
+        self._reading: tuple[BlockRef, float] | None = None
         self._lock = threading.Lock()  # one reader at a time; the others reuse its answer
 
     def fresh(self) -> BlockRef | None:
         """The head when the last reading is recent enough, else None; never reads."""
-        head = self._head
-        if head is None or self._clock() - self._read_at >= self.max_age:
+        reading = self._reading
+        if reading is None or self._clock() - reading[1] >= self.max_age:
             return None
-        return head
+        return reading[0]
 
     def current(self) -> BlockRef:
         """The head, read from the chain when the last reading is too old.
@@ -113,7 +113,7 @@ class ChainHead:
             # The time before the read: the block is at least this recent.
             started = self._clock()
             head = self._read()
-            self._head, self._read_at = head, started
+            self._reading = (head, started)
             return head
 
 
