@@ -227,6 +227,15 @@ class Indexer:
         hashes: dict[int, str] = {last: end_hash}
         times: dict[int, int | None] = {}
         with self.index.engine.begin() as conn:
+            # Another writer on this index (a second replica leading for a moment, see
+            # mercato.leader) may have taken these blocks since the cursor was read: the
+            # row lock orders the writers, and a batch that no longer follows the cursor
+            # is dropped (the next poll starts from where the other one stopped).
+            at = conn.execute(
+                select(s.Cursor.last_block).where(s.Cursor.id == 1).with_for_update()
+            ).scalar_one()
+            if at != first - 1:
+                return None
             projector = Projector(conn, self.metadata)
             for raw in logs:
                 if raw.get("removed"):

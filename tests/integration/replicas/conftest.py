@@ -81,3 +81,7 @@ class Replica:
             if "ready" in line:
                 ready.set()
         ready.set()
+
+
+# A deployment on Anvil with an indexer per index (for two writers on one index).
+from ..index.conftest import market  # noqa: E402, F401
