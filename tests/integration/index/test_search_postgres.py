@@ -84,3 +84,18 @@ def test_a_small_filter_drives_instead_of_a_walk_of_the_sort_index(
 def test_numbers_past_64_bits_are_typed_errors(index: Index, query: Any) -> None:
     with pytest.raises(InvalidSearchQueryError):
         index.search(query)
+
+
+def test_a_rating_bound_is_an_integer_so_the_rating_index_serves_it(index: Index) -> None:
+    # Against 4500.0 PostgreSQL casts every rating to numeric, and no index serves that.
+    query = SearchQuery(min_rating=4.5, sort=Sort.MOST_BOUGHT)
+    with index.engine.connect() as conn:
+        sql = str(
+            search.build_search(conn, query).compile(conn, compile_kwargs={"literal_binds": True})
+        )
+        conn.exec_driver_sql("SET enable_seqscan = off")
+        plan = "\n".join(row[0] for row in conn.exec_driver_sql("EXPLAIN " + sql))
+    assert "numeric" not in plan
+    assert _all_pages(index, 4, min_rating=4.5, sort=Sort.MOST_BOUGHT) == _expected(
+        Sort.MOST_BOUGHT, lambda r: r["rating_milli"] >= 4500
+    )
