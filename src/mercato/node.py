@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -204,15 +205,16 @@ class Node:
         thread.start()
         self._threads.append(thread)
 
-    def _wait_for_gateway(self, timeout: float = 15.0) -> None:
+    def _wait_for_gateway(self, timeout: float = 120.0) -> None:
         server = self._server
         if server is None:
             return
-        stopped = threading.Event()
-        waited = 0.0
-        while not server.started and waited < timeout:
-            stopped.wait(0.05)
-            waited += 0.05
+        # Generous: on a loaded two-core machine the try workers alone take many seconds
+        # to start. A gateway that cannot bind ends its thread, which ends the wait at once.
+        gateway = next(t for t in self._threads if t.name == "mercato-gateway")
+        deadline = time.monotonic() + timeout
+        while not server.started and gateway.is_alive() and time.monotonic() < deadline:
+            gateway.join(0.05)
         if not server.started:
             raise GatewayStartError(self.settings.gateway_host, self.settings.gateway_port)
 
