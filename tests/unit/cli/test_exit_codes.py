@@ -6,11 +6,21 @@ from __future__ import annotations
 import inspect
 
 from mercato import errors
+from mercato.cli import index, storage, store
 from mercato.cli.errors import EXIT_CODES, exit_code_for
+
+# Codes single commands exit with on their own, outside the error table.
+COMMAND_CODES = [
+    storage.EXIT_FILE_NOT_READABLE,
+    storage.EXIT_BAD_OPTION,
+    store.EXIT_DAMAGED_BLOCKS,
+    store.EXIT_NO_STORE,
+    index.EXIT_INDEX_DIFFERS,
+]
 
 
 def test_every_code_is_used_once() -> None:
-    codes = [code for _, code in EXIT_CODES]
+    codes = [code for _, code in EXIT_CODES] + COMMAND_CODES
     assert len(codes) == len(set(codes))
 
 
