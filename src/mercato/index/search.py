@@ -228,6 +228,8 @@ class _Filter:
     drive: ColumnElement[bool]
     check: ColumnElement[bool]
     members: Select[Any] | None
+    # A filter through another table (tag, lineage): the one kind PostgreSQL misjudges.
+    membership: bool = False
 
 
 def _unindexed(column: Any) -> ColumnElement[Any]:
@@ -291,7 +293,7 @@ def _membership_filter(key: Any, member: ColumnElement[bool]) -> _Filter:
     """
     members = select(key).where(member)
     check = exists().where(key == s.Model.model_id, member)
-    return _Filter(s.Model.model_id.in_(members), check, members)
+    return _Filter(s.Model.model_id.in_(members), check, members, membership=True)
 
 
 def _sizes(conn: Connection, filters: list[_Filter]) -> list[int | None]:
@@ -320,10 +322,13 @@ def _choose(conn: Connection, filters: list[_Filter]) -> tuple[list[ColumnElemen
     """
     if not filters:
         return [], False
-    sizes = _sizes(conn, filters)
     if conn.dialect.name != "sqlite":
+        # Its statistics serve filters on the models' own columns well, and counting
+        # them would cost more than it saves: only filters through another table are.
+        sizes = _sizes(conn, [f for f in filters if f.membership])
         small = any(n is not None and n <= DRIVING_SET_MAX for n in sizes)
         return [f.drive for f in filters], small
+    sizes = _sizes(conn, filters)
     return [
         f.drive if n is not None and n <= DRIVING_SET_MAX else f.check
         for f, n in zip(filters, sizes, strict=True)
