@@ -47,6 +47,16 @@ def _market(data_dir: Any, rpc_url: str | None, index_url: str | None) -> Market
     return Market(settings)
 
 
+def _rebuild_inputs(market: Market) -> tuple[Any, ...]:
+    """What a check or a rebuild reads: the index, the chain, the deployment, where
+    manifests come from, and the confirmations this chain needs."""
+    from mercato.client.metadata import StoreMetadataSource
+    from mercato.index import IndexerConfig
+
+    config = IndexerConfig(confirmations=market.settings.confirmations)
+    return market.index, market.w3, market.deployment, StoreMetadataSource(market), config
+
+
 def _emit(payload: dict[str, Any]) -> None:
     typer.echo(json.dumps(payload, sort_keys=True))
 
@@ -63,18 +73,9 @@ def check_command(
 
     Exits with 72 when they differ; 'mercato index rebuild' then replaces it.
     """
-    from mercato.client.metadata import StoreMetadataSource
-    from mercato.index import IndexerConfig
     from mercato.index.rebuild import check_index
 
-    market = _market(data_dir, rpc_url, index_url)
-    result = check_index(
-        market.index,
-        market.w3,
-        market.deployment,
-        StoreMetadataSource(market),
-        IndexerConfig(confirmations=market.settings.confirmations),
-    )
+    result = check_index(*_rebuild_inputs(_market(data_dir, rpc_url, index_url)))
     if json_output:
         _emit(
             {
@@ -120,18 +121,9 @@ def rebuild_command(
 
     The old index stays usable until the swap; a crash before it changes nothing.
     """
-    from mercato.client.metadata import StoreMetadataSource
-    from mercato.index import IndexerConfig
     from mercato.index.rebuild import rebuild_index
 
-    market = _market(data_dir, rpc_url, index_url)
-    report = rebuild_index(
-        market.index,
-        market.w3,
-        market.deployment,
-        StoreMetadataSource(market),
-        IndexerConfig(confirmations=market.settings.confirmations),
-    )
+    report = rebuild_index(*_rebuild_inputs(_market(data_dir, rpc_url, index_url)))
     if json_output:
         _emit({"block": report.block, "events": report.events, "rows": report.rows})
     else:

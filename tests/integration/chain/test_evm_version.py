@@ -28,7 +28,8 @@ def shanghai(tmp_path: Path) -> Iterator[AnvilSupervisor]:
     wrapper = tmp_path / "anvil-shanghai"
     wrapper.write_text(f'#!/bin/sh\nexec "{find_anvil()}" --hardfork shanghai "$@"\n')
     wrapper.chmod(0o755)
-    supervisor = AnvilSupervisor(tmp_path / "node", port=free_port(), binary=wrapper)
+    # A folder of its own: a start stops any Anvil left running on the same chain folder.
+    supervisor = AnvilSupervisor(tmp_path / "shanghai", port=free_port(), binary=wrapper)
     supervisor.start()
     yield supervisor
     supervisor.stop()

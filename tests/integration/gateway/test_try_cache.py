@@ -9,7 +9,6 @@ nothing is answered for the chain, the requests still go to Anvil.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from mercato.errors import ContentKeyNotBoundError
 from mercato.models.runtime import TryPool
 from mercato.models.samples import build_samples
 from mercato.node import Node
+from tests.event_loop import run as run_to_completion
 
 IRIS_REQUEST = json.dumps(
     {"inputs": {"X": {"dtype": "float32", "data": [[5.1, 3.5, 1.4, 0.2]]}}}
@@ -83,7 +83,7 @@ def test_a_try_call_at_a_block_already_seen_makes_no_rpc_round_trip(
         finally:
             await service.close_pool()
 
-    first, second, after_first = asyncio.run(two_tries())
+    first, second, after_first = run_to_completion(two_tries())
 
     assert "eth_call" in after_first  # the first call read owner and version
     assert rpcs == after_first  # the second one read nothing
