@@ -19,32 +19,19 @@ from mercato.index import Index, SearchQuery, Sort, search
 from mercato.index import schema as s
 from mercato.index.db import create_index_engine, default_url, migrate
 
+from .test_search_and_schema import _model as base_model
+
 
 def _model(model_id: int, name: str, **fields: object) -> dict[str, object]:
-    row: dict[str, object] = {
-        "model_id": model_id,
-        "creator": "0x" + "11" * 20,
-        "owner": "0x" + "11" * 20,
-        "created_block": model_id,
-        "latest_version": 1,
-        "metadata_version": 1,
-        "searchable": True,
-        "name": name,
-        "license": "MIT",
-        "task": "image-classification",
-        "library": None,
-        "tags_text": "vision",
-        "text": "",
-        "listed": True,
-        "for_sale": True,
+    """The schema tests' row, with prices, ratings and sales that differ per model so
+    every sort has something to order."""
+    varied: dict[str, object] = {
         "price": 10 + model_id % 7,
-        "license_duration": 0,
-        "fee_bps": 0,
         "rating_milli": 1000 + (model_id * 37) % 4000,
         "rating_count": 1,
         "purchases": (model_id * 13) % 50,
     }
-    return row | fields
+    return base_model(model_id, name, **(varied | fields))
 
 
 # 60 models: every third a "resnet", every fourth tagged nlp, model 7 not searchable.
