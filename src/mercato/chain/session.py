@@ -22,7 +22,7 @@ from web3.exceptions import Web3Exception
 from mercato.chain.anvil import AnvilSupervisor, dev_accounts
 from mercato.chain.deployment import LOCAL_CHAIN_IDS, TOKEN_UNIT, Deployment, deploy
 from mercato.chain.web3_backend import Web3Backend, connect
-from mercato.errors import ChainUnavailableError, DeploymentError
+from mercato.errors import ChainUnavailableError, DeploymentError, rpc_origin
 
 DEPLOYER_KEY_ENV = "MERCATO_DEPLOYER_KEY"
 # Anvil dev accounts 1.. are the demo creators and buyers; account 0 deploys.
@@ -93,8 +93,9 @@ def open_chain(
             if anvil is None:
                 raise DeploymentError(
                     f"The deployment record for chain {chain_id} names contracts that are not "
-                    f"on the chain at {rpc_url}. Remove {data_dir}/deployments/{chain_id}.json "
-                    "to deploy afresh, or point --rpc-url at the chain it was made on."
+                    f"on the chain at {rpc_origin(rpc_url)}. Remove "
+                    f"{data_dir}/deployments/{chain_id}.json to deploy afresh, or point "
+                    "--rpc-url at the chain it was made on."
                 )
             deployment = None  # the local chain was reset: deploy again
         if deployment is None:

@@ -131,13 +131,15 @@ def _import_deployment(settings: Settings, record: Deployment) -> None:
 
 def _print_summary(node: Node, demo: bool) -> None:
     from mercato.chain.session import demo_accounts
+    from mercato.errors import rpc_origin
 
     session, market = node.session, node.market
     if session is None or market is None:
         return
     d = session.deployment
     state = "deployed now" if session.deployed_now else "reused from the deployment record"
-    console.print(f"chain {d.chain_id} at {session.rpc_url} · contracts {state}")
+    # Only the origin: hosted providers put the API key in the URL's path or query.
+    console.print(f"chain {d.chain_id} at {rpc_origin(session.rpc_url)} · contracts {state}")
     console.print(f"data directory: {node.settings.data_dir}")
     console.print(f"gateway: {node.settings.public_url}")
     table = Table("contract", "address")
