@@ -513,6 +513,23 @@ class TransactionFailedError(ChainError):
         super().__init__(f"Transaction {tx_hash} failed: {reason}.")
 
 
+class TransactionNotMinedError(TransactionFailedError):
+    """A transaction was sent but not mined in time; it may still be mined later."""
+
+    code = "transaction_not_mined"
+
+    def __init__(self, tx_hash: str, waited: float) -> None:
+        self.waited = waited
+        ChainError.__init__(
+            self,
+            f"Transaction {tx_hash} was sent but not mined within {waited:g} s; it may still "
+            "be mined (a low fee or a busy chain). Look it up by its hash before sending it "
+            "again, so it is not done twice.",
+        )
+        self.tx_hash = tx_hash
+        self.reason = "not mined in time"
+
+
 class ContractRevertError(ChainError):
     """A contract call reverted; `reason` is the contract's own words."""
 

@@ -15,7 +15,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from hexbytes import HexBytes
 from web3 import HTTPProvider, Web3
-from web3.exceptions import ContractLogicError, Web3RPCError
+from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
 from web3.types import RPCEndpoint, RPCResponse, TxParams, TxReceipt, Wei
 
 from mercato.chain.artifacts import Artifact, create_address
@@ -26,7 +26,12 @@ from mercato.chain.retry import (
     is_transient_exception,
     retry_after_seconds,
 )
-from mercato.errors import ContractRevertError, RpcRetryExhaustedError, TransactionFailedError
+from mercato.errors import (
+    ContractRevertError,
+    RpcRetryExhaustedError,
+    TransactionFailedError,
+    TransactionNotMinedError,
+)
 
 
 class RetryingHTTPProvider(HTTPProvider):
@@ -114,9 +119,17 @@ def connect(rpc_url: str, *, timeout: float = 30, retry: RetryPolicy | None = No
 class Web3Backend:
     """Sends transactions from one local account through a web3.py connection."""
 
-    def __init__(self, w3: Web3, account: LocalAccount) -> None:
+    def __init__(self, w3: Web3, account: LocalAccount, *, receipt_timeout: float = 120) -> None:
+        """Sends as `account` over `w3`.
+
+        Args:
+            w3: The connection to the chain.
+            account: The account that signs.
+            receipt_timeout: Seconds `send` waits for a transaction to be mined.
+        """
         self.w3 = w3
         self.account = account
+        self.receipt_timeout = receipt_timeout
 
     def chain_id(self) -> int:
         return int(self.w3.eth.chain_id)
@@ -167,6 +180,8 @@ class Web3Backend:
 
         Raises:
             TransactionFailedError: The transaction was mined but reverted.
+            TransactionNotMinedError: It was sent but not mined within `receipt_timeout`
+                seconds (it may still be mined: sending it again could do it twice).
         """
         tx.setdefault("from", self.account.address)
         tx.setdefault("nonce", self.w3.eth.get_transaction_count(self.account.address, "pending"))
@@ -181,7 +196,12 @@ class Web3Backend:
             tx["gas"] = self.w3.eth.estimate_gas(tx)
         signed = self.account.sign_transaction(cast(dict[str, Any], tx))
         tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
+        try:
+            receipt = self.w3.eth.wait_for_transaction_receipt(
+                tx_hash, timeout=self.receipt_timeout
+            )
+        except TimeExhausted as exc:
+            raise TransactionNotMinedError(tx_hash.to_0x_hex(), self.receipt_timeout) from exc
         if receipt["status"] != 1:
             raise TransactionFailedError(tx_hash.hex(), "the transaction reverted")
         return receipt
