@@ -16,6 +16,7 @@ Totals:
   `purchase_with_permit` (one transaction, no approval) on a fresh permit nonce.
 - `sale_single_unbatched`: purchase + a delivery of that order alone + the share of
   withdrawals, for comparison.
+- `report`: a report on a model by a license holder (goal: at most 50,000).
 
 Usage: python benchmarks/gas.py [--check]   (--check compares instead of writing)
 """
@@ -35,7 +36,13 @@ from web3 import Web3
 from web3.types import TxReceipt
 
 from mercato.chain.anvil import AnvilSupervisor, dev_accounts, free_port
-from mercato.chain.contracts import Delivery, MercatoContracts, ModelId, VersionDigests
+from mercato.chain.contracts import (
+    Delivery,
+    MercatoContracts,
+    ModelId,
+    ReportReason,
+    VersionDigests,
+)
 from mercato.chain.deployment import TOKEN_UNIT, Deployment, deploy
 from mercato.chain.web3_backend import Web3Backend
 
@@ -148,6 +155,10 @@ class GasBench:
         gas["attest"] = _used(
             lambda: buyer.reviews.attest(model, 1, b"\x05" * 32, "accuracy", 930_000)
         )
+        if buyer.reports is not None:
+            gas["report"] = _used(
+                lambda: buyer.reports.report(model, ReportReason.ILLEGAL_CONTENT, b"\x06" * 32)  # type: ignore[union-attr]
+            )
         free_model = creator.marketplace.publish(_digests(16), 0)
         gas["purchase_free"] = _used(lambda: buyer.marketplace.purchase(free_model, 0, bytes(32)))
         return gas
@@ -221,7 +232,12 @@ def main() -> int:
     args = parser.parse_args()
     gas = measure_on_fresh_anvil()
     snapshot = json.loads(SNAPSHOT.read_text()) if SNAPSHOT.exists() else {}
-    targets = {"publish": 150_000, "sale_steady": 100_000, "sale_first_buyer": 140_000}
+    targets = {
+        "publish": 150_000,
+        "sale_steady": 100_000,
+        "sale_first_buyer": 140_000,
+        "report": 50_000,
+    }
     print(f"{'operation':36} {'gas':>9} {'snapshot':>9} {'target':>9}")
     for name, used in gas.items():
         target = f"{targets[name]:,}" if name in targets else ""

@@ -403,14 +403,37 @@ class Reviews(_ContractClient):
         return int(self._call("rating_of", model_id, reviewer))
 
 
+class ReportReason(enum.IntEnum):
+    """Why a model is reported; values match the reports contract."""
+
+    ILLEGAL_CONTENT = 1
+    MALWARE = 2
+    LICENSE_VIOLATION = 3
+    PERSONAL_DATA = 4
+    OTHER = 5
+
+
+class Reports(_ContractClient):
+    """Reports on models, filed by anyone; each node decides what they mean to it."""
+
+    artifact_name = "reports"
+
+    def report(
+        self, model_id: int, reason: ReportReason, evidence_cid_digest: bytes = bytes(32)
+    ) -> TxReceipt:
+        return self._send("report", model_id, int(reason), evidence_cid_digest)
+
+
 @dataclass(frozen=True)
 class MercatoContracts:
-    """The four contracts of one deployment, bound to one sender."""
+    """The contracts of one deployment, bound to one sender."""
 
     token: Token
     registry: ModelRegistry
     marketplace: Marketplace
     reviews: Reviews
+    # None on a deployment recorded before the reports contract existed.
+    reports: Reports | None = None
 
     @classmethod
     def connect(
@@ -421,4 +444,5 @@ class MercatoContracts:
             registry=ModelRegistry(w3, deployment.model_registry, sender),
             marketplace=Marketplace(w3, deployment.marketplace, sender),
             reviews=Reviews(w3, deployment.reviews, sender),
+            reports=Reports(w3, deployment.reports, sender) if deployment.reports else None,
         )

@@ -90,6 +90,8 @@ class Deployment:
     deploy_block: int
     delivery_window: int
     deployer: str
+    # Added later: records saved before the reports contract existed load with None.
+    reports: str | None = None
 
     def save(self, data_dir: Path) -> Path:
         """Writes the record atomically to `<data_dir>/deployments/<chain id>.json`."""
@@ -123,6 +125,8 @@ class Deployment:
             fields = json.loads(path.read_text())
             for name in ("token", "model_registry", "marketplace", "reviews", "deployer"):
                 fields[name] = to_checksum_address(fields[name])
+            if fields.get("reports") is not None:
+                fields["reports"] = to_checksum_address(fields["reports"])
             return cls(**fields)
         except (OSError, ValueError, TypeError, KeyError) as exc:
             raise DeploymentError(
@@ -204,6 +208,7 @@ def deploy(
             "account nothing else is using."
         )
     reviews = backend.create(load_artifact("reviews"), marketplace, registry)
+    reports = backend.create(load_artifact("reports"), marketplace, registry)
     for account in accounts:
         backend.transact(token_artifact, token, "mint", account, fund_amount)
     return Deployment(
@@ -215,4 +220,5 @@ def deploy(
         deploy_block=start_block + 1,
         delivery_window=delivery_window,
         deployer=backend.deployer(),
+        reports=reports,
     )
