@@ -103,6 +103,14 @@ class Settings(BaseModel):
         ),
     )
     try_per_minute: int = Field(default=30, ge=1, description="Try calls per wallet per minute")
+    agent_max_fee_gwei: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Highest max fee per gas (gwei) the seller's agent offers when it raises the fees "
+            "of a stuck delivery (None: no limit)"
+        ),
+    )
     fetch_allow_networks: tuple[str, ...] = Field(
         default=(),
         description=(

@@ -13,7 +13,9 @@ sent, and followed until its nonce is used on-chain:
   reuses a nonce nor sends a second delivery for an order already in the mempool.
 - Stuck: a transaction still unmined `bump_after` seconds after it was sent is signed
   again with the same nonce and at least 12.5% higher EIP-1559 fees (nodes ask 10%),
-  and never less than the current base fee needs.
+  and never less than the current base fee needs, up to the operator's cap
+  (`agent_max_fee_gwei`): a fee spike or a spammer can delay a delivery (the buyer may
+  then refund) but cannot drain the agent's gas money.
 - Lost: one the node no longer knows (a reorg, or a node that dropped it from its
   mempool) is sent again, the same signed bytes while its nonce is unused, signed
   again with higher fees when the node refuses those.
@@ -78,12 +80,28 @@ class Outbox:
     """Sends one account's deliveries and follows them until mined (module docstring)."""
 
     def __init__(
-        self, w3: Web3, account: LocalAccount, journal: Path, *, bump_after: float = 60.0
+        self,
+        w3: Web3,
+        account: LocalAccount,
+        journal: Path,
+        *,
+        bump_after: float = 60.0,
+        max_fee_cap: int | None = None,
     ) -> None:
+        """Loads the journal of `account`'s deliveries.
+
+        Args:
+            w3: The chain.
+            account: The agent account that signs deliveries.
+            journal: The journal file.
+            bump_after: Seconds a delivery may stay unmined before its fees are raised.
+            max_fee_cap: Highest max fee per gas (wei) a replacement offers; None: no cap.
+        """
         self.w3 = w3
         self.account = account
         self.journal = journal
         self.bump_after = bump_after
+        self.max_fee_cap = max_fee_cap
         self.entries: dict[int, SentTx] = self._load()
 
     # --- public ------------------------------------------------------------------------
@@ -254,10 +272,25 @@ class Outbox:
             raise
 
     def _bump(self, entry: SentTx) -> None:
-        """Signs the same call again, same nonce, with higher fees."""
+        """Signs the same call again, same nonce, with higher fees (up to the cap)."""
         priority, max_fee = self._fees()
-        entry.priority_fee = max(priority, _bumped(entry.priority_fee))
-        entry.max_fee = max(max_fee, _bumped(entry.max_fee), entry.priority_fee)
+        new_priority = max(priority, _bumped(entry.priority_fee))
+        new_max_fee = max(max_fee, _bumped(entry.max_fee), new_priority)
+        cap = self.max_fee_cap
+        if cap is not None and new_max_fee > cap:
+            if _bumped(entry.max_fee) > cap:
+                # A replacement must offer ~10% more than the last variant: at the cap
+                # there is none to send. It waits for fees to fall, or for a refund.
+                entry.sent_at = time.time()
+                log.warning(
+                    "agent: delivery with nonce %d is stuck at the fee cap (%d wei per gas)",
+                    entry.nonce,
+                    cap,
+                )
+                return
+            new_max_fee = cap
+            new_priority = min(new_priority, cap)
+        entry.priority_fee, entry.max_fee = new_priority, new_max_fee
         self._sign(entry)
         log.info(
             "agent: delivery with nonce %d unmined after %.0f s; replaced with max fee %d wei",

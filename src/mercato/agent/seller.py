@@ -156,6 +156,7 @@ class SellerAgent:
                 m.require_account("deliver keys"),
                 data_dir / "agent" / f"outbox-{chain_id}-{address}.json",
                 bump_after=bump_after,
+                max_fee_cap=_gwei_to_wei(m.settings.agent_max_fee_gwei),
             )
             for address, m in self.markets.items()
         }
@@ -503,3 +504,7 @@ class SellerAgent:
         if (order, reason) not in self._reported:  # once per order, not every second
             self._reported.add((order, reason))
             log.error("cannot deliver model %s to %s: %s", order.model_id, order.buyer, exc)
+
+
+def _gwei_to_wei(gwei: float | None) -> int | None:
+    return None if gwei is None else int(gwei * 10**9)

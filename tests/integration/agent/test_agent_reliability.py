@@ -186,6 +186,42 @@ def test_a_stuck_delivery_is_replaced_with_higher_fees_and_delivered_once(
     assert agent.deliver_round().delivered == [] and agent.status().unmined == 0
 
 
+def test_fee_bumps_stop_at_the_operators_cap_and_the_delivery_waits_for_fees_to_fall(
+    chain: Chain, tmp_path: Path
+) -> None:
+    seller, node_dir, model, buyer_market = _sale(chain, tmp_path)
+    _rpc(chain, "evm_setAutomine", False)
+    market = chain.market(node_dir, seller)
+    first_fee = int(chain.w3.eth.max_priority_fee) + 2 * int(
+        chain.w3.eth.get_block("latest")["baseFeePerGas"]
+    )
+    cap_gwei = first_fee * 2 / 10**9
+    market.settings = market.settings.model_copy(update={"agent_max_fee_gwei": cap_gwei})
+    agent = SellerAgent([market], node_dir, bump_after=0, receipt_wait=0.2)
+    outbox = agent.outboxes[seller.address]
+    agent.deliver_round()
+    (entry,) = outbox.entries.values()
+    cap = outbox.max_fee_cap
+    assert cap == int(cap_gwei * 10**9)
+    # A spammer drives the base fee far past the cap: replacements stop at the cap.
+    _rpc(chain, "anvil_setNextBlockBaseFeePerGas", hex(first_fee * 8))
+    _rpc(chain, "evm_mine")
+    for _ in range(4):
+        agent.deliver_round()
+    assert entry.max_fee == cap and entry.priority_fee <= cap
+    assert len(entry.hashes) == 2  # one replacement at the cap, then no more
+    assert buyer_market.orders.status(model).state is LicenseState.PENDING
+    # Fees fall back: the capped variant (which Anvil dropped from its pool while it was
+    # below the base fee) is sent again and mined, once.
+    _rpc(chain, "anvil_setNextBlockBaseFeePerGas", hex(1))
+    _rpc(chain, "evm_mine")
+    agent.deliver_round()
+    _rpc(chain, "evm_mine")
+    assert [o.model_id for o in agent.deliver_round().delivered] == [model]
+    assert int(chain.w3.eth.get_transaction(HexStr(entry.hashes[-1]))["maxFeePerGas"]) <= cap
+    assert _deliveries(buyer_market, model) == 1
+
+
 def test_when_the_original_wins_the_race_with_its_replacement_nothing_is_sent_again(
     chain: Chain, tmp_path: Path
 ) -> None:
