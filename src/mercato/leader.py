@@ -270,6 +270,9 @@ class Leadership:
         lease: What the replicas compete for.
         on_elected: Starts the leader's duties (called from the election thread).
         on_demoted: Stops them and waits until they have stopped.
+        duties_ok: Whether the duties still run; a leader whose duties died (an index
+            follower stopped by an error it cannot get past) gives the lease up, so
+            another replica, or this one after `retry` seconds, starts them afresh.
         retry: Seconds between a follower's attempts.
         check_every: Seconds between the leader's checks.
         check_timeout: A check not answered within this counts as a lost lease.
@@ -281,6 +284,7 @@ class Leadership:
         on_elected: Callable[[], None],
         on_demoted: Callable[[], None],
         *,
+        duties_ok: Callable[[], bool] | None = None,
         retry: float = RETRY_SECONDS,
         check_every: float = CHECK_SECONDS,
         check_timeout: float = CHECK_TIMEOUT,
@@ -288,6 +292,7 @@ class Leadership:
         self.lease = lease
         self._on_elected = on_elected
         self._on_demoted = on_demoted
+        self._duties_ok = duties_ok
         self._retry = retry
         self._check_every = check_every
         self._check_timeout = check_timeout
@@ -335,6 +340,14 @@ class Leadership:
                     self._demote()
                     self.lease.abandon()
                     # A replica whose connection just failed lets a healthier one go first.
+                    self._stop.wait(self._retry)
+                elif self._duties_ok is not None and not self._duties_ok():
+                    log.warning(
+                        "leader: the index follower or the agent stopped; giving the %s up",
+                        self.lease.describe(),
+                    )
+                    self._demote()
+                    self.lease.release()
                     self._stop.wait(self._retry)
         finally:
             if self._leading.is_set():
@@ -462,6 +475,13 @@ class LeaderDuties:
                 target=lambda: agent.run(stop), name="mercato-agent", daemon=True
             )
             self._agent_thread.start()
+
+    def running(self) -> bool:
+        """Whether the index follower and the agent (when the node sells) still run."""
+        follower, agent = self._follower, self._agent_thread
+        if follower is None or not follower.alive:
+            return False
+        return self._new_agent is None or (agent is not None and agent.is_alive())
 
     def stop(self) -> None:
         """Stops both and waits for them (an agent round in flight ends first)."""

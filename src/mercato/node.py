@@ -146,7 +146,7 @@ class Node:
             deployment.marketplace,
             [a.address for a in self.accounts],
         )
-        self.leadership = Leadership(lease, duties.start, duties.stop)
+        self.leadership = Leadership(lease, duties.start, duties.stop, duties_ok=duties.running)
         app.state.leadership = self.leadership
         self._wait_for_gateway()
         self.leadership.start()

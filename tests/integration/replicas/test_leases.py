@@ -196,3 +196,37 @@ def test_a_leader_cut_off_from_postgresql_steps_down_after_its_check_deadline() 
         assert lease.released.is_set()
     finally:
         leadership.stop()
+
+
+def test_a_leader_whose_duties_died_gives_the_lease_to_another_replica(tmp_path: Path) -> None:
+    lock = tmp_path / "leader.lock"
+    first, second = FileLease(lock), FileLease(lock)
+    first_duties, second_duties = Duties(), Duties()
+    first_ok = threading.Event()
+    first_ok.set()
+    leader = Leadership(
+        first,
+        first_duties.start,
+        first_duties.stop,
+        duties_ok=first_ok.is_set,
+        retry=5.0,
+        check_every=0.1,
+    )
+    leader.start()
+    follower: Leadership | None = None
+    try:
+        assert leader.wait_until_settled(30)
+        follower = Leadership(
+            second, second_duties.start, second_duties.stop, retry=0.1, check_every=0.1
+        )
+        follower.start()
+        # The index follower thread stopped on an error it cannot get past.
+        first_ok.clear()
+        assert first_duties.stopped.wait(30)
+        assert follower.wait_until_settled(30)
+        assert leader.is_leader is False
+        assert (first_duties.running, second_duties.running) == (0, 1)
+    finally:
+        leader.stop()
+        if follower is not None:
+            follower.stop()
