@@ -1,0 +1,21 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""Search at a million models: the full-text index's term list (claims the number).
+
+Revision ID: 0006
+Revises: 0005
+"""
+
+from __future__ import annotations
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
