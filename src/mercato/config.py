@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -116,6 +116,14 @@ class Settings(BaseModel):
         description=(
             "Networks (CIDR, comma-separated in MERCATO_FETCH_ALLOW_NETWORKS) that provider "
             "URLs may point into although they are private; a local chain allows all"
+        ),
+    )
+    cid_profile: Literal["unixfs-v0-2015", "unixfs-v1-2025"] = Field(
+        default="unixfs-v0-2015",
+        description=(
+            "UnixFS CID profile `mercato cid` computes with unless --profile says otherwise "
+            "(kubo's names; see mercato.storage.profiles). Model versions stay "
+            "unixfs-v0-2015: the chain records a dag-pb root's digest"
         ),
     )
 

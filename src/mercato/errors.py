@@ -440,6 +440,18 @@ class ReadOnlyBackendError(StorageError, PermissionError):
         super().__init__(message)
 
 
+class UnsupportedImportEntryError(StorageError, ValueError):
+    """A directory being imported holds something UnixFS cannot record: a device, a
+    socket or a FIFO, a name that is not UTF-8, nesting past the depth limit, or names
+    whose HAMT hashes collide beyond the hash's 64 bits."""
+
+    code = "unsupported_import_entry"
+
+    def __init__(self, message: str, *, path: str) -> None:
+        self.path = path
+        super().__init__(message)
+
+
 class UnsafeURLError(StorageError, PermissionError):
     """A URL someone else chose points where this node must not connect (a private,
     loopback, link-local, multicast or unspecified address, or a scheme other than http)."""

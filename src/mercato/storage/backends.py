@@ -30,6 +30,7 @@ from mercato.storage.blockstore import Blockstore
 from mercato.storage.car import import_car
 from mercato.storage.cids import MAX_BLOCK_SIZE, check_block_size, parse_cid, verify_block
 from mercato.storage.exporter import export_file
+from mercato.storage.profiles import CidProfile, profile_for
 from mercato.storage.remote import (
     MAX_FETCH_BYTES,
     FetchPolicy,
@@ -56,8 +57,15 @@ class StorageBackend(Protocol):
 
     name: str
 
-    def add(self, source: ImportSource, *, cid_version: int = 0, pin: bool = True) -> ImportResult:
-        """Import a file; return the CID `ipfs add` would print."""
+    def add(
+        self,
+        source: ImportSource,
+        *,
+        cid_version: int | None = None,
+        pin: bool = True,
+        profile: CidProfile | str | None = None,
+    ) -> ImportResult:
+        """Import a file; return the CID `ipfs add` would print (under `profile`)."""
         ...
 
     def get_block(self, cid: CID) -> bytes:
@@ -92,9 +100,16 @@ class LocalBackend:
         """
         self.store = store
 
-    def add(self, source: ImportSource, *, cid_version: int = 0, pin: bool = True) -> ImportResult:
+    def add(
+        self,
+        source: ImportSource,
+        *,
+        cid_version: int | None = None,
+        pin: bool = True,
+        profile: CidProfile | str | None = None,
+    ) -> ImportResult:
         """Import into the blockstore (see `unixfs.import_file` for errors)."""
-        return import_file(source, self.store, cid_version=cid_version, pin=pin)
+        return import_file(source, self.store, cid_version=cid_version, profile=profile, pin=pin)
 
     def get_block(self, cid: CID) -> bytes:
         """Read a verified block (see `Blockstore.get` for errors)."""
@@ -208,22 +223,43 @@ class KuboBackend:
                 url=url,
             ) from exc
 
-    def add(self, source: ImportSource, *, cid_version: int = 0, pin: bool = True) -> ImportResult:
+    def add(
+        self,
+        source: ImportSource,
+        *,
+        cid_version: int | None = None,
+        pin: bool = True,
+        profile: CidProfile | str | None = None,
+    ) -> ImportResult:
         """Send a file to kubo's `/api/v0/add`, checking its CID against our own.
+
+        kubo is asked for the profile's parameters explicitly (CID version, raw
+        leaves, chunker, hash, layout and, for unixfs-v1-2025, `max-file-links`), so
+        it imports as we do whatever its own `Import` settings say.
+
+        Args:
+            source: A path, a binary file object, or an iterable of bytes.
+            cid_version: 0 or 1 (see `UnixFSImporter`).
+            pin: Ask kubo to pin the root.
+            profile: A CID profile or its name (default "unixfs-v0-2015"); unixfs-v1-2025
+                needs kubo 0.40 or later.
+
+        Returns:
+            The root CID and file size.
 
         Raises:
             StorageBackendError: If kubo fails or prints a CID that differs from the one
                 Mercato computed over the same bytes.
-            ConfigError: If `cid_version` is not 0 or 1.
+            ConfigError: If `cid_version` is not 0 or 1, or the profile is unknown or
+                disagrees with it.
         """
+        chosen = profile_for(profile, cid_version)
         params = {
-            "cid-version": str(cid_version),
-            "raw-leaves": "true" if cid_version == 1 else "false",
-            "chunker": f"size-{CHUNK_SIZE}",
+            **chosen.kubo_add_params(),
             "pin": "true" if pin else "false",
             "progress": "false",
         }
-        with UnixFSImporter(None, cid_version=cid_version) as importer:
+        with UnixFSImporter(None, profile=chosen) as importer:
             reader = _TeeReader(source, importer)
             try:
                 response = self._post(
@@ -245,8 +281,9 @@ class KuboBackend:
         got = parse_cid(hashes[-1])
         if got != expected.cid:
             raise StorageBackendError(
-                f"kubo stored the file as {got}, but its bytes give {expected.cid}; kubo is not "
-                "using the default chunker/layout, or the upload was altered.",
+                f"kubo stored the file as {got}, but its bytes give {expected.cid} under the "
+                f"{chosen.name} profile; kubo ignored an import option (unixfs-v1-2025 needs "
+                "kubo 0.40 or later), or the upload was altered.",
                 url=url,
             )
         return expected
@@ -340,7 +377,14 @@ class GatewayBackend:
             backend=self.base_url,
         )
 
-    def add(self, source: ImportSource, *, cid_version: int = 0, pin: bool = True) -> ImportResult:
+    def add(
+        self,
+        source: ImportSource,
+        *,
+        cid_version: int | None = None,
+        pin: bool = True,
+        profile: CidProfile | str | None = None,
+    ) -> ImportResult:
         """Always refused.
 
         Raises:

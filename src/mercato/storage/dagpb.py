@@ -12,7 +12,8 @@ fields; it is encoded with the same helpers so that one codec covers both layers
     PBNode { repeated PBLink Links = 2; optional bytes Data = 1; }
     PBLink { optional bytes Hash = 1; optional string Name = 2; optional uint64 Tsize = 3; }
     Data   { required DataType Type = 1; optional bytes Data = 2; optional uint64 filesize = 3;
-             repeated uint64 blocksizes = 4; ... }
+             repeated uint64 blocksizes = 4; optional uint64 hashType = 5;
+             optional uint64 fanout = 6; ... }
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ UNIXFS_SYMLINK = 4
 UNIXFS_HAMT_SHARD = 5
 
 MAX_BLOCKSIZES = 1 << 16
-"""More blocksizes than a 2 MiB block could hold links for (kubo writes at most 174)."""
+"""More blocksizes than a 2 MiB block could hold links for (kubo writes at most 174 under
+unixfs-v0-2015, 1,024 under unixfs-v1-2025)."""
 
 
 def encode_varint(value: int) -> bytes:
@@ -197,19 +199,24 @@ def _decode_link(buf: memoryview, cid: str | None) -> PBLink:
 
 @dataclass(frozen=True)
 class UnixFSData:
-    """The fields of a UnixFS `Data` message that files use.
+    """The fields of a UnixFS `Data` message that files, directories and symlinks use.
 
     Attributes:
         type: The DataType (UNIXFS_FILE, UNIXFS_RAW, ...).
-        data: Inline file bytes (a view into the block when decoded).
+        data: Inline file bytes (a view into the block when decoded); a symlink's
+            target; a HAMT shard's bitfield.
         filesize: Total file bytes under this node.
         blocksizes: File bytes under each link, in link order.
+        hash_type: A HAMT shard's hash function (0x22, murmur3-x64-64).
+        fanout: A HAMT shard's number of slots.
     """
 
     type: int
     data: memoryview | bytes | None = None
     filesize: int | None = None
     blocksizes: list[int] = field(default_factory=list)
+    hash_type: int | None = None
+    fanout: int | None = None
 
 
 def encode_unixfs(node: UnixFSData) -> bytes:
@@ -228,6 +235,10 @@ def encode_unixfs(node: UnixFSData) -> bytes:
         out += b"\x18" + encode_varint(node.filesize)
     for size in node.blocksizes:
         out += b"\x20" + encode_varint(size)
+    if node.hash_type is not None:
+        out += b"\x28" + encode_varint(node.hash_type)
+    if node.fanout is not None:
+        out += b"\x30" + encode_varint(node.fanout)
     return out
 
 
@@ -239,7 +250,7 @@ def decode_unixfs(buf: memoryview | bytes, cid: str | None = None) -> UnixFSData
         cid: The block's CID, only to name it in errors.
 
     Returns:
-        The decoded message; fields files do not use (mode, mtime...) are skipped.
+        The decoded message; mode and mtime are skipped.
 
     Raises:
         DagFormatError: If the message is malformed.
@@ -250,6 +261,8 @@ def decode_unixfs(buf: memoryview | bytes, cid: str | None = None) -> UnixFSData
     data: memoryview | None = None
     filesize: int | None = None
     blocksizes: list[int] = []
+    hash_type: int | None = None
+    fanout: int | None = None
     while pos < len(view):
         tag, pos = _read_varint(view, pos, cid)
         number, wire = tag >> 3, tag & 7
@@ -259,6 +272,10 @@ def decode_unixfs(buf: memoryview | bytes, cid: str | None = None) -> UnixFSData
                 type_ = value
             elif number == 3:
                 filesize = value
+            elif number == 5:
+                hash_type = value
+            elif number == 6:
+                fanout = value
             elif number == 4:
                 blocksizes.append(value)
                 if len(blocksizes) > MAX_BLOCKSIZES:
@@ -282,4 +299,11 @@ def decode_unixfs(buf: memoryview | bytes, cid: str | None = None) -> UnixFSData
             raise DagFormatError(f"unixfs: bad field tag {tag:#x}", cid=cid)
     if type_ is None:
         raise DagFormatError("unixfs: Data message without Type", cid=cid)
-    return UnixFSData(type=type_, data=data, filesize=filesize, blocksizes=blocksizes)
+    return UnixFSData(
+        type=type_,
+        data=data,
+        filesize=filesize,
+        blocksizes=blocksizes,
+        hash_type=hash_type,
+        fanout=fanout,
+    )

@@ -27,6 +27,7 @@ from mercato.errors import MercatoError, PlaintextHashMismatchError
 from mercato.fsutil import write_atomically
 from mercato.storage.blockstore import Blockstore, wrap_write_error
 from mercato.storage.exporter import BlockSource, iter_file
+from mercato.storage.profiles import CidProfile
 from mercato.storage.unixfs import import_file
 
 ENCRYPTION_CHUNK_SIZE = 256 * 1024
@@ -56,9 +57,10 @@ def encrypt_and_import(
     store: Blockstore,
     key: bytes,
     *,
-    cid_version: int = 0,
+    cid_version: int | None = None,
     pin: bool = True,
     chunk_size: int = ENCRYPTION_CHUNK_SIZE,
+    profile: CidProfile | str | None = None,
 ) -> EncryptedImport:
     """Encrypt a file with the content key and import the ciphertext as UnixFS.
 
@@ -69,13 +71,15 @@ def encrypt_and_import(
         cid_version: 0 (kubo's default) or 1 (raw leaves, base32).
         pin: Pin the root so `gc` keeps it.
         chunk_size: Plaintext bytes per encrypted chunk.
+        profile: The ciphertext's CID profile or its name (default "unixfs-v0-2015").
 
     Returns:
         (cid, plaintext_sha256, size): the ciphertext CID, the plaintext digest and size.
 
     Raises:
         InvalidKeyMaterialError: If `key` is not 32 bytes.
-        ConfigError: If `cid_version` is not 0 or 1, or `chunk_size` is out of range.
+        ConfigError: If `cid_version` is not 0 or 1, the profile is unknown or disagrees
+            with it, or `chunk_size` is out of range.
         FileNotFoundError: If `path` does not exist.
         BlockWriteError: If a block could not be written (StorageFullError when full);
             nothing is pinned then.
@@ -84,7 +88,9 @@ def encrypt_and_import(
     with open(path, "rb", buffering=0) as fh:
         # Reads of exactly one chunk reach libsodium without being re-cut or copied.
         pieces = iter(lambda: fh.read(chunk_size), b"")
-        result = import_file(encryptor.encrypt(pieces), store, cid_version=cid_version, pin=pin)
+        result = import_file(
+            encryptor.encrypt(pieces), store, cid_version=cid_version, profile=profile, pin=pin
+        )
     done = encryptor.result
     # Internal invariant, not input validation: import_file drains the stream, and a
     # drained stream has set its result.

@@ -1,24 +1,27 @@
 # SPDX-License-Identifier: AGPL-3.0-only
 """UnixFS importer whose CIDs match kubo's `ipfs add` byte for byte.
 
-kubo's defaults, reproduced here:
+kubo's import, reproduced here for either CID profile (`mercato.storage.profiles`:
+unixfs-v0-2015, kubo's default, and unixfs-v1-2025):
 
-- fixed-size chunks of 256 KiB (the last one shorter; an empty file is one empty chunk);
-- CIDv0: every chunk is a dag-pb leaf holding `Data{Type: File, Data: chunk,
-  filesize: len(chunk)}`; `--cid-version=1` implies raw leaves (the chunk bytes are the
-  block) and base32 CIDv1 for the dag-pb nodes;
-- balanced layout, at most 174 links per node: leaves are grouped 174 at a time into
-  parents, parents 174 at a time into grandparents, until one node is left. A parent holds
+- fixed-size chunks (256 KiB or 1 MiB; the last one shorter; an empty file is one empty
+  chunk);
+- dag-pb leaves (unixfs-v0-2015) hold `Data{Type: File, Data: chunk, filesize:
+  len(chunk)}`; raw leaves (unixfs-v1-2025, or `--cid-version=1`) are the chunk bytes
+  themselves under a CIDv1 `raw` CID, and the dag-pb nodes above them get base32 CIDv1;
+- balanced layout, at most 174 (or 1,024) links per node: leaves are grouped that many at
+  a time into parents, parents into grandparents, until one node is left. A parent holds
   `Data{Type: File, filesize, blocksizes: [file bytes under each link]}` and links with an
   empty name and `Tsize` = the child's block size plus its own links' Tsize;
-- a file of one chunk is that chunk's leaf itself (no parent).
+- a file of one chunk is that chunk's leaf itself (no parent): under unixfs-v1-2025 a
+  file up to 1 MiB is a single raw block.
 
 The importer streams: it holds at most a few chunks plus one pending link list per tree
 level, whatever the file size. Leaves are hashed (and written) on a thread pool, since
 hashlib and file writes release the GIL; they go to the pool a few at a time, because a
-hand-off per 256 KiB chunk (a future, a lock, a thread wake-up) costs CPU comparable to
+hand-off per chunk (a future, a lock, a thread wake-up) costs CPU comparable to
 writing the block. A chunk that spans several input pieces (an encryption stream's
-messages are not 256 KiB) is hashed and written piece by piece, never joined.
+messages are not chunk-sized) is hashed and written piece by piece, never joined.
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ from typing import BinaryIO
 
 from multiformats import CID
 
-from mercato.errors import ConfigError
 from mercato.storage.blockstore import Blockstore
 from mercato.storage.cids import CODEC_DAG_PB, CODEC_RAW, cid_from_bytes, sha256_cid_bytes
 from mercato.storage.dagpb import (
@@ -46,16 +48,17 @@ from mercato.storage.dagpb import (
     encode_unixfs,
     encode_varint,
 )
+from mercato.storage.profiles import CidProfile, profile_for
 
 CHUNK_SIZE = 262_144
-"""kubo's default chunker, `size-262144`."""
+"""kubo's default chunker, `size-262144` (unixfs-v0-2015)."""
 
 MAX_LINKS = 174
-"""kubo's balanced layout puts at most this many links in one node."""
+"""kubo's default balanced layout puts at most this many links in one node."""
 
-_LEAVES_PER_TASK = 4
-"""Chunks handed to a pool thread at once (1 MiB): fewer hand-offs, still fine-grained
-enough to spread a file over every worker."""
+_BYTES_PER_TASK = 1 << 20
+"""Chunk bytes handed to a pool thread at once (1 MiB): fewer hand-offs, still
+fine-grained enough to spread a file over every worker."""
 
 _Chunk = Sequence[bytes | memoryview]
 """One chunk's bytes, in the pieces they arrived in."""
@@ -70,11 +73,14 @@ class ImportResult:
 
     Attributes:
         cid: The root CID, as `ipfs add` prints it.
-        size: The file's size in bytes.
+        size: The file's size in bytes (a directory's: all its files' bytes).
+        dag_size: Bytes of every block in the DAG, counted as dag-pb `Tsize` counts them
+            (what a parent's link to this root says).
     """
 
     cid: CID
     size: int
+    dag_size: int = 0
 
 
 @dataclass(frozen=True)
@@ -96,29 +102,35 @@ class UnixFSImporter:
         self,
         store: Blockstore | None = None,
         *,
-        cid_version: int = 0,
+        cid_version: int | None = None,
+        profile: CidProfile | str | None = None,
         workers: int | None = None,
     ) -> None:
         """Start an import.
 
         Args:
             store: Where to write blocks; None only computes the CID (`--only-hash`).
-            cid_version: 0 (kubo's default) or 1 (raw leaves, base32).
+            cid_version: 0 (kubo's default) or 1 (`ipfs add --cid-version=1`: raw
+                leaves, base32, the default's chunks and width).
+            profile: A CID profile or its name ("unixfs-v0-2015", the default, or
+                "unixfs-v1-2025"); see `mercato.storage.profiles`.
             workers: Threads hashing and writing leaves; by default the CPU count, or at
                 least 4 when writing, so that disk writes overlap hashing.
 
         Raises:
-            ConfigError: If `cid_version` is not 0 or 1.
+            ConfigError: If `cid_version` is not 0 or 1, the profile is unknown, or the
+                two disagree.
         """
-        if cid_version not in (0, 1):
-            raise ConfigError(f"cid_version must be 0 or 1, not {cid_version!r}.")
+        self.profile = profile_for(profile, cid_version)
+        self._chunk = self.profile.chunk_size
         self._store = store
-        self._version = cid_version
+        self._version = self.profile.cid_version
+        self._leaves_per_task = max(1, _BYTES_PER_TASK // self._chunk)
         cpus = os.cpu_count() or 2
         count = workers or (max(4, cpus) if store is not None else cpus)
         self._pool = ThreadPoolExecutor(max_workers=count, thread_name_prefix="unixfs-import")
-        # Tasks in flight, each of _LEAVES_PER_TASK chunks: bounds memory whatever the
-        # file size (about 1 MiB per task).
+        # Tasks in flight, each of about _BYTES_PER_TASK: bounds memory whatever the
+        # file size.
         self._window = count + 2
         self._pending: deque[Future[list[_Link]]] = deque()
         self._levels: list[list[_Link]] = [[]]
@@ -163,13 +175,13 @@ class UnixFSImporter:
         if not isinstance(data, bytes):
             # Only immutable bytes are held by reference: a caller may reuse its buffer.
             data = bytes(data)
-        if not self._held and len(data) == CHUNK_SIZE:
+        if not self._held and len(data) == self._chunk:
             # Fast path for readers that already deliver whole chunks.
             self._submit((data,))
             return
         view = memoryview(data)
-        while self._held + len(view) >= CHUNK_SIZE:
-            need = CHUNK_SIZE - self._held
+        while self._held + len(view) >= self._chunk:
+            need = self._chunk - self._held
             self._parts.append(view[:need])
             view = view[need:]
             self._submit(self._parts)
@@ -199,7 +211,7 @@ class UnixFSImporter:
             root = self._reduce()
         finally:
             self.close()
-        return ImportResult(cid=cid_from_bytes(root.cid), size=self._size)
+        return ImportResult(cid=cid_from_bytes(root.cid), size=self._size, dag_size=root.tsize)
 
     # --- internals --------------------------------------------------------------------
 
@@ -207,7 +219,7 @@ class UnixFSImporter:
         self._size += sum(len(part) for part in chunk)
         self._chunks += 1
         self._batch.append(chunk)
-        if len(self._batch) == _LEAVES_PER_TASK:
+        if len(self._batch) == self._leaves_per_task:
             self._send_batch()
 
     def _send_batch(self) -> None:
@@ -231,7 +243,7 @@ class UnixFSImporter:
             self._levels.append([])
         links = self._levels[level]
         links.append(link)
-        if len(links) == MAX_LINKS:
+        if len(links) == self.profile.max_links:
             self._levels[level] = []
             self._add(level + 1, self._parent(links))
 
@@ -251,7 +263,7 @@ class UnixFSImporter:
 
     def _leaf(self, chunk: _Chunk) -> _Link:
         n = sum(len(part) for part in chunk)
-        if self._version == 1:
+        if self.profile.raw_leaves:
             hasher = hashlib.sha256()
             for part in chunk:
                 hasher.update(part)
@@ -271,7 +283,8 @@ class UnixFSImporter:
         digest = hasher.digest()
         if self._store is not None:
             self._store.put_hashed(b"\x12\x20" + digest, [head, *chunk, tail])
-        return _Link(sha256_cid_bytes(0, CODEC_DAG_PB, digest), len(head) + n + len(tail), n)
+        cid = sha256_cid_bytes(self._version, CODEC_DAG_PB, digest)
+        return _Link(cid, len(head) + n + len(tail), n)
 
     def _parent(self, links: list[_Link]) -> _Link:
         filesize = sum(link.filesize for link in links)
@@ -313,7 +326,7 @@ def _feed(importer: UnixFSImporter, source: ImportSource) -> None:
     read = getattr(source, "read", None)
     if read is not None:
         stream: BinaryIO = source  # type: ignore[assignment]
-        while chunk := _read_exact(stream, CHUNK_SIZE):
+        while chunk := _read_exact(stream, importer.profile.chunk_size):
             importer.update(chunk)
         return
     for piece in source:
@@ -324,7 +337,8 @@ def import_file(
     source: ImportSource,
     store: Blockstore,
     *,
-    cid_version: int = 0,
+    cid_version: int | None = None,
+    profile: CidProfile | str | None = None,
     pin: bool = True,
     workers: int | None = None,
 ) -> ImportResult:
@@ -337,7 +351,8 @@ def import_file(
         source: A path, a binary file object, or an iterable of bytes (e.g. an
             encryption stream: nothing is spooled to a temp file).
         store: The blockstore to write to.
-        cid_version: 0 (kubo's default) or 1 (raw leaves, base32).
+        cid_version: 0 (kubo's default) or 1 (`ipfs add --cid-version=1`).
+        profile: A CID profile or its name (default "unixfs-v0-2015").
         pin: Pin the root so `gc` keeps the file (as `ipfs add` does).
         workers: Hashing/writing threads (see `UnixFSImporter`).
 
@@ -345,12 +360,16 @@ def import_file(
         The root CID and file size.
 
     Raises:
-        ConfigError: If `cid_version` is not 0 or 1.
+        ConfigError: If `cid_version` is not 0 or 1, or the profile is unknown or
+            disagrees with it.
         FileNotFoundError: If `source` is a path that does not exist.
         BlockWriteError: If a block could not be written (StorageFullError when the
             disk is full); the store keeps no partial block and the root is not pinned.
     """
-    with store.writing(), UnixFSImporter(store, cid_version=cid_version, workers=workers) as imp:
+    with (
+        store.writing(),
+        UnixFSImporter(store, cid_version=cid_version, profile=profile, workers=workers) as imp,
+    ):
         _feed(imp, source)
         result = imp.finish()
         if pin:
@@ -362,20 +381,27 @@ def import_file(
     return result
 
 
-def only_hash(source: ImportSource, *, cid_version: int = 0) -> CID:
+def only_hash(
+    source: ImportSource,
+    *,
+    cid_version: int | None = None,
+    profile: CidProfile | str | None = None,
+) -> CID:
     """Compute the CID `ipfs add --only-hash -Q` prints, storing nothing.
 
     Args:
         source: A path, a binary file object, or an iterable of bytes.
-        cid_version: 0 or 1.
+        cid_version: 0 or 1 (see `UnixFSImporter`).
+        profile: A CID profile or its name (default "unixfs-v0-2015").
 
     Returns:
         The root CID.
 
     Raises:
-        ConfigError: If `cid_version` is not 0 or 1.
+        ConfigError: If `cid_version` is not 0 or 1, or the profile is unknown or
+            disagrees with it.
         FileNotFoundError: If `source` is a path that does not exist.
     """
-    with UnixFSImporter(None, cid_version=cid_version) as imp:
+    with UnixFSImporter(None, cid_version=cid_version, profile=profile) as imp:
         _feed(imp, source)
         return imp.finish().cid
