@@ -634,6 +634,20 @@ class LogQueryError(ChainError, ValueError):
         )
 
 
+class RpcAnswerTooLargeError(ChainError):
+    """An RPC answer was larger than the node reads from a provider."""
+
+    code = "rpc_answer_too_large"
+
+    def __init__(self, method: str, limit: int, *, rpc_url: str = "") -> None:
+        self.method, self.limit, self.rpc_url = method, limit, rpc_url
+        super().__init__(
+            f"The chain's RPC provider at {rpc_origin(rpc_url)} answered {method} with more "
+            f"than {limit:,} bytes, more than Mercato reads from a provider. Use a "
+            "provider you trust in rpc_url; log queries ask for smaller ranges on their own."
+        )
+
+
 # --- index (mercato.index) -------------------------------------------------------------
 
 

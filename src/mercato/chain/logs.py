@@ -41,7 +41,7 @@ from mercato.chain.retry import (
     is_transient_exception,
     retry_after_seconds,
 )
-from mercato.errors import LogQueryError, RpcRetryExhaustedError
+from mercato.errors import LogQueryError, RpcAnswerTooLargeError, RpcRetryExhaustedError
 
 DEFAULT_MAX_RANGE = 5_000
 # Consecutive answered ranges before the range doubles again towards max_range.
@@ -162,6 +162,8 @@ class LogFetcher:
             retry_after = None
             try:
                 response = self._send("eth_getLogs", [query])
+            except RpcAnswerTooLargeError as exc:
+                raise _RangeTooLarge(str(exc)) from exc
             except (requests.RequestException, OSError) as exc:
                 if http_status(exc) == 413:  # the answer was too big to send
                     raise _RangeTooLarge(f"HTTP 413 for blocks {first}-{last}") from exc

@@ -12,6 +12,7 @@ from typing import Any, cast
 
 import requests
 from eth_account.signers.local import LocalAccount
+from eth_typing import URI
 from eth_utils import keccak
 from hexbytes import HexBytes
 from web3 import HTTPProvider, Web3
@@ -28,10 +29,16 @@ from mercato.chain.retry import (
 )
 from mercato.errors import (
     ContractRevertError,
+    RpcAnswerTooLargeError,
     RpcRetryExhaustedError,
     TransactionFailedError,
     TransactionNotMinedError,
 )
+
+# The most bytes read of one RPC answer: far above any honest answer Mercato asks for
+# (log queries shrink their range to fit), far below what would exhaust a node's memory.
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+_READ_CHUNK = 64 * 1024
 
 
 class RetryingHTTPProvider(HTTPProvider):
@@ -41,11 +48,17 @@ class RetryingHTTPProvider(HTTPProvider):
     connection, a timeout) is retried under a `RetryPolicy`: exponential back-off with
     jitter, the provider's Retry-After honoured up to a cap, then a typed error. A
     resent `eth_sendRawTransaction` first asks whether the first try got through, so
-    a send whose answer was lost is not reported as a failure.
+    a send whose answer was lost is not reported as a failure. Answers are read up to
+    `max_answer_bytes`: a hostile or broken provider cannot fill the node's memory.
     """
 
     def __init__(
-        self, endpoint_uri: str, *, timeout: float = 30, retry: RetryPolicy | None = None
+        self,
+        endpoint_uri: str,
+        *,
+        timeout: float = 30,
+        retry: RetryPolicy | None = None,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         # web3's own retry has no jitter and no Retry-After; this class replaces it.
         super().__init__(
@@ -54,6 +67,33 @@ class RetryingHTTPProvider(HTTPProvider):
             exception_retry_configuration=None,
         )
         self.retry = retry or RetryPolicy()
+        self.max_answer_bytes = max_answer_bytes
+
+    def _make_request(self, method: RPCEndpoint, request_data: bytes) -> bytes:
+        """Posts one request and reads its answer, refusing one over the byte cap.
+
+        Raises:
+            RpcAnswerTooLargeError: The answer declares or sends more than the cap.
+        """
+        kwargs = dict(self.get_request_kwargs())
+        kwargs["stream"] = True
+        endpoint = cast(URI, self.endpoint_uri)  # always set: the constructor takes it
+        with self._request_session_manager.get_response_from_post_request(
+            endpoint, data=request_data, **kwargs
+        ) as response:
+            response.raise_for_status()
+            too_large = RpcAnswerTooLargeError(
+                method, self.max_answer_bytes, rpc_url=str(self.endpoint_uri)
+            )
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > self.max_answer_bytes:
+                raise too_large
+            body = bytearray()
+            for chunk in response.iter_content(_READ_CHUNK):
+                body += chunk
+                if len(body) > self.max_answer_bytes:
+                    raise too_large
+            return bytes(body)
 
     def make_request_once(self, method: RPCEndpoint, params: Any) -> RPCResponse:
         """One try, no retries (for callers that retry themselves, like log fetching)."""

@@ -30,6 +30,7 @@ from mercato.gateway.api import (
     creators,
     earnings,
     evaluations,
+    federation,
     health,
     lineage,
     models,
@@ -48,6 +49,7 @@ from mercato.gateway.middleware import (
 )
 from mercato.gateway.provider import create_provider_router
 from mercato.gateway.state import GatewayState, build_state
+from mercato.gateway.task_pages import create_task_pages
 from mercato.gateway.web import create_web_router
 from mercato.index import Index
 from mercato.models.runtime.limits import RuntimeLimits
@@ -73,6 +75,7 @@ API_ROUTERS = (
     uploads.router,
     artifacts.router,
     health.router,
+    federation.router,
 )
 
 
@@ -151,6 +154,7 @@ def create_app(
     )
     app.include_router(create_ipfs_router(market.store))
     app.include_router(create_web_router(state))
+    app.include_router(create_task_pages(state))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 

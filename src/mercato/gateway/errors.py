@@ -23,6 +23,7 @@ from mercato import errors
 _STATUS: tuple[tuple[type[errors.MercatoError], int], ...] = (
     (errors.ModelNotFoundError, 404),
     (errors.IndexedModelNotFoundError, 404),
+    (errors.IndexedTaskNotFoundError, 404),
     (errors.VersionNotFoundError, 404),
     (errors.ContentKeyMissingError, 404),
     (errors.BlockNotFoundError, 404),

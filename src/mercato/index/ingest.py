@@ -36,6 +36,7 @@ from mercato.errors import (
 )
 from mercato.index import schema as s
 from mercato.index.decode import LogDecoder
+from mercato.index.federation import apply_arrived_specs
 from mercato.index.metadata import MetadataSource
 from mercato.index.projector import Projector
 from mercato.index.state import apply_arrived_metadata, rollback_above
@@ -217,6 +218,7 @@ class Indexer:
         report.indexed_to = last
         with self.index.engine.begin() as conn:
             report.metadata_applied = apply_arrived_metadata(conn, self.metadata)
+            apply_arrived_specs(conn, self.metadata)
         return report
 
     def _ingest_batch(self, first: int, last: int, report: SyncReport) -> int | None:

@@ -47,6 +47,7 @@ class DictMetadataSource:
 
     def __init__(self, manifests: Mapping[bytes, Mapping[str, Any]] | None = None) -> None:
         self.manifests: dict[bytes, Mapping[str, Any]] = dict(manifests or {})
+        self.task_specs: dict[bytes, Mapping[str, Any]] = {}
 
     def add(self, digest: bytes, manifest: Mapping[str, Any]) -> None:
         """Makes `manifest` available under `digest` (as if it had just arrived)."""
@@ -54,6 +55,14 @@ class DictMetadataSource:
 
     def manifest(self, digest: bytes) -> Mapping[str, Any] | None:
         return self.manifests.get(bytes(digest))
+
+    def add_task_spec(self, digest: bytes, spec: Mapping[str, Any]) -> None:
+        """Makes a federated task's spec available under `digest` (as if it had arrived)."""
+        self.task_specs[bytes(digest)] = spec
+
+    def task_spec(self, digest: bytes) -> Mapping[str, Any] | None:
+        """The spec document for `digest` (see `mercato.index.federation.SpecSource`)."""
+        return self.task_specs.get(bytes(digest))
 
 
 @dataclass(frozen=True)

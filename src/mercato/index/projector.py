@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Table, insert, select, update
 
 from mercato.index import schema as s
 from mercato.index.decode import DecodedEvent
+from mercato.index.federation import FederationProjection
 from mercato.index.metadata import MetadataSource
 from mercato.index.state import manifest_row, refresh_models
 
@@ -35,7 +36,7 @@ def _metric(raw: bytes) -> str:
     return bytes(raw).rstrip(b"\0").decode("utf-8", errors="replace")
 
 
-class Projector:
+class Projector(FederationProjection):
     """Applies one batch of events inside one open transaction."""
 
     def __init__(self, conn: Connection, metadata: MetadataSource) -> None:

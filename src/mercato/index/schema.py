@@ -282,6 +282,85 @@ class TokenTransfer(_Fact, Base):
     value: Mapped[int] = mapped_column(Uint)
 
 
+# --- federated training tasks (the federation contract) --------------------------------
+
+
+class FlTask(_Fact, Base):
+    """Every TaskCreated event: a training task, its escrowed reward and its terms."""
+
+    __tablename__ = "fl_tasks"
+
+    task_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    requester: Mapped[str] = mapped_column(Address, index=True)
+    coordinator: Mapped[str] = mapped_column(Address)
+    spec_digest: Mapped[str] = mapped_column(Hex32, index=True)
+    reward: Mapped[int] = mapped_column(Uint)
+    stake: Mapped[int] = mapped_column(Uint)
+    min_participants: Mapped[int] = mapped_column(Integer)
+    max_participants: Mapped[int] = mapped_column(Integer)
+    join_deadline: Mapped[int] = mapped_column(BigInteger)
+    finish_deadline: Mapped[int] = mapped_column(BigInteger)
+    parent_model_id: Mapped[int] = mapped_column(BigInteger)
+    tx_hash: Mapped[str] = mapped_column(String(66))
+
+
+class FlParticipant(_Fact, Base):
+    """Every Joined event: a seat taken, bound to the participant's Flower node key."""
+
+    __tablename__ = "fl_participants"
+
+    task_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    participant: Mapped[str] = mapped_column(Address, index=True)
+    seat: Mapped[int] = mapped_column(Integer)
+    node_key_hash: Mapped[str] = mapped_column(Hex32)
+
+
+class FlRound(_Fact, Base):
+    """Every RoundCommitted event: a round's global model, participant list and metric."""
+
+    __tablename__ = "fl_rounds"
+
+    task_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    round: Mapped[int] = mapped_column(Integer)
+    model_digest: Mapped[str] = mapped_column(Hex32)
+    round_digest: Mapped[str] = mapped_column(Hex32)
+    contributors: Mapped[int] = mapped_column(Uint)  # bitmap of seats
+    metric: Mapped[int] = mapped_column(Uint)  # metric x 1e6
+
+
+class FlTaskEnd(_Fact, Base):
+    """A Finalized, Cancelled or Aborted event: how a task ended (and its splitter)."""
+
+    __tablename__ = "fl_task_ends"
+
+    task_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    outcome: Mapped[str] = mapped_column(String(16))  # finalized | cancelled | aborted
+    splitter: Mapped[str | None] = mapped_column(Address)
+    shares: Mapped[str | None] = mapped_column(Text)  # JSON: basis points by seat
+
+
+class FlClaim(_Fact, Base):
+    """Every Claimed event: tokens a participant or the requester took out of a task."""
+
+    __tablename__ = "fl_claims"
+
+    task_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    account: Mapped[str] = mapped_column(Address, index=True)
+    amount: Mapped[int] = mapped_column(Uint)
+
+
+class FlSpec(Base):
+    """A task spec document fetched by its digest (a cache like `manifests`, not chain data)."""
+
+    __tablename__ = "fl_specs"
+
+    digest: Mapped[str] = mapped_column(Hex32, primary_key=True)
+    valid: Mapped[bool] = mapped_column(Boolean)
+    name: Mapped[str | None] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    document: Mapped[str] = mapped_column(Text)
+
+
 class Block(Base):
     """Hashes of recent processed blocks, to find the fork point after a reorg."""
 
@@ -332,4 +411,9 @@ FACT_TABLES = (
     ProtocolFeeSet,
     OwnershipTransfer,
     TokenTransfer,
+    FlTask,
+    FlParticipant,
+    FlRound,
+    FlTaskEnd,
+    FlClaim,
 )

@@ -23,6 +23,7 @@ from mercato.errors import IndexedModelNotFoundError, InvalidSearchQueryError
 from mercato.index import schema as s
 from mercato.index.db import create_index_engine, default_url, migrate
 from mercato.index.search import ModelSummary, SearchPage, SearchQuery, run_search, summary_from_row
+from mercato.index.tasks import TaskDetail, TaskPage, TaskQuery, search_tasks, task_detail
 
 
 @dataclass(frozen=True)
@@ -439,6 +440,24 @@ class Index:
                 )
                 for name, column in (("task", s.Model.task), ("license", s.Model.license))
             }
+
+    def tasks(self, query: TaskQuery) -> TaskPage:
+        """One page of federated training tasks matching `query`, newest first.
+
+        Raises:
+            InvalidSearchQueryError: A filter is out of range.
+        """
+        with self.engine.connect() as conn:
+            return search_tasks(conn, query)
+
+    def task(self, task_id: int) -> TaskDetail:
+        """One federated training task with its participants, rounds and claims.
+
+        Raises:
+            IndexedTaskNotFoundError: The index has no such task (yet).
+        """
+        with self.engine.connect() as conn:
+            return task_detail(conn, task_id)
 
     def status(self) -> tuple[int | None, int]:
         """The last indexed block (None before the first sync) and the events seen."""
