@@ -694,6 +694,20 @@ class IndexedModelNotFoundError(IndexingError, LookupError):
         )
 
 
+class IndexedTaskNotFoundError(IndexingError, LookupError):
+    """No federated training task with this id is in the index (yet)."""
+
+    code = "indexed_task_not_found"
+
+    def __init__(self, task_id: int) -> None:
+        self.task_id = task_id
+        super().__init__(
+            f"Task {task_id} is not in the index. It may not exist, or the index has not "
+            "caught up with the chain yet: wait a few seconds and try again ('mercato fl "
+            "list' shows the tasks)."
+        )
+
+
 # --- market: the SDK's models, orders and reviews ---------------------------------------
 
 
