@@ -21,7 +21,15 @@ from eth_utils import keccak, to_canonical_address, to_checksum_address
 
 ARTIFACTS_DIR = Path(__file__).with_name("artifacts")
 # Deployed contracts, in deployment order; modules and interfaces are not listed.
-CONTRACT_NAMES = ("token", "model_registry", "marketplace", "reviews", "reports")
+CONTRACT_NAMES = (
+    "token",
+    "model_registry",
+    "marketplace",
+    "reviews",
+    "reports",
+    "revenue_splitter",
+    "federation",
+)
 VYPER_VERSION = "0.4.3"
 
 

@@ -92,6 +92,10 @@ class Deployment:
     deployer: str
     # Added later: records saved before the reports contract existed load with None.
     reports: str | None = None
+    # Likewise for federated training: the revenue splitter every finalized task gets
+    # a proxy of, and the federation contract (None: `deploy()` predates them).
+    revenue_splitter: str | None = None
+    federation: str | None = None
 
     def save(self, data_dir: Path) -> Path:
         """Writes the record atomically to `<data_dir>/deployments/<chain id>.json`."""
@@ -125,8 +129,9 @@ class Deployment:
             fields = json.loads(path.read_text())
             for name in ("token", "model_registry", "marketplace", "reviews", "deployer"):
                 fields[name] = to_checksum_address(fields[name])
-            if fields.get("reports") is not None:
-                fields["reports"] = to_checksum_address(fields["reports"])
+            for name in ("reports", "revenue_splitter", "federation"):
+                if fields.get(name) is not None:
+                    fields[name] = to_checksum_address(fields[name])
             return cls(**fields)
         except (OSError, ValueError, TypeError, KeyError) as exc:
             raise DeploymentError(
@@ -209,6 +214,8 @@ def deploy(
         )
     reviews = backend.create(load_artifact("reviews"), marketplace, registry)
     reports = backend.create(load_artifact("reports"), marketplace, registry)
+    splitter = backend.create(load_artifact("revenue_splitter"), token, marketplace, registry)
+    federation = backend.create(load_artifact("federation"), token, registry, splitter)
     for account in accounts:
         backend.transact(token_artifact, token, "mint", account, fund_amount)
     return Deployment(
@@ -221,4 +228,6 @@ def deploy(
         delivery_window=delivery_window,
         deployer=backend.deployer(),
         reports=reports,
+        revenue_splitter=splitter,
+        federation=federation,
     )
