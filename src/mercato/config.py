@@ -111,6 +111,21 @@ class Settings(BaseModel):
             "of a stuck delivery (None: no limit)"
         ),
     )
+    moderation_report_threshold: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Stop serving a model reported on-chain by at least this many distinct license "
+            "holders (0: reports never deny a model on this node)"
+        ),
+    )
+    moderation_refresh_seconds: int = Field(
+        default=3600, ge=60, description="Seconds between refreshes of subscribed denylists"
+    )
+    moderation_gateway: str | None = Field(
+        default=None,
+        description="IPFS gateway URL that denylists subscribed by CID are fetched from",
+    )
     fetch_allow_networks: tuple[str, ...] = Field(
         default=(),
         description=(

@@ -708,6 +708,82 @@ class IndexedTaskNotFoundError(IndexingError, LookupError):
         )
 
 
+# --- moderation (mercato.moderation) ----------------------------------------------------
+
+
+class ModerationError(MercatoError):
+    """A node's denylists or moderation settings cannot be read or changed."""
+
+    code = "moderation_error"
+
+
+class ModerationTargetError(ModerationError, ValueError):
+    """What to deny or allow is not a model id, a creator address or a CID."""
+
+    code = "moderation_target"
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        super().__init__(
+            f"{target[:100]!r} is neither a model id (42), a creator address (0x...) nor a "
+            "CID (bafy..., Qm...). Give one of those."
+        )
+
+
+class DenylistFormatError(ModerationError, ValueError):
+    """A denylist (IPIP-383 compact format) has a line or header it cannot read."""
+
+    code = "denylist_format"
+
+    def __init__(self, line: int, detail: str) -> None:
+        self.line, self.detail = line, detail
+        where = f"line {line}" if line else "a rule"
+        super().__init__(
+            f"Denylist {where}: {detail}. Fix or remove it; the format is the IPFS compact "
+            "denylist (IPIP-383)."
+        )
+
+
+class DenylistTooLargeError(ModerationError, ValueError):
+    """A denylist is bigger than a node reads (bytes, line length or number of rules)."""
+
+    code = "denylist_too_large"
+
+    def __init__(self, what: str, limit: str) -> None:
+        self.what, self.limit = what, limit
+        super().__init__(
+            f"The denylist is too large: {what} is over the limit of {limit}. Nothing of it "
+            "was used; split the list or ask its publisher for a smaller one."
+        )
+
+
+class SubscriptionNotFoundError(ModerationError, LookupError):
+    """No denylist subscription has that URL or CID."""
+
+    code = "subscription_not_found"
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        super().__init__(
+            f"This node has no denylist subscription {source[:200]!r}; "
+            "'mercato moderation list' shows the subscriptions."
+        )
+
+
+class DeniedError(ModerationError, PermissionError):
+    """This node's operator chose not to serve a model or a CID (its denylists)."""
+
+    code = "denied"
+
+    def __init__(self, subject: str, reason: str, *, model_id: int | None = None) -> None:
+        self.subject, self.reason, self.model_id = subject, reason, model_id
+        why = f": {reason}" if reason else ""
+        super().__init__(
+            f"This node does not serve {subject}{why}. Its operator denied it; other nodes "
+            "decide for themselves, and the chain keeps the record."
+        )
+
+
 # --- market: the SDK's models, orders and reviews ---------------------------------------
 
 

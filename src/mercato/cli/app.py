@@ -36,7 +36,7 @@ def root(
 
 def _register_commands() -> None:
     # Imported for their side effect of adding commands to `app`.
-    from mercato.cli import index, market, models, node, storage, store, wallet  # noqa: F401
+    from mercato.cli import index, market, models, moderation, node, storage, store, wallet  # noqa: F401
 
 
 def debug_enabled() -> bool:

@@ -18,6 +18,7 @@ once retired. The sentence is the error's own message, which says how to fix it.
 | 70-79 | index and gateway            |
 | 80-89 | providers and downloads      |
 | 90-99 | market, continued: refunds, earnings, faucet, confirmations |
+| 110-119 | moderation: denylists, subscriptions |
 
 Set `MERCATO_DEBUG=1` (or pass `--debug` before the command) to see the traceback of
 an unexpected error.
@@ -91,6 +92,12 @@ EXIT_CODES: tuple[tuple[type[errors.MercatoError], int], ...] = (
     (errors.MarketError, 60),
     (errors.GatewayStartError, 71),
     (errors.IndexingError, 70),
+    (errors.ModerationTargetError, 111),
+    (errors.DenylistFormatError, 112),
+    (errors.DenylistTooLargeError, 113),
+    (errors.SubscriptionNotFoundError, 114),
+    (errors.DeniedError, 115),
+    (errors.ModerationError, 110),
     (errors.MercatoError, 1),
 )
 

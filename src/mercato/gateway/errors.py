@@ -21,6 +21,7 @@ from mercato import errors
 
 # Most specific first.
 _STATUS: tuple[tuple[type[errors.MercatoError], int], ...] = (
+    (errors.DeniedError, 410),
     (errors.ModelNotFoundError, 404),
     (errors.IndexedModelNotFoundError, 404),
     (errors.IndexedTaskNotFoundError, 404),

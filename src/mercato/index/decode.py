@@ -30,6 +30,7 @@ CONTRACTS = {
     "model_registry": "model_registry",
     "marketplace": "marketplace",
     "reviews": "reviews",
+    "reports": "reports",  # absent (None) from deployments recorded before it existed
 }
 
 
@@ -85,6 +86,8 @@ class LogDecoder:
         self.addresses: dict[str, str] = {}
         self._specs: dict[tuple[str, str], _EventSpec] = {}
         for field_name, artifact_name in CONTRACTS.items():
+            if getattr(deployment, field_name) is None:
+                continue
             address = str(getattr(deployment, field_name)).lower()
             self.addresses[field_name] = to_checksum_address(address)
             for entry in load_artifact(artifact_name).abi:

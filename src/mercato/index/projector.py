@@ -337,6 +337,11 @@ class Projector(FederationProjection):
         self._add(s.Review, row | self._where(event))
         self.touched.add(a["model_id"])
 
+    def _on_reports_Reported(self, event: DecodedEvent, a: dict[str, Any]) -> None:
+        row = {k: a[k] for k in ("model_id", "reporter", "reason_code", "license_holder")}
+        row["evidence_cid_digest"] = _hex(a["evidence_cid_digest"])
+        self._add(s.Report, row | self._where(event))
+
     def _on_reviews_EvaluationAttested(self, event: DecodedEvent, a: dict[str, Any]) -> None:
         row = {k: a[k] for k in ("model_id", "author", "version", "score")}
         row["dataset_cid_digest"] = _hex(a["dataset_cid_digest"])

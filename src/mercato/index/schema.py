@@ -225,6 +225,18 @@ class Evaluation(_Fact, Base):
     score: Mapped[int] = mapped_column(Int256)
 
 
+class Report(_Fact, Base):
+    """Every Reported event: a report on a model, and whether its author held a license."""
+
+    __tablename__ = "reports"
+
+    model_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    reporter: Mapped[str] = mapped_column(Address)
+    reason_code: Mapped[int] = mapped_column(Integer)
+    evidence_cid_digest: Mapped[str] = mapped_column(Hex32)
+    license_holder: Mapped[bool] = mapped_column(Boolean)
+
+
 class Credit(_Fact, Base):
     """Revenue credited by a Delivered event: to the owner, a parent (royalty) or the fee."""
 
@@ -404,6 +416,7 @@ FACT_TABLES = (
     Order,
     Review,
     Evaluation,
+    Report,
     Credit,
     Withdrawal,
     ProviderSet,
