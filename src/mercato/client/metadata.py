@@ -10,9 +10,12 @@ manifest's size (see `mercato.client.fetching`).
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+from multiformats import CID, multihash
 
 from mercato.client.artifacts import cid_from_digest
 from mercato.client.fetching import (
@@ -25,13 +28,14 @@ from mercato.client.fetching import (
     read_manifest,
     version_directory,
 )
-from mercato.errors import StorageError
+from mercato.errors import ChainError, StorageError
 from mercato.storage.backends import GatewayBackend
 
 if TYPE_CHECKING:
     from mercato.client.market import Market
 
 log = logging.getLogger(__name__)
+MAX_SPEC = 64 * 1024  # bytes of a task spec document: hyperparameters, not data
 
 __all__ = ["MAX_MANIFEST", "StoreMetadataSource"]
 
@@ -65,6 +69,57 @@ class StoreMetadataSource:
             log.warning("manifest %s is unreadable, too large or not a JSON object", cid)
             return {}
         return document
+
+    def task_spec(self, digest: bytes, accounts: Sequence[str]) -> Mapping[str, Any] | None:
+        """A federated task's spec document (see `mercato.index.federation.SpecSource`).
+
+        Looked for in the local store, then fetched (one raw block, at most `MAX_SPEC`
+        bytes, under the fetch policy) from the provider URLs the task's requester and
+        coordinator recorded on-chain: never from a URL the spec or anyone else names.
+
+        Args:
+            digest: The sha256 digest inside the spec's raw-codec CIDv1.
+            accounts: The task's requester and coordinator.
+
+        Returns:
+            The JSON document ({} when present but unreadable or too large), or None
+                while no source has it.
+        """
+        cid = CID("base32", 1, "raw", multihash.get("sha2-256").wrap(bytes(digest)))
+        store = self._market.store
+        if not store.has(cid):
+            own = self._market.settings.public_url.rstrip("/")
+            policy = fetch_policy(self._market)
+            for account in accounts:
+                try:
+                    url = self._market.contracts.registry.provider_url(account)
+                except ChainError as exc:
+                    log.debug("no provider URL for %s: %s", account, exc)
+                    continue
+                if not url or url.rstrip("/") == own:
+                    continue
+                try:
+                    with policy.client(MANIFEST_TIMEOUT) as client:
+                        backend = GatewayBackend(url, policy=policy, client=client)
+                        backend.fetch_car(
+                            cid, store, max_bytes=2 * MAX_SPEC, max_seconds=MANIFEST_SECONDS
+                        )
+                    break
+                except StorageError as exc:
+                    log.debug("task spec %s not fetched from %s: %s", cid, url, exc)
+            else:
+                return None
+        try:
+            data = store.get(cid)
+        except StorageError:
+            return None
+        if len(data) > MAX_SPEC:
+            return {}
+        try:
+            document = json.loads(data)
+        except ValueError:
+            return {}
+        return document if isinstance(document, dict) else {}
 
     def provider_urls(self, digest: bytes) -> list[str]:
         """Where to ask for a manifest: for each model whose versions name it, the URL

@@ -17,7 +17,7 @@ its text fields are cut to size, and pages escape everything they show of it.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Connection, exists, insert, select
@@ -35,11 +35,13 @@ SPECS_PER_SYNC = 64  # most missing specs asked for per poll, so a slow source c
 class SpecSource(Protocol):
     """Where task specs come from, by the sha256 digest inside their CID."""
 
-    def task_spec(self, digest: bytes) -> Mapping[str, Any] | None:
+    def task_spec(self, digest: bytes, accounts: Sequence[str]) -> Mapping[str, Any] | None:
         """Returns the spec document for `digest`, or None if not available yet.
 
         Args:
             digest: The 32-byte digest from `TaskCreated.spec_digest`.
+            accounts: The task's requester and coordinator: whose provider URLs may
+                serve the spec (never a URL the spec or anyone else names).
 
         Returns:
             The decoded JSON document ({} when present but unreadable), or None while
@@ -73,23 +75,31 @@ def spec_row(digest: str, document: Any) -> dict[str, Any]:
     }
 
 
-def _spec_of(metadata: Any, digest: str) -> Mapping[str, Any] | None:
+def _spec_of(metadata: Any, digest: str, accounts: Sequence[str]) -> Mapping[str, Any] | None:
     source = getattr(metadata, "task_spec", None)
     if source is None:  # a metadata source that serves manifests only
         return None
-    document: Mapping[str, Any] | None = source(bytes.fromhex(digest))
+    document: Mapping[str, Any] | None = source(bytes.fromhex(digest), accounts)
     return document
 
 
-def store_spec_if_arrived(conn: Connection, metadata: Any, digest: str) -> bool:
+def store_spec_if_arrived(
+    conn: Connection, metadata: Any, digest: str, accounts: Sequence[str]
+) -> bool:
     """Stores the spec for `digest` if it is not stored and the source has it.
+
+    Args:
+        conn: An open transaction.
+        metadata: The index's metadata source.
+        digest: The spec's digest (hex).
+        accounts: The task's requester and coordinator (see `SpecSource.task_spec`).
 
     Returns:
         True when the spec is (now) stored.
     """
     if conn.execute(select(exists().where(s.FlSpec.digest == digest))).scalar():
         return True
-    document = _spec_of(metadata, digest)
+    document = _spec_of(metadata, digest, accounts)
     if document is None:
         return False
     conn.execute(insert(s.FlSpec), [spec_row(digest, document)])
@@ -109,17 +119,19 @@ def apply_arrived_specs(conn: Connection, metadata: Any, limit: int = SPECS_PER_
     """
     if getattr(metadata, "task_spec", None) is None:
         return 0
-    missing = (
-        conn.execute(
-            select(s.FlTask.spec_digest)
-            .where(~exists().where(s.FlSpec.digest == s.FlTask.spec_digest))
-            .distinct()
-            .limit(limit)
-        )
-        .scalars()
-        .all()
+    missing: dict[str, list[str]] = {}
+    for digest, requester, coordinator in conn.execute(
+        select(s.FlTask.spec_digest, s.FlTask.requester, s.FlTask.coordinator)
+        .where(~exists().where(s.FlSpec.digest == s.FlTask.spec_digest))
+        .order_by(s.FlTask.task_id)
+        .limit(limit)
+    ):
+        accounts = missing.setdefault(digest, [])
+        accounts.extend(a for a in (requester, coordinator) if a not in accounts)
+    return sum(
+        store_spec_if_arrived(conn, metadata, digest, accounts)
+        for digest, accounts in missing.items()
     )
-    return sum(store_spec_if_arrived(conn, metadata, digest) for digest in missing)
 
 
 class FederationProjection:
@@ -157,7 +169,8 @@ class FederationProjection:
         digest = bytes(a["spec_digest"]).hex()
         row |= {"spec_digest": digest, "tx_hash": event.tx_hash}
         self._add(s.FlTask, row | self._where(event))
-        store_spec_if_arrived(self.conn, self.metadata, digest)
+        accounts = list(dict.fromkeys((a["requester"], a["coordinator"])))
+        store_spec_if_arrived(self.conn, self.metadata, digest, accounts)
 
     def _on_federation_Joined(self, event: DecodedEvent, a: dict[str, Any]) -> None:
         row = {"task_id": a["task_id"], "participant": a["participant"], "seat": a["seat"]}

@@ -15,7 +15,7 @@ manifest written by a newer (or older) Mercato still shows up in search.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -60,7 +60,7 @@ class DictMetadataSource:
         """Makes a federated task's spec available under `digest` (as if it had arrived)."""
         self.task_specs[bytes(digest)] = spec
 
-    def task_spec(self, digest: bytes) -> Mapping[str, Any] | None:
+    def task_spec(self, digest: bytes, accounts: Sequence[str] = ()) -> Mapping[str, Any] | None:
         """The spec document for `digest` (see `mercato.index.federation.SpecSource`)."""
         return self.task_specs.get(bytes(digest))
 
