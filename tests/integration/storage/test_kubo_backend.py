@@ -26,6 +26,7 @@ from mercato.errors import (
 from mercato.storage.backends import KuboBackend, StorageBackend
 from mercato.storage.blockstore import Blockstore
 from mercato.storage.cids import parse_cid
+from mercato.storage.profiles import CidProfile
 from mercato.storage.unixfs import CHUNK_SIZE, import_file, only_hash
 
 from .helpers import pseudo_random, serve
@@ -57,9 +58,17 @@ def fake_kubo(store: Blockstore, *, lie_about_cid: bool = False, corrupt: bool =
         params = dict(request.query_params)
         calls.append(params)
         data = _first_multipart_file(await request.body(), request.headers["content-type"])
-        result = import_file(
-            io.BytesIO(data), store, cid_version=int(params.get("cid-version", "0"))
+        # Like kubo: each add option overrides the node's own Import settings (here
+        # kubo's defaults), and --cid-version=1 implies raw leaves unless told otherwise.
+        version = int(params.get("cid-version", "0"))
+        profile = CidProfile(
+            name="as-asked",
+            cid_version=version,
+            raw_leaves=params.get("raw-leaves", "true" if version else "false") == "true",
+            chunk_size=int(params.get("chunker", "size-262144").removeprefix("size-")),
+            max_links=int(params.get("max-file-links", "174")),
         )
+        result = import_file(io.BytesIO(data), store, profile=profile)
         cid = str(result.cid) if not lie_about_cid else str(only_hash(io.BytesIO(b"x")))
         line = {"Name": "file", "Hash": cid, "Size": str(result.size)}
         return Response(json.dumps(line) + "\n", media_type="application/x-ndjson")
@@ -122,6 +131,25 @@ def test_add_streams_and_checks_the_cid(
     assert (tmp_path / "out").read_bytes() == DATA
 
 
+def test_add_with_the_unixfs_v1_2025_profile(
+    kubo: tuple[KuboBackend, Blockstore, FastAPI], tmp_path: Path
+) -> None:
+    # A kubo left at its defaults (256 KiB, 174 links, CIDv0) still imports as
+    # unixfs-v1-2025, because every parameter travels with the request.
+    backend, store, app = kubo
+    data = pseudo_random(2 * 1_048_576 + 10, seed=b"v1")
+    result = backend.add(io.BytesIO(data), profile="unixfs-v1-2025")
+    assert result.cid == only_hash(io.BytesIO(data), profile="unixfs-v1-2025")
+    assert str(result.cid).startswith("bafybei")
+    assert store.is_pinned(result.cid)
+    sent = app.state.calls[-1]
+    assert sent["chunker"] == "size-1048576"
+    assert sent["max-file-links"] == "1024"
+    assert (sent["cid-version"], sent["raw-leaves"], sent["hash"]) == ("1", "true", "sha2-256")
+    assert backend.export_file(result.cid, tmp_path / "out") == len(data)
+    assert (tmp_path / "out").read_bytes() == data
+
+
 def test_add_from_path(kubo: tuple[KuboBackend, Blockstore, FastAPI], tmp_path: Path) -> None:
     backend, _, _ = kubo
     path = tmp_path / "model.onnx"
@@ -152,6 +180,12 @@ def test_kubo_reporting_another_cid_is_refused(tmp_path: Path) -> None:
     app = fake_kubo(Blockstore(tmp_path / "k"), lie_about_cid=True)
     with serve(app) as url, pytest.raises(StorageBackendError, match="but its bytes give"):
         KuboBackend(url).add(io.BytesIO(DATA))
+
+
+def test_kubo_answering_another_profile_is_refused(tmp_path: Path) -> None:
+    app = fake_kubo(Blockstore(tmp_path / "k"), lie_about_cid=True)
+    with serve(app) as url, pytest.raises(StorageBackendError, match="unixfs-v1-2025 profile"):
+        KuboBackend(url).add(io.BytesIO(DATA), profile="unixfs-v1-2025")
 
 
 def test_corrupted_block_from_kubo_is_refused(tmp_path: Path) -> None:
