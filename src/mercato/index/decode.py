@@ -31,6 +31,7 @@ CONTRACTS = {
     "marketplace": "marketplace",
     "reviews": "reviews",
     "reports": "reports",  # absent (None) from deployments recorded before it existed
+    "federation": "federation",  # likewise
 }
 
 
@@ -38,7 +39,7 @@ CONTRACTS = {
 class DecodedEvent:
     """One contract event, decoded, with where it happened."""
 
-    contract: str  # token | model_registry | marketplace | reviews
+    contract: str  # a CONTRACTS key: token, model_registry, ..., federation
     name: str
     args: dict[str, Any]
     block_number: int
