@@ -46,8 +46,8 @@ from mercato.index.store import Index
 SCRATCH_PREFIX = "mercato_rebuild_"
 _SQLITE_SCRATCH = ".rebuild-"
 # Where ingestion stands, not what it found (they differ between batchings of one chain),
-# and the manifest cache (documents by digest, kept across reorgs on purpose).
-_NOT_COMPARED = {"alembic_version", "blocks", "cursor", "manifests"}
+# and the manifest and task spec caches (documents by digest, kept across reorgs on purpose).
+_NOT_COMPARED = {"alembic_version", "blocks", "cursor", "manifests", "fl_specs"}
 _NOT_COMPARED_COLUMNS = {"id", "search_vector"}  # autoincrement counters; derived
 _EXAMPLES = 3
 _SNAPSHOT_TRIES = 20
