@@ -37,8 +37,9 @@ _SHA256_MH_PREFIX = b"\x12\x20"
 
 # 2 MiB: the largest block bitswap moves between IPFS peers (kubo/boxo refuse bigger
 # ones), so any block Mercato accepts can also be served to the IPFS network. Our own
-# importer never makes blocks above 256 KiB plus a few bytes of framing; the limit only
-# bites on blocks received from CAR files, gateways and kubo.
+# importer never makes blocks above one chunk (1 MiB under unixfs-v1-2025) plus a few
+# bytes of framing; the limit only bites on blocks received from CAR files, gateways and
+# kubo.
 MAX_BLOCK_SIZE = 2 * 1024 * 1024
 
 BlockKey = NewType("BlockKey", str)
