@@ -19,6 +19,7 @@ from mercato.errors import IndexedModelNotFoundError, IndexedTaskNotFoundError, 
 from mercato.gateway.api.federation import join_command, spec_cid, task_query
 from mercato.gateway.charts import line_chart_svg
 from mercato.gateway.dependencies import MAX_ID, optional_session
+from mercato.gateway.formatting import mct
 from mercato.gateway.state import GatewayState
 from mercato.gateway.web import TEMPLATES, QuietErrorRoute, _chain_rpc_hint
 from mercato.index.tasks import TaskDetail, TaskStatus
@@ -50,26 +51,27 @@ def _spec_fields(spec: dict[str, Any] | None) -> list[tuple[str, str]]:
             fields.append((label, str(value)[:200]))
 
     learner = spec.get("learner")
-    if isinstance(learner, dict):
-        add("Learner", learner.get("kind"))
+    add("Learner", learner.get("kind") if isinstance(learner, dict) else learner)
     add("Rounds", spec.get("rounds"))
     add("Local epochs", spec.get("local_epochs"))
     add("Metric", spec.get("metric"))
-    add("Privacy", spec.get("privacy") or spec.get("privacy_mode"))
-    schema = spec.get("input_schema") or spec.get("input")
+    add("Privacy", spec.get("privacy"))
+    schema = spec.get("input")
     if isinstance(schema, dict):
         names = schema.get("feature_names")
-        count = schema.get("n_features")
         if isinstance(names, list) and names:
             shown = ", ".join(str(n)[:40] for n in names[:12])
             more = f" and {len(names) - 12} more" if len(names) > 12 else ""
             fields.append(("Input columns", f"{shown}{more}"))
-        elif count is not None:
-            add("Input features", count)
+        add("Input features", schema.get("n_features"))
         add("Input dtype", schema.get("dtype"))
-    classes = spec.get("classes")
-    if isinstance(classes, list) and classes:
-        fields.append(("Classes", ", ".join(str(c)[:40] for c in classes[:20])))
+        classes = schema.get("classes")
+        if isinstance(classes, list) and classes:
+            shown = ", ".join(str(c)[:40] for c in classes[:20])
+            fields.append(("Classes", shown + (" …" if len(classes) > 20 else "")))
+    price = spec.get("price")
+    if isinstance(price, int) and not isinstance(price, bool) and price >= 0:
+        fields.append(("Result's price", mct(price) if price else "free"))
     return fields
 
 

@@ -329,7 +329,11 @@ def test_task_page_shows_terms_chart_participants_result_and_escapes_the_spec(
     chain.metadata.add_task_spec(
         digest("hostile"),
         spec(
-            HOSTILE_NAME, '<img src=x onerror="alert(1)"> join now', learner={"kind": "<b>sgd</b>"}
+            HOSTILE_NAME,
+            '<img src=x onerror="alert(1)"> join now',
+            learner="<b>sgd</b>",
+            input={"n_features": 64, "dtype": "float32", "classes": [0, 1, "<i>2</i>"]},
+            price=3 * TOKEN,
         ),
     )
     chain.create(2, "hostile")
@@ -343,7 +347,8 @@ def test_task_page_shows_terms_chart_participants_result_and_escapes_the_spec(
     hostile = client.get("/tasks/2").text
     assert "<script>alert" not in hostile and "&lt;script&gt;alert" in hostile
     assert "<img src=x" not in hostile and "&lt;img src=x" in hostile
-    assert "<b>sgd</b>" not in hostile
+    assert "<b>sgd</b>" not in hostile and "&lt;b&gt;sgd&lt;/b&gt;" in hostile
+    assert "<i>2</i>" not in hostile and "3 MCT" in hostile
     assert "mercato fl join 2 --data" in hostile  # open, deadline ahead: the command to copy
     listing = client.get("/tasks", params={"q": "digits"}).text
     assert 'data-task-id="1"' in listing and 'data-task-id="2"' in listing
