@@ -16,13 +16,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from mercato.errors import IndexedModelNotFoundError, IndexedTaskNotFoundError, MercatoError
-from mercato.gateway.api.federation import join_command, spec_cid, task_query
+from mercato.gateway.api.federation import task_query
 from mercato.gateway.charts import line_chart_svg
 from mercato.gateway.dependencies import MAX_ID, optional_session
 from mercato.gateway.formatting import mct
 from mercato.gateway.state import GatewayState
 from mercato.gateway.web import TEMPLATES, QuietErrorRoute, _chain_rpc_hint
-from mercato.index.tasks import TaskDetail, TaskStatus
+from mercato.index.tasks import TaskDetail, TaskStatus, join_command, spec_cid, spec_terms
 
 
 def metric_chart(detail: TaskDetail) -> Any:
@@ -38,41 +38,6 @@ def metric_chart(detail: TaskDetail) -> Any:
         width=520,
         y_bounds=(0.0, 1.0) if all(0 <= r.metric <= 1 for r in detail.rounds) else None,
     )
-
-
-def _spec_fields(spec: dict[str, Any] | None) -> list[tuple[str, str]]:
-    """The spec's training terms a data owner checks before joining, as short text."""
-    if not spec:
-        return []
-    fields: list[tuple[str, str]] = []
-
-    def add(label: str, value: Any) -> None:
-        if isinstance(value, str | int | float) and not isinstance(value, bool):
-            fields.append((label, str(value)[:200]))
-
-    learner = spec.get("learner")
-    add("Learner", learner.get("kind") if isinstance(learner, dict) else learner)
-    add("Rounds", spec.get("rounds"))
-    add("Local epochs", spec.get("local_epochs"))
-    add("Metric", spec.get("metric"))
-    add("Privacy", spec.get("privacy"))
-    schema = spec.get("input")
-    if isinstance(schema, dict):
-        names = schema.get("feature_names")
-        if isinstance(names, list) and names:
-            shown = ", ".join(str(n)[:40] for n in names[:12])
-            more = f" and {len(names) - 12} more" if len(names) > 12 else ""
-            fields.append(("Input columns", f"{shown}{more}"))
-        add("Input features", schema.get("n_features"))
-        add("Input dtype", schema.get("dtype"))
-        classes = schema.get("classes")
-        if isinstance(classes, list) and classes:
-            shown = ", ".join(str(c)[:40] for c in classes[:20])
-            fields.append(("Classes", shown + (" …" if len(classes) > 20 else "")))
-    price = spec.get("price")
-    if isinstance(price, int) and not isinstance(price, bool) and price >= 0:
-        fields.append(("Result's price", mct(price) if price else "free"))
-    return fields
 
 
 def create_task_pages(state: GatewayState) -> APIRouter:
@@ -161,7 +126,7 @@ def create_task_pages(state: GatewayState) -> APIRouter:
             t=t,
             chart=metric_chart(detail),
             spec_cid=spec_cid(t.spec_digest),
-            spec_fields=_spec_fields(detail.spec),
+            spec_fields=spec_terms(detail.spec, mct),
             result_name=result_name,
             parent_name=parent_name,
             times=times,

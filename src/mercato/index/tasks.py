@@ -11,10 +11,12 @@ computes it in SQL so a status filter pages like any other.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from multiformats import CID, multihash
 from sqlalchemy import Connection, and_, case, exists, func, literal, or_, select
 
 from mercato.errors import IndexedTaskNotFoundError, InvalidSearchQueryError
@@ -315,3 +317,56 @@ def task_detail(conn: Connection, task_id: int) -> TaskDetail:
         splitter=splitter,
         result_model_id=int(result) if result is not None else None,
     )
+
+
+def spec_cid(digest_hex: str) -> str:
+    """The CID of a task spec (a raw-codec CIDv1) from the digest TaskCreated carries."""
+    return str(CID("base32", 1, "raw", multihash.get("sha2-256").wrap(bytes.fromhex(digest_hex))))
+
+
+def join_command(task_id: int) -> str:
+    """The command a data owner runs to join a task with their own data."""
+    return f"mercato fl join {task_id} --data PATH/TO/your-data.csv"
+
+
+def spec_terms(spec: dict[str, Any] | None, money: Callable[[int], str]) -> list[tuple[str, str]]:
+    """The spec's training terms a data owner checks before joining, as short text.
+
+    Args:
+        spec: The spec document (someone else's: every field may be missing or odd).
+        money: Writes a token amount (base units) for people.
+
+    Returns:
+        (label, text) pairs; fields of the wrong type are left out.
+    """
+    if not spec:
+        return []
+    fields: list[tuple[str, str]] = []
+
+    def add(label: str, value: Any) -> None:
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            fields.append((label, str(value)[:200]))
+
+    learner = spec.get("learner")
+    add("Learner", learner.get("kind") if isinstance(learner, dict) else learner)
+    add("Rounds", spec.get("rounds"))
+    add("Local epochs", spec.get("local_epochs"))
+    add("Metric", spec.get("metric"))
+    add("Privacy", spec.get("privacy"))
+    schema = spec.get("input")
+    if isinstance(schema, dict):
+        names = schema.get("feature_names")
+        if isinstance(names, list) and names:
+            shown = ", ".join(str(n)[:40] for n in names[:12])
+            more = f" and {len(names) - 12} more" if len(names) > 12 else ""
+            fields.append(("Input columns", f"{shown}{more}"))
+        add("Input features", schema.get("n_features"))
+        add("Input dtype", schema.get("dtype"))
+        classes = schema.get("classes")
+        if isinstance(classes, list) and classes:
+            shown = ", ".join(str(c)[:40] for c in classes[:20])
+            fields.append(("Classes", shown + (" …" if len(classes) > 20 else "")))
+    price = spec.get("price")
+    if isinstance(price, int) and not isinstance(price, bool) and price >= 0:
+        fields.append(("Result's price", money(price) if price else "free"))
+    return fields

@@ -13,7 +13,6 @@ from typing import Annotated, Any
 
 from eth_utils import is_address, to_checksum_address
 from fastapi import APIRouter, Depends, Path, Query
-from multiformats import CID, multihash
 from pydantic import BaseModel
 
 from mercato.errors import InvalidSearchQueryError
@@ -28,22 +27,13 @@ from mercato.index.tasks import (
     TaskQuery,
     TaskStatus,
     TaskSummary,
+    join_command,
+    spec_cid,
 )
 
 router = APIRouter(prefix="/v1/tasks", tags=["federation"], responses={422: {"model": ErrorOut}})
 
 TaskId = Annotated[int, Path(ge=0, le=MAX_ID, description="A federated training task's id.")]
-_SHA2_256 = multihash.get("sha2-256")
-
-
-def spec_cid(digest_hex: str) -> str:
-    """The CID of a task spec (a raw-codec CIDv1) from the digest TaskCreated carries."""
-    return str(CID("base32", 1, "raw", _SHA2_256.wrap(bytes.fromhex(digest_hex))))
-
-
-def join_command(task_id: int) -> str:
-    """The command a data owner runs to join a task with their own data."""
-    return f"mercato fl join {task_id} --data PATH/TO/your-data.csv"
 
 
 def _address(value: str) -> str:
