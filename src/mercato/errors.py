@@ -708,6 +708,75 @@ class IndexedTaskNotFoundError(IndexingError, LookupError):
         )
 
 
+# --- federation (mercato.federation) --------------------------------------------------
+
+
+class FederationError(MercatoError):
+    """A federated training task cannot go on as asked."""
+
+    code = "federation_error"
+
+
+class FederationSpecError(FederationError, ValueError):
+    """A federated task's spec (or a setting in it) is not one Mercato can run."""
+
+    code = "federation_spec_invalid"
+
+
+class LocalDataError(FederationError, ValueError):
+    """A data owner's file does not match the task's input schema (nothing was sent)."""
+
+    code = "federation_local_data"
+
+    def __init__(self, path: object, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(
+            f"{self.path} cannot be used for this task: {reason}. Nothing was sent; fix "
+            "the file to match the task's [input] schema ('mercato fl show TASK' prints it)."
+        )
+
+
+class FederationAppRefusedError(FederationError, PermissionError):
+    """A SuperNode was asked to run an app other than Mercato's own pinned client app."""
+
+    code = "federation_app_refused"
+
+    def __init__(self, fab_hash: str, expected: str) -> None:
+        self.fab_hash = fab_hash
+        self.expected = expected
+        super().__init__(
+            f"Refused to run Flower app {fab_hash[:16]}...: a data owner runs only the "
+            f"client app shipped in the mercato package ({expected[:16]}...). The "
+            "coordinator sent other code; do not trust it with your data."
+        )
+
+
+class FederationRuntimeError(FederationError, RuntimeError):
+    """A SuperLink or SuperNode process could not start or stopped unexpectedly."""
+
+    code = "federation_runtime"
+
+    def __init__(self, what: str, reason: str) -> None:
+        self.what = what
+        self.reason = reason
+        super().__init__(f"The {what} failed: {reason}.")
+
+
+class FederationCheckpointError(FederationError, ValueError):
+    """A round checkpoint in the data dir is damaged or belongs to another task."""
+
+    code = "federation_checkpoint"
+
+    def __init__(self, path: object, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(
+            f"The checkpoint {self.path} cannot be used: {reason}. Move it aside to "
+            "start the task's rounds again from the last round committed on-chain."
+        )
+
+
 # --- moderation (mercato.moderation) ----------------------------------------------------
 
 

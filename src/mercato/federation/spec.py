@@ -1,0 +1,430 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""A federated task's spec: what to train, on data shaped how, for how many rounds.
+
+A spec is data, never a program: a learner kind Mercato ships, its hyperparameters, the
+input schema the data owners' files must match, the metric. The requester writes it as
+TOML; the chain names its canonical JSON (sorted keys, no spaces) by the sha256 digest
+inside a raw-codec CIDv1, so every party hashes the same bytes.
+
+```toml
+name = "digits"
+description = "Handwritten digits, 8x8"
+rounds = 3
+local_epochs = 2
+min_participants = 2
+max_participants = 8
+coordinator_address = "127.0.0.1:9092"   # the SuperLink's Fleet API
+tls_root_cid = "bafk..."                 # its TLS root certificate (raw CIDv1)
+
+[initial_model]
+onnx = "initial.onnx"                    # or model_id = 3, version = 1
+
+[learner]
+kind = "sgd"                             # logistic_regression | sgd | mlp
+[learner.hyperparameters]
+alpha = 0.0001
+
+[input]
+n_features = 64
+dtype = "float32"
+feature_names = []                       # optional: CSV column names, in order
+classes = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+```
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from multiformats import CID, multihash
+
+from mercato.errors import FederationSpecError
+from mercato.storage.blockstore import Blockstore
+
+MAX_SPEC_BYTES = 64 * 1024  # hyperparameters, not data (the index keeps no larger spec)
+MAX_ROUNDS = 1_000
+MAX_PARTICIPANTS = 100  # the contract's seat bitmap and share array size
+MAX_FEATURES = 100_000
+MAX_CLASSES = 10_000
+MAX_EPOCHS = 1_000
+LEARNERS = ("logistic_regression", "sgd", "mlp")
+DTYPES = ("float32", "float64")
+METRICS = ("accuracy",)
+PRIVACY_MODES = ("none",)
+LearnerKind = Literal["logistic_regression", "sgd", "mlp"]
+_NAME = re.compile(r"^[A-Za-z0-9_.\- ]{1,100}$")
+_ADDRESS = re.compile(r"^[A-Za-z0-9.\-\[\]:]{1,255}:[0-9]{1,5}$")
+# Hyperparameters each learner accepts, with the type each must have.
+_HYPERPARAMETERS: Mapping[str, Mapping[str, type | tuple[type, ...]]] = {
+    "logistic_regression": {"alpha": (int, float), "eta0": (int, float), "seed": int},
+    "sgd": {
+        "alpha": (int, float),
+        "eta0": (int, float),
+        "loss": str,
+        "seed": int,
+    },
+    "mlp": {
+        "hidden_layer_sizes": list,
+        "learning_rate_init": (int, float),
+        "alpha": (int, float),
+        "batch_size": int,
+        "seed": int,
+    },
+}
+_SGD_LOSSES = ("log_loss", "hinge", "modified_huber")
+
+
+@dataclass(frozen=True)
+class InitialModel:
+    """Where training starts: an ONNX file's CID, or a registry model version."""
+
+    onnx_cid: str | None = None
+    model_id: int = 0
+    version: int = 0
+
+
+@dataclass(frozen=True)
+class InputSchema:
+    """What each data owner's rows look like."""
+
+    n_features: int
+    classes: tuple[int, ...]
+    dtype: str = "float32"
+    feature_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A federated training task, as the requester posts it.
+
+    Attributes:
+        name: Short name shown in lists.
+        description: Free text.
+        initial_model: Where training starts.
+        learner: One of `LEARNERS`.
+        hyperparameters: The learner's settings (checked against `_HYPERPARAMETERS`).
+        input: The data schema.
+        rounds: Number of federated rounds.
+        local_epochs: Passes over its own data each participant makes per round.
+        min_participants: Fewest updates a round needs to count.
+        max_participants: Seats in the task.
+        metric: How the global model is scored ("accuracy").
+        privacy: Privacy mode ("none"; issue 15 adds more).
+        parent_royalty_bps: Royalty to the initial model's owner on the result's sales.
+        price: Price of the resulting model, in token base units.
+        coordinator_address: The SuperLink's Fleet API, "host:port".
+        tls_root_cid: The SuperLink's TLS root certificate (raw CIDv1), so joiners pin it.
+    """
+
+    name: str
+    input: InputSchema
+    learner: LearnerKind = "sgd"
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+    initial_model: InitialModel = field(default_factory=InitialModel)
+    rounds: int = 3
+    local_epochs: int = 1
+    min_participants: int = 2
+    max_participants: int = 10
+    metric: str = "accuracy"
+    privacy: str = "none"
+    parent_royalty_bps: int = 0
+    price: int = 0
+    coordinator_address: str = ""
+    tls_root_cid: str = ""
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @classmethod
+    def from_dict(cls, document: Mapping[str, Any]) -> TaskSpec:
+        """Build a spec from its JSON/TOML document.
+
+        Args:
+            document: The parsed document.
+
+        Returns:
+            The validated spec.
+
+        Raises:
+            FederationSpecError: a field is missing, unknown, of the wrong type or out of range.
+        """
+        if not isinstance(document, Mapping):
+            raise FederationSpecError("A task spec must be a JSON object / TOML table.")
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(document) - known)
+        if unknown:
+            raise FederationSpecError(
+                f"Unknown field(s) in the task spec: {', '.join(unknown)}. "
+                f"Known fields: {', '.join(sorted(known))}."
+            )
+        data = dict(document)
+        schema = data.get("input")
+        if not isinstance(schema, Mapping):
+            raise FederationSpecError(
+                "The task spec needs an [input] table with n_features and classes."
+            )
+        try:
+            data["input"] = InputSchema(
+                n_features=_int(schema.get("n_features"), "input.n_features"),
+                classes=tuple(_int(c, "input.classes") for c in _list(schema, "classes")),
+                dtype=str(schema.get("dtype", "float32")),
+                feature_names=tuple(str(n) for n in _list(schema, "feature_names")),
+            )
+            extra = sorted(set(schema) - {"n_features", "classes", "dtype", "feature_names"})
+            if extra:
+                raise FederationSpecError(f"Unknown field(s) in [input]: {', '.join(extra)}.")
+            initial = data.get("initial_model", {})
+            if not isinstance(initial, Mapping):
+                raise FederationSpecError("[initial_model] must be a table.")
+            extra = sorted(set(initial) - {"onnx_cid", "model_id", "version"})
+            if extra:
+                raise FederationSpecError(
+                    f"Unknown field(s) in [initial_model]: {', '.join(extra)}."
+                )
+            data["initial_model"] = InitialModel(
+                onnx_cid=(str(initial["onnx_cid"]) if initial.get("onnx_cid") else None),
+                model_id=_int(initial.get("model_id", 0), "initial_model.model_id"),
+                version=_int(initial.get("version", 0), "initial_model.version"),
+            )
+            hyper = data.get("hyperparameters", {})
+            if not isinstance(hyper, Mapping):
+                raise FederationSpecError("[hyperparameters] must be a table.")
+            data["hyperparameters"] = dict(hyper)
+            return cls(**data)
+        except TypeError as exc:  # a wrong type reached the dataclass
+            raise FederationSpecError(
+                f"The task spec has a field of the wrong type: {exc}."
+            ) from exc
+
+    @classmethod
+    def from_toml(cls, path: str | Path, store: Blockstore | None = None) -> TaskSpec:
+        """Read a spec from a TOML file (the CLI's format).
+
+        `[initial_model] onnx = "file.onnx"` (relative to the TOML file) is added to
+        `store` and replaced by its CID, so the spec names content, not a path.
+
+        Args:
+            path: The TOML file.
+            store: Where the initial ONNX file goes; required when the spec names one.
+
+        Returns:
+            The validated spec.
+
+        Raises:
+            FederationSpecError: the file is unreadable, not TOML, or the spec is invalid.
+        """
+        source = Path(path)
+        try:
+            document = tomllib.loads(source.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise FederationSpecError(f"Cannot read the task spec {source}: {exc}.") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise FederationSpecError(f"{source} is not valid TOML: {exc}.") from exc
+        initial = document.get("initial_model")
+        if isinstance(initial, dict) and "onnx" in initial:
+            if store is None:
+                raise FederationSpecError(
+                    "The spec names an initial ONNX file; pass a store to add it to."
+                )
+            onnx_path = source.parent / str(initial.pop("onnx"))
+            try:
+                onnx_bytes = onnx_path.read_bytes()
+            except OSError as exc:
+                raise FederationSpecError(
+                    f"Cannot read the initial model {onnx_path}: {exc}."
+                ) from exc
+            initial["onnx_cid"] = str(store_bytes(store, onnx_bytes))
+        learner = document.get("learner")
+        if isinstance(learner, dict):
+            # TOML groups the learner as a table; the JSON form is flat.
+            document.pop("learner")
+            document["learner"] = learner.get("kind", "sgd")
+            document["hyperparameters"] = learner.get("hyperparameters", {})
+            extra = sorted(set(learner) - {"kind", "hyperparameters"})
+            if extra:
+                raise FederationSpecError(f"Unknown field(s) in [learner]: {', '.join(extra)}.")
+        return cls.from_dict(document)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as a JSON-ready document."""
+        document = asdict(self)
+        document["input"]["classes"] = list(self.input.classes)
+        document["input"]["feature_names"] = list(self.input.feature_names)
+        document["hyperparameters"] = dict(self.hyperparameters)
+        return document
+
+    def to_json_bytes(self) -> bytes:
+        """The canonical JSON the chain names (sorted keys, compact, UTF-8)."""
+        return json.dumps(
+            self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode("utf-8")
+
+
+def _int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise FederationSpecError(f"{what} must be an integer, got {value!r}.")
+    return value
+
+
+def _list(table: Mapping[str, Any], key: str) -> list[Any]:
+    value = table.get(key, [])
+    if not isinstance(value, list):
+        raise FederationSpecError(f"input.{key} must be a list.")
+    return value
+
+
+def _validate(spec: TaskSpec) -> None:
+    # Runs on every construction, so a spec object is valid by existence.
+    if not isinstance(spec.name, str) or not _NAME.match(spec.name):
+        raise FederationSpecError("name must be 1-100 letters, digits, spaces, '.', '_' or '-'.")
+    if not isinstance(spec.description, str) or len(spec.description) > 4_000:
+        raise FederationSpecError("description must be text of at most 4,000 characters.")
+    if spec.learner not in LEARNERS:
+        raise FederationSpecError(
+            f"learner {spec.learner!r} is not one Mercato ships; pick one of {', '.join(LEARNERS)}."
+        )
+    allowed = _HYPERPARAMETERS[spec.learner]
+    for key, value in spec.hyperparameters.items():
+        if key not in allowed:
+            raise FederationSpecError(
+                f"{spec.learner} has no hyperparameter {key!r}; "
+                f"known: {', '.join(sorted(allowed))}."
+            )
+        if isinstance(value, bool) or not isinstance(value, allowed[key]):
+            raise FederationSpecError(f"hyperparameter {key} has the wrong type: {value!r}.")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise FederationSpecError(f"hyperparameter {key} must be a finite number.")
+        if isinstance(value, int | float) and value < 0:
+            raise FederationSpecError(f"hyperparameter {key} cannot be negative.")
+    if spec.hyperparameters.get("loss", "log_loss") not in _SGD_LOSSES:
+        raise FederationSpecError(f"loss must be one of {', '.join(_SGD_LOSSES)}.")
+    sizes = spec.hyperparameters.get("hidden_layer_sizes", [16])
+    if (
+        not sizes
+        or len(sizes) > 8
+        or any(isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= 4096 for s in sizes)
+    ):
+        raise FederationSpecError("hidden_layer_sizes must be 1-8 integers from 1 to 4096.")
+    schema = spec.input
+    if not 1 <= schema.n_features <= MAX_FEATURES:
+        raise FederationSpecError(f"input.n_features must be from 1 to {MAX_FEATURES}.")
+    if not 2 <= len(schema.classes) <= MAX_CLASSES or len(set(schema.classes)) != len(
+        schema.classes
+    ):
+        raise FederationSpecError(
+            f"input.classes must list 2 to {MAX_CLASSES} distinct integer labels."
+        )
+    if schema.dtype not in DTYPES:
+        raise FederationSpecError(f"input.dtype must be one of {', '.join(DTYPES)}.")
+    if schema.feature_names and len(schema.feature_names) != schema.n_features:
+        raise FederationSpecError(
+            f"input.feature_names has {len(schema.feature_names)} names for "
+            f"{schema.n_features} features."
+        )
+    if not 1 <= spec.rounds <= MAX_ROUNDS:
+        raise FederationSpecError(f"rounds must be from 1 to {MAX_ROUNDS}.")
+    if not 1 <= spec.local_epochs <= MAX_EPOCHS:
+        raise FederationSpecError(f"local_epochs must be from 1 to {MAX_EPOCHS}.")
+    if not 1 <= spec.min_participants <= spec.max_participants <= MAX_PARTICIPANTS:
+        raise FederationSpecError(
+            f"Need 1 <= min_participants <= max_participants <= {MAX_PARTICIPANTS}."
+        )
+    if spec.metric not in METRICS:
+        raise FederationSpecError(f"metric must be one of {', '.join(METRICS)}.")
+    if spec.privacy not in PRIVACY_MODES:
+        raise FederationSpecError(f"privacy must be one of {', '.join(PRIVACY_MODES)}.")
+    if not 0 <= spec.parent_royalty_bps <= 10_000:
+        raise FederationSpecError("parent_royalty_bps must be from 0 to 10,000.")
+    if spec.price < 0:
+        raise FederationSpecError("price cannot be negative.")
+    if spec.coordinator_address and not _ADDRESS.match(spec.coordinator_address):
+        raise FederationSpecError(
+            f"coordinator_address {spec.coordinator_address!r} must be host:port."
+        )
+    initial = spec.initial_model
+    if initial.onnx_cid is not None and initial.model_id:
+        raise FederationSpecError("initial_model names both an ONNX file and a model id; keep one.")
+    for cid_text in (initial.onnx_cid, spec.tls_root_cid or None):
+        if cid_text is not None:
+            _raw_cid(cid_text)
+
+
+def _raw_cid(text: str) -> CID:
+    try:
+        cid = CID.decode(text)
+    except (ValueError, KeyError) as exc:
+        raise FederationSpecError(f"{text!r} is not a CID.") from exc
+    if cid.version != 1 or cid.codec.name != "raw" or cid.hashfun.name != "sha2-256":
+        raise FederationSpecError(f"{text} must be a raw-codec sha2-256 CIDv1.")
+    return cid
+
+
+def raw_cid_for(data: bytes) -> CID:
+    """The raw-codec sha2-256 CIDv1 of `data` (how specs, certificates and round models
+    are named)."""
+    return CID("base32", 1, "raw", multihash.digest(data, "sha2-256"))
+
+
+def store_bytes(store: Blockstore, data: bytes) -> CID:
+    """Add `data` to `store` as one raw block and return its CID.
+
+    Raises:
+        BlockTooLargeError: `data` is above the block size limit.
+        BlockWriteError: the disk write failed.
+    """
+    cid = raw_cid_for(data)
+    store.put(cid, data)
+    return cid
+
+
+def store_spec(store: Blockstore, spec: TaskSpec) -> CID:
+    """Add a spec's canonical JSON to `store`.
+
+    Args:
+        store: The node's blockstore.
+        spec: The spec.
+
+    Returns:
+        The spec's raw-codec CIDv1 (its sha256 digest is what `create_task` takes).
+
+    Raises:
+        FederationSpecError: the canonical JSON is above `MAX_SPEC_BYTES`.
+        BlockWriteError: the disk write failed.
+    """
+    data = spec.to_json_bytes()
+    if len(data) > MAX_SPEC_BYTES:
+        raise FederationSpecError(
+            f"The spec is {len(data):,} bytes; at most {MAX_SPEC_BYTES:,} are allowed."
+        )
+    return store_bytes(store, data)
+
+
+def load_spec(data: bytes) -> TaskSpec:
+    """Parse a spec document someone else wrote (from the chain's CID).
+
+    Args:
+        data: The JSON bytes.
+
+    Returns:
+        The validated spec.
+
+    Raises:
+        FederationSpecError: too large, not JSON, or not a valid spec.
+    """
+    if len(data) > MAX_SPEC_BYTES:
+        raise FederationSpecError(
+            f"The spec is {len(data):,} bytes; at most {MAX_SPEC_BYTES:,} are allowed."
+        )
+    try:
+        document = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FederationSpecError(f"The spec is not JSON: {exc}.") from exc
+    return TaskSpec.from_dict(cast(Mapping[str, Any], document))
