@@ -254,8 +254,8 @@ def _import_one(path: Path, builder: _DirectoryBuilder, name: str, workers: int 
     ):
         while piece := fh.read(builder.profile.chunk_size):
             importer.update(piece)
-        result = importer.finish()
-    return _Entry(name, bytes(result.cid), result.dag_size, result.size)
+        cid, tsize = importer.finish_raw()
+    return _Entry(name, cid, tsize, importer.size)
 
 
 def _utf8_name(name: str, path: str) -> str:

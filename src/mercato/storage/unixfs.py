@@ -128,7 +128,10 @@ class UnixFSImporter:
         self._leaves_per_task = max(1, _BYTES_PER_TASK // self._chunk)
         cpus = os.cpu_count() or 2
         count = workers or (max(4, cpus) if store is not None else cpus)
-        self._pool = ThreadPoolExecutor(max_workers=count, thread_name_prefix="unixfs-import")
+        # Started with the first batch: a file smaller than a batch (most files of a
+        # folder) is hashed on the caller's thread and starts no thread at all.
+        self._workers = count
+        self._pool: ThreadPoolExecutor | None = None
         # Tasks in flight, each of about _BYTES_PER_TASK: bounds memory whatever the
         # file size.
         self._window = count + 2
@@ -160,7 +163,8 @@ class UnixFSImporter:
             self._closed = True
             for future in self._pending:
                 future.cancel()
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
             self._pending.clear()
 
     def update(self, data: bytes | bytearray | memoryview) -> None:
@@ -200,18 +204,41 @@ class UnixFSImporter:
         Raises:
             BlockWriteError: If writing a block failed (StorageFullError when full).
         """
+        cid, tsize = self.finish_raw()
+        return ImportResult(cid=cid_from_bytes(cid), size=self._size, dag_size=tsize)
+
+    def finish_raw(self) -> tuple[bytes, int]:
+        """`finish` for callers that link the root themselves (directory import): the
+        binary CID and the DAG's size, without the cost of building a `CID`.
+
+        Returns:
+            (binary root CID, DAG size in block bytes); `size` holds the file size.
+
+        Raises:
+            BlockWriteError: If writing a block failed (StorageFullError when full).
+        """
         try:
             if self._held or self._chunks == 0:
                 self._submit(self._parts)
                 self._parts = []
                 self._held = 0
-            self._send_batch()
+            if self._pending or self._pool is not None:
+                self._send_batch()
+            else:
+                for link in self._leaves(self._batch):
+                    self._add(0, link)
+                self._batch = []
             while self._pending:
                 self._collect_one()
             root = self._reduce()
         finally:
             self.close()
-        return ImportResult(cid=cid_from_bytes(root.cid), size=self._size, dag_size=root.tsize)
+        return root.cid, root.tsize
+
+    @property
+    def size(self) -> int:
+        """File bytes fed so far."""
+        return self._size
 
     # --- internals --------------------------------------------------------------------
 
@@ -226,6 +253,10 @@ class UnixFSImporter:
         if not self._batch:
             return
         batch, self._batch = self._batch, []
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                max_workers=self._workers, thread_name_prefix="unixfs-import"
+            )
         self._pending.append(self._pool.submit(self._leaves, batch))
         # Bounded look-ahead keeps memory constant: wait for the oldest task.
         while len(self._pending) > self._window:
