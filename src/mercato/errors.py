@@ -763,6 +763,20 @@ class FederationRuntimeError(FederationError, RuntimeError):
         super().__init__(f"The {what} failed: {reason}.")
 
 
+class NothingToClaimError(FederationError, ValueError):
+    """A task owes the account nothing now (not ended yet, claimed already, or never joined)."""
+
+    code = "federation_nothing_to_claim"
+
+    def __init__(self, task_id: int, account: str) -> None:
+        self.task_id, self.account = task_id, account
+        super().__init__(
+            f"Task {task_id} owes {account} nothing now: it has not ended, or this account "
+            f"claimed already or never took part. 'mercato fl status {task_id}' shows where "
+            "it stands."
+        )
+
+
 class FederationCheckpointError(FederationError, ValueError):
     """A round checkpoint in the data dir is damaged or belongs to another task."""
 

@@ -18,6 +18,7 @@ once retired. The sentence is the error's own message, which says how to fix it.
 | 70-79 | index and gateway            |
 | 80-89 | providers and downloads      |
 | 90-99 | market, continued: refunds, earnings, faucet, confirmations |
+| 100-109 | federated training tasks |
 | 110-119 | moderation: denylists, subscriptions |
 
 Set `MERCATO_DEBUG=1` (or pass `--debug` before the command) to see the traceback of
@@ -91,6 +92,14 @@ EXIT_CODES: tuple[tuple[type[errors.MercatoError], int], ...] = (
     (errors.ContentKeyMissingError, 84),
     (errors.MarketError, 60),
     (errors.GatewayStartError, 71),
+    (errors.FederationSpecError, 101),
+    (errors.LocalDataError, 102),
+    (errors.FederationAppRefusedError, 103),
+    (errors.FederationRuntimeError, 104),
+    (errors.FederationCheckpointError, 105),
+    (errors.NothingToClaimError, 106),
+    (errors.IndexedTaskNotFoundError, 107),
+    (errors.FederationError, 100),
     (errors.IndexingError, 70),
     (errors.ModerationTargetError, 111),
     (errors.DenylistFormatError, 112),
