@@ -15,6 +15,7 @@ from mercato.storage.blockstore import Blockstore
 from mercato.storage.cids import CODEC_DAG_PB, CODEC_RAW, cid_from_bytes, sha256_cid_bytes
 from mercato.storage.dagpb import (
     UNIXFS_FILE,
+    UNIXFS_HAMT_SHARD,
     UNIXFS_SYMLINK,
     PBLink,
     UnixFSData,
@@ -198,3 +199,35 @@ def test_read_refuses_a_node_claiming_1025_links_it_does_not_have(tmp_path: Path
     )
     with pytest.raises(DagFormatError, match="1024 links but 1025 blocksizes"):
         b"".join(bytes(p) for p in iter_file(cid_from_bytes(root), store))
+
+
+@pytest.mark.parametrize("profile", ["unixfs-v0-2015", "unixfs-v1-2025"])
+def test_a_pinned_sharded_directory_survives_gc_and_reads_back(
+    tmp_path: Path, profile: str
+) -> None:
+    folder = tmp_path / "wide"
+    folder.mkdir()
+    # 2,500 names of 120 bytes: past 256 KiB under either estimate, so a HAMT.
+    for i in range(2500):
+        (folder / f"{i:0120d}").write_bytes(str(i).encode())
+    store = Blockstore(tmp_path / "store")
+    result = import_directory(folder, store, profile=profile)
+    assert result.cid == only_hash_directory(folder, profile=profile)
+    assert result.size == sum(len(str(i)) for i in range(2500))
+    import_file([b"unpinned"], store, pin=False)
+    assert store.gc().removed_blocks == 1  # only the unpinned file
+    root = decode_node(store.get(result.cid))
+    assert root.data is not None and decode_unixfs(root.data).type == UNIXFS_HAMT_SHARD
+    # Look entry 42 up as a HAMT reader does: slot d is the d-th byte of the name's
+    # murmur3 hash; the link is the slot's hex digits plus the name, or a sub-shard.
+    name = f"{42:0120d}"
+    key = murmur3_x64_64(name.encode()).to_bytes(8, "big")
+    node = root
+    for depth in range(8):
+        label = f"{key[depth]:02X}"
+        link = next(x for x in node.links if (x.name or "").startswith(label))
+        if link.name == label + name:
+            break
+        assert link.name == label  # a shard several names share
+        node = decode_node(store.get(cid_from_bytes(link.hash)))
+    assert b"".join(bytes(p) for p in iter_file(cid_from_bytes(link.hash), store)) == b"42"
