@@ -37,8 +37,12 @@ class Data:
     y: NDArray[np.int64]
 
 
-def digits_split(seed: int = 0) -> tuple[list[Data], Data, Data]:
-    """Four non-IID partitions (each mostly 2-3 classes), a validation and a test set."""
+def digits_split(seed: int = 0, owners: int = 4) -> tuple[list[Data], Data, Data]:
+    """`owners` non-IID partitions, a validation and a test set.
+
+    Four owners hold mostly 2-3 classes each; more owners share those four groups
+    of classes round robin, with a rest spread anywhere.
+    """
     digits = load_digits()
     X = digits.data / 16.0
     y = digits.target
@@ -49,12 +53,16 @@ def digits_split(seed: int = 0) -> tuple[list[Data], Data, Data]:
         X_rest, y_rest, test_size=0.5, random_state=seed, stratify=y_rest
     )
     rng = np.random.default_rng(seed)
-    majority = [{0, 1, 2}, {3, 4, 5}, {6, 7}, {8, 9}]
-    parts: list[list[int]] = [[] for _ in majority]
+    groups = [{0, 1, 2}, {3, 4, 5}, {6, 7}, {8, 9}]
+    parts: list[list[int]] = [[] for _ in range(owners)]
     for i, label in enumerate(y_train):
-        home = next(p for p, classes in enumerate(majority) if label in classes)
-        # 80% of a class goes to its home partition, the rest anywhere.
-        parts[home if rng.random() < 0.8 else int(rng.integers(len(majority)))].append(i)
+        group = next(g for g, classes in enumerate(groups) if label in classes)
+        homes = [o for o in range(owners) if o % len(groups) == group] or [group % owners]
+        # 80% of a class goes to a home partition of its group, the rest anywhere.
+        if rng.random() < 0.8:
+            parts[homes[int(rng.integers(len(homes))) if len(homes) > 1 else 0]].append(i)
+        else:
+            parts[int(rng.integers(owners))].append(i)
     partitions = [Data(X_train[idx], y_train[idx]) for idx in map(np.array, parts)]
     return partitions, Data(X_val, y_val), Data(X_test, y_test)
 
