@@ -32,6 +32,7 @@ from mercato.gateway.app import create_app
 from mercato.index import Index
 from mercato.leader import LeaderDuties, Leadership, lease_for
 from mercato.models.runtime import TryPool
+from mercato.moderation.policy import ModerationPolicy
 
 log = logging.getLogger(__name__)
 TOKEN = 10**18
@@ -132,7 +133,10 @@ class Node:
         self._server = uvicorn.Server(config)
         self._spawn("gateway", self._serve)
         markets = [Market(settings, account=a, deployment=deployment) for a in self.accounts]
-        duties = LeaderDuties(app.state.gateway, self._agent_factory(markets) if markets else None)
+        agent_factory = (
+            self._agent_factory(markets, app.state.gateway.moderation) if markets else None
+        )
+        duties = LeaderDuties(app.state.gateway, agent_factory)
         pool = self._pool
         app.state.health = NodeParts(
             agent=lambda: self.agent.status() if self.agent is not None else None,
@@ -161,10 +165,12 @@ class Node:
             ),
         )
 
-    def _agent_factory(self, markets: list[Market]) -> Callable[[], SellerAgent]:
+    def _agent_factory(
+        self, markets: list[Market], moderation: ModerationPolicy | None = None
+    ) -> Callable[[], SellerAgent]:
         # The leader builds a fresh agent each time it takes over; health reads the latest.
         def new_agent() -> SellerAgent:
-            self.agent = SellerAgent(markets, self.settings.data_dir)
+            self.agent = SellerAgent(markets, self.settings.data_dir, moderation=moderation)
             return self.agent
 
         return new_agent

@@ -61,8 +61,10 @@ from mercato.errors import (
     ChainUnavailableError,
     ConfigError,
     ContractRevertError,
+    DeniedError,
     MercatoError,
 )
+from mercato.moderation.policy import ModerationPolicy
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 32  # the marketplace's deliver_many limit
@@ -129,6 +131,7 @@ class SellerAgent:
         *,
         bump_after: float = 60.0,
         receipt_wait: float = 30.0,
+        moderation: ModerationPolicy | None = None,
     ) -> None:
         """
         Args:
@@ -137,6 +140,8 @@ class SellerAgent:
             bump_after: Seconds a delivery may stay unmined before its fees are raised.
             receipt_wait: Seconds a round waits for the deliveries it sent to be mined
                 (an unmined one is followed by the next rounds).
+            moderation: The node's moderation: a model it denies is never delivered,
+                and its pending buyers are declined.
 
         Raises:
             ConfigError: No market, or a market without an account.
@@ -149,6 +154,7 @@ class SellerAgent:
         self._any = markets[0]
         self._window = int(self._any.deployment.delivery_window)
         self._receipt_wait = receipt_wait
+        self._moderation = moderation
         chain_id = self._any.chain_id
         self.outboxes: dict[str, Outbox] = {
             address: Outbox(
@@ -267,7 +273,11 @@ class SellerAgent:
             if sender is None or order.key in in_flight:
                 continue
             if order.model_id not in models:
-                models[order.model_id] = self._sale(order.model_id, sender)
+                denied = self._denied(order.model_id)
+                models[order.model_id] = denied or self._sale(order.model_id, sender)
+            if isinstance(refused := models[order.model_id], DeniedError):
+                self._decline(self.markets[sender], order, refused, report)
+                continue
             sale = models[order.model_id]
             try:
                 if isinstance(sale, MercatoError):
@@ -437,6 +447,35 @@ class SellerAgent:
         owner delegated to (`set_agent`), e.g. a creator who publishes from a browser."""
         owner = Web3.to_checksum_address(self._any.contracts.registry.owner_of(model_id))
         return responsible_account(self._any, owner, self.markets)
+
+    def _denied(self, model_id: int) -> MercatoError | None:
+        """Why this node's moderation refuses to deliver a model, or None.
+
+        Lists that cannot be read refuse too (the order waits, refundable): a list the
+        operator broke must not let a denied model's keys out.
+        """
+        if self._moderation is None:
+            return None
+        try:
+            decision = self._moderation.check_model(model_id)
+        except MercatoError as exc:
+            return exc
+        if decision is None:
+            return None
+        return DeniedError(f"model {model_id}", decision.reason, model_id=model_id)
+
+    def _decline(
+        self, market: Market, order: PendingOrder, denied: DeniedError, report: RoundReport
+    ) -> None:
+        """Refuses a pending order of a denied model: it is never delivered, and the
+        buyer gets the money back.
+
+        The marketplace as deployed has no seller-side refund yet, so the order stays
+        pending and the buyer takes a full refund once the delivery window ends
+        (`mercato orders` says when); a marketplace with one is called from here.
+        """
+        del market  # the account a seller-side refund would be sent from
+        self._skip(report, order, denied)
 
     def _sale(self, model_id: int, sender: str) -> tuple[str, int, bytes] | MercatoError:
         """The owner, latest version and key to deliver, or why this model is refused."""

@@ -12,6 +12,7 @@ import json
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from mercato.cli.app import app
@@ -82,7 +83,7 @@ def deny(
         typer.echo(json.dumps({"denied": describe(rule), "reason": rule.reason}))
         return
     console.print(
-        f"Denied {describe(rule)} on this node{': ' + rule.reason if rule.reason else ''}."
+        escape(f"Denied {describe(rule)} on this node{': ' + rule.reason if rule.reason else ''}.")
     )
 
 
@@ -91,14 +92,31 @@ def deny(
 def allow(
     target: TargetArgument, data_dir: DataDirOption = None, json_output: JsonOption = False
 ) -> None:
-    """Serve a model, creator or CID again (an exception even to subscribed lists)."""
+    """Serve a model, creator or CID whatever subscribed lists or reports say."""
     _, lists = _lists(data_dir)
-    added = lists.allow(target)
+    rule = lists.allow(target)
     if json_output:
-        typer.echo(json.dumps({"allowed": target, "exception_added": added is not None}))
+        typer.echo(json.dumps({"allowed": describe(rule)}))
         return
-    note = " (an exception to a subscribed list that denies it)" if added else ""
-    console.print(f"Allowed {target} on this node{note}.")
+    console.print(f"Allowed {escape(describe(rule))} on this node, whatever lists or reports say.")
+
+
+@moderation_app.command("forget")
+@handles_errors
+def forget(
+    target: TargetArgument, data_dir: DataDirOption = None, json_output: JsonOption = False
+) -> None:
+    """Drop this node's own rule for a target; subscribed lists and reports decide again."""
+    _, lists = _lists(data_dir)
+    dropped = lists.forget(target)
+    if json_output:
+        typer.echo(json.dumps({"forgotten": dropped}))
+        return
+    console.print(
+        f"Dropped this node's rule for {escape(target)}."
+        if dropped
+        else f"This node had no rule of its own for {escape(target)}."
+    )
 
 
 @moderation_app.command("list")
@@ -126,13 +144,19 @@ def list_rules(data_dir: DataDirOption = None, json_output: JsonOption = False) 
         return
     table = Table("target", "action", "reason", "from", title="Rules (the last that matches wins)")
     for source, rule in rules[-200:]:
-        table.add_row(describe(rule), "allow" if rule.allow else "deny", rule.reason, source)
+        # Reasons and sources come from lists others publish: never read as markup.
+        table.add_row(
+            escape(describe(rule)),
+            "allow" if rule.allow else "deny",
+            escape(rule.reason),
+            escape(source),
+        )
     console.print(table if rules else "No rules: this node serves every model it can.")
     if len(rules) > 200:
         console.print(f"(the last 200 of {len(rules)} rules; --json lists all)")
     for s in subscriptions:
         state = f"error: {s.error}" if s.error else f"{s.rules} rules"
-        console.print(f"subscribed: {s.source} ({state})", highlight=False)
+        console.print(f"subscribed: {escape(s.source)} ({escape(state)})", highlight=False)
 
 
 @moderation_app.command("subscribe")
@@ -156,7 +180,7 @@ def subscribe(
         subscription.skipped_lines
     )
     console.print(
-        f"Subscribed to {subscription.source}: {subscription.rules} rules{skipped}.",
+        escape(f"Subscribed to {subscription.source}: {subscription.rules} rules{skipped}."),
         highlight=False,
     )
 
@@ -172,7 +196,7 @@ def unsubscribe(
     if json_output:
         typer.echo(json.dumps({"unsubscribed": source}))
         return
-    console.print(f"Unsubscribed from {source}.", highlight=False)
+    console.print(f"Unsubscribed from {escape(source)}.", highlight=False)
 
 
 @moderation_app.command("refresh")
@@ -192,4 +216,4 @@ def refresh(
         return
     for s in subscriptions:
         state = f"kept the last copy: {s.error}" if s.error else f"{s.rules} rules"
-        console.print(f"{s.source}: {state}", highlight=False)
+        console.print(f"{escape(s.source)}: {escape(state)}", highlight=False)

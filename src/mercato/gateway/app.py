@@ -35,6 +35,7 @@ from mercato.gateway.api import (
     lineage,
     models,
     orders,
+    reports,
     reviews,
     uploads,
     versions,
@@ -46,6 +47,11 @@ from mercato.gateway.middleware import (
     BodyLimitMiddleware,
     SecurityHeadersMiddleware,
     default_rules,
+)
+from mercato.gateway.moderation import (
+    ModerationMiddleware,
+    SubscriptionRefresher,
+    build_policy,
 )
 from mercato.gateway.provider import create_provider_router
 from mercato.gateway.state import GatewayState, build_state
@@ -75,6 +81,7 @@ API_ROUTERS = (
     uploads.router,
     artifacts.router,
     health.router,
+    reports.router,
     federation.router,
 )
 
@@ -112,6 +119,8 @@ def create_app(
     restore_recursion_limit()
     state = build_state(market, provider, index=index, follow_chain=follow_chain, domains=domains)
     state.delivery_agent = delivery_agent
+    state.moderation = build_policy(market, state.index)
+    refresher = SubscriptionRefresher(market, state.moderation.denylists)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -119,9 +128,11 @@ def create_app(
         started_pool = await provider.start_pool()
         if state.follower is not None:
             state.follower.start()
+        refresher.start()
         try:
             yield
         finally:
+            refresher.stop()
             if state.follower is not None:
                 state.follower.stop()
             if started_pool:
@@ -137,6 +148,8 @@ def create_app(
     install_error_handlers(app)
     if try_request_bytes is None:
         try_request_bytes = RuntimeLimits().max_request_bytes
+    # Innermost: a denied model is refused after the body limits, before any route.
+    app.add_middleware(ModerationMiddleware, policy=state.moderation)
     app.add_middleware(
         BodyLimitMiddleware,
         rule_for=default_rules(try_bytes=try_request_bytes, upload_bytes=UPLOAD_BODY),

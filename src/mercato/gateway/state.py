@@ -25,6 +25,7 @@ from mercato.gateway.sessions import RevokedSessions, SessionSigner, load_sessio
 from mercato.gateway.siwe import SiweVerifier
 from mercato.index import Index, Indexer, IndexerConfig
 from mercato.index.ingest import SyncReport
+from mercato.moderation.policy import ModerationPolicy
 
 log = logging.getLogger(__name__)
 MAX_MANIFEST = 4 * 1024 * 1024  # bytes; manifests are a few kB
@@ -132,6 +133,8 @@ class GatewayState:
     # The account this node delivers keys from; creators who publish from a browser
     # name it as their agent (`set_agent`) so their sales get delivered.
     delivery_agent: str | None = None
+    # What this node refuses to serve (mercato.gateway.moderation); set by create_app.
+    moderation: ModerationPolicy | None = None
     detail_cache: dict[int, tuple[int, Any]] = field(default_factory=dict)
 
     def cached(self, key: int, build: Callable[[], Any]) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -46,11 +47,13 @@ from mercato.gateway.formatting import (
     summary_line,
     when,
 )
+from mercato.gateway.moderation import hidden_count
 from mercato.gateway.provider import try_wait
 from mercato.gateway.seller_probe import Reachability, SellerProbe
 from mercato.gateway.state import GatewayState
 from mercato.gateway.try_form import one_line, try_fields, try_request, try_views
 from mercato.index import Sort
+from mercato.index.reports import report_counts
 
 log = logging.getLogger(__name__)
 TEMPLATES = Jinja2Templates(directory=Path(__file__).with_name("templates"))
@@ -179,10 +182,12 @@ def create_web_router(state: GatewayState) -> APIRouter:
                 sort=Sort(params.get("sort") or Sort.NEWEST),
                 cursor=params.get("cursor"),
             )
-            results = index.search(query)
+            denied = state.moderation.denied_ids() if state.moderation else frozenset()
+            results = index.search(replace(query, exclude=denied))
+            hidden = hidden_count(index, query, denied)
         except (MercatoError, ValueError, ArithmeticError) as exc:
             error = str(exc) if isinstance(exc, MercatoError) else "A filter value is not valid."
-            results = None
+            results, hidden = None, 0
         manifests = index.manifests(m.model_id for m in results.items) if results else {}
         summaries = {
             mid: summary_line(card_text(doc), doc.get("name")) for mid, doc in manifests.items()
@@ -193,6 +198,7 @@ def create_web_router(state: GatewayState) -> APIRouter:
             request,
             name,
             results=results,
+            hidden=hidden,
             summaries=summaries,
             facets=index.facets(),
             params=params,
@@ -280,6 +286,7 @@ def create_web_router(state: GatewayState) -> APIRouter:
             chart=chart,
             evaluations=evaluations,
             reviews=reviews,
+            reports=report_counts(index, model_id),
             times=times,
             fee_bps=fee_bps,
             fee=summary.price * fee_bps // 10_000,

@@ -87,6 +87,7 @@ class SearchQuery:
         creator: The address that published the model.
         derived_from: Only direct children of this model id (its lineage names it).
         for_sale_only: Only models that can be bought now.
+        exclude: Model ids to leave out (the models this node's moderation denies).
         sort: The order.
         limit: Models per page (1-100).
         cursor: `SearchPage.next_cursor` of the previous page.
@@ -103,6 +104,7 @@ class SearchQuery:
     creator: str | None = None
     derived_from: int | None = None
     for_sale_only: bool = False
+    exclude: frozenset[int] = frozenset()
     sort: Sort = Sort.NEWEST
     limit: int = 20
     cursor: str | None = None
@@ -380,6 +382,8 @@ def build_search(conn: Connection, query: SearchQuery) -> Select[Any]:
     column, descending = _sort_key(query.sort)
     creator = _address(query.creator) if query.creator else None
     conditions: list[ColumnElement[bool]] = [s.Model.searchable.is_(True)]
+    if query.exclude:
+        conditions.append(s.Model.model_id.not_in(query.exclude))
     # Filters on the sort's own column stay indexable: walking that index serves them.
     filters: list[_Filter] = []
     words = _WORD.findall(query.text or "")[:MAX_WORDS]

@@ -211,15 +211,16 @@ class NodeDenylists:
         self._save_local(denylist)
         return rule
 
-    def allow(self, target: str) -> Rule | None:
-        """Serves a target again: drops the operator's deny rules for it, and adds an
-        allow rule when a subscribed list still denies it.
+    def allow(self, target: str) -> Rule:
+        """Serves a target whatever the subscribed lists or reports say: replaces the
+        operator's rules for it with an allow rule (`!rule`), which comes last and so
+        wins (`deny` replaces it again).
 
         Args:
             target: A model id, a creator address or a CID.
 
         Returns:
-            The allow rule added, or None when removing the operator's rules sufficed.
+            The allow rule.
 
         Raises:
             ModerationTargetError: `target` is not a model id, address or CID.
@@ -227,19 +228,28 @@ class NodeDenylists:
         allow_rule = parse_target(target, allow=True)
         denylist = self.local()
         denylist.rules = [r for r in denylist.rules if not _same_target(r, allow_rule)]
-        subscribed = [
-            rule
-            for source, listed in self._lists()
-            if source != LOCAL_SOURCE
-            for rule in listed.rules
-            if _same_target(rule, allow_rule)
-        ]
-        added = None
-        if subscribed and not subscribed[-1].allow:
-            denylist.rules.append(allow_rule)
-            added = allow_rule
+        denylist.rules.append(allow_rule)
         self._save_local(denylist)
-        return added
+        return allow_rule
+
+    def forget(self, target: str) -> bool:
+        """Drops the operator's own rules for a target (deny or allow), leaving the
+        subscribed lists and reports to decide.
+
+        Returns:
+            Whether there was a rule to drop.
+
+        Raises:
+            ModerationTargetError: `target` is not a model id, address or CID.
+        """
+        rule = parse_target(target)
+        denylist = self.local()
+        kept = [r for r in denylist.rules if not _same_target(r, rule)]
+        if len(kept) == len(denylist.rules):
+            return False
+        denylist.rules = kept
+        self._save_local(denylist)
+        return True
 
     # --- subscriptions ---------------------------------------------------------------
 

@@ -130,9 +130,12 @@ class ModerationPolicy:
         Returns:
             The deciding rule, or None when the node serves it.
         """
-        decision = self.denylists.matcher().check_cid(cid)
+        matcher = self.denylists.matcher()
+        decision = matcher.check_cid(cid)
         if decision is not None or self.models_naming is None:
             return decision
+        if matcher.count == 0 and not self.reported():
+            return None  # nothing could deny the model naming it: spare the lookup
         for model_id in self.models_naming(cid):
             decision = self.check_model(model_id)
             if decision is not None:

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
 from mercato.gateway.api.schemas import ErrorOut, ModelDetailOut, ModelOut, SearchOut
 from mercato.gateway.dependencies import MAX_ID, ModelId, State
+from mercato.gateway.moderation import hidden_count
 from mercato.index import SearchQuery, Sort
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses={422: {"model": ErrorOut}})
@@ -53,8 +55,13 @@ def search_models(state: State, query: Annotated[SearchQuery, Depends(search_que
 
     Prices are in token base units; `free` keeps models listed at price 0.
     """
-    page = state.index.search(query)
-    return SearchOut(items=[ModelOut.of(m) for m in page.items], next_cursor=page.next_cursor)
+    denied = state.moderation.denied_ids() if state.moderation is not None else frozenset()
+    page = state.index.search(replace(query, exclude=denied))
+    return SearchOut(
+        items=[ModelOut.of(m) for m in page.items],
+        next_cursor=page.next_cursor,
+        hidden=hidden_count(state.index, query, denied),
+    )
 
 
 @router.get("/{model_id}", response_model=ModelDetailOut, responses={404: {"model": ErrorOut}})

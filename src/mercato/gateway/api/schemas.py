@@ -69,6 +69,8 @@ class ModelOut(BaseModel):
 class SearchOut(BaseModel):
     items: list[ModelOut]
     next_cursor: str | None
+    # Models matching the search that this node's moderation hides (counted up to 101).
+    hidden: int = 0
 
 
 class VersionOut(BaseModel):
