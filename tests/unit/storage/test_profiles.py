@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mercato.errors import ConfigError, DagFormatError, UnsupportedImportEntryError
+from mercato.storage import directory
 from mercato.storage.blockstore import Blockstore
 from mercato.storage.cids import CODEC_DAG_PB, CODEC_RAW, cid_from_bytes, sha256_cid_bytes
 from mercato.storage.dagpb import (
@@ -24,7 +25,12 @@ from mercato.storage.dagpb import (
     encode_node,
     encode_unixfs,
 )
-from mercato.storage.directory import import_directory, murmur3_x64_64, only_hash_directory
+from mercato.storage.directory import (
+    MAX_DIRECTORY_DEPTH,
+    import_directory,
+    murmur3_x64_64,
+    only_hash_directory,
+)
 from mercato.storage.exporter import iter_file
 from mercato.storage.profiles import (
     CID_V1_LEGACY,
@@ -231,3 +237,24 @@ def test_a_pinned_sharded_directory_survives_gc_and_reads_back(
         assert link.name == label  # a shard several names share
         node = decode_node(store.get(cid_from_bytes(link.hash)))
     assert b"".join(bytes(p) for p in iter_file(cid_from_bytes(link.hash), store)) == b"42"
+
+
+def test_nesting_past_the_limit_is_refused(tmp_path: Path) -> None:
+    deep = tmp_path
+    for _ in range(MAX_DIRECTORY_DEPTH + 1):
+        deep = deep / "d"
+    deep.mkdir(parents=True)
+    with pytest.raises(UnsupportedImportEntryError, match="nested more than 256"):
+        only_hash_directory(tmp_path)
+
+
+def test_names_whose_hashes_collide_in_64_bits_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Finding a real 64-bit murmur3 collision takes a search, so every name is given the
+    # same hash here: the shard cannot separate them within the hash's 64 bits.
+    monkeypatch.setattr(directory, "_hamt_key", lambda name: 0x1234)
+    for i in range(3000):
+        (tmp_path / f"{i:0100d}").write_bytes(b"")
+    with pytest.raises(UnsupportedImportEntryError, match="collide in all 64 bits"):
+        only_hash_directory(tmp_path)
