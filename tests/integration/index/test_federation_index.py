@@ -6,15 +6,26 @@ a reorg, and a rebuild that gives the same rows."""
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+from fastapi import FastAPI
 
 from mercato.chain.contracts import _ContractClient
 from mercato.chain.deployment import TOKEN_UNIT
+from mercato.client import Market as Sdk
+from mercato.client.metadata import MAX_SPEC, StoreMetadataSource
+from mercato.config import Settings
+from mercato.federation.spec import store_bytes
+from mercato.gateway.ipfs import create_ipfs_router
 from mercato.index import Index
 from mercato.index.tasks import TaskQuery, TaskStatus
+from mercato.storage.blockstore import Blockstore
 from tests.integration.index.conftest import Market
 from tests.integration.index.scenario import digests_for, dump
+from tests.integration.storage.helpers import serve
 
 REWARD = 100 * TOKEN_UNIT
 STAKE = 5 * TOKEN_UNIT
@@ -170,3 +181,24 @@ def test_a_reorg_undoes_rounds_and_the_end_and_a_rebuild_agrees(
     fresh = Index.open(fresh_url(index_url))
     market.indexer(fresh).sync_once()
     assert dump(index.engine) == dump(fresh.engine)
+
+
+def test_a_spec_is_fetched_only_from_the_providers_of_its_requester_and_coordinator(
+    market: Market, tmp_path: Path
+) -> None:
+    a = market.addresses
+    origin = Blockstore(tmp_path / "origin")  # the requester's node's store
+    small = store_bytes(origin, json.dumps({"name": "remote spec"}).encode())
+    large = store_bytes(origin, json.dumps({"name": "x" * (MAX_SPEC + 10)}).encode())
+    app = FastAPI()
+    app.include_router(create_ipfs_router(origin))
+    settings = Settings(data_dir=tmp_path / "node", rpc_url=market.w3.provider.endpoint_uri)  # type: ignore[attr-defined]
+    source = StoreMetadataSource(Sdk(settings, deployment=market.deployment))
+    task_accounts = [a[1], a[2]]
+    with serve(app) as url:
+        market.clients[5].registry.set_provider(url)  # a stranger's URL is never asked
+        assert source.task_spec(small.raw_digest, task_accounts) is None
+        market.clients[2].registry.set_provider(url)  # the coordinator's is
+        assert source.task_spec(small.raw_digest, task_accounts) == {"name": "remote spec"}
+        assert source.task_spec(large.raw_digest, task_accounts) == {}  # kept as invalid
+    assert source.task_spec(small.raw_digest, []) == {"name": "remote spec"}  # now local
