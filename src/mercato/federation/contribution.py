@@ -48,12 +48,12 @@ from flwr.server.strategy.aggregate import (
 from numpy.typing import NDArray
 
 from mercato.errors import FederationSpecError
+from mercato.federation.shares import to_basis_points
 
 Params = list[NDArray[np.floating]]
 Evaluate = Callable[[Params], float]  # a model's validation metric; higher is better
 RuleName = Literal["fedavg", "fedtrimmedavg", "fedmedian", "krum", "multikrum"]
 RULES: tuple[RuleName, ...] = ("fedavg", "fedtrimmedavg", "fedmedian", "krum", "multikrum")
-BPS = 10_000
 
 
 @dataclass(frozen=True)
@@ -341,16 +341,10 @@ def shares_bps(
         Shares by seat (0 for free-riders); all 0 when nobody contributed.
     """
     credit = {seat: total if total > min_contribution else 0.0 for seat, total in totals.items()}
-    whole = sum(credit.values())
-    if whole <= 0:
+    if not any(credit.values()):
         return dict.fromkeys(totals, 0)
-    exact = {seat: BPS * c / whole for seat, c in credit.items()}
-    shares = {seat: math.floor(x) for seat, x in exact.items()}
-    # Largest remainders take the basis points rounding left over (ties: lower seat).
-    left = BPS - sum(shares.values())
-    for seat in sorted(exact, key=lambda s: (-(exact[s] - shares[s]), s))[:left]:
-        shares[seat] += 1
-    return shares
+    seats = sorted(credit)
+    return dict(zip(seats, to_basis_points([credit[s] for s in seats]), strict=True))
 
 
 def free_riders(shares: Mapping[int, int]) -> set[int]:
