@@ -162,6 +162,12 @@ def main() -> None:
         base = timed("baseline: read + sha256", size, lambda: sha256_file(src))
         timed("only-hash CIDv0 (mercato cid)", size, lambda: only_hash(src), base)
         timed("only-hash CIDv1", size, lambda: only_hash(src, cid_version=1), base)
+        timed(
+            "only-hash unixfs-v1-2025",
+            size,
+            lambda: only_hash(src, profile="unixfs-v1-2025"),
+            base,
+        )
         blocks = -(-size // CHUNK_SIZE)
         time_creates(scratch / "probe0", min(blocks, 1024))
         timed(
@@ -188,11 +194,18 @@ def main() -> None:
             lambda: import_file(src, Blockstore(scratch / "store1"), cid_version=1),
             base,
         )
+        timed(
+            "import v1-2025 into blockstore",
+            size,
+            lambda: import_file(src, Blockstore(scratch / "store2"), profile="unixfs-v1-2025"),
+            base,
+        )
         time_creates(scratch / "probe1", min(blocks, 1024))
         # Nothing is deleted before this point: deleted inodes make the next file
         # creations slower on a journal-less ext4 (see the docstring).
         shutil.rmtree(scratch / "store0")
         shutil.rmtree(scratch / "store1")
+        shutil.rmtree(scratch / "store2")
         timed("disk: copy + one fsync", size, lambda: copy_fsync(src, scratch / "copy"), base)
         timed(
             "disk: write + fsync per 256 KiB", size, lambda: raw_write(src, scratch / "raw"), base
