@@ -162,15 +162,19 @@ class CoalitionValue:
         ]
         self._memo: dict[frozenset[int], float] = {}
 
+    def model(self, coalition: Iterable[int]) -> Params:
+        """The previous model moved by the coalition's steps (players by index)."""
+        model: Params = [np.array(layer, dtype=np.float64) for layer in self.previous]
+        for player in sorted(set(coalition)):
+            for layer, step in zip(model, self._steps[player], strict=True):
+                layer += step
+        return model
+
     def __call__(self, coalition: Iterable[int]) -> float:
         key = frozenset(coalition)
         if key not in self._memo:
-            model = [layer.copy() for layer in self.previous]
-            for player in sorted(key):
-                for layer, step in zip(model, self._steps[player], strict=True):
-                    layer += step
             self.evaluations += 1
-            self._memo[key] = float(self.evaluate(model))
+            self._memo[key] = float(self.evaluate(self.model(key)))
         return self._memo[key]
 
     @property
