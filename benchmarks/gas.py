@@ -17,8 +17,15 @@ Totals:
 - `sale_single_unbatched`: purchase + a delivery of that order alone + the share of
   withdrawals, for comparison.
 - `report`: a report on a model by a license holder (goal: at most 50,000).
+- `fl_*`: a federated training task of 10 seats: `fl_register_node_key` (once per
+  training node key, for every task), `fl_join` (the dearest of 9 joins with an
+  allowance; goal 90,000), `fl_join_with_permit`, `fl_commit_round`, `fl_finalize_10`
+  (shares for 10 seats, one slashed, and the task's splitter created; goal 250,000),
+  `fl_claim` (the dearest contributor's claim; goal 60,000), `fl_publish_model` (the
+  splitter publishes the result) and `fl_release` (a contributor's share of a sale).
+  `--shares` also compares shares stored by seat with a Merkle root at 100 seats.
 
-Usage: python benchmarks/gas.py [--check]   (--check compares instead of writing)
+Usage: python benchmarks/gas.py [--check] [--shares]   (--check compares instead of writing)
 """
 
 from __future__ import annotations
@@ -38,9 +45,11 @@ from web3.types import TxReceipt
 from mercato.chain.anvil import AnvilSupervisor, dev_accounts, free_port
 from mercato.chain.contracts import (
     Delivery,
+    Federation,
     MercatoContracts,
     ModelId,
     ReportReason,
+    RevenueSplitter,
     VersionDigests,
 )
 from mercato.chain.deployment import TOKEN_UNIT, Deployment, deploy
@@ -54,6 +63,9 @@ WRAPPED_KEY = bytes(range(80))  # a sealed box of a 32-byte key is 80 bytes
 # A fixed permit deadline (1 January 2100): the signed message, hence its signature and
 # the calldata's zero bytes, are the same every run, so the gas is too.
 PERMIT_DEADLINE = 4_102_444_800
+FL_SEATS = 10
+FL_REWARD = 100 * TOKEN_UNIT
+FL_STAKE = 5 * TOKEN_UNIT
 
 # What the EVM charges at least, whatever the contract, for a one-transaction
 # "pay tokens, get a license" buy (see the floor notes printed below).
@@ -161,6 +173,100 @@ class GasBench:
             )
         free_model = creator.marketplace.publish(_digests(16), 0)
         gas["purchase_free"] = _used(lambda: buyer.marketplace.purchase(free_model, 0, bytes(32)))
+        gas.update(self.measure_federation(model))
+        return gas
+
+    def measure_federation(self, parent: ModelId) -> dict[str, int]:
+        """A task of 10 seats from creation to a released sale of its model."""
+        gas: dict[str, int] = {}
+        if self.deployment.federation is None:
+            return gas
+        address = self.deployment.federation
+        requester = self.client(self.new_account())
+        coordinator = self.client(self.new_account(0))
+        requester.token.approve(address, FL_REWARD)
+        now = int(self.w3.eth.get_block("latest")["timestamp"])
+        fed: Federation = requester.federation  # type: ignore[assignment]
+        coordinator_address = coordinator.token.sender.account.address  # type: ignore[union-attr]
+        gas["fl_create_task"] = _used(
+            lambda: fed._send(
+                "create_task",
+                b"\x5e" * 32,
+                FL_REWARD,
+                FL_STAKE,
+                2,
+                FL_SEATS,
+                now + 86_400,
+                now + 2 * 86_400,
+                coordinator_address,
+                parent,
+                1_000,
+            )
+        )
+        task_id = fed.task_count()
+        joins: list[int] = []
+        registrations: list[int] = []
+        seats = []
+        for seat in range(FL_SEATS - 1):
+            participant = self.client(self.new_account())
+            participant.token.approve(address, FL_STAKE)
+            assert participant.federation is not None
+            registered = participant.federation._send("register_node_key", _key(seat))
+            registrations.append(_gas(registered))
+            joins.append(_gas(participant.federation._send("join", task_id, _key(seat))))
+            seats.append(participant)
+        gas["fl_join"] = max(joins)
+        gas["fl_register_node_key"] = max(registrations)
+        last = self.client(self.new_account())
+        assert last.federation is not None
+        last.federation.register_node_key(_key(FL_SEATS))
+        gas["fl_join_with_permit"] = _used(
+            lambda: last.federation._send(  # type: ignore[union-attr]
+                "join_with_permit",
+                task_id,
+                _key(FL_SEATS),
+                FL_STAKE,
+                PERMIT_DEADLINE,
+                *last.token.sign_permit(
+                    last.token.sender.account,  # type: ignore[union-attr]
+                    address,
+                    FL_STAKE,
+                    PERMIT_DEADLINE,
+                ),
+            )
+        )
+        seats.append(last)
+        coordinated: Federation = coordinator.federation  # type: ignore[assignment]
+        # Seat 9 never contributes: it is slashed at finalize.
+        contributors = (1 << (FL_SEATS - 1)) - 1
+        gas["fl_commit_round"] = _used(
+            lambda: coordinated.commit_round(
+                task_id, 1, b"\x6d" * 32, b"\x72" * 32, contributors, 912_345
+            )
+        )
+        shares = [1_111] * (FL_SEATS - 2) + [10_000 - 1_111 * (FL_SEATS - 2), 0]
+        gas["fl_finalize_10"] = _used(lambda: coordinated._send("finalize", task_id, shares))
+        claims = []
+        for contributor in seats[:-1]:
+            assert contributor.federation is not None
+            claims.append(_gas(contributor.federation._send("claim", task_id)))
+        gas["fl_claim"] = max(claims)
+        splitter_address = coordinated.task(task_id).splitter
+        assert splitter_address is not None
+        splitter = RevenueSplitter(self.w3, splitter_address, coordinator.token.sender)
+        gas["fl_publish_model"] = _used(
+            lambda: splitter._send("publish_model", *_digests(19).as_args(), PRICE, 0)
+        )
+        model = splitter.model_id()
+        assert model is not None
+        buyer = self.client(self.new_account())
+        buyer.token.approve(self.deployment.marketplace, PRICE)
+        terms = buyer.marketplace.listing(model).terms()
+        buyer_address = buyer.token.sender.account.address  # type: ignore[union-attr]
+        buyer.marketplace.purchase(model, terms, b"\x07" * 32)
+        coordinator.marketplace.deliver(model, buyer_address, 1, WRAPPED_KEY)
+        first = seats[0].token.sender.account.address  # type: ignore[union-attr]
+        gas["fl_release"] = _used(lambda: splitter._send("release", first))
         return gas
 
     def _cycle(
@@ -204,6 +310,15 @@ class GasBench:
         }
 
 
+def _key(seat: int) -> bytes:
+    """A stand-in for the hash of a training node's public key."""
+    return (0xC0DE0000 + seat).to_bytes(32, "big")
+
+
+def _gas(receipt: TxReceipt) -> int:
+    return int(receipt["gasUsed"])
+
+
 def _used(send: Callable[[], TxReceipt]) -> int:
     return int(send()["gasUsed"])
 
@@ -237,6 +352,9 @@ def main() -> int:
         "sale_steady": 100_000,
         "sale_first_buyer": 140_000,
         "report": 50_000,
+        "fl_join": 90_000,
+        "fl_claim": 60_000,
+        "fl_finalize_10": 250_000,
     }
     print(f"{'operation':36} {'gas':>9} {'snapshot':>9} {'target':>9}")
     for name, used in gas.items():

@@ -7,7 +7,8 @@
         document named by the sha256 digest inside its CID) and names the
         coordinator whose node runs the rounds. Data owners `join` by staking
         and binding their training node's public key (its hash) to their
-        address: one seat per address, one seat per key. The coordinator
+        address (a node key is registered once to one account, for every task):
+        one seat per address, so one seat per key. The coordinator
         commits every round (the global model's digest, the round's record and
         the bitmap of seats whose update it used) before the next one starts,
         so exclusion is visible to everyone. `finalize` posts each seat's share
@@ -31,7 +32,7 @@
 """
 
 from ethereum.ercs import IERC20
-from interfaces import IModelRegistry
+from interfaces import IModelVersions
 from interfaces import IRevenueSplitter
 
 
@@ -66,6 +67,11 @@ event TaskCreated:
     join_deadline: uint256
     finish_deadline: uint256
     parent_model_id: uint256
+
+
+event NodeKeyRegistered:
+    node_key_hash: indexed(bytes32)
+    account: indexed(address)
 
 
 event Joined:
@@ -151,7 +157,8 @@ _contributors: HashMap[uint256, uint256]
 _splitters: HashMap[uint256, address]
 _share_sums: HashMap[uint256, HashMap[uint256, uint256]]
 _seats: HashMap[uint256, HashMap[address, uint256]]
-_key_seats: HashMap[uint256, HashMap[bytes32, uint256]]
+# Each training node key belongs to the first account that registered it, for good.
+node_key_owner: public(HashMap[bytes32, address])
 
 
 @deploy
@@ -262,16 +269,34 @@ def create_task_with_permit(
 
 
 @external
+def register_node_key(node_key_hash: bytes32):
+    """
+    @notice Registers a training node key to the caller, once and for good; `join`
+            takes only a key registered to its caller.
+    @custom:security A key hash copied from someone else's pending transaction and
+                     registered first is the copier's, but its seats can never send an
+                     update without the private key (they are slashed); the victim's
+                     registration reverts and it makes a new key. Keeping the
+                     registration out of `join` costs a data owner one transaction per
+                     key instead of a second new storage slot in every join.
+    @param node_key_hash The sha256 of the public key the node authenticates with.
+    """
+    assert node_key_hash != empty(bytes32), "federation: node key hash is empty"
+    assert self.node_key_owner[node_key_hash] == empty(address), "federation: node key already registered"
+    self.node_key_owner[node_key_hash] = msg.sender
+    log NodeKeyRegistered(node_key_hash=node_key_hash, account=msg.sender)
+
+
+@external
 def join(task_id: uint256, node_key_hash: bytes32):
     """
     @notice Takes the next seat of an open task: locks its stake and binds the
-            caller's training node key to the caller.
-    @dev The caller must have allowed this contract to spend the task's stake.
-    @custom:security One seat per address and one seat per key: a copy of someone
-                     else's key hash (seen in the mempool) takes the key first, but
-                     its seat can never send an update without the private key, so it
-                     is slashed; the victim's join reverts and it rejoins with a new
-                     key. Stakes make griefing joins cost what they block.
+            caller's training node key to the seat.
+    @dev The caller must have allowed this contract to spend the task's stake, and
+         registered the key (`register_node_key`).
+    @custom:security One seat per address, and a key belongs to one account, so one
+                     seat per key: nobody can bind a key whose updates someone else
+                     sends. Stakes make griefing joins cost what they block.
     @param task_id The task.
     @param node_key_hash The hash of the public key the caller's training node
            authenticates with; the coordinator admits exactly these keys.
@@ -517,13 +542,18 @@ def seat_of(task_id: uint256, account: address) -> uint256:
 @view
 def seat_of_key(task_id: uint256, node_key_hash: bytes32) -> uint256:
     """
-    @notice Returns the seat a training node key is bound to, plus one (0 = none);
+    @notice Returns the seat a training node key holds in a task, plus one (0 = none);
             the coordinator admits a node only when this is non-zero.
+    @dev The key's owner may hold a seat it took with another of its keys: the seat's
+         own key is the one in its `Joined` event.
     @param task_id The task.
     @param node_key_hash The hash of the node's public key.
     @return uint256 The seat + 1, or 0.
     """
-    return self._key_seats[task_id][node_key_hash]
+    owner: address = self.node_key_owner[node_key_hash]
+    if owner == empty(address):
+        return 0
+    return self._seats[task_id][owner] & _U8
 
 
 @external
@@ -613,7 +643,7 @@ def _create(
     if parent_model_id == 0:
         assert parent_royalty_bps == 0, "federation: royalty without a parent model"
     else:
-        assert staticcall IModelRegistry(REGISTRY).version_count(parent_model_id) != 0, (
+        assert staticcall IModelVersions(REGISTRY).version_count(parent_model_id) != 0, (
             "federation: parent model does not exist"
         )
         assert parent_royalty_bps <= MAX_ROYALTY_BPS, "federation: royalty above 50%"
@@ -665,10 +695,8 @@ def _join(task_id: uint256, node_key_hash: bytes32):
     seat: uint256 = (state >> 8) & _U8
     assert seat < (state >> 24) & _U8, "federation: task is full"
     assert self._seats[task_id][msg.sender] == 0, "federation: account already holds a seat"
-    assert node_key_hash != empty(bytes32), "federation: node key hash is empty"
-    assert self._key_seats[task_id][node_key_hash] == 0, "federation: node key already bound to a seat"
+    assert self.node_key_owner[node_key_hash] == msg.sender, "federation: node key is not registered to the caller"
     self._seats[task_id][msg.sender] = seat + 1
-    self._key_seats[task_id][node_key_hash] = seat + 1
     # @custom:security seat < max <= 128, so the participant count cannot carry out of its byte.
     self._state[task_id] = unsafe_add(state, 1 << 8)
     stake: uint256 = (state >> _STAKE_SHIFT) & MAX_AMOUNT

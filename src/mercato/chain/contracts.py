@@ -424,6 +424,260 @@ class Reports(_ContractClient):
         return self._send("report", model_id, int(reason), evidence_cid_digest)
 
 
+class TaskStatus(enum.IntEnum):
+    """Where a federated training task stands; values match the federation contract."""
+
+    NONE = 0
+    OPEN = 1
+    RUNNING = 2
+    FINALIZED = 3
+    CANCELLED = 4
+    ABORTED = 5
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """A federated training task as the federation contract stores it."""
+
+    task_id: int
+    requester: ChecksumAddress
+    coordinator: ChecksumAddress
+    spec_digest: bytes  # the sha256 digest inside the spec's CID
+    reward: TokenAmount
+    stake: TokenAmount
+    min_participants: int
+    max_participants: int
+    join_deadline: int  # unix seconds
+    finish_deadline: int
+    status: TaskStatus
+    participants: int
+    rounds: int
+    contributors: int  # bitmap of the seats any committed round used
+    splitter: ChecksumAddress | None  # set by finalize
+    parent_model_id: ModelId | None
+    parent_royalty_bps: int
+
+
+class Federation(_ContractClient):
+    """Federated training tasks: escrowed rewards, staked seats, rounds, shares, claims."""
+
+    artifact_name = "federation"
+
+    def create_task(
+        self,
+        spec_digest: bytes,
+        reward: int,
+        stake: int,
+        min_participants: int,
+        max_participants: int,
+        join_deadline: int,
+        finish_deadline: int,
+        coordinator: str,
+        parent_model_id: int = 0,
+        parent_royalty_bps: int = 0,
+    ) -> int:
+        """Posts a task, pulling `reward` from an allowance; returns the task id."""
+        receipt = self._send(
+            "create_task",
+            spec_digest,
+            reward,
+            stake,
+            min_participants,
+            max_participants,
+            join_deadline,
+            finish_deadline,
+            coordinator,
+            parent_model_id,
+            parent_royalty_bps,
+        )
+        return int(self.events(receipt, "TaskCreated")[0]["args"]["task_id"])
+
+    def create_task_with_permit(
+        self,
+        spec_digest: bytes,
+        reward: int,
+        stake: int,
+        min_participants: int,
+        max_participants: int,
+        join_deadline: int,
+        finish_deadline: int,
+        coordinator: str,
+        parent_model_id: int,
+        parent_royalty_bps: int,
+        token: Token,
+        permit_deadline: int,
+    ) -> int:
+        """Signs a permit for `reward` and posts the task in one transaction."""
+        if self.sender is None:
+            raise ChainError("Cannot create a task: this client has no account to send from.")
+        v, r, s = token.sign_permit(self.sender.account, self.address, reward, permit_deadline)
+        receipt = self._send(
+            "create_task_with_permit",
+            spec_digest,
+            reward,
+            stake,
+            min_participants,
+            max_participants,
+            join_deadline,
+            finish_deadline,
+            coordinator,
+            parent_model_id,
+            parent_royalty_bps,
+            permit_deadline,
+            v,
+            r,
+            s,
+        )
+        return int(self.events(receipt, "TaskCreated")[0]["args"]["task_id"])
+
+    def register_node_key(self, node_key_hash: bytes) -> TxReceipt:
+        """Registers a training node key to the sender, for good (once per key)."""
+        return self._send("register_node_key", node_key_hash)
+
+    def node_key_owner(self, node_key_hash: bytes) -> ChecksumAddress | None:
+        """The account a training node key is registered to, or None."""
+        owner = Web3.to_checksum_address(self._call("node_key_owner", node_key_hash))
+        return None if int(owner, 16) == 0 else owner
+
+    def join(self, task_id: int, node_key_hash: bytes) -> int:
+        """Takes a seat, pulling the stake from an allowance; returns the seat number."""
+        receipt = self._send("join", task_id, node_key_hash)
+        return int(self.events(receipt, "Joined")[0]["args"]["seat"])
+
+    def join_with_permit(
+        self, task_id: int, node_key_hash: bytes, stake: int, token: Token, permit_deadline: int
+    ) -> int:
+        """Signs a permit for `stake` and joins in one transaction; returns the seat."""
+        if self.sender is None:
+            raise ChainError("Cannot join a task: this client has no account to send from.")
+        v, r, s = token.sign_permit(self.sender.account, self.address, stake, permit_deadline)
+        receipt = self._send(
+            "join_with_permit", task_id, node_key_hash, stake, permit_deadline, v, r, s
+        )
+        return int(self.events(receipt, "Joined")[0]["args"]["seat"])
+
+    def cancel(self, task_id: int) -> TxReceipt:
+        return self._send("cancel", task_id)
+
+    def abort(self, task_id: int) -> TxReceipt:
+        return self._send("abort", task_id)
+
+    def commit_round(
+        self,
+        task_id: int,
+        round_number: int,
+        model_digest: bytes,
+        round_digest: bytes,
+        contributors: int,
+        metric: int,
+    ) -> TxReceipt:
+        """Commits a round; `contributors` is a bitmap of seats, `metric` is x 1e6."""
+        return self._send(
+            "commit_round", task_id, round_number, model_digest, round_digest, contributors, metric
+        )
+
+    def finalize(self, task_id: int, shares: Sequence[int]) -> ChecksumAddress:
+        """Posts the shares by seat (basis points); returns the task's revenue splitter."""
+        receipt = self._send("finalize", task_id, list(shares))
+        return Web3.to_checksum_address(self.events(receipt, "Finalized")[0]["args"]["splitter"])
+
+    def claim(self, task_id: int) -> TokenAmount:
+        """Takes what the sender is owed by an ended task; returns the amount paid."""
+        receipt = self._send("claim", task_id)
+        return TokenAmount(self.events(receipt, "Claimed")[0]["args"]["amount"])
+
+    def task(self, task_id: int) -> TaskRecord:
+        """The task's record (status NONE when it does not exist)."""
+        (
+            requester,
+            coordinator,
+            spec_digest,
+            reward,
+            stake,
+            min_participants,
+            max_participants,
+            join_deadline,
+            finish_deadline,
+            status,
+            participants,
+            rounds,
+            contributors,
+            splitter,
+            parent_model_id,
+            parent_royalty_bps,
+        ) = self._call("task", task_id)
+        return TaskRecord(
+            task_id=int(task_id),
+            requester=Web3.to_checksum_address(requester),
+            coordinator=Web3.to_checksum_address(coordinator),
+            spec_digest=bytes(spec_digest),
+            reward=TokenAmount(reward),
+            stake=TokenAmount(stake),
+            min_participants=int(min_participants),
+            max_participants=int(max_participants),
+            join_deadline=int(join_deadline),
+            finish_deadline=int(finish_deadline),
+            status=TaskStatus(status),
+            participants=int(participants),
+            rounds=int(rounds),
+            contributors=int(contributors),
+            splitter=None if int(splitter, 16) == 0 else Web3.to_checksum_address(splitter),
+            parent_model_id=ModelId(parent_model_id) if parent_model_id else None,
+            parent_royalty_bps=int(parent_royalty_bps),
+        )
+
+    def task_count(self) -> int:
+        return int(self._call("task_count"))
+
+    def seat_of(self, task_id: int, account: str) -> int | None:
+        """The account's seat number, or None without one."""
+        found = int(self._call("seat_of", task_id, account))
+        return found - 1 if found else None
+
+    def seat_of_key(self, task_id: int, node_key_hash: bytes) -> int | None:
+        """The seat a training node key is bound to, or None."""
+        found = int(self._call("seat_of_key", task_id, node_key_hash))
+        return found - 1 if found else None
+
+    def claimable(self, task_id: int, account: str) -> TokenAmount:
+        return TokenAmount(self._call("claimable", task_id, account))
+
+    def share_of(self, task_id: int, account: str) -> int:
+        """The account's share of a finalized task, in basis points."""
+        return int(self._call("share_of", task_id, account))
+
+
+class RevenueSplitter(_ContractClient):
+    """One finalized task's trained model, owned for its contributors."""
+
+    artifact_name = "revenue_splitter"
+
+    def publish_model(
+        self, digests: VersionDigests, price: int, license_duration: int = 0
+    ) -> ModelId:
+        """Publishes and lists the model, owned by the splitter; coordinator only, once."""
+        receipt = self._send("publish_model", *digests.as_args(), price, license_duration)
+        return ModelId(self.events(receipt, "ModelPublished")[0]["args"]["model_id"])
+
+    def set_provider(self, url: str) -> TxReceipt:
+        return self._send("set_provider", url)
+
+    def release(self, account: str) -> TokenAmount:
+        """Pays `account` its share of the model's sales so far; returns the amount."""
+        receipt = self._send("release", account)
+        return TokenAmount(self.events(receipt, "Released")[0]["args"]["amount"])
+
+    def releasable(self, account: str) -> TokenAmount:
+        return TokenAmount(self._call("releasable", account))
+
+    def released(self, account: str) -> TokenAmount:
+        return TokenAmount(self._call("released", account))
+
+    def model_id(self) -> ModelId | None:
+        found = int(self._call("model_id"))
+        return ModelId(found) if found else None
+
+
 @dataclass(frozen=True)
 class MercatoContracts:
     """The contracts of one deployment, bound to one sender."""
@@ -434,6 +688,8 @@ class MercatoContracts:
     reviews: Reviews
     # None on a deployment recorded before the reports contract existed.
     reports: Reports | None = None
+    # None on a deployment recorded before federated training existed.
+    federation: Federation | None = None
 
     @classmethod
     def connect(
@@ -445,4 +701,7 @@ class MercatoContracts:
             marketplace=Marketplace(w3, deployment.marketplace, sender),
             reviews=Reviews(w3, deployment.reviews, sender),
             reports=Reports(w3, deployment.reports, sender) if deployment.reports else None,
+            federation=(
+                Federation(w3, deployment.federation, sender) if deployment.federation else None
+            ),
         )

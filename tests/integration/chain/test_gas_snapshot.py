@@ -16,6 +16,9 @@ TARGETS = {
     "sale_steady": 100_000,
     "sale_first_buyer": 140_000,
     "report": 50_000,
+    "fl_join": 90_000,
+    "fl_claim": 60_000,
+    "fl_finalize_10": 250_000,
 }
 
 

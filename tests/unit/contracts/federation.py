@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,9 +33,18 @@ def splitter_at(address: str) -> Any:
     return BoaBackend.at(load_artifact("revenue_splitter"), address)
 
 
-def key_hash(seat: int) -> bytes:
-    """A stand-in for the hash of a training node's public key."""
-    return (0xC0DE0000 + seat).to_bytes(32, "big")
+def node_key(account: str) -> bytes:
+    """A stand-in for the hash of `account`'s training node public key."""
+    return hashlib.sha256(b"node key of " + account.encode()).digest()
+
+
+def register(fed: Any, account: str) -> bytes:
+    """Registers `account`'s node key unless it already is; returns the key hash."""
+    key = node_key(account)
+    if fed.node_key_owner(key) != account:
+        with boa.env.prank(account):
+            fed.register_node_key(key)
+    return key
 
 
 def now() -> int:
@@ -79,10 +89,15 @@ def create(fed: Any, requester: str, coordinator: str, terms: TaskTerms | None =
         return int(fed.create_task(*(terms or TaskTerms()).args(coordinator)))
 
 
+def join(fed: Any, task_id: int, account: str) -> None:
+    key = register(fed, account)
+    with boa.env.prank(account):
+        fed.join(task_id, key)
+
+
 def join_all(fed: Any, task_id: int, accounts: list[str]) -> None:
-    for seat, account in enumerate(accounts):
-        with boa.env.prank(account):
-            fed.join(task_id, key_hash(seat))
+    for account in accounts:
+        join(fed, task_id, account)
 
 
 def commit(fed: Any, task_id: int, coordinator: str, round_: int, contributors: int) -> None:

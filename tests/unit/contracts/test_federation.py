@@ -31,9 +31,11 @@ from tests.unit.contracts.federation import (
     commit,
     create,
     federation,
+    join,
     join_all,
-    key_hash,
+    node_key,
     now,
+    register,
     splitter_at,
 )
 
@@ -186,45 +188,70 @@ def test_create_task_refusals(
         fed.create_task(*args)
 
 
-# -- join -----------------------------------------------------------------------------
+# -- register_node_key and join ------------------------------------------------------
+
+
+def test_register_node_key_succeeds(fed: Any, bob: str) -> None:
+    with boa.env.prank(bob):
+        fed.register_node_key(node_key(bob))
+    event = only_event(fed, "NodeKeyRegistered")
+    assert (event.node_key_hash, event.account) == (node_key(bob), bob)
+    assert fed.node_key_owner(node_key(bob)) == bob
+
+
+def test_register_node_key_already_registered(fed: Any, bob: str, carol: str) -> None:
+    """A key hash copied from someone's pending registration is the copier's, and the
+    victim's registration is refused: it makes a new key instead."""
+    register(fed, bob)
+    with boa.env.prank(carol), reverts("federation: node key already registered"):
+        fed.register_node_key(node_key(bob))
+    with boa.env.prank(bob), reverts("federation: node key already registered"):
+        fed.register_node_key(node_key(bob))
+
+
+def test_register_node_key_empty(fed: Any, bob: str) -> None:
+    with boa.env.prank(bob), reverts("federation: node key hash is empty"):
+        fed.register_node_key(bytes(32))
 
 
 def test_join_succeeds(fed: Any, token: Any, task: int, participants: list[str]) -> None:
     bob, carol = participants[:2]
     before = token.balanceOf(bob)
+    key = register(fed, bob)
     with boa.env.prank(bob):
-        fed.join(task, key_hash(0))
+        fed.join(task, key)
     event = only_event(fed, "Joined")
     assert (event.task_id, event.participant, event.seat, event.node_key_hash) == (
         task,
         bob,
         0,
-        key_hash(0),
+        key,
     )
-    with boa.env.prank(carol):
-        fed.join(task, key_hash(1))
+    join(fed, task, carol)
     assert only_event(fed, "Joined").seat == 1
     assert (fed.seat_of(task, bob), fed.seat_of(task, carol)) == (1, 2)
-    assert fed.seat_of_key(task, key_hash(1)) == 2
-    assert fed.seat_of_key(task, key_hash(7)) == 0
+    assert fed.seat_of_key(task, node_key(carol)) == 2
+    assert fed.seat_of_key(task, node_key(participants[2])) == 0
     assert fed.task(task).participants == 2
     assert token.balanceOf(bob) == before - STAKE
     assert token.balanceOf(fed.address) == REWARD + 2 * STAKE
 
 
 def test_join_with_permit_succeeds(fed: Any, token: Any, task: int, signer: str) -> None:
+    key = register(fed, signer)
     deadline = now() + 600
     v, r, s = sign_permit(token, fed.address, STAKE, deadline)
     with boa.env.prank(signer):
-        fed.join_with_permit(task, key_hash(9), STAKE, deadline, v, r, s)
+        fed.join_with_permit(task, key, STAKE, deadline, v, r, s)
     assert fed.seat_of(task, signer) == 1
     assert token.allowance(signer, fed.address) == 0
 
 
 def test_join_after_the_deadline(fed: Any, task: int, participants: list[str]) -> None:
+    key = register(fed, participants[0])
     boa.env.time_travel(seconds=JOIN_WINDOW + 1)
     with boa.env.prank(participants[0]), reverts("federation: join deadline passed"):
-        fed.join(task, key_hash(0))
+        fed.join(task, key)
 
 
 def test_join_when_full(
@@ -233,33 +260,39 @@ def test_join_when_full(
     approve(token, fed.address, alice)
     task_id = create(fed, alice, coordinator, TaskTerms(min_participants=1, max_participants=2))
     join_all(fed, task_id, participants[:2])
+    key = register(fed, participants[2])
     with boa.env.prank(participants[2]), reverts("federation: task is full"):
-        fed.join(task_id, key_hash(2))
+        fed.join(task_id, key)
 
 
 def test_join_twice(fed: Any, task: int, participants: list[str]) -> None:
+    join(fed, task, participants[0])
     with boa.env.prank(participants[0]):
-        fed.join(task, key_hash(0))
+        fed.register_node_key(b"\x02" * 32)
         with reverts("federation: account already holds a seat"):
-            fed.join(task, key_hash(1))
+            fed.join(task, b"\x02" * 32)
 
 
-def test_join_with_a_key_already_bound(fed: Any, task: int, participants: list[str]) -> None:
-    """A copy of another participant's key hash (a front-run) never gets the key twice."""
+def test_join_with_another_accounts_key(fed: Any, task: int, participants: list[str]) -> None:
+    """Nobody binds a key whose updates someone else's node would send."""
+    bob, carol = participants[:2]
+    key = register(fed, bob)
+    with boa.env.prank(carol), reverts("federation: node key is not registered to the caller"):
+        fed.join(task, key)
+
+
+def test_join_with_an_unregistered_key(fed: Any, task: int, participants: list[str]) -> None:
     with boa.env.prank(participants[0]):
-        fed.join(task, key_hash(0))
-    with boa.env.prank(participants[1]), reverts("federation: node key already bound to a seat"):
-        fed.join(task, key_hash(0))
-
-
-def test_join_with_an_empty_key(fed: Any, task: int, participants: list[str]) -> None:
-    with boa.env.prank(participants[0]), reverts("federation: node key hash is empty"):
-        fed.join(task, bytes(32))
+        with reverts("federation: node key is not registered to the caller"):
+            fed.join(task, node_key(participants[0]))
+        with reverts("federation: node key is not registered to the caller"):
+            fed.join(task, bytes(32))
 
 
 def test_join_a_task_that_does_not_exist(fed: Any, participants: list[str]) -> None:
+    key = register(fed, participants[0])
     with boa.env.prank(participants[0]), reverts("federation: task does not exist"):
-        fed.join(42, key_hash(0))
+        fed.join(42, key)
 
 
 def test_join_after_the_first_round(
@@ -267,15 +300,17 @@ def test_join_after_the_first_round(
 ) -> None:
     commit(fed, joined, coordinator, 1, bitmap(0, 1))
     approve(token, fed.address, signer)
+    key = register(fed, signer)
     with boa.env.prank(signer), reverts("federation: training has started"):
-        fed.join(joined, key_hash(5))
+        fed.join(joined, key)
 
 
 def test_join_a_cancelled_task(fed: Any, task: int, alice: str, participants: list[str]) -> None:
+    key = register(fed, participants[0])
     with boa.env.prank(alice):
         fed.cancel(task)
     with boa.env.prank(participants[0]), reverts("federation: task has ended"):
-        fed.join(task, key_hash(0))
+        fed.join(task, key)
 
 
 # -- cancel ---------------------------------------------------------------------------
@@ -324,8 +359,7 @@ def test_cancel_after_the_first_round(fed: Any, joined: int, alice: str, coordin
 def test_abort_an_undersubscribed_task(
     fed: Any, token: Any, task: int, alice: str, participants: list[str], stranger: str
 ) -> None:
-    with boa.env.prank(participants[0]):
-        fed.join(task, key_hash(0))
+    join(fed, task, participants[0])
     with reverts("federation: task can still finish"):
         fed.abort(task)  # the join deadline has not passed
     boa.env.time_travel(seconds=JOIN_WINDOW + 1)
@@ -598,8 +632,8 @@ def test_claim_twice(fed: Any, joined: int, alice: str, participants: list[str])
 
 
 def test_claim_by_a_requester_who_also_joined(fed: Any, token: Any, task: int, alice: str) -> None:
+    join(fed, task, alice)
     with boa.env.prank(alice):
-        fed.join(task, key_hash(0))
         fed.cancel(task)
         assert fed.claimable(task, alice) == REWARD + STAKE
         assert fed.claim(task) == REWARD + STAKE

@@ -39,7 +39,8 @@ from tests.unit.contracts.federation import (
     SPEC,
     approve,
     federation,
-    key_hash,
+    join,
+    register,
 )
 
 BPS = 10_000
@@ -68,7 +69,6 @@ class TaskModel:
     paid_in: int = 0
     paid_out: int = 0
     claimed: set[str] = field(default_factory=set)
-    keys: set[bytes] = field(default_factory=set)
 
     def contributed(self, seat: int) -> bool:
         return (self.contributors >> seat) & 1 == 1
@@ -111,7 +111,6 @@ class FederationMachine(RuleBasedStateMachine):
         self.accounts = [*chain.accounts, chain.signer]
         self.coordinator = str(boa.env.generate_address())
         self.tasks: dict[int, TaskModel] = {}
-        self.keys = 0
         approve(self.token, self.fed.address, *self.accounts)
 
     def teardown(self) -> None:
@@ -172,9 +171,7 @@ class FederationMachine(RuleBasedStateMachine):
         """A task with three seats taken, so that runs start with rounds to commit."""
         self.create(0, reward, stake, 2, 1)
         for who in (1, 2, 3):
-            self.keys += 1
-            with boa.env.prank(self.accounts[who]):
-                self.fed.join(1, key_hash(self.keys))
+            join(self.fed, 1, self.accounts[who])
             self.tasks[1].seats.append(self.accounts[who])
             self.tasks[1].paid_in += stake
 
@@ -219,13 +216,13 @@ class FederationMachine(RuleBasedStateMachine):
         )
 
     @precondition(lambda self: self.tasks)
-    @rule(data=st.data(), who=st.integers(0, 5), reuse_key=st.booleans())
-    def join(self, data: st.DataObject, who: int, reuse_key: bool) -> None:
+    @rule(data=st.data(), who=st.integers(0, 5), borrowed_key=st.sampled_from([False] * 5 + [True]))
+    def join(self, data: st.DataObject, who: int, borrowed_key: bool) -> None:
         task_id = data.draw(st.sampled_from(sorted(self.tasks)))
         task = self.tasks[task_id]
         account = self.accounts[who]
-        self.keys += 1
-        key = key_hash(0 if reuse_key else self.keys)
+        # A borrowed key is another account's, registered to that account.
+        key = register(self.fed, self.accounts[(who + 1) % 6] if borrowed_key else account)
         reason = None
         if task.status != OPEN:
             reason = (
@@ -239,8 +236,8 @@ class FederationMachine(RuleBasedStateMachine):
             reason = "federation: task is full"
         elif account in task.seats:
             reason = "federation: account already holds a seat"
-        elif key in task.keys:
-            reason = "federation: node key already bound to a seat"
+        elif borrowed_key:
+            reason = "federation: node key is not registered to the caller"
         if reason is not None:
             with boa.env.prank(account), reverts(reason):
                 self.fed.join(task_id, key)
@@ -248,7 +245,6 @@ class FederationMachine(RuleBasedStateMachine):
         with boa.env.prank(account):
             self.fed.join(task_id, key)
         task.seats.append(account)
-        task.keys.add(key)
         task.paid_in += task.stake
 
     @precondition(lambda self: self._live())
