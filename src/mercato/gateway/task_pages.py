@@ -126,6 +126,7 @@ def create_task_pages(state: GatewayState) -> APIRouter:
             t=t,
             chart=metric_chart(detail),
             spec_cid=spec_cid(t.spec_digest),
+            round_cids={r.round: spec_cid(r.model_digest) for r in detail.rounds},
             spec_fields=spec_terms(detail.spec, mct),
             result_name=result_name,
             parent_name=parent_name,

@@ -342,6 +342,7 @@ def test_task_page_shows_terms_chart_participants_result_and_escapes_the_spec(
     assert 'id="result-model"' in done and 'href="/models/7"' in done
     assert "<svg" in done and 'data-series="accuracy"' in done  # the metric per round
     assert done.count("<circle") == 3
+    assert 'title="bafkrei' in done  # each round's global model by its raw CIDv1
     assert "100 MCT" in done and "5 MCT per participant" in done
     assert "40%" in done and 'id="join-command"' not in done
     hostile = client.get("/tasks/2").text
