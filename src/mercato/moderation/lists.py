@@ -153,16 +153,15 @@ class NodeDenylists:
         return lists
 
     def _file_stamp(self) -> tuple[tuple[int, int], ...]:
+        # Checked on every request: stat calls only, no file is read unless one changed.
+        paths = [self.subscriptions_path, self.local_path]
+        copies = self.root / "subscriptions"
+        if copies.is_dir():
+            paths.extend(sorted(copies.iterdir()))
         stamp = []
-        for path in (self.subscriptions_path, self.local_path):
+        for path in paths:
             try:
                 info = path.stat()
-                stamp.append((info.st_mtime_ns, info.st_size))
-            except FileNotFoundError:
-                stamp.append((0, -1))
-        for subscription in self.subscriptions():
-            try:
-                info = self._copy_path(subscription.source).stat()
                 stamp.append((info.st_mtime_ns, info.st_size))
             except FileNotFoundError:
                 stamp.append((0, -1))
