@@ -1,0 +1,123 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""A SuperNode runs Mercato's own app and nothing else.
+
+Flower ships an app (a FAB: a zip of a `pyproject.toml` and code) from the SuperLink to
+each SuperNode, which then runs it: a requester could send any code to the data owners'
+machines. Flower's own app verification needs a SuperLink that signs licences, which an
+open-source SuperLink does not. So the SuperNode Mercato starts (`python -m
+mercato.federation.pinning ...`, same flags as `flower-supernode`) checks every FAB it
+receives against the app shipped in the installed mercato package, file by file
+(sha256), before anything of it runs; any other FAB is refused and never reaches the
+ClientApp runner. Mercato's app is only a `pyproject.toml` naming modules of the
+installed package, so the code that runs is the code the data owner installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import sys
+import zipfile
+from collections.abc import Callable, Iterator
+from logging import ERROR
+from pathlib import Path
+from typing import Any
+
+from mercato.errors import FederationAppRefusedError
+
+APP_DIR = Path(__file__).parent / "app"
+_MANIFEST = ".info/CONTENT"
+
+
+def fab_files_digest(files: dict[str, bytes]) -> str:
+    """One sha256 over the sorted (path, sha256 of content) pairs of an app's files."""
+    lines = sorted(f"{path},{hashlib.sha256(data).hexdigest()}" for path, data in files.items())
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def build_app_fab() -> bytes:
+    """Build the FAB of the app shipped in this package (what the coordinator runs)."""
+    from flwr.cli.build import build_fab_from_disk
+
+    return build_fab_from_disk(APP_DIR)
+
+
+def expected_digest() -> str:
+    """The pinned digest: that of the shipped app's FAB files."""
+    return fab_digest(build_app_fab())
+
+
+def fab_digest(fab: bytes) -> str:
+    """The digest of a FAB's files (its manifest excluded: it only lists the others).
+
+    Raises:
+        FederationAppRefusedError: the bytes are not a readable zip.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(fab)) as archive:
+            files = {
+                name: archive.read(name)
+                for name in archive.namelist()
+                if name != _MANIFEST and not name.endswith("/")
+            }
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise FederationAppRefusedError(hashlib.sha256(fab).hexdigest(), "a Flower app") from exc
+    return fab_files_digest(files)
+
+
+def check_fab(fab: bytes, expected: str) -> None:
+    """Raise unless `fab` holds exactly the shipped app's files.
+
+    Raises:
+        FederationAppRefusedError: any file added, removed or changed.
+    """
+    got = fab_digest(fab)
+    if got != expected:
+        raise FederationAppRefusedError(got, expected)
+
+
+def _pinned_connection(original: Callable[..., Any], expected: str) -> Callable[..., Any]:
+    @contextlib.contextmanager
+    def wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        with original(*args, **kwargs) as conn:
+            conn = list(conn)
+            get_fab = conn[4]
+
+            def checked_get_fab(fab_hash: str, run_id: int) -> Any:
+                fab = get_fab(fab_hash, run_id)
+                check_fab(fab.content, expected)
+                return fab
+
+            conn[4] = checked_get_fab
+            yield tuple(conn)
+
+    return wrapper
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`flower-supernode` with every received app checked against the pinned one."""
+    from flwr.supercore.logger import log as flwr_log
+    from flwr.supernode import start_client_internal
+    from flwr.supernode.cli.flower_supernode import flower_supernode
+
+    expected = expected_digest()
+    original = start_client_internal._init_connection
+    start_client_internal._init_connection = _pinned_connection(original, expected)
+    # A refused app raises in the pull step; log it in words before Flower's own handler.
+    pull = start_client_internal._pull_and_store_message
+
+    def logged_pull(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return pull(*args, **kwargs)
+        except FederationAppRefusedError as exc:
+            flwr_log(ERROR, "REFUSED: %s", exc)
+            return None
+
+    start_client_internal._pull_and_store_message = logged_pull
+    sys.argv = ["flower-supernode", *(sys.argv[1:] if argv is None else argv)]
+    flower_supernode()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,308 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""The Flower processes of a task: one SuperLink (the coordinator's) and SuperNodes (the
+data owners'), each a process of its own, TLS always on.
+
+- `make_tls`: a CA and a server certificate for the SuperLink's address, generated with
+  `cryptography` into the task's directory (the CA certificate is what participants pin).
+- `SuperLink`: `flower-superlink` with TLS and SuperNode authentication; `admit(pem)`
+  registers exactly one participant key (the coordinator calls it for the keys that
+  joined on-chain, after checking each against its on-chain hash); `start_run` submits
+  Mercato's own app.
+- `SuperNode`: the pinned SuperNode (`mercato.federation.pinning`) with the data owner's
+  key, the CA to verify the SuperLink, and its data path in its own node config.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from mercato.errors import FederationRuntimeError
+from mercato.federation.keys import check_public_key
+from mercato.federation.pinning import APP_DIR
+
+CONNECTION = "mercato"
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files of the SuperLink's TLS: the CA certificate participants pin, and the
+    server's certificate and key."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def make_tls(directory: Path, host: str) -> TlsFiles:
+    """Create a CA and a server certificate for `host` (an IP or a DNS name).
+
+    Args:
+        directory: Where the PEM files go (created; the keys are 0600).
+        host: The SuperLink's public host name or IP address.
+
+    Returns:
+        The files.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP384R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Mercato federation CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA384())
+    )
+    key = ec.generate_private_key(ec.SECP384R1())
+    try:
+        alt: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        alt = x509.DNSName(host)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.SubjectAlternativeName([alt]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA384())
+    )
+    files = TlsFiles(directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    files.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    fd = os.open(files.key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    return files
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+class SuperLink:
+    """A `flower-superlink` process with TLS and SuperNode authentication on."""
+
+    def __init__(self, directory: Path, *, host: str = "127.0.0.1", port: int) -> None:
+        self.directory = directory
+        self.host = host
+        self.port = port
+        self.tls = make_tls(directory / "tls", host)
+        self.home = directory / "flwr-home"
+        self.home.mkdir(parents=True, exist_ok=True)
+        # The Flower CLI's connection to this SuperLink, pinned to our CA.
+        (self.home / "config.toml").write_text(
+            f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
+            f'address = "{host}:{port}"\nroot-certificates = "{self.tls.ca}"\n'
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        """The Fleet API address SuperNodes connect to."""
+        return f"{self.host}:{self.port}"
+
+    def _env(self) -> dict[str, str]:
+        return _env(self.home)
+
+    def start(self) -> None:
+        """Start the process and wait until its API answers.
+
+        Raises:
+            FederationRuntimeError: it exited or did not answer within a minute.
+        """
+        log = (self.directory / "superlink.log").open("ab")
+        self.process = subprocess.Popen(
+            [
+                _bin("flower-superlink"),
+                "--ssl-ca-certfile",
+                str(self.tls.ca),
+                "--ssl-certfile",
+                str(self.tls.cert),
+                "--ssl-keyfile",
+                str(self.tls.key),
+                "--enable-supernode-auth",
+                "--disable-runtime-dependency-installation",
+                "--database",
+                str(self.directory / "superlink.db"),
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self._env(),
+            cwd=self.directory,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise FederationRuntimeError("SuperLink", "the process exited at start")
+            try:
+                self._flwr(["supernode", "list", CONNECTION, "--format", "json"])
+                return
+            except FederationRuntimeError:
+                time.sleep(1)
+        raise FederationRuntimeError("SuperLink", "its API did not answer within 60 s")
+
+    def _flwr(self, args: list[str]) -> dict[str, object]:
+        done = subprocess.run(
+            [_bin("flwr"), *args],
+            capture_output=True,
+            env=self._env(),
+            cwd=self.directory,
+            timeout=120,
+            check=False,
+        )
+        text = done.stdout.decode("utf-8", "replace")
+        start = text.find("{")
+        try:
+            answer = json.loads(text[start:]) if start >= 0 else {}
+        except ValueError:
+            answer = {}
+        if done.returncode != 0 or not answer.get("success", False):
+            raise FederationRuntimeError(
+                f"'flwr {args[0]} {args[1] if len(args) > 1 else ''}'",
+                (text + done.stderr.decode("utf-8", "replace"))[-500:].strip(),
+            )
+        return answer
+
+    def admit(self, public_key_pem: bytes) -> int:
+        """Register one participant's SuperNode key; only registered keys may connect.
+
+        Args:
+            public_key_pem: The key (checked: a NIST-curve EC key in canonical PEM).
+
+        Returns:
+            The Flower node id the SuperLink gives that key.
+
+        Raises:
+            InvalidKeyMaterialError: not a key Flower accepts.
+            FederationRuntimeError: the SuperLink refused it.
+        """
+        key = check_public_key(public_key_pem)
+        ssh = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        keys_dir = self.directory / "admitted"
+        keys_dir.mkdir(exist_ok=True)
+        path = keys_dir / f"{len(list(keys_dir.iterdir()))}.pub"
+        path.write_bytes(ssh + b"\n")
+        answer = self._flwr(["supernode", "register", str(path), CONNECTION, "--format", "json"])
+        return int(str(answer["node-id"]))
+
+    def start_run(self, task_dir: Path, *, round_timeout: float, min_replies: int) -> int:
+        """Submit Mercato's own app, with `task_dir` for its rounds.
+
+        Returns:
+            The Flower run id.
+
+        Raises:
+            FederationRuntimeError: the SuperLink refused the run.
+        """
+        config = (
+            f'task-dir="{task_dir}" round-timeout={float(round_timeout)} '
+            f"min-replies={int(min_replies)}"
+        )
+        answer = self._flwr(
+            ["run", str(APP_DIR), CONNECTION, "--run-config", config, "--format", "json"]
+        )
+        return int(str(answer["run-id"]))
+
+    def stop(self) -> None:
+        """Stop the process (and wait for it)."""
+        _stop(self.process)
+
+
+class SuperNode:
+    """A data owner's pinned SuperNode process."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        superlink: str,
+        ca: Path,
+        private_key: Path,
+        data_path: Path,
+        runtime_port: int,
+    ) -> None:
+        self.directory = directory
+        self.args = [
+            sys.executable, "-m", "mercato.federation.pinning",
+            "--superlink", superlink,
+            "--root-certificates", str(ca),
+            "--auth-supernode-private-key", str(private_key),
+            "--node-config", f'data-path="{data_path}"',
+            "--port", str(runtime_port),
+            "--max-wait-time", "60",
+        ]  # fmt: skip
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        """Where the process writes its log."""
+        return self.directory / "supernode.log"
+
+    def start(self) -> None:
+        """Start the process."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        env = _env(self.directory / "flwr-home")
+        self.process = subprocess.Popen(
+            self.args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.directory
+        )
+
+    def kill(self) -> None:
+        """Kill the process at once (a data owner dropping out)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self) -> None:
+        """Stop the process (and wait for it)."""
+        _stop(self.process)
+
+
+def _env(home: Path) -> dict[str, str]:
+    # Flower starts its helpers (flower-superexec, flwr-clientapp) by name: this
+    # environment's own must come first on PATH.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return {**os.environ, "FLWR_HOME": str(home), "PATH": path}
+
+
+def _stop(process: subprocess.Popen[bytes] | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -1,0 +1,173 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""Real Flower processes on loopback: a SuperLink with TLS and SuperNode authentication,
+pinned SuperNodes training digits with Mercato's own app, and a tampered app refused.
+No chain here: the on-chain side of a task is tested in test_federation_chain.py."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from sklearn.datasets import load_digits
+
+from mercato.chain.anvil import free_port
+from mercato.federation import checkpoint, learning
+from mercato.federation.keys import load_or_create_node_key
+from mercato.federation.pinning import APP_DIR
+from mercato.federation.runtime import SuperLink, SuperNode
+from mercato.federation.spec import InputSchema, TaskSpec
+
+pytestmark = pytest.mark.integration
+
+SPEC = TaskSpec(
+    name="digits",
+    input=InputSchema(n_features=64, classes=tuple(range(10))),
+    rounds=2,
+    local_epochs=2,
+    min_participants=2,
+    max_participants=4,
+)
+
+
+def _task_dir(root: Path, nodes: dict[int, int]) -> Path:
+    directory = root / "task"
+    directory.mkdir()
+    (directory / "spec.json").write_bytes(SPEC.to_json_bytes())
+    (directory / "task.json").write_text(json.dumps({"task_id": 1}))
+    (directory / "nodes.json").write_text(json.dumps({str(k): v for k, v in nodes.items()}))
+    params = learning.initial_params(SPEC)
+    np.savez(directory / "initial.npz", **{f"p{i}": p for i, p in enumerate(params)})
+    return directory
+
+
+def _wait(predicate: object, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def superlink(tmp_path: Path) -> Iterator[SuperLink]:
+    link = SuperLink(tmp_path / "link", port=free_port())
+    link.start()
+    yield link
+    link.stop()
+
+
+def _owner(root: Path, name: str, features: np.ndarray, labels: np.ndarray) -> tuple[Path, bytes]:
+    directory = root / name
+    directory.mkdir()
+    np.savez(directory / "data.npz", X=features, y=labels)
+    private, pem = load_or_create_node_key(directory / "federation")
+    return private, pem
+
+
+def test_admitted_supernodes_train_rounds_over_tls(tmp_path: Path, superlink: SuperLink) -> None:
+    features, labels = load_digits(return_X_y=True)
+    features = features / 16.0
+    held_out = slice(1500, None)
+    parts = [np.flatnonzero(labels[:1500] % 2 == k) for k in range(2)]  # non-IID halves
+    nodes: dict[int, int] = {}
+    supernodes = []
+    for seat, rows in enumerate(parts):
+        private, pem = _owner(tmp_path, f"owner{seat}", features[rows], labels[rows])
+        nodes[superlink.admit(pem)] = seat
+        supernodes.append(
+            SuperNode(
+                tmp_path / f"owner{seat}",
+                superlink=superlink.address,
+                ca=superlink.tls.ca,
+                private_key=private,
+                data_path=tmp_path / f"owner{seat}" / "data.npz",
+                runtime_port=free_port(),
+            )
+        )
+    # A key nobody admitted: its SuperNode cannot take part.
+    intruder_key, _ = _owner(tmp_path, "intruder", features[:50], labels[:50])
+    intruder = SuperNode(
+        tmp_path / "intruder",
+        superlink=superlink.address,
+        ca=superlink.tls.ca,
+        private_key=intruder_key,
+        data_path=tmp_path / "intruder" / "data.npz",
+        runtime_port=free_port(),
+    )
+    task_dir = _task_dir(tmp_path, nodes)
+    try:
+        for node in [*supernodes, intruder]:
+            node.start()
+        superlink.start_run(task_dir, round_timeout=120, min_replies=2)
+        _wait(lambda: (task_dir / "round-0002.onnx").exists(), 400, "two rounds")
+        loaded = checkpoint.load(task_dir, 1, checkpoint_digest(task_dir))
+        assert loaded is not None
+        state, _ = loaded
+        assert state.round == 2
+        # Both admitted seats contributed to both rounds, with their own example counts.
+        assert [c.examples for c in state.contributions] == [
+            {0: len(parts[0]), 1: len(parts[1])}
+        ] * 2
+        session = ort.InferenceSession((task_dir / "round-0002.onnx").read_bytes())
+        predicted = session.run(None, {"X": features[held_out].astype(np.float32)})[0]
+        assert np.mean(predicted == labels[held_out]) > 0.8
+        assert "Received successfully" not in intruder.log_path.read_text()
+    finally:
+        for node in [*supernodes, intruder]:
+            node.stop()
+
+
+def checkpoint_digest(task_dir: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256((task_dir / "spec.json").read_bytes()).hexdigest()
+
+
+def test_a_supernode_refuses_an_app_other_than_mercatos(
+    tmp_path: Path, superlink: SuperLink
+) -> None:
+    features, labels = load_digits(return_X_y=True)
+    private, pem = _owner(tmp_path, "owner", features[:200] / 16.0, labels[:200])
+    node_id = superlink.admit(pem)
+    node = SuperNode(
+        tmp_path / "owner",
+        superlink=superlink.address,
+        ca=superlink.tls.ca,
+        private_key=private,
+        data_path=tmp_path / "owner" / "data.npz",
+        runtime_port=free_port(),
+    )
+    # The requester's "app": Mercato's, plus a module of its own the ClientApp would run.
+    tampered = tmp_path / "tampered"
+    shutil.copytree(APP_DIR, tampered)
+    marker = tmp_path / "stolen.txt"
+    (tampered / "steal.py").write_text(
+        "from flwr.clientapp import ClientApp\n"
+        "app = ClientApp()\n"
+        f"open({str(marker)!r}, 'w').write('ran')\n"
+    )
+    pyproject = (tampered / "pyproject.toml").read_text()
+    (tampered / "pyproject.toml").write_text(
+        pyproject.replace(
+            'clientapp = "mercato.federation.client_app:app"', 'clientapp = "steal:app"'
+        )
+    )
+    task_dir = _task_dir(tmp_path, {node_id: 0})
+    try:
+        node.start()
+        superlink._flwr(
+            ["run", str(tampered), "mercato", "--run-config",
+             f'task-dir="{task_dir}" round-timeout=30.0 min-replies=1', "--format", "json"]
+        )  # fmt: skip
+        _wait(lambda: "REFUSED" in node.log_path.read_text(), 200, "the refusal")
+        assert not marker.exists()
+        assert not (task_dir / "round-0001.onnx").exists()
+    finally:
+        node.stop()
