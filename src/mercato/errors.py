@@ -179,13 +179,39 @@ class ModelCardError(ModelPackageError):
 
 
 class ModelLicenseError(ModelCardError):
-    """The model card names no license, or one that is not an SPDX identifier."""
+    """The model card names no license, or one neither the Hub documents nor SPDX knows."""
 
     code = "model_card_license"
 
     def __init__(self, message: str, *, path: str = "", license: str | None = None) -> None:
         self.license = license
         super().__init__(message, path=path)
+
+
+class CardSectionsMissingError(ModelCardError):
+    """A paid model's card lacks a section a buyer must read (intended uses, limitations)."""
+
+    code = "model_card_sections_missing"
+    # What to add, in the words of the Hugging Face Hub's card template.
+    HOW_TO_ADD = {
+        "intended uses": "'## Uses' (or '## Intended uses & limitations') saying what the "
+        "model is for",
+        "limitations": "'## Bias, Risks, and Limitations' saying where it fails or must not "
+        "be used",
+    }
+
+    def __init__(
+        self, missing: tuple[str, ...], *, path: str = "", model_id: int | None = None
+    ) -> None:
+        self.missing = missing
+        self.model_id = model_id
+        adds = " and ".join(self.HOW_TO_ADD.get(name, f"a '{name}' section") for name in missing)
+        subject = f"Model {model_id}'s card" if model_id is not None else "The model card"
+        super().__init__(
+            f"{subject} has no {' and no '.join(missing)} section, which a buyer must read "
+            f"before paying. Add to README.md {adds}, or publish it free (price 0).",
+            path=path,
+        )
 
 
 class UnsafeModelFormatError(ModelPackageError):

@@ -66,6 +66,7 @@ EXIT_CODES: tuple[tuple[type[errors.MercatoError], int], ...] = (
     (errors.FetchTooLargeError, 36),
     (errors.StorageError, 32),
     (errors.CryptoError, 40),
+    (errors.CardSectionsMissingError, 52),
     (errors.ModelPackageError, 50),
     (errors.InferenceError, 51),
     (errors.ModelNotFoundError, 61),

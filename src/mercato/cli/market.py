@@ -102,6 +102,17 @@ def publish(
 
     # Every local check before the password is asked.
     package = load_named_package(path, name)
+    missing = package.card.missing_sections()
+    if missing and amount:
+        from mercato.models.card import require_buyer_sections
+
+        require_buyer_sections(package.card, path=str(package.root))
+    if missing:
+        err_console.print(
+            f"[yellow]warning:[/yellow] the card has no {' and no '.join(missing)} section. "
+            "A buyer reads these before paying: add them to README.md before you set a price.",
+            highlight=False,
+        )
     market = open_market(data_dir, rpc_url, account, password_file)
     step = "Hashing, encrypting and storing" if amount else "Hashing and storing"
     with byte_progress(step, package.total_size) as progress:

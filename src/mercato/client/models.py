@@ -33,7 +33,7 @@ from mercato.errors import (
     VersionNotFoundError,
 )
 from mercato.index import Indexer, IndexerConfig, SearchPage, SearchQuery
-from mercato.models.card import CARD_FILENAME, ModelCard, load_card
+from mercato.models.card import CARD_FILENAME, ModelCard, load_card, require_buyer_sections
 from mercato.models.package import ModelPackage, load_package
 from mercato.storage.encrypted import ENCRYPTION_CHUNK_SIZE
 from mercato.storage.exporter import iter_file
@@ -118,9 +118,13 @@ class ModelsAPI:
             NoGasError: The account holds no native currency to pay for the transactions.
             ModelPackageError: The package is invalid (each refusal has its own subclass),
                 or it has no name.
+            CardSectionsMissingError: The price is above 0 and the card says nothing of
+                the model's intended uses or limitations. Nothing is stored or sent.
             ContractRevertError: The registry or marketplace refused (bad lineage, price).
         """
         package = path if isinstance(path, ModelPackage) else load_named_package(path, name)
+        if price > 0:
+            require_buyer_sections(package.card, path=str(package.root))
         account = self._market.require_signer("publish a model")
         stored = self._store_package(
             package, encrypt=price > 0, progress=progress, owner=account.address
@@ -164,11 +168,15 @@ class ModelsAPI:
             NoGasError: The account holds no native currency to pay for the transaction.
             ModelNotFoundError: No such model.
             ModelPackageError: The package is invalid, or it would rename the model.
+            CardSectionsMissingError: The model is paid and the new card says nothing of
+                its intended uses or limitations. Nothing is stored or sent.
             ContractRevertError: The account does not own the model.
         """
         account = self._market.require_signer("add a version")
         listing = self.show(model_id).listing
         package = self.version_package(model_id, path)
+        if listing.price > 0:
+            require_buyer_sections(package.card, path=str(package.root), model_id=model_id)
         stored = self._store_package(
             package,
             encrypt=listing.price > 0 if encrypt is None else encrypt,
@@ -275,6 +283,8 @@ class ModelsAPI:
                 public bytes and never get a key. Nothing is sent.
             EncryptedVersionError: The price is 0 but the latest version is encrypted: a
                 free license delivers no key. Nothing is sent.
+            CardSectionsMissingError: The price is above 0 and the latest version's card
+                says nothing of the model's intended uses or limitations. Nothing is sent.
             ContractRevertError: The account does not own the model, or the price is too large.
         """
         self._market.require_signer("set a price")
@@ -282,6 +292,9 @@ class ModelsAPI:
         encrypted = self._is_encrypted(info.owner, info.latest)
         if price > 0 and not encrypted:
             raise UnencryptedVersionError(model_id, info.latest.version)
+        card = self.manifest(model_id).get("card") if price > 0 else None
+        if isinstance(card, dict):  # unreadable manifests are the store's concern, not this
+            require_buyer_sections(card, model_id=model_id)
         if price == 0 and encrypted:
             raise EncryptedVersionError(model_id, info.latest.version)
         self._market.contracts.marketplace.set_listing(model_id, price, license_duration, for_sale)

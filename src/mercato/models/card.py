@@ -3,9 +3,12 @@
 
 The front matter is the metadata block between two `---` lines at the top of the file;
 the rest is free text for people. Mercato reads the fields the Hub documents (license,
-tags, pipeline_tag, datasets, metrics, base_model, language, library_name) and requires
-a license that is an SPDX identifier or expression, so a buyer knows the terms before
-paying.
+license_name, license_link, tags, pipeline_tag, datasets, metrics, base_model,
+base_model_relation, language, library_name, model-index, widget, co2_eq_emissions and
+the gating fields `extra_gated_*`, see `mercato.models.hub_fields`) and requires a
+license a buyer can look up before paying: an id the Hub documents (kept as the Hub
+writes it, see `mercato.models.licenses`), an SPDX expression, or `other` with the
+card's own `license_name` (and its text in a LICENSE file or at `license_link`).
 
 Three optional fields help a buyer try the model (see docs/models.md): `features`
 names the columns of the input (a list, or a mapping from input name to list),
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +29,10 @@ from typing import Any
 import yaml
 from license_expression import ExpressionError, Licensing, get_spdx_licensing
 
-from mercato.errors import ModelCardError, ModelLicenseError
+from mercato.errors import CardSectionsMissingError, ModelCardError, ModelLicenseError
+from mercato.models import hub_fields
+from mercato.models.licenses import OTHER, hub_license, spdx_link
+from mercato.models.sections import missing_sections
 
 CARD_FILENAME = "README.md"
 
@@ -36,6 +43,7 @@ _STRING_FIELDS = ("pipeline_tag", "library_name", "base_model_relation")
 MAX_NAMES = 4096
 MAX_NAME_CHARS = 128
 MAX_EXAMPLE_CHARS = 64 * 1024
+MAX_LICENSE_TEXT = 64 * 1024  # a custom licence's text, kept in the public manifest
 
 
 @functools.cache
@@ -49,7 +57,14 @@ class ModelCard:
     """The metadata of a model card, normalised.
 
     Attributes:
-        license: The SPDX license expression in its canonical spelling (`Apache-2.0`).
+        license: A licence id the Hub documents, as the Hub writes it (`apache-2.0`,
+            `llama3.1`, `other`), or an SPDX expression in SPDX's spelling
+            (`MIT OR Apache-2.0`).
+        license_name: The card's name for its licence (required with `other`).
+        license_link: Where the licence's text is: an http(s) address, or a file of the
+            package (`LICENSE`).
+        license_text: A custom licence's text, read from the package's licence file
+            when the license is `other` (see `validate_package`); None otherwise.
         language: Natural languages the model handles (ISO 639 codes), possibly empty.
         tags: Free-form tags.
         pipeline_tag: The Hub task name (`tabular-classification`, ...), if given.
@@ -62,10 +77,17 @@ class ModelCard:
             mapping from input name to list; empty when the card names none.
         classes: Names of a classifier's classes, in the order of its probabilities.
         example: A try input (JSON text, the format `mercato try` takes), or None.
+        model_index: The card's `model-index`: evaluation results the creator reports.
+        widget: The card's `widget` examples.
+        co2_eq_emissions: Training emissions (`emissions` in grams, and how measured).
+        gating: The `extra_gated_*` fields: what the creator asks of a user.
         text: The free text after the front matter.
     """
 
     license: str
+    license_name: str | None = None
+    license_link: str | None = None
+    license_text: str | None = None
     language: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     pipeline_tag: str | None = None
@@ -77,7 +99,19 @@ class ModelCard:
     features: list[str] | dict[str, list[str]] = field(default_factory=list)
     classes: list[str] = field(default_factory=list)
     example: str | None = None
+    model_index: list[dict[str, Any]] = field(default_factory=list)
+    widget: list[dict[str, Any]] = field(default_factory=list)
+    co2_eq_emissions: dict[str, str] | None = None
+    gating: dict[str, Any] = field(default_factory=dict)
     text: str = ""
+
+    def missing_sections(self) -> tuple[str, ...]:
+        """The sections a paid listing needs that the card's text lacks.
+
+        Returns:
+            `intended uses`, `limitations`, both or neither (see `mercato.models.sections`).
+        """
+        return missing_sections(self.text)
 
     def to_manifest(self) -> dict[str, Any]:
         """Return the card fields that go into the canonical manifest.
@@ -87,6 +121,10 @@ class ModelCard:
             adding a field later does not change existing manifests.
         """
         out: dict[str, Any] = {"license": self.license}
+        for name in ("license_name", "license_link", "license_text"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
         for name in _LIST_FIELDS:
             out[name] = list(getattr(self, name))
         for name in _STRING_FIELDS:
@@ -104,6 +142,14 @@ class ModelCard:
             out["classes"] = list(self.classes)
         if self.example is not None:
             out["example"] = self.example
+        # The Hub's own spellings, so a manifest reads like the card it came from.
+        if self.model_index:
+            out["model-index"] = self.model_index
+        if self.widget:
+            out["widget"] = self.widget
+        if self.co2_eq_emissions is not None:
+            out["co2_eq_emissions"] = self.co2_eq_emissions
+        out.update(self.gating)
         # The card's free text is public, as on the Hub: a marketplace page shows it
         # before anyone buys (the artifact itself may be encrypted).
         if self.text.strip():
@@ -112,37 +158,46 @@ class ModelCard:
 
 
 def normalize_license(value: object, *, path: str = "") -> str:
-    """Check that `value` is an SPDX license expression and return its canonical form.
+    """Check that `value` names a licence a buyer can look up, and spell it one way.
 
     Args:
         value: The `license` field of the front matter.
         path: The card's path, for the error message.
 
     Returns:
-        The expression spelled as SPDX spells it (`apache-2.0` -> `Apache-2.0`).
+        A Hub id as the Hub writes it (`Apache-2.0` -> `apache-2.0`, `Llama3.1` ->
+        `llama3.1`), else the SPDX expression as SPDX spells it (`mit or gpl-2.0+` ->
+        `MIT OR GPL-2.0-or-later`).
 
     Raises:
-        ModelLicenseError: the value is missing, not a string, or not SPDX.
+        ModelLicenseError: the value is missing, not a string, or neither a Hub id nor
+            an SPDX expression.
     """
     if value is None or value == "":
         raise ModelLicenseError(
             "The model card names no license. Add a line such as 'license: apache-2.0' "
-            "(an SPDX identifier) to the YAML front matter of README.md.",
+            "(a licence id the Hugging Face Hub documents, or an SPDX identifier) to the "
+            "YAML front matter of README.md.",
             path=path,
         )
     if not isinstance(value, str):
         raise ModelLicenseError(
-            f"The model card's license must be one SPDX expression, got {value!r}. "
-            "Write it as a string, e.g. 'license: mit'.",
+            f"The model card's license must be one licence id or SPDX expression, got "
+            f"{value!r:.100}. Write it as a string, e.g. 'license: mit'.",
             path=path,
         )
+    known = hub_license(value)
+    if known is not None:
+        return known.id
     try:
         expression = _licensing().parse(value, validate=True, strict=True)
     except ExpressionError as exc:
         raise ModelLicenseError(
-            f"The model card's license {value!r} is not an SPDX identifier ({exc}). "
-            "Use an id from https://spdx.org/licenses/ such as 'apache-2.0', 'mit' or "
-            "'cc-by-4.0'.",
+            f"The model card's license {value!r:.100} is neither a licence id the Hugging "
+            "Face Hub documents (apache-2.0, llama3.1, creativeml-openrail-m, cc-by-nc-4.0...) "
+            f"nor an SPDX expression ({exc}). Use one of those (SPDX ids are listed at "
+            "https://spdx.org/licenses/), or 'license: other' with 'license_name' and "
+            "'license_link'.",
             path=path,
             license=value,
         ) from exc
@@ -311,8 +366,24 @@ def parse_card(text: str, *, path: str = "") -> ModelCard:
     front, body = split_front_matter(text, path=path)
     lists = {key: _string_list(front, key, path) for key in _LIST_FIELDS}
     strings = {key: _optional_string(front, key, path) for key in _STRING_FIELDS}
+    license = normalize_license(front.get("license"), path=path)
+    license_name = front.get("license_name")
+    if license_name is not None:
+        license_name = hub_fields.text(license_name, "license_name", path)
+    elif license == OTHER:
+        raise ModelLicenseError(
+            "The model card says 'license: other' but gives no 'license_name'. Name the "
+            "licence ('license_name: my-licence') and give its text in a LICENSE file or "
+            "at 'license_link'.",
+            path=path,
+            license=license,
+        )
+    link = front.get("license_link")
+    co2 = front.get("co2_eq_emissions")
     return ModelCard(
-        license=normalize_license(front.get("license"), path=path),
+        license=license,
+        license_name=license_name,
+        license_link=hub_fields.link(link, "license_link", path) if link is not None else None,
         language=lists["language"],
         tags=lists["tags"],
         pipeline_tag=strings["pipeline_tag"],
@@ -324,6 +395,12 @@ def parse_card(text: str, *, path: str = "") -> ModelCard:
         features=_features(front, path),
         classes=_names(front["classes"], "classes", path) if front.get("classes") else [],
         example=_example(front, path),
+        model_index=hub_fields.model_index(front["model-index"], path)
+        if front.get("model-index") is not None
+        else [],
+        widget=hub_fields.widget(front["widget"], path) if front.get("widget") is not None else [],
+        co2_eq_emissions=hub_fields.co2(co2, path) if co2 is not None else None,
+        gating=hub_fields.gating(front, path),
         text=body,
     )
 
@@ -365,7 +442,10 @@ def render_card(card: ModelCard) -> str:
     Returns:
         README.md text; the same card always renders to the same bytes.
     """
-    front: dict[str, Any] = {"license": card.license.lower()}
+    front: dict[str, Any] = {"license": card.license}
+    for name in ("license_name", "license_link"):
+        if getattr(card, name) is not None:
+            front[name] = getattr(card, name)
     for name in ("language", "library_name", "pipeline_tag", "tags", "datasets", "metrics"):
         value = getattr(card, name)
         if value:
@@ -380,5 +460,102 @@ def render_card(card: ModelCard) -> str:
         front["classes"] = card.classes
     if card.example is not None:
         front["example"] = card.example
+    if card.model_index:
+        front["model-index"] = card.model_index
+    if card.widget:
+        front["widget"] = card.widget
+    if card.co2_eq_emissions is not None:
+        front["co2_eq_emissions"] = card.co2_eq_emissions
+    for key, value in card.gating.items():
+        if key == "extra_gated_fields":  # back to the Hub's mapping of name to type
+            value = {
+                f["name"]: {"type": f["type"], "options": f["options"]} if "options" in f
+                else f["type"]
+                for f in value
+            }  # fmt: skip
+        front[key] = value
     header = yaml.safe_dump(front, sort_keys=False, allow_unicode=True, default_flow_style=False)
     return f"---\n{header}---\n{card.text}"
+
+
+@dataclass(frozen=True)
+class LicenseTerms:
+    """The licence terms a card names: what a buyer agrees to.
+
+    Attributes:
+        id: The licence id as the Hub writes it (`apache-2.0`, `llama3.1`, `other`), or
+            the SPDX expression (`MIT OR Apache-2.0`).
+        name: Its name (`Apache license 2.0`; the card's `license_name` for `other`).
+        link: Where its text is: an http(s) address, a file of the package, or None.
+        text: A custom licence's own text (`other` with a licence file), else "".
+    """
+
+    id: str
+    name: str
+    link: str | None
+    text: str = ""
+
+    def canonical_bytes(self) -> bytes:
+        """The terms as bytes that are the same wherever they are computed.
+
+        Returns:
+            UTF-8 JSON of `id`, `link`, `name` and `text`, keys sorted, no spaces.
+        """
+        document = {"id": self.id, "link": self.link, "name": self.name, "text": self.text}
+        return json.dumps(
+            document, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode("utf-8")
+
+
+def _card_value(card: ModelCard | Mapping[str, Any], key: str) -> str | None:
+    value = getattr(card, key, None) if isinstance(card, ModelCard) else card.get(key)
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def license_terms(card: ModelCard | Mapping[str, Any]) -> LicenseTerms:
+    """The licence terms of a card, or of a manifest's `card` (perhaps another node's).
+
+    A licence the Hub documents is named and linked from Mercato's own table, whatever
+    the card says, so a card cannot show a well-known name over other terms; only
+    `other` takes the card's `license_name`, `license_link` and licence text.
+
+    Args:
+        card: A parsed card, or the `card` mapping of a manifest.
+
+    Returns:
+        The terms; spelled one way (`Apache-2.0` and `apache-2.0` give the same bytes).
+    """
+    written = _card_value(card, "license") or "unknown"
+    known = hub_license(written)
+    if known is not None and known.id != OTHER:
+        return LicenseTerms(known.id, known.name, known.link)
+    if known is not None:  # other: the card's own licence
+        name = _card_value(card, "license_name") or "Other"
+        link = _card_value(card, "license_link")
+        if link is not None and not (
+            hub_fields.is_web_link(link) or hub_fields.is_package_path(link)
+        ):
+            link = None  # a manifest from elsewhere may hold anything
+        return LicenseTerms(OTHER, name, link, _card_value(card, "license_text") or "")
+    # An SPDX expression: one id has its SPDX page, a compound one has none.
+    single = written if " " not in written.strip() and "(" not in written else None
+    return LicenseTerms(written, written, spdx_link(single) if single else None)
+
+
+def require_buyer_sections(
+    card: ModelCard | Mapping[str, Any], *, path: str = "", model_id: int | None = None
+) -> None:
+    """Refuse a paid listing whose card does not tell buyers its uses and limitations.
+
+    Args:
+        card: A parsed card, or the `card` mapping of a published manifest.
+        path: The card's path, for the error.
+        model_id: The model, when it is published already.
+
+    Raises:
+        CardSectionsMissingError: intended uses or limitations are missing or empty.
+    """
+    text = card.text if isinstance(card, ModelCard) else card.get("text")
+    missing = missing_sections(text if isinstance(text, str) else "")
+    if missing:
+        raise CardSectionsMissingError(missing, path=path, model_id=model_id)

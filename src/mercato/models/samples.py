@@ -32,7 +32,7 @@ from mercato.models.card import ModelCard
 from mercato.models.package import ModelPackage
 from mercato.models.sklearn import export_sklearn
 
-SAMPLE_LICENSE = "CC0-1.0"
+SAMPLE_LICENSE = "cc0-1.0"
 # The card's try fields (see docs/models.md): what the web form and the CLI's tables show.
 IRIS_TRY = {
     "features": ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"],
@@ -42,6 +42,15 @@ IRIS_TRY = {
 DIABETES_TRY = {
     "features": ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"],
 }
+
+
+# The sections a buyer reads before paying (see mercato.models.sections): every sample
+# has them, since the demo sells most of them.
+_TEACHING = (
+    "\n## Uses\n\nA teaching example: it shows how Mercato publishes, tries and sells a "
+    "model. {uses}\n\n## Bias, Risks, and Limitations\n\n{limits} Not for any decision "
+    "that matters.\n"
+)
 
 
 def _card(text: str, **fields: object) -> ModelCard:
@@ -70,7 +79,12 @@ def build_iris(directory: Path) -> ModelPackage:
     card = _card(
         "# iris-logreg\n\nClassifies iris flowers (setosa, versicolor, virginica) from "
         "sepal and petal length and width in cm. Input `X`: float32 [N, 4]. Outputs: "
-        "`label` (int64 [N]) and `probabilities` (float32 [N, 3]).\n",
+        "`label` (int64 [N]) and `probabilities` (float32 [N, 3]).\n"
+        + _TEACHING.format(
+            uses="It tells apart three iris species from four measurements in cm.",
+            limits="Trained briefly, on purpose, on the 150 flowers of one 1936 data set: "
+            "it underfits, and knows no other species.",
+        ),
         pipeline_tag="tabular-classification",
         tags=["sample", "iris", "logistic-regression"],
         datasets=["scikit-learn/iris"],
@@ -95,7 +109,12 @@ def build_iris_tuned(directory: Path) -> ModelPackage:
     model.fit(data.data, data.target)  # warm_start: continues from the parent's weights
     card = _card(
         "# iris-logreg-tuned\n\n`iris-logreg` trained further (warm start, up to 500 "
-        "iterations) on the same data. Same inputs and outputs as its parent.\n",
+        "iterations) on the same data. Same inputs and outputs as its parent.\n"
+        + _TEACHING.format(
+            uses="It tells apart three iris species from four measurements in cm.",
+            limits="Trained on the 150 flowers of one 1936 data set, and scored on the same "
+            "flowers: it knows no other species, and its scores are optimistic.",
+        ),
         pipeline_tag="tabular-classification",
         tags=["sample", "iris", "logistic-regression"],
         datasets=["scikit-learn/iris"],
@@ -129,7 +148,12 @@ def build_digits(directory: Path) -> ModelPackage:
     card = _card(
         "# digits-mlp\n\nRecognises handwritten digits 0-9. Input `X`: float32 [N, 64], "
         "an 8x8 image flattened row by row, pixel values 0-16. Outputs: `label` "
-        "(int64 [N]) and `probabilities` (float32 [N, 10]).\n",
+        "(int64 [N]) and `probabilities` (float32 [N, 10]).\n"
+        + _TEACHING.format(
+            uses="It reads one handwritten digit, 0-9, drawn on an 8x8 grid.",
+            limits="Trained on 1,797 digits from 43 writers at 8x8 pixels: letters, other "
+            "scripts, larger pictures and several digits at once are beyond it.",
+        ),
         pipeline_tag="image-classification",
         tags=["sample", "digits", "mlp"],
         datasets=["scikit-learn/digits"],
@@ -157,7 +181,12 @@ def build_diabetes(directory: Path) -> ModelPackage:
         "# diabetes-gbr\n\nPredicts a quantitative measure of diabetes progression one "
         "year after baseline from 10 standardised features (age, sex, BMI, blood "
         "pressure, six blood serum measurements). Input `X`: float32 [N, 10]. Output: "
-        "`variable` (float32 [N, 1]).\n",
+        "`variable` (float32 [N, 1]).\n"
+        + _TEACHING.format(
+            uses="It predicts a disease-progression score from ten standardised measurements.",
+            limits="Fitted on 442 patients of one study; it is no medical advice and knows "
+            "nothing of the measurements' units before standardisation.",
+        ),
         pipeline_tag="tabular-regression",
         tags=["sample", "diabetes", "gradient-boosting"],
         datasets=["scikit-learn/diabetes"],

@@ -19,19 +19,23 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 import onnx
 from google.protobuf.message import DecodeError
 from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
-from mercato.errors import ModelTooLargeError, OnnxModelError, PackagePathError
-from mercato.models.card import CARD_FILENAME, ModelCard, load_card
+from mercato.errors import ModelLicenseError, ModelTooLargeError, OnnxModelError, PackagePathError
+from mercato.models.card import CARD_FILENAME, MAX_LICENSE_TEXT, ModelCard, load_card
 from mercato.models.formats import check_file
+from mercato.models.hub_fields import is_package_path
+from mercato.models.licenses import OTHER
 
 # Directories a checkout may carry that are never part of the model.
 _SKIPPED_DIRS = {".git"}
+# Where the Hub asks for a custom licence's text (`license: other`), besides license_link.
+LICENSE_FILES = ("LICENSE", "LICENSE.md", "LICENSE.txt")
 
 
 @dataclass(frozen=True)
@@ -346,6 +350,65 @@ def find_entry(files: list[str], root: Path) -> str:
     )
 
 
+def custom_license_text(card: ModelCard, files: list[str], root: Path) -> ModelCard:
+    """Read a custom licence's text (`license: other`) from the package into the card.
+
+    The text goes into the public manifest, so a buyer reads the terms before paying
+    even when the package itself is encrypted.
+
+    Args:
+        card: The parsed card.
+        files: The package's files.
+        root: The package directory.
+
+    Returns:
+        The card, with `license_text` when the licence is `other` and its file is here.
+
+    Raises:
+        ModelLicenseError: `license: other` with neither a licence file nor an http(s)
+            `license_link`; `license_link` names a file the package lacks; or the text
+            is not UTF-8 or over `MAX_LICENSE_TEXT` characters.
+    """
+    if card.license != OTHER:
+        return card
+    link = card.license_link
+    if link is not None and is_package_path(link):
+        if link not in files:
+            raise ModelLicenseError(
+                f"The card's license_link names {link!r}, which is not a file of the package. "
+                "Add the licence's text there, or link to it with an http(s) address.",
+                path=CARD_FILENAME,
+                license=card.license,
+            )
+        chosen: str | None = link
+    else:
+        chosen = next((name for name in LICENSE_FILES if name in files), None)
+    if chosen is None:
+        if link is not None:  # an http(s) address: the terms are there
+            return card
+        raise ModelLicenseError(
+            "The card says 'license: other' but the package has no LICENSE file and the "
+            "card no license_link. Add the licence's text as LICENSE, or set license_link.",
+            path=CARD_FILENAME,
+            license=card.license,
+        )
+    try:
+        text = (root / chosen).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ModelLicenseError(
+            f"{chosen} is not UTF-8 text. Save the licence as UTF-8.",
+            path=chosen,
+            license=card.license,
+        ) from exc
+    if not text.strip() or len(text) > MAX_LICENSE_TEXT:
+        raise ModelLicenseError(
+            f"{chosen} must hold the licence's text, 1 to {MAX_LICENSE_TEXT} characters.",
+            path=chosen,
+            license=card.license,
+        )
+    return replace(card, license_text=text)
+
+
 def validate_package(
     root: Path, *, entry: str | None = None, limits: PackageLimits | None = None
 ) -> ValidatedPackage:
@@ -363,13 +426,14 @@ def validate_package(
         PackagePathError: a path leaves the package or `root` is not a directory.
         ModelTooLargeError: a size or count limit is exceeded.
         ModelCardError: README.md is missing or malformed.
-        ModelLicenseError: the card names no SPDX license.
+        ModelLicenseError: the card names no licence the Hub documents nor an SPDX one,
+            or `license: other` without its name and text.
         UnsafeModelFormatError: a file is a pickle, code, or a Keras Lambda model.
         OnnxModelError: no single ONNX entry, or it fails the checker.
     """
     limits = limits or PackageLimits()
     files = walk_package(root, limits)
-    card = load_card(root / CARD_FILENAME)
+    card = custom_license_text(load_card(root / CARD_FILENAME), files, root)
     for name in files:
         check_file(root / name, display=name)
     entry = entry or find_entry(files, root)

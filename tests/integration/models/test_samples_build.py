@@ -59,7 +59,8 @@ def test_sample_manifests(samples: dict[str, ModelPackage]) -> None:
     assert digits.manifest["inputs"][0]["shape"] == ["N", 64]
     assert samples["diabetes-gbr"].manifest["card"]["pipeline_tag"] == "tabular-regression"
     for package in samples.values():
-        assert package.card.license == "CC0-1.0"
+        assert package.card.license == "cc0-1.0"
+        assert package.card.missing_sections() == ()
         assert package.manifest["producer"]["name"] == "skl2onnx"
 
 

@@ -22,7 +22,7 @@ def test_manifest_describes_the_package(make_package: MakePackage) -> None:
     m = package.manifest
     assert m["manifest_version"] == 1
     assert m["name"] == "scale"
-    assert m["card"]["license"] == "Apache-2.0"
+    assert m["card"]["license"] == "apache-2.0"
     assert m["card"]["tags"] == ["test"]
     assert m["inputs"] == [{"name": "X", "kind": "tensor", "dtype": "float32", "shape": ["N", 4]}]
     assert m["outputs"] == [{"name": "Y", "kind": "tensor", "dtype": "float32", "shape": ["N", 64]}]

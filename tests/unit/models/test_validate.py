@@ -36,7 +36,7 @@ def test_valid_package_lists_files_with_roles(make_package: MakePackage) -> None
         "model.onnx.data": "external_data",
     }
     assert package.entry == "model.onnx"
-    assert package.card.license == "Apache-2.0"
+    assert package.card.license == "apache-2.0"
 
 
 def _point_external_data_at(root: Path, location: str) -> None:
