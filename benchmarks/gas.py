@@ -63,6 +63,10 @@ WRAPPED_KEY = bytes(range(80))  # a sealed box of a 32-byte key is 80 bytes
 # A fixed permit deadline (1 January 2100): the signed message, hence its signature and
 # the calldata's zero bytes, are the same every run, so the gas is too.
 PERMIT_DEADLINE = 4_102_444_800
+# A model's licence terms digest and ERC-721 metadata digest: every sale below commits
+# to the terms (13 of the terms word's bytes are then non-zero, as for a real buyer).
+TERMS = bytes.fromhex("a5" * 32)
+METADATA = bytes.fromhex("3c" * 32)
 FL_SEATS = 10
 FL_REWARD = 100 * TOKEN_UNIT
 FL_STAKE = 5 * TOKEN_UNIT
@@ -106,31 +110,44 @@ class GasBench:
         creator = self.client(self.new_account())
         gas["publish_first_model"] = _used(
             lambda: parent_creator.marketplace._send(
-                "publish", *_digests(1).as_args(), [], [], PRICE, 0
+                "publish", *_digests(1).as_args(), [], [], PRICE, 0, TERMS, METADATA
             )
         )
         parent = ModelId(parent_creator.registry.total_models())
         creator.marketplace.publish(_digests(4), PRICE)
         gas["publish"] = _used(
-            lambda: creator.marketplace._send("publish", *_digests(7).as_args(), [], [], PRICE, 0)
+            lambda: creator.marketplace._send(
+                "publish", *_digests(7).as_args(), [], [], PRICE, 0, TERMS, METADATA
+            )
         )
         gas["publish_derived"] = _used(
             lambda: creator.marketplace._send(
-                "publish", *_digests(10).as_args(), [parent], [ROYALTY_BPS], PRICE, 0
+                "publish",
+                *_digests(10).as_args(),
+                [parent],
+                [ROYALTY_BPS],
+                PRICE,
+                0,
+                TERMS,
+                METADATA,
             )
         )
         model = ModelId(creator.registry.total_models())
         gas["add_version"] = _used(
-            lambda: creator.registry._send("add_version", model, *_digests(13).as_args())
+            lambda: creator.registry._send(
+                "add_version", model, *_digests(13).as_args(), METADATA[::-1]
+            )
         )
-        gas["set_listing"] = _used(lambda: creator.marketplace.set_listing(model, PRICE, 0, True))
+        gas["set_listing"] = _used(
+            lambda: creator.marketplace.set_listing(model, PRICE, 0, True, TERMS, METADATA)
+        )
 
         # Steady state: someone else's purchase stays pending, so the marketplace's
         # token balance is never zero, as on a market with traffic.
         background = self.client(self.new_account())
         background.token.approve(self.deployment.marketplace, PRICE)
         # Every buyer commits to the listing's terms (price, perpetual, no fee).
-        terms = creator.marketplace.listing(model).terms()
+        terms = creator.marketplace.listing(model).terms(terms_digest=TERMS)
         background.marketplace.purchase(model, terms, b"\x01" * 32)
         # One earlier cycle leaves the owner's and the parent's credits as a market would.
         self._cycle(creator, parent_creator, model, permit=False)
@@ -284,7 +301,7 @@ class GasBench:
                 buyer.token.approve(self.deployment.marketplace, 100 * PRICE)
             buyers.append(buyer)
         purchases = []
-        terms = creator.marketplace.listing(model).terms()
+        terms = creator.marketplace.listing(model).terms(terms_digest=TERMS)
         for i, buyer in enumerate(buyers):
             key = (i + 1).to_bytes(32, "big")
             if permit:

@@ -22,7 +22,13 @@
         laid out like the listing slot (see `purchase`), so an owner who changes
         the license duration (or anything else `set_listing` sets) between a
         buyer's signature and its mining makes the purchase revert instead of
-        selling different terms.
+        selling different terms. The word also carries the first 104 bits of the
+        digest of the licence terms the buyer read (`TermsSet` logs the whole
+        digest), so the owner cannot switch the licence text either.
+
+        An owner (or its agent) that will not deliver, say because its node
+        refuses to serve the model, `decline`s the purchase: the buyer gets the
+        whole price back at once instead of waiting for the deadline.
 """
 
 from ethereum.ercs import IERC20
@@ -77,6 +83,17 @@ event Refunded:
     amount: uint256
 
 
+event TermsSet:
+    model_id: indexed(uint256)
+    terms_digest: bytes32
+
+
+event Declined:
+    model_id: indexed(uint256)
+    buyer: indexed(address)
+    reason_code: uint256
+
+
 event Withdrawn:
     account: indexed(address)
     amount: uint256
@@ -105,9 +122,11 @@ STATE_DELIVERED: constant(uint256) = 2
 STATE_REFUNDED: constant(uint256) = 3
 
 # Listing slot: price (bits 0-95) | license duration in seconds (96-127) | for sale (128)
-# | protocol fee in basis points, fixed when the listing was set (136-151).
+# | protocol fee in basis points, fixed when the listing was set (136-151)
+# | the first 104 bits of the licence terms digest (152-255).
 # A buyer's terms word: the most it pays (0-95) | license duration (96-127) | fee bps
-# (136-151), the listing slot's layout (the for-sale bit 128 is not read).
+# (136-151) | terms digest's first 104 bits (152-255), the listing slot's layout (the
+# for-sale bit 128 is not read).
 # License slot: price paid (0-95) | deadline while pending, expiry once delivered
 # (96-159; expiry 0 = perpetual) | state (160-167) | fee bps (168-183) | duration (184-215).
 _PRICE_MASK: constant(uint256) = (1 << 96) - 1
@@ -116,6 +135,9 @@ _U32_MASK: constant(uint256) = (1 << 32) - 1
 _U16_MASK: constant(uint256) = (1 << 16) - 1
 _U8_MASK: constant(uint256) = (1 << 8) - 1
 _FOR_SALE_BIT: constant(uint256) = 1 << 32  # bit 128 of the listing, once shifted down by 96
+_TERMS_SHIFT: constant(uint256) = 152
+# Below bit 152 of a listing shifted down by 96: what the terms digest does not cover.
+_BELOW_TERMS: constant(uint256) = (1 << 56) - 1
 
 # X25519 public keys libsodium refuses to seal to: the low-order points of its
 # `has_small_order` blocklist, read here as bytes32 (byte 0 first). libsodium ignores the
@@ -163,6 +185,8 @@ def publish(
     royalty_bps: DynArray[uint16, 3],
     price: uint256,
     license_duration: uint256,
+    terms_digest: bytes32 = empty(bytes32),
+    metadata_digest: bytes32 = empty(bytes32),
 ) -> uint256:
     """
     @notice Publishes a model (mint + first version in the registry) and lists it,
@@ -174,17 +198,34 @@ def publish(
     @param royalty_bps Each parent's share of every sale, in basis points.
     @param price Price in token units; 0 makes the model free.
     @param license_duration License length in seconds; 0 means perpetual.
+    @param terms_digest sha256 of the licence terms a buyer agrees to (the licence id
+           and any custom text, canonically encoded); zero when the model states none.
+    @param metadata_digest sha256 of the model's ERC-721 metadata JSON, the raw IPFS
+           block `tokenURI` names; zero for none yet.
     @return uint256 The new model id.
     """
     model_id: uint256 = extcall IModelRegistry(REGISTRY).publish_for(
-        msg.sender, artifact_cid_digest, plaintext_sha256, manifest_cid_digest, parents, royalty_bps
+        msg.sender,
+        artifact_cid_digest,
+        plaintext_sha256,
+        manifest_cid_digest,
+        parents,
+        royalty_bps,
+        metadata_digest,
     )
-    self._list(model_id, price, license_duration, True)
+    self._list(model_id, price, license_duration, True, terms_digest)
     return model_id
 
 
 @external
-def set_listing(model_id: uint256, price: uint256, license_duration: uint256, for_sale: bool):
+def set_listing(
+    model_id: uint256,
+    price: uint256,
+    license_duration: uint256,
+    for_sale: bool,
+    terms_digest: bytes32 = empty(bytes32),
+    metadata_digest: bytes32 = empty(bytes32),
+):
     """
     @notice Sets a model's price and license terms, or takes it off sale.
     @dev Model owner only. Pending purchases keep the terms they were made under.
@@ -192,11 +233,16 @@ def set_listing(model_id: uint256, price: uint256, license_duration: uint256, fo
     @param price Price in token units; 0 makes the model free.
     @param license_duration License length in seconds; 0 means perpetual.
     @param for_sale False stops new purchases.
+    @param terms_digest sha256 of the licence terms from now on; zero for none.
+    @param metadata_digest sha256 of the model's new ERC-721 metadata JSON (showing the
+           new price), which the registry then names in `tokenURI`; zero keeps it.
     """
     assert staticcall IModelRegistry(REGISTRY).ownerOf(model_id) == msg.sender, (
         "marketplace: caller is not the model owner"
     )
-    self._list(model_id, price, license_duration, for_sale)
+    self._list(model_id, price, license_duration, for_sale, terms_digest)
+    if metadata_digest != empty(bytes32):
+        extcall IModelRegistry(REGISTRY).set_metadata_for(model_id, metadata_digest)
 
 
 @external
@@ -209,14 +255,19 @@ def purchase(model_id: uint256, terms: uint256, buyer_key: bytes32):
                      owner cannot sell a shorter license (or under another fee) than
                      the one the buyer signed for. The terms travel packed in one word,
                      the listing slot's own layout: one comparison, no extra calldata.
+                     The licence terms are compared on 104 bits of their digest: no
+                     one finds other terms with a given prefix (2**104 work); an owner
+                     who crafts two colliding texts in advance needs ~2**52 hashes, and
+                     `TermsSet` then shows both full digests (see docs/contracts.md).
                      The model's owner is not refused here: that would cost a registry
                      call (~5,300 gas, over the sale's gas target), and such a purchase
                      only moves the owner's own tokens in a circle. The SDK refuses it.
     @param model_id The model.
     @param terms The listing the buyer agrees to: the most it pays (bits 0-95), so a
            price raised in between cannot take more; the license duration in seconds
-           (bits 96-127) and the protocol fee in basis points fixed in the listing
-           (bits 136-151), which must equal the listing's. Bit 128 is ignored.
+           (bits 96-127), the protocol fee in basis points fixed in the listing
+           (bits 136-151) and the first 104 bits of the licence terms digest the buyer
+           read (bits 152-255), which must equal the listing's. Bit 128 is ignored.
     @param buyer_key The buyer's X25519 public key the content key will be sealed to;
            for a paid model, not one of the low-order points libsodium refuses.
     """
@@ -314,6 +365,37 @@ def refund(model_id: uint256, buyer: address):
 
 
 @external
+def decline(model_id: uint256, buyer: address, reason_code: uint256):
+    """
+    @notice Refuses a pending purchase and returns its whole price to the buyer at
+            once, before the deadline, e.g. when the seller's node will not serve the
+            model (moderation).
+    @dev Model owner or its agent only.
+    @custom:security The tokens can only go back to the buyer, so an owner or agent
+                     that declines loses a sale and nothing else; it cannot decline a
+                     delivered license or a refunded purchase.
+    @param model_id The model.
+    @param buyer The buyer of the pending purchase.
+    @param reason_code Why, for the buyer and the index (Mercato's report reasons:
+           1 illegal content, 2 malware, 3 licence violation, 4 personal data, 5 other;
+           0 unspecified).
+    """
+    slot: uint256 = self._licenses[buyer][model_id]
+    assert self._state(slot) == STATE_PENDING, "marketplace: no pending purchase for this buyer and model"
+    owner: address = staticcall IModelRegistry(REGISTRY).ownerOf(model_id)
+    assert msg.sender == owner or msg.sender == self.agent_of[owner], (
+        "marketplace: caller is not the model owner or its agent"
+    )
+    amount: uint256 = slot & _PRICE_MASK
+    self._licenses[buyer][model_id] = (slot & ~(_U8_MASK << 160)) | (STATE_REFUNDED << 160)
+    assert extcall IERC20(TOKEN).transfer(buyer, amount, default_return_value=True), (
+        "marketplace: token transfer failed"
+    )
+    log Refunded(model_id=model_id, buyer=buyer, amount=amount)
+    log Declined(model_id=model_id, buyer=buyer, reason_code=reason_code)
+
+
+@external
 def withdraw() -> uint256:
     """
     @notice Sends the caller every token credited to it by sales, royalties and fees,
@@ -401,6 +483,19 @@ def listing(model_id: uint256) -> (uint256, uint256, bool, uint256):
 
 @external
 @view
+def listing_terms(model_id: uint256) -> bytes32:
+    """
+    @notice Returns the first 104 bits of the listing's licence terms digest, the rest
+            zero; `TermsSet` logs the whole digest.
+    @dev A buyer must commit to the digest of the terms it read, never copy this one.
+    @param model_id The model.
+    @return bytes32 The digest's first 13 bytes followed by 19 zero bytes.
+    """
+    return convert((self._listings[model_id] >> _TERMS_SHIFT) << _TERMS_SHIFT, bytes32)
+
+
+@external
+@view
 def license(buyer: address, model_id: uint256) -> (uint256, uint256, uint256, uint256):
     """
     @notice Returns the order/license record of `buyer` for `model_id`.
@@ -416,17 +511,21 @@ def license(buyer: address, model_id: uint256) -> (uint256, uint256, uint256, ui
 
 
 @internal
-def _list(model_id: uint256, price: uint256, license_duration: uint256, for_sale: bool):
+def _list(model_id: uint256, price: uint256, license_duration: uint256, for_sale: bool, terms_digest: bytes32):
     assert price <= MAX_PRICE, "marketplace: price too large"
     assert license_duration <= _U32_MASK, "marketplace: license duration too long"
     flag: uint256 = 0
     if for_sale:
         flag = 1
     fee_bps: uint256 = self.protocol_fee_bps
-    self._listings[model_id] = price | (license_duration << 96) | (flag << 128) | (fee_bps << 136)
+    terms_bits: uint256 = (convert(terms_digest, uint256) >> _TERMS_SHIFT) << _TERMS_SHIFT
+    self._listings[model_id] = (
+        price | (license_duration << 96) | (flag << 128) | (fee_bps << 136) | terms_bits
+    )
     log Listed(
         model_id=model_id, price=price, license_duration=license_duration, for_sale=for_sale, fee_bps=fee_bps
     )
+    log TermsSet(model_id=model_id, terms_digest=terms_digest)
 
 
 @internal
@@ -436,7 +535,10 @@ def _purchase(model_id: uint256, terms: uint256, buyer_key: bytes32):
     # set: one comparison checks that it is for sale and that nothing else changed.
     if listed >> 96 != (terms >> 96) | _FOR_SALE_BIT:
         assert (listed >> 128) & 1 == 1, "marketplace: model is not for sale"
-        raise "marketplace: listing terms differ from the buyer's"
+        assert (listed >> 96) & _BELOW_TERMS == ((terms >> 96) & _BELOW_TERMS) | _FOR_SALE_BIT, (
+            "marketplace: listing terms differ from the buyer's"
+        )
+        raise "marketplace: licence terms differ from the buyer's"
     price: uint256 = listed & _PRICE_MASK
     assert price <= terms & _PRICE_MASK, "marketplace: price is above the buyer's maximum"
     duration: uint256 = (listed >> 96) & _U32_MASK

@@ -12,6 +12,11 @@
         Lineage: up to `MAX_PARENTS` parent model ids, each with a royalty share
         in basis points, fixed at publication. Each account records the
         provider URL where its node serves tries and downloads.
+
+        Wallets and NFT tools read a model through ERC-721 metadata: `tokenURI`
+        names `ipfs://<CID>` of a JSON document (name, description, a card
+        image, attributes) whose sha256 the owner records, and ERC-4906's
+        `MetadataUpdate` says when to read it again.
 """
 
 from modules import erc721_lean
@@ -19,7 +24,6 @@ from modules import erc721_lean
 initializes: erc721_lean
 
 exports: (
-    erc721_lean.supportsInterface,
     erc721_lean.balanceOf,
     erc721_lean.ownerOf,
     erc721_lean.getApproved,
@@ -52,6 +56,11 @@ event VersionDeprecated:
     version: indexed(uint256)
 
 
+# ERC-4906: the metadata `tokenURI` names has changed; wallets read it again.
+event MetadataUpdate:
+    _tokenId: uint256
+
+
 event ProviderSet:
     account: indexed(address)
     url: String[MAX_URL_LENGTH]
@@ -72,6 +81,17 @@ _COUNT_MASK: constant(uint256) = (1 << 8) - 1
 # The ERC-721 aux data of a model holds its version count.
 _VERSION_COUNT_MASK: constant(uint256) = (1 << 32) - 1
 
+_SUPPORTED_INTERFACES: constant(bytes4[4]) = [
+    0x01FFC9A7,  # ERC-165
+    0x80AC58CD,  # ERC-721
+    0x5B5E139F,  # ERC-721 metadata
+    0x49064906,  # ERC-4906 metadata updates
+]
+# A metadata document is one raw IPFS block: CIDv1, codec raw (0x55), sha2-256, in
+# base32 ("b"). Its first 30 bits (0x01 0x55 0x12 0x20) always read "afkrei".
+_URI_PREFIX: constant(Bytes[14]) = b"ipfs://bafkrei"
+_LOW_253: constant(uint256) = (1 << 253) - 1
+
 # The marketplace, allowed to publish on a creator's behalf so that "publish and
 # list" is one transaction. Immutable: the trust link can never be moved, and
 # checking it reads no storage.
@@ -81,6 +101,7 @@ provider_url: public(HashMap[address, String[MAX_URL_LENGTH]])
 _lineage: HashMap[uint256, uint256]
 _versions: HashMap[uint256, HashMap[uint256, bytes32]]
 _deprecated: HashMap[uint256, HashMap[uint256, bool]]
+_metadata: HashMap[uint256, bytes32]
 
 
 @deploy
@@ -101,6 +122,7 @@ def publish(
     manifest_cid_digest: bytes32,
     parents: DynArray[uint256, MAX_PARENTS],
     royalty_bps: DynArray[uint16, MAX_PARENTS],
+    metadata_digest: bytes32 = empty(bytes32),
 ) -> uint256:
     """
     @notice Mints a new model to the caller with its first version.
@@ -109,9 +131,12 @@ def publish(
     @param manifest_cid_digest The sha256 digest inside the manifest's CID.
     @param parents Ids of the models this one was built on.
     @param royalty_bps Each parent's share of every sale, in basis points.
+    @param metadata_digest sha256 of the model's ERC-721 metadata JSON; zero for none yet.
     @return uint256 The new model id.
     """
-    return self._publish(msg.sender, artifact_cid_digest, plaintext_sha256, manifest_cid_digest, parents, royalty_bps)
+    return self._publish(
+        msg.sender, artifact_cid_digest, plaintext_sha256, manifest_cid_digest, parents, royalty_bps, metadata_digest
+    )
 
 
 @external
@@ -122,6 +147,7 @@ def publish_for(
     manifest_cid_digest: bytes32,
     parents: DynArray[uint256, MAX_PARENTS],
     royalty_bps: DynArray[uint16, MAX_PARENTS],
+    metadata_digest: bytes32,
 ) -> uint256:
     """
     @notice Mints a new model to `creator`; the marketplace's half of "publish and list".
@@ -133,27 +159,64 @@ def publish_for(
     @param manifest_cid_digest The sha256 digest inside the manifest's CID.
     @param parents Ids of the models this one was built on.
     @param royalty_bps Each parent's share of every sale, in basis points.
+    @param metadata_digest sha256 of the model's ERC-721 metadata JSON; zero for none yet.
     @return uint256 The new model id.
     """
     assert msg.sender == PUBLISHER, "model_registry: caller is not the publisher"
-    return self._publish(creator, artifact_cid_digest, plaintext_sha256, manifest_cid_digest, parents, royalty_bps)
+    return self._publish(
+        creator, artifact_cid_digest, plaintext_sha256, manifest_cid_digest, parents, royalty_bps, metadata_digest
+    )
 
 
 @external
 def add_version(
-    model_id: uint256, artifact_cid_digest: bytes32, plaintext_sha256: bytes32, manifest_cid_digest: bytes32
+    model_id: uint256,
+    artifact_cid_digest: bytes32,
+    plaintext_sha256: bytes32,
+    manifest_cid_digest: bytes32,
+    metadata_digest: bytes32 = empty(bytes32),
 ) -> uint256:
     """
     @notice Appends a version to a model; earlier versions stay as they are.
-    @dev Model owner only.
+    @dev Model owner only. Logs ERC-4906 `MetadataUpdate`: the document shows the version.
     @param model_id The model.
     @param artifact_cid_digest The sha256 digest inside the artifact's CID.
     @param plaintext_sha256 The sha256 of the decrypted artifact.
     @param manifest_cid_digest The sha256 digest inside the manifest's CID.
+    @param metadata_digest sha256 of the model's new ERC-721 metadata JSON; zero keeps it.
     @return uint256 The new version number (versions count from 1).
     """
     self._check_model_owner(model_id)
-    return self._add_version(model_id, artifact_cid_digest, plaintext_sha256, manifest_cid_digest)
+    version: uint256 = self._add_version(model_id, artifact_cid_digest, plaintext_sha256, manifest_cid_digest)
+    if metadata_digest != empty(bytes32):
+        self._metadata[model_id] = metadata_digest
+    log MetadataUpdate(_tokenId=model_id)
+    return version
+
+
+@external
+def set_metadata(model_id: uint256, metadata_digest: bytes32):
+    """
+    @notice Points `tokenURI` at a new metadata document.
+    @dev Model owner only.
+    @param model_id The model.
+    @param metadata_digest sha256 of the ERC-721 metadata JSON, a raw IPFS block.
+    """
+    self._check_model_owner(model_id)
+    self._set_metadata(model_id, metadata_digest)
+
+
+@external
+def set_metadata_for(model_id: uint256, metadata_digest: bytes32):
+    """
+    @notice Points `tokenURI` at a new metadata document; the marketplace's half of
+            a listing change, whose owner it has checked.
+    @dev Publisher only.
+    @param model_id The model.
+    @param metadata_digest sha256 of the ERC-721 metadata JSON, a raw IPFS block.
+    """
+    assert msg.sender == PUBLISHER, "model_registry: caller is not the publisher"
+    self._set_metadata(model_id, metadata_digest)
 
 
 @external
@@ -180,6 +243,68 @@ def set_provider(url: String[MAX_URL_LENGTH]):
     """
     self.provider_url[msg.sender] = url
     log ProviderSet(account=msg.sender, url=url)
+
+
+@external
+@view
+def supportsInterface(interface_id: bytes4) -> bool:
+    """
+    @notice Tells whether this contract implements an interface (ERC-165).
+    @param interface_id The 4-byte interface identifier.
+    @return bool True for ERC-165, ERC-721, ERC-721 metadata and ERC-4906.
+    """
+    return interface_id in _SUPPORTED_INTERFACES
+
+
+@external
+@view
+def tokenURI(token_id: uint256) -> String[66]:
+    """
+    @notice Returns `ipfs://<CID>` of the model's ERC-721 metadata JSON (name,
+            description, image, attributes), or "" before its owner recorded one.
+    @dev The CID is CIDv1, raw codec, sha2-256, base32: what `ipfs add --cid-version 1`
+         prints for a document under 256 KiB. The node's gateway serves it at
+         `/ipfs/<CID>`.
+    @custom:security The document is the owner's word, like the card: clients must
+                     treat its text and image as untrusted (see docs/threat-model.md).
+    @param token_id The model; it must exist.
+    @return String The URI.
+    """
+    erc721_lean._require_owned(token_id)
+    digest: uint256 = convert(self._metadata[token_id], uint256)
+    if digest == 0:
+        return ""
+    # After "afkrei" come 2 zero bits, the digest's 256 bits and 2 bits of padding:
+    # 52 more characters of 5 bits. The first takes the digest's top 3 bits.
+    rest: uint256 = (digest & _LOW_253) << 2
+    high: uint256 = 0
+    low: uint256 = 0
+    for i: uint256 in range(52):
+        c: uint256 = digest >> 253
+        if i != 0:
+            c = (rest >> (255 - 5 * i)) & 31
+        # RFC 4648 base32, lower case: a-z for 0-25, 2-7 for 26-31.
+        if c < 26:
+            c += 97
+        else:
+            c += 24
+        if i < 32:
+            high |= c << (8 * (31 - i))
+        else:
+            low |= c << (8 * (63 - i))
+    uri: Bytes[66] = concat(_URI_PREFIX, convert(high, bytes32), slice(convert(low, bytes32), 0, 20))
+    return convert(uri, String[66])
+
+
+@external
+@view
+def metadata_digest(model_id: uint256) -> bytes32:
+    """
+    @notice Returns the sha256 of the model's ERC-721 metadata JSON.
+    @param model_id The model.
+    @return bytes32 The digest; zero when none was recorded.
+    """
+    return self._metadata[model_id]
 
 
 @external
@@ -282,6 +407,7 @@ def _publish(
     manifest_cid_digest: bytes32,
     parents: DynArray[uint256, MAX_PARENTS],
     royalty_bps: DynArray[uint16, MAX_PARENTS],
+    metadata_digest: bytes32,
 ) -> uint256:
     assert len(parents) == len(royalty_bps), "model_registry: parents and royalty shares differ in length"
     model_id: uint256 = self.total_models + 1
@@ -309,6 +435,8 @@ def _publish(
         self._lineage[model_id] = packed
         log LineageRecorded(model_id=model_id, parents=parents, royalty_bps=royalty_bps)
     self._add_version(model_id, artifact_cid_digest, plaintext_sha256, manifest_cid_digest)
+    if metadata_digest != empty(bytes32):
+        self._metadata[model_id] = metadata_digest
     return model_id
 
 
@@ -331,6 +459,14 @@ def _add_version(
         manifest_cid_digest=manifest_cid_digest,
     )
     return version
+
+
+@internal
+def _set_metadata(model_id: uint256, metadata_digest: bytes32):
+    assert metadata_digest != empty(bytes32), "model_registry: metadata digest is empty"
+    erc721_lean._require_owned(model_id)
+    self._metadata[model_id] = metadata_digest
+    log MetadataUpdate(_tokenId=model_id)
 
 
 @internal

@@ -29,9 +29,12 @@ from mercato.errors import ChainError, ContractRevertError
 TokenAmount = NewType("TokenAmount", int)  # base units: 10**18 per token
 ModelId = NewType("ModelId", int)
 # The word a purchase commits to: the most the buyer pays (bits 0-95), the license
-# duration (96-127) and the listing's fee bps (136-151), as the marketplace packs a listing.
+# duration (96-127), the listing's fee bps (136-151) and the first 104 bits of the licence
+# terms digest the buyer read (152-255), as the marketplace packs a listing.
 PurchaseTerms = NewType("PurchaseTerms", int)
 MAX_PRICE = 2**96 - 1  # the marketplace's price field is 96 bits wide
+TERMS_SHIFT = 152  # the licence terms digest's bits in a listing and a terms word
+NO_DIGEST = bytes(32)
 
 
 class LicenseState(enum.IntEnum):
@@ -50,21 +53,31 @@ class Listing:
     for_sale: bool
     fee_bps: int  # the protocol fee fixed when the listing was set
 
-    def terms(self, max_price: int | None = None) -> PurchaseTerms:
+    def terms(self, max_price: int | None = None, terms_digest: bytes = NO_DIGEST) -> PurchaseTerms:
         """The terms a purchase of this listing commits to.
 
-        The marketplace refuses the purchase if the owner changes the license duration
-        or the listing's fee before it is mined, or raises the price above `max_price`.
+        The marketplace refuses the purchase if the owner changes the license duration,
+        the listing's fee or the licence terms before it is mined, or raises the price
+        above `max_price`.
 
         Args:
             max_price: The most the buyer pays; defaults to this listing's price. Values
                 outside 0..MAX_PRICE are clamped (no listing is priced above MAX_PRICE).
+            terms_digest: The digest of the licence terms the buyer read (see
+                `mercato.client.license_terms`), never one copied from the chain; zero
+                bytes for a listing that states none.
 
         Returns:
             The packed terms word to pass to `Marketplace.purchase`.
+
+        Raises:
+            ValueError: `terms_digest` is not 32 bytes.
         """
+        if len(terms_digest) != 32:
+            raise ValueError("A licence terms digest is 32 bytes.")
         limit = self.price if max_price is None else min(max(max_price, 0), MAX_PRICE)
-        return PurchaseTerms(limit | (self.license_duration << 96) | (self.fee_bps << 136))
+        prefix = (int.from_bytes(terms_digest, "big") >> TERMS_SHIFT) << TERMS_SHIFT
+        return PurchaseTerms(limit | (self.license_duration << 96) | (self.fee_bps << 136) | prefix)
 
 
 @dataclass(frozen=True)
@@ -135,7 +148,13 @@ class _ContractClient:
 
     def events(self, receipt: TxReceipt, event: str) -> list[EventData]:
         """Decodes the `event` logs this contract emitted in `receipt`."""
-        logs = [log for log in receipt["logs"] if log["address"] == self.address]
+        # Only this event's logs: decoding another event's log would warn and drop it.
+        topic = bytes.fromhex(str(self.contract.events[event]().topic).removeprefix("0x"))
+        logs = [
+            log
+            for log in receipt["logs"]
+            if log["address"] == self.address and log["topics"] and bytes(log["topics"][0]) == topic
+        ]
         decoded = self.contract.events[event]().process_receipt({**receipt, "logs": logs})
         return list(decoded)
 
@@ -240,9 +259,23 @@ class ModelRegistry(_ContractClient):
         receipt = self._send("publish", *digests.as_args(), list(parents), list(royalty_bps))
         return ModelId(self.events(receipt, "VersionAdded")[0]["args"]["model_id"])
 
-    def add_version(self, model_id: int, digests: VersionDigests) -> int:
-        receipt = self._send("add_version", model_id, *digests.as_args())
+    def add_version(
+        self, model_id: int, digests: VersionDigests, metadata_digest: bytes = NO_DIGEST
+    ) -> int:
+        """Appends a version; a non-zero `metadata_digest` also replaces the token's
+        ERC-721 metadata. Returns the new version number."""
+        receipt = self._send("add_version", model_id, *digests.as_args(), metadata_digest)
         return int(self.events(receipt, "VersionAdded")[0]["args"]["version"])
+
+    def set_metadata(self, model_id: int, metadata_digest: bytes) -> TxReceipt:
+        return self._send("set_metadata", model_id, metadata_digest)
+
+    def token_uri(self, model_id: int) -> str:
+        """`ipfs://<CID>` of the model's ERC-721 metadata JSON, or "" when none."""
+        return str(self._call("tokenURI", model_id))
+
+    def metadata_digest(self, model_id: int) -> bytes:
+        return bytes(self._call("metadata_digest", model_id))
 
     def deprecate_version(self, model_id: int, version: int) -> TxReceipt:
         return self._send("deprecate_version", model_id, version)
@@ -296,21 +329,58 @@ class Marketplace(_ContractClient):
         license_duration: int = 0,
         parents: Sequence[int] = (),
         royalty_bps: Sequence[int] = (),
+        terms_digest: bytes = NO_DIGEST,
+        metadata_digest: bytes = NO_DIGEST,
     ) -> ModelId:
-        """Publishes and lists a model in one transaction; returns its id."""
+        """Publishes and lists a model in one transaction; returns its id.
+
+        `terms_digest` is the sha256 of the licence terms buyers commit to, and
+        `metadata_digest` that of the ERC-721 metadata JSON `tokenURI` names.
+        """
         receipt = self._send(
-            "publish", *digests.as_args(), list(parents), list(royalty_bps), price, license_duration
+            "publish",
+            *digests.as_args(),
+            list(parents),
+            list(royalty_bps),
+            price,
+            license_duration,
+            terms_digest,
+            metadata_digest,
         )
         return ModelId(self.events(receipt, "Listed")[0]["args"]["model_id"])
 
     def set_listing(
-        self, model_id: int, price: int, license_duration: int = 0, for_sale: bool = True
+        self,
+        model_id: int,
+        price: int,
+        license_duration: int = 0,
+        for_sale: bool = True,
+        terms_digest: bytes = NO_DIGEST,
+        metadata_digest: bytes = NO_DIGEST,
     ) -> TxReceipt:
-        return self._send("set_listing", model_id, price, license_duration, for_sale)
+        """Sets the listing; a non-zero `metadata_digest` also replaces the token's
+        ERC-721 metadata (the registry logs `MetadataUpdate`)."""
+        return self._send(
+            "set_listing",
+            model_id,
+            price,
+            license_duration,
+            for_sale,
+            terms_digest,
+            metadata_digest,
+        )
 
     def listing(self, model_id: int) -> Listing:
         price, duration, for_sale, fee_bps = self._call("listing", model_id)
         return Listing(TokenAmount(price), int(duration), bool(for_sale), int(fee_bps))
+
+    def listing_terms(self, model_id: int) -> bytes:
+        """The first 13 bytes of the listing's licence terms digest, then zeros."""
+        return bytes(self._call("listing_terms", model_id))
+
+    def decline(self, model_id: int, buyer: str, reason_code: int) -> TxReceipt:
+        """Refuses a pending purchase (owner or agent): the buyer is refunded at once."""
+        return self._send("decline", model_id, buyer, reason_code)
 
     def purchase(self, model_id: int, terms: int, buyer_key: bytes) -> TxReceipt:
         """Buys a license on `terms` (from `Listing.terms`), paying into escrow."""

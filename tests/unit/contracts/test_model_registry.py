@@ -81,7 +81,7 @@ def test_publish_empty_digest(registry: Any, alice: str, position: int, reason: 
 
 def test_publish_for_succeeds_for_the_publisher(registry: Any, marketplace: Any, bob: str) -> None:
     with boa.env.prank(marketplace.address):
-        model_id = registry.publish_for(bob, *digests(1), [], [])
+        model_id = registry.publish_for(bob, *digests(1), [], [], EMPTY)
     transfer = only_event(registry, "Transfer")
     assert (transfer.sender, transfer.receiver, transfer.token_id) == (ZERO, bob, model_id)
     assert only_event(registry, "VersionAdded").model_id == model_id
@@ -90,12 +90,12 @@ def test_publish_for_succeeds_for_the_publisher(registry: Any, marketplace: Any,
 
 def test_publish_for_to_the_zero_address(registry: Any, marketplace: Any) -> None:
     with boa.env.prank(marketplace.address), reverts("erc721: mint to the zero address"):
-        registry.publish_for(ZERO, *digests(1), [], [])
+        registry.publish_for(ZERO, *digests(1), [], [], EMPTY)
 
 
 def test_publish_for_by_non_publisher(registry: Any, alice: str, bob: str) -> None:
     with boa.env.prank(alice), reverts("model_registry: caller is not the publisher"):
-        registry.publish_for(bob, *digests(1), [], [])
+        registry.publish_for(bob, *digests(1), [], [], EMPTY)
 
 
 @pytest.mark.parametrize("count", [1, 2, 3])
