@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
+from sqlalchemy import func, select
 
 from mercato.chain.anvil import free_port
 from mercato.index import Index, SearchQuery, Sort
@@ -92,35 +93,46 @@ TAGS = ("vision", "nlp", "audio", "tabular", "onnx", "int8", "edge", "research")
 
 
 @contextlib.contextmanager
-def throwaway_postgres() -> Iterator[str | None]:
-    """A temporary PostgreSQL cluster's URL, or None without Debian's server binaries."""
+def throwaway_postgres(keep: Path | None = None) -> Iterator[str | None]:
+    """A temporary PostgreSQL cluster's URL, or None without Debian's server binaries.
+
+    Args:
+        keep: A folder to hold the cluster and reuse it on the next run (its models
+            are not filled again); None removes it afterwards.
+    """
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not found:
         yield None
         return
     bindir = Path(found[-1]).parent
     prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    root = Path(tempfile.mkdtemp(prefix="mercato-pg-"))
+    if keep is None:
+        root = Path(tempfile.mkdtemp(prefix="mercato-pg-"))
+    else:
+        root = keep / "postgresql"
+        root.mkdir(parents=True, exist_ok=True)
     if prefix:
         entry = pwd.getpwnam("postgres")
         os.chown(root, entry.pw_uid, entry.pw_gid)
     port = free_port()
     run = [*prefix, str(bindir / "pg_ctl"), "-D", str(root / "data")]
-    subprocess.run(
-        [
-            *prefix,
-            str(bindir / "initdb"),
-            "-D",
-            str(root / "data"),
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "--no-sync",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    fresh = not (root / "data").exists()
+    if fresh:
+        subprocess.run(
+            [
+                *prefix,
+                str(bindir / "initdb"),
+                "-D",
+                str(root / "data"),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
+        )
     subprocess.run(
         [
             *run,
@@ -135,12 +147,14 @@ def throwaway_postgres() -> Iterator[str | None]:
         capture_output=True,
     )
     try:
-        with psycopg.connect(f"host=127.0.0.1 port={port} user=postgres", autocommit=True) as c:
-            c.execute("CREATE DATABASE bench")
+        if fresh:
+            with psycopg.connect(f"host=127.0.0.1 port={port} user=postgres", autocommit=True) as c:
+                c.execute("CREATE DATABASE bench")
         yield f"postgresql://postgres@127.0.0.1:{port}/bench"
     finally:
-        subprocess.run([*run, "-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+        subprocess.run([*run, "-m", "fast" if keep else "immediate", "stop"], capture_output=True)
+        if keep is None:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 _MODEL_COLUMNS = (
@@ -322,8 +336,15 @@ def _run(
     label: str, index: Index, models: int, queries: dict[str, list[SearchQuery]], runs: int
 ) -> None:
     started = time.perf_counter()
-    _fill(index, models, random.Random(1))
-    print(f"  {label}: filled in {time.perf_counter() - started:.0f} s")
+    with index.engine.connect() as conn:
+        present = conn.execute(select(func.count()).select_from(s.Model)).scalar_one()
+    if present == 0:
+        _fill(index, models, random.Random(1))
+        print(f"  {label}: filled in {time.perf_counter() - started:.0f} s")
+    elif present != models:
+        raise SystemExit(f"{label} holds {present} models, not {models}: use another --keep")
+    else:
+        print(f"  {label}: {present} models kept from an earlier run")
     _measure(label, index, queries, runs)
     index.close()
 
@@ -335,17 +356,27 @@ def main() -> None:
     parser.add_argument("--postgres-url", help="an empty PostgreSQL database to use")
     parser.add_argument("--only", choices=("sqlite", "postgresql"))
     parser.add_argument("--runs", type=int, default=1, help="time the query mix this many times")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="a folder keeping the filled databases for the next run (migrated when opened)",
+    )
     args = parser.parse_args()
     rng = random.Random(6)
     queries = {kind: [make() for _ in range(args.queries)] for kind, make in _kinds(rng).items()}
     print(f"{args.models} synthetic models, {args.queries} queries per kind, 20 per page:")
     if args.only != "postgresql":
-        with tempfile.TemporaryDirectory() as tmp:
-            _run("SQLite", Index.open(data_dir=Path(tmp)), args.models, queries, args.runs)
+        with contextlib.ExitStack() as stack:
+            if args.keep:
+                folder = args.keep / "sqlite"
+                folder.mkdir(parents=True, exist_ok=True)
+            else:
+                folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            _run("SQLite", Index.open(data_dir=folder), args.models, queries, args.runs)
     if args.only == "sqlite":
         return
     with contextlib.ExitStack() as stack:
-        url = args.postgres_url or stack.enter_context(throwaway_postgres())
+        url = args.postgres_url or stack.enter_context(throwaway_postgres(args.keep))
         if url is None:
             print("  PostgreSQL  skipped: no server binaries (Debian package postgresql)")
             return

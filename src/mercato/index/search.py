@@ -55,6 +55,17 @@ MAX_WORD_LENGTH = 100
 # Prefixes this short or shorter have their own list in SQLite's FTS5 index (migration
 # 0003, `prefix='1 2 3'`), so checking one model against them is one seek.
 INDEXED_PREFIX = 3
+# A longer prefix is searched as the words it starts (each checked with one seek), up
+# to this many of them: see `_prefix_words`.
+PREFIX_WORDS_MAX = 32
+# Checking one model against a word in FTS5 costs this many times what collecting one
+# of its matches costs, and the newest this many models show how common a word is: see
+# `_probing_pays`.
+CHECK_COST = 1_000
+SHARE_SAMPLE = 20_000
+# What SQLite's unicode61 tokenizer keeps as one word, unchanged: a word of these
+# characters is looked up in the term list as it is.
+_PLAIN_WORD = re.compile(r"[a-z0-9]+")
 # Ids and counts are 64-bit signed integers in SQL; a bigger number from a request
 # must be refused before it reaches the driver.
 _MAX_SQL_INT = 2**63 - 1
@@ -232,6 +243,8 @@ class _Filter:
     members: Select[Any] | None
     # A filter through another table (tag, lineage): the one kind PostgreSQL misjudges.
     membership: bool = False
+    # The FTS5 query of a full-text filter (SQLite), to read its matches off FTS5.
+    fts: str | None = None
 
 
 def _unindexed(column: Any) -> ColumnElement[Any]:
@@ -247,38 +260,114 @@ def _column_filter(column: Any, condition: Callable[[Any], ColumnElement[bool]])
     )
 
 
-def _fts5_query(words: list[str]) -> str:
-    """The FTS5 query for `words`: quoted terms (no FTS5 syntax), the last a prefix."""
+def _fts5_query(words: list[str], last: list[str] | None = None) -> str:
+    """The FTS5 query for `words`: quoted terms (no FTS5 syntax), the last a prefix.
+
+    Args:
+        words: The query's words, lowercase.
+        last: The indexed words the last word starts (`_prefix_words`), searched for
+            whole instead of the prefix; None keeps the prefix.
+    """
     terms = [f'"{w}"' for w in words]
-    terms[-1] += "*"
-    return " ".join(terms)
+    if not last:
+        terms[-1] += "*"
+    elif len(last) == 1:
+        terms[-1] = f'"{last[0]}"'
+    else:
+        terms[-1] = "(" + " OR ".join(f'"{w}"' for w in last) + ")"
+    # An explicit AND: FTS5 reads no implicit one before a parenthesis.
+    return " AND ".join(terms)
 
 
-def _fts_filter(conn: Connection, words: list[str]) -> _Filter:
+def _prefix_words(conn: Connection, prefix: str) -> list[str] | None:
+    """The words in SQLite's full-text index that start with `prefix`, read off its
+    term list (`models_fts_terms`, migration 0006).
+
+    FTS5 answers a prefix longer than its prefix lists by merging the list of every
+    word the prefix starts, and redoes that for each model it checks: 11 ms per check
+    of a word in a third of a million models, where checking one whole word is one
+    seek (30 microseconds). Reading the words takes one seek each, in the term list's
+    order; a word's last letter followed by NUL is the next place to seek (no indexed
+    word holds a NUL).
+
+    Returns:
+        The words (a prefix that starts none gives an empty list), or None when the
+        prefix is not a plain lowercase ASCII word (the tokenizer could fold or split
+        it) or starts more than PREFIX_WORDS_MAX words (checking them all would cost
+        more than merging).
+    """
+    if not _PLAIN_WORD.fullmatch(prefix):
+        return None
+    found: list[str] = []
+    seek = text("SELECT term FROM models_fts_terms WHERE term >= :start LIMIT 1")
+    start = prefix
+    while (word := conn.execute(seek, {"start": start}).scalar()) is not None:
+        if not word.startswith(prefix):
+            break
+        if len(found) == PREFIX_WORDS_MAX:
+            return None
+        found.append(word)
+        start = word + "\x00"
+    return found
+
+
+def _probing_pays(conn: Connection, fts: str, words: int, limit: int) -> bool:
+    """Whether checking the models along the sort's index against `fts` one by one
+    costs less than collecting all its matches first (SQLite).
+
+    A check is a seek in each of the word's lists (50-150 microseconds on a million
+    models); the walk stops at the page's end, after about `limit / share` checks, where
+    `share` is the part of the models that match. Collecting costs about 0.12
+    microseconds a match, `share * models` of them. So checking pays when
+    `share ** 2 * models >= CHECK_COST * limit * words`: on a million models, for a
+    single word in 15% of them or more (a word in a third: 3 ms checked, 35 ms
+    collected; in 8%: 9 ms collected, 13-44 ms checked). The share is sampled from the
+    newest ids (FTS5 reads a range of ids off each list directly).
+    """
+    top = conn.execute(select(func.max(s.Model.model_id))).scalar() or 0
+    window = min(SHARE_SAMPLE, top)
+    if window == 0:
+        return True
+    hits = conn.execute(
+        text("SELECT count(*) FROM models_fts WHERE models_fts MATCH :fts AND rowid > :low"),
+        {"fts": fts, "low": top - window},
+    ).scalar_one()
+    share = hits / window
+    return share * share * top >= CHECK_COST * (limit + 1) * words
+
+
+def _fts_filter(conn: Connection, words: list[str], limit: int) -> _Filter:
     if conn.dialect.name == "sqlite":
-        fts = _fts5_query(words)
+        last = None if len(words[-1]) <= INDEXED_PREFIX else _prefix_words(conn, words[-1])
+        fts = _fts5_query(words, last)
         matches = (
             select(literal_column("rowid", BigInteger))
             .select_from(table("models_fts"))
             .where(literal_column("models_fts").op("MATCH")(fts))
         )
-        if len(words) == 1 and len(words[0]) <= INDEXED_PREFIX:
-            # A short prefix has its own list in the FTS5 index: checking one model is
-            # a seek in it (microseconds), while collecting its matches (most of the
-            # models) would cost hundreds of milliseconds on a million.
+        one_list = len(words[-1]) <= INDEXED_PREFIX or last is not None
+        if (
+            len(words) == 1
+            and one_list
+            and _probing_pays(conn, fts, max(1, len(last or ())), limit)
+        ):
+            # The word is one list in the FTS5 index (a short prefix has its own; a
+            # longer one became the words it starts) and common: checking one model is
+            # a seek in it, and few models are checked before the page is full.
             check = text(
                 "EXISTS (SELECT 1 FROM models_fts WHERE models_fts MATCH :fts "
                 "AND models_fts.rowid = models.model_id)"
             ).bindparams(fts=fts)
         else:
-            # A longer prefix is answered by merging the list of every word it starts,
-            # which FTS5 redoes for each probe of one row (about a millisecond for a
-            # common word): its matches are collected once instead (behind the unary +
-            # that keeps them from driving).
+            # Several words (FTS5 checks several lists per model, about a quarter of a
+            # millisecond), a prefix of too many words (FTS5 merges their lists for each
+            # model it checks, 11 ms for a common one) or a rarer word (the walk is
+            # long): its matches are collected once instead (behind the unary + that
+            # keeps them from driving).
             check = text(
                 "+models.model_id IN (SELECT rowid FROM models_fts WHERE models_fts MATCH :fts)"
             ).bindparams(fts=fts)
-        return _Filter(s.Model.model_id.in_(matches), check, matches)  # type: ignore[arg-type]
+        return _Filter(s.Model.model_id.in_(matches), check, matches, fts=fts)  # type: ignore[arg-type]
     terms = [f"{w}" for w in words]
     terms[-1] += ":*"
     vector = text("models.search_vector @@ to_tsquery('simple', :fts)").bindparams(
@@ -393,7 +482,7 @@ def build_search(conn: Connection, query: SearchQuery) -> Select[Any]:
             "part of it."
         )
     if words:
-        filters.append(_fts_filter(conn, [w.lower() for w in words]))
+        filters.append(_fts_filter(conn, [w.lower() for w in words], query.limit))
     if query.task:
         filters.append(_column_filter(s.Model.task, lambda c: c == query.task))
     if query.license:
@@ -433,9 +522,9 @@ def build_search(conn: Connection, query: SearchQuery) -> Select[Any]:
         filters.append(_membership_filter(s.Lineage.model_id, parent))
     chosen, fence = _choose(conn, filters)
     cursor = _decode_cursor(query.cursor, query.sort) if query.cursor else None
+    fts = filters[0].fts if words else None
     if (
-        words
-        and conn.dialect.name == "sqlite"
+        fts is not None
         and query.sort is Sort.NEWEST
         and all(c is f.check for c, f in zip(chosen, filters, strict=True))
     ):
@@ -444,13 +533,18 @@ def build_search(conn: Connection, query: SearchQuery) -> Select[Any]:
         # the page is full, instead of collecting every match of a short prefix.
         return _newest_from_fts(
             query,
-            _fts5_query([w.lower() for w in words]),
+            fts,
             [
                 *conditions,
                 *chosen[1:],  # the full-text filter is the first
             ],
             cursor,
         )
+    if words:
+        # Checked row by row, the full text costs a seek in FTS5 per term where the
+        # other checks cost one in a B-tree: it goes last, so the rows they reject
+        # never reach it (SQLite checks a row's subqueries in the order written).
+        chosen = [*chosen[1:], chosen[0]]
     conditions += chosen
     if cursor:
         value, last_id = cursor

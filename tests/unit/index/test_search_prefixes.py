@@ -117,17 +117,23 @@ def test_a_broad_short_prefix_never_collects_all_its_matches(
     in id order; other sorts walk their own index and probe FTS5 for each row. Neither
     gathers every match (hundreds of milliseconds on a million models) nor sorts them."""
     monkeypatch.setattr(search, "DRIVING_SET_MAX", 0)
+    monkeypatch.setattr(search, "CHECK_COST", 0)  # as for a common word on a big index
     with index.engine.connect() as conn:
         newest = _plan(conn, search.build_search(conn, SearchQuery(text="r")))
         rated = _plan(conn, search.build_search(conn, SearchQuery(text="r", sort=Sort.BEST_RATED)))
         longer = search.build_search(conn, SearchQuery(text="resnet", sort=Sort.BEST_RATED))
         longer_sql = str(longer.compile(conn))
+        monkeypatch.setattr(search, "PREFIX_WORDS_MAX", 0)
+        gathered = search.build_search(conn, SearchQuery(text="resne", sort=Sort.BEST_RATED))
+        gathered_sql = str(gathered.compile(conn))
     assert newest.splitlines()[0].startswith("SCAN models_fts VIRTUAL TABLE")
     assert "TEMP B-TREE" not in newest and "LIST SUBQUERY" not in newest
     assert "ix_models_rating" in rated and "CORRELATED SCALAR SUBQUERY" in rated
     assert "TEMP B-TREE" not in rated and "LIST SUBQUERY" not in rated
-    # A longer prefix is no single list in the index: its matches are gathered once.
-    assert "+models.model_id IN (SELECT rowid" in longer_sql
+    # A longer prefix is searched as the words it starts, each one list: probed too.
+    assert "models_fts.rowid = models.model_id" in longer_sql
+    # One that starts too many words is no single list: its matches are gathered once.
+    assert "+models.model_id IN (SELECT rowid" in gathered_sql
 
 
 def test_migration_adds_prefix_indexes_to_an_existing_index(tmp_path: Path) -> None:
