@@ -37,7 +37,46 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 MAX_SPEC = 64 * 1024  # bytes of a task spec document: hyperparameters, not data
 
-__all__ = ["MAX_MANIFEST", "StoreMetadataSource"]
+__all__ = ["MAX_MANIFEST", "StoreMetadataSource", "fetch_from_accounts"]
+
+
+def fetch_from_accounts(market: Market, cid: CID, accounts: Sequence[str], max_bytes: int) -> bool:
+    """Makes sure a block (or small DAG) is in the node's store, fetching it if needed
+    from the provider URLs `accounts` recorded on-chain, and from nowhere else.
+
+    Used for what a federated task's parties publish: the spec and the SuperLink's TLS
+    root certificate (from the requester or coordinator), a participant's public key.
+
+    Args:
+        market: The market (its store, chain and fetch policy).
+        cid: What to have.
+        accounts: Whose provider URLs may serve it, in order.
+        max_bytes: The most the fetch may carry.
+
+    Returns:
+        True when the store holds it (now).
+    """
+    store = market.store
+    if store.has(cid):
+        return True
+    own = market.settings.public_url.rstrip("/")
+    policy = fetch_policy(market)
+    for account in accounts:
+        try:
+            url = market.contracts.registry.provider_url(account)
+        except ChainError as exc:
+            log.debug("no provider URL for %s: %s", account, exc)
+            continue
+        if not url or url.rstrip("/") == own:
+            continue
+        try:
+            with policy.client(MANIFEST_TIMEOUT) as client:
+                backend = GatewayBackend(url, policy=policy, client=client)
+                backend.fetch_car(cid, store, max_bytes=max_bytes, max_seconds=MANIFEST_SECONDS)
+            return True
+        except StorageError as exc:
+            log.debug("%s not fetched from %s: %s", cid, url, exc)
+    return False
 
 
 class StoreMetadataSource:
@@ -87,28 +126,8 @@ class StoreMetadataSource:
         """
         cid = CID("base32", 1, "raw", multihash.get("sha2-256").wrap(bytes(digest)))
         store = self._market.store
-        if not store.has(cid):
-            own = self._market.settings.public_url.rstrip("/")
-            policy = fetch_policy(self._market)
-            for account in accounts:
-                try:
-                    url = self._market.contracts.registry.provider_url(account)
-                except ChainError as exc:
-                    log.debug("no provider URL for %s: %s", account, exc)
-                    continue
-                if not url or url.rstrip("/") == own:
-                    continue
-                try:
-                    with policy.client(MANIFEST_TIMEOUT) as client:
-                        backend = GatewayBackend(url, policy=policy, client=client)
-                        backend.fetch_car(
-                            cid, store, max_bytes=2 * MAX_SPEC, max_seconds=MANIFEST_SECONDS
-                        )
-                    break
-                except StorageError as exc:
-                    log.debug("task spec %s not fetched from %s: %s", cid, url, exc)
-            else:
-                return None
+        if not fetch_from_accounts(self._market, cid, accounts, 2 * MAX_SPEC):
+            return None
         try:
             data = store.get(cid)
         except StorageError:
