@@ -8,6 +8,7 @@ or any other node: other nodes serve what they choose, and the chain keeps the r
 
 from __future__ import annotations
 
+import enum
 import json
 from typing import Annotated, Any
 
@@ -16,7 +17,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from mercato.cli.app import app
-from mercato.cli.common import DataDirOption, JsonOption, console
+from mercato.cli.common import (
+    AccountOption,
+    DataDirOption,
+    JsonOption,
+    PasswordFileOption,
+    RpcUrlOption,
+    console,
+    open_market,
+)
 from mercato.cli.errors import handles_errors
 from mercato.config import Settings, load_settings
 from mercato.moderation.lists import NodeDenylists, Subscription, describe
@@ -217,3 +226,42 @@ def refresh(
     for s in subscriptions:
         state = f"kept the last copy: {s.error}" if s.error else f"{s.rules} rules"
         console.print(f"{escape(s.source)}: {escape(state)}", highlight=False)
+
+
+class Reason(enum.StrEnum):
+    """Reason codes of the reports contract, by name."""
+
+    illegal_content = "illegal-content"
+    malware = "malware"
+    license_violation = "license-violation"
+    personal_data = "personal-data"
+    other = "other"
+
+
+@moderation_app.command("report")
+@handles_errors
+def report(
+    model_id: Annotated[int, typer.Argument(help="The model.", min=0)],
+    reason: Annotated[Reason, typer.Argument(help="Why.")],
+    evidence: Annotated[
+        str | None, typer.Option(help="CID of the evidence (only its digest goes on-chain).")
+    ] = None,
+    data_dir: DataDirOption = None,
+    rpc_url: RpcUrlOption = None,
+    account: AccountOption = None,
+    password_file: PasswordFileOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """File a report on a model on-chain; each node's operator decides what it means."""
+    from mercato.chain.contracts import ReportReason
+    from mercato.client.reports import file_report
+    from mercato.storage.cids import parse_cid
+
+    evidence_cid = parse_cid(evidence) if evidence else None
+    market = open_market(data_dir, rpc_url, account, password_file)
+    code = ReportReason[reason.name.upper()]
+    tx_hash = file_report(market, model_id, code, evidence_cid)
+    if json_output:
+        typer.echo(json.dumps({"model_id": model_id, "reason": reason.value, "tx_hash": tx_hash}))
+        return
+    console.print(f"Model {model_id}: reported ({reason.value}) in {tx_hash}.", highlight=False)

@@ -181,10 +181,19 @@ def test_reports_are_counted_and_past_the_threshold_deny_the_model(
         reporting.orders.buy(model_id)  # free: the license is granted at once
         assert reporting.contracts.reports is not None
         reporting.contracts.reports.report(model_id, ReportReason.MALWARE, b"\x07" * 32)
-    stranger = network.market(network.buyer_dir, network.buyers[3]).contracts.reports
-    assert stranger is not None
-    stranger.report(model_id, ReportReason.OTHER)
-    stranger.report(model_id, ReportReason.OTHER)  # the same account counts once
+    # Anyone can report, from the command line too; the same account counts once.
+    auth = ["--account", network.buyers[3].address, "--password-file", str(network.password_file)]
+    for _ in range(2):
+        filed = mercato(
+            network, "moderation", "report", str(model_id), "other", *auth,
+            data_dir=network.buyer_dir,
+        )  # fmt: skip
+        assert filed.returncode == 0, filed.stderr
+        assert f"Model {model_id}: reported (other)" in filed.stdout
+    missing = mercato(
+        network, "moderation", "report", "999999", "malware", *auth, data_dir=network.buyer_dir
+    )
+    assert missing.returncode == 61 and "does not exist" in missing.stderr
 
     def counted() -> dict[str, Any] | None:
         answer = httpx.get(f"{b}/v1/models/{model_id}/reports")
