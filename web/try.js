@@ -103,8 +103,37 @@ function setUp(box) {
   box.hidden = false;
 }
 
+// The card's widget examples: each button holds the values of the form's boxes (JSON,
+// built by the server from the card); a click fills them in, nothing is sent.
+function setUpExamples(bar) {
+  const form = bar.closest("form");
+  bar.querySelectorAll("button[data-example]").forEach((button) => {
+    button.addEventListener("click", () => {
+      let values;
+      try {
+        values = JSON.parse(button.dataset.example);
+      } catch {
+        return;
+      }
+      for (const [name, cells] of Object.entries(values)) {
+        if (!Array.isArray(cells)) continue;
+        const boxes = form.querySelectorAll(`[name="${CSS.escape(name)}"]`);
+        if (boxes.length === cells.length) {
+          boxes.forEach((box, i) => {
+            box.value = String(cells[i]);
+          });
+        } else if (boxes.length === 1) {
+          boxes[0].value = cells.map(String).join(", ");
+        }
+      }
+    });
+  });
+  bar.hidden = false;
+}
+
 function setUpAll() {
   document.querySelectorAll("[data-picture]").forEach(setUp);
+  document.querySelectorAll(".try-examples").forEach(setUpExamples);
 }
 
 if (document.readyState === "loading") {

@@ -10,6 +10,10 @@ Each input gets, from what the card says (see docs/models.md):
   from a drawing or an uploaded picture, scaled to the range of the card's example;
 - anything else: one text field of comma-separated numbers.
 
+The card's `widget` examples in the Hub's tabular form (`structured_data`: column name
+to values) become ready-made inputs: `try_examples` maps each row onto the features of
+an input, and `static/try.js` fills the boxes when one is picked.
+
 The form works without JavaScript: every field is a plain text box.
 """
 
@@ -176,6 +180,69 @@ def try_fields(manifest: Mapping[str, Any]) -> list[TryField]:
         else:
             fields.append(TryField(name, dtype, "text", width, [], [", ".join(shown)]))
     return fields
+
+
+MAX_EXAMPLES = 16
+
+
+@dataclass(frozen=True)
+class TryExample:
+    """A ready-made input from the card's widget.
+
+    Attributes:
+        title: The card's `example_title`, or "Example n".
+        values: Form field (``in:<name>``) to the values of its boxes, in order.
+    """
+
+    title: str
+    values: dict[str, list[str]]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def try_examples(manifest: Mapping[str, Any]) -> list[TryExample]:
+    """The card's tabular widget examples as values for the try form's boxes.
+
+    A row is offered when every `features` box of the form gets a number from the
+    example's column of the same name; examples that fit no field are left out.
+
+    Args:
+        manifest: The model's manifest (perhaps another node's: read defensively).
+
+    Returns:
+        At most `MAX_EXAMPLES` examples, one per row of each widget entry.
+    """
+    card = manifest.get("card") or {}
+    widget = card.get("widget") if isinstance(card, Mapping) else None
+    targets = [f for f in try_fields(manifest) if f.kind == "features"]
+    if not isinstance(widget, list) or not targets:
+        return []
+    examples: list[TryExample] = []
+    for entry in widget:
+        table = entry.get("structured_data") if isinstance(entry, Mapping) else None
+        if not isinstance(table, Mapping):
+            continue
+        columns = {str(k): v for k, v in table.items() if isinstance(v, list)}
+        rows = min((len(v) for v in columns.values()), default=0)
+        title = entry.get("example_title")
+        for row in range(rows):
+            values: dict[str, list[str]] = {}
+            for target in targets:
+                cells = [columns.get(label, [None] * rows)[row] for label in target.labels]
+                texts = [str(c) for c in cells if isinstance(c, (str, int, float))]
+                if len(texts) == target.width and all(_is_number(t) for t in texts):
+                    values[f"in:{target.name}"] = texts
+            if len(values) != len(targets) or len(examples) >= MAX_EXAMPLES:
+                continue
+            name = str(title)[:80] if isinstance(title, str) and title.strip() else ""
+            label = name or f"Example {len(examples) + 1}"
+            examples.append(TryExample(label if rows == 1 else f"{label} ({row + 1})", values))
+    return examples
 
 
 def _number(text: str, integer: bool, where: str) -> float | int:

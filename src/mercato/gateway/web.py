@@ -30,6 +30,7 @@ from mercato.client.artifacts import cid_from_digest
 from mercato.client.fetching import current_provider_url, fetch_policy, post_try
 from mercato.errors import IndexedModelNotFoundError, MercatoError
 from mercato.gateway.api.models import search_query
+from mercato.gateway.card_view import card_view
 from mercato.gateway.charts import Node, line_chart_svg, lineage_svg
 from mercato.gateway.dependencies import optional_session
 from mercato.gateway.errors import status_for
@@ -51,7 +52,7 @@ from mercato.gateway.moderation import hidden_count
 from mercato.gateway.provider import try_wait
 from mercato.gateway.seller_probe import Reachability, SellerProbe
 from mercato.gateway.state import GatewayState
-from mercato.gateway.try_form import one_line, try_fields, try_request, try_views
+from mercato.gateway.try_form import one_line, try_examples, try_fields, try_request, try_views
 from mercato.index import Sort
 from mercato.index.reports import report_counts
 
@@ -276,11 +277,13 @@ def create_web_router(state: GatewayState) -> APIRouter:
             d=detail,
             m=summary,
             card=card,
+            hub=card_view(manifest),
             body=card_body(card_text(manifest), summary.name),
             base_models=base_model_links(card.get("base_model") or [], parent_names),
             inputs=manifest.get("inputs", []),
             outputs=manifest.get("outputs", []),
             fields=try_fields(manifest),
+            examples=try_examples(manifest),
             lineage=lineage,
             graph=graph,
             chart=chart,

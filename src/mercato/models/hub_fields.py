@@ -220,12 +220,14 @@ def widget(value: object, path: str) -> list[dict[str, Any]]:
 
     Args:
         value: The front matter's `widget`: entries with `example_title` and one of
-            `text`, `src` (an http(s) address of a sample file) or `structured_data`
-            (column name to values, the Hub's form for tabular models).
+            `text` (or a sentence-similarity widget's `source_sentence`), `src` (an
+            http(s) address of a sample file) or `structured_data` (column name to
+            values, the Hub's form for tabular models).
         path: The card's path, for messages.
 
     Returns:
-        The entries with those keys only; `structured_data` values as text.
+        The entries with those keys only; `structured_data` values as text. Entries
+        with none of them (a chat widget's `messages`...) are left out.
 
     Raises:
         ModelCardError: an entry is malformed, too long, or links elsewhere than http(s).
@@ -237,8 +239,9 @@ def widget(value: object, path: str) -> list[dict[str, Any]]:
         item: dict[str, Any] = {}
         if entry.get("example_title") is not None:
             item["example_title"] = text(entry["example_title"], f"{where}.example_title", path)
-        if entry.get("text") is not None:
-            item["text"] = text(entry["text"], f"{where}.text", path, MAX_WIDGET_TEXT)
+        said = entry.get("text", entry.get("source_sentence"))
+        if said is not None:
+            item["text"] = text(said, f"{where}.text", path, MAX_WIDGET_TEXT)
         if entry.get("src") is not None:
             src = text(entry["src"], f"{where}.src", path, MAX_LINK)
             if not is_web_link(src):
@@ -246,9 +249,8 @@ def widget(value: object, path: str) -> list[dict[str, Any]]:
             item["src"] = src
         if entry.get("structured_data") is not None:
             item["structured_data"] = _table(entry["structured_data"], f"{where}", path)
-        if not item.keys() - {"example_title"}:
-            raise _fail(f"The model card's {where} has no text, src or structured_data.", path)
-        out.append(item)
+        if item.keys() - {"example_title"}:
+            out.append(item)
     return out
 
 

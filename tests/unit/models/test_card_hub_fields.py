@@ -92,6 +92,14 @@ def test_render_card_round_trips_hub_fields() -> None:
     assert parse_card(render_card(card)) == card
 
 
+def test_widget_entries_mercato_cannot_use_are_left_out() -> None:
+    card = parse_card(
+        "---\nlicense: mit\nwidget:\n- messages: [{role: user, content: hi}]\n"
+        "- source_sentence: That is a happy person\n  sentences: [a, b]\n---\n"
+    )
+    assert card.widget == [{"text": "That is a happy person"}]
+
+
 def test_co2_as_a_bare_number() -> None:
     card = parse_card("---\nlicense: mit\nco2_eq_emissions: 10\n---\n")
     assert card.co2_eq_emissions == {"emissions": "10"}
@@ -112,7 +120,6 @@ def test_a_huge_model_index_is_refused() -> None:
     ("front", "fragment"),
     [
         ("widget:\n- src: javascript:alert(1)\n", "src"),
-        ("widget:\n- example_title: only a title\n", "no text"),
         ("model-index:\n- results:\n  - metrics: [{type: acc, value: .nan}]\n", "finite"),
         ("model-index:\n- results:\n  - metrics: [{value: 1}]\n", "no 'type'"),
         ("model-index:\n- results:\n  - source: {url: 'javascript:x'}\n", "http(s)"),
