@@ -72,7 +72,8 @@ class ModelMetadata:
     Attributes:
         valid: False when the document was not a JSON object or had no usable name.
         name: The model's name.
-        license: The SPDX license expression from the card.
+        license: The card's licence: a Hub id as the Hub writes it (`llama3.1`), or an
+            SPDX expression (manifests published before Hub ids spell SPDX's way).
         task: The card's `pipeline_tag`.
         library: The card's `library_name`.
         tags: The card's tags, de-duplicated, in order.
@@ -102,6 +103,26 @@ def _strings(value: Any) -> list[str]:
     return [s for s in (_string(v, 100) for v in value) if s is not None]
 
 
+def _hub_terms(card: Mapping[str, Any]) -> list[str]:
+    """Searchable words from the Hub fields newer manifests carry: a custom licence's name,
+    and the datasets and metrics of self-reported results (bounded like the rest)."""
+    terms = _strings(card.get("license_name"))
+    models = card.get("model-index")
+    for model in models[:MAX_TAGS] if isinstance(models, list) else []:
+        results = model.get("results") if isinstance(model, Mapping) else None
+        for result in results[:MAX_TAGS] if isinstance(results, list) else []:
+            if not isinstance(result, Mapping):
+                continue
+            dataset = result.get("dataset")
+            if isinstance(dataset, Mapping):
+                terms += _strings(dataset.get("name")) + _strings(dataset.get("type"))
+            metrics = result.get("metrics")
+            for metric in metrics[:MAX_TAGS] if isinstance(metrics, list) else []:
+                if isinstance(metric, Mapping):
+                    terms += _strings(metric.get("type"))
+    return list(dict.fromkeys(terms))[:MAX_TAGS]
+
+
 def extract_metadata(document: Any) -> ModelMetadata:
     """Reads the searchable fields from a manifest document, tolerating any shape.
 
@@ -128,7 +149,11 @@ def extract_metadata(document: Any) -> ModelMetadata:
     if isinstance(metadata, Mapping):
         texts.append(metadata.get("description"))
         texts.append(metadata.get("doc_string"))
-    extra = [*_strings(card.get("datasets")), *_strings(card.get("metrics"))]
+    extra = [
+        *_strings(card.get("datasets")),
+        *_strings(card.get("metrics")),
+        *_hub_terms(card),
+    ]
     text_parts = [t.strip() for t in texts if isinstance(t, str) and t.strip()]
     if extra:
         text_parts.append(" ".join(extra))

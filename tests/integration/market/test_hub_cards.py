@@ -220,3 +220,39 @@ def test_a_price_on_a_card_without_buyer_sections_is_refused_before_anything_is_
     assert refused.returncode == 52, refused.stderr
     assert "## Uses" in refused.stderr and "Bias, Risks, and Limitations" in refused.stderr
     assert registry.total_models() == before
+
+
+def _found(network: Network, **params: str) -> list[int]:
+    answer = httpx.get(f"{network.creator_gateway}/v1/models", params=params, timeout=30)
+    assert answer.status_code == 200
+    return [int(item["model_id"]) for item in answer.json()["items"]]
+
+
+def test_hub_licence_ids_and_reported_results_are_searchable(
+    network: Network, published: dict[str, Published]
+) -> None:
+    llama = published["llm-llama31"].model_id
+    until(lambda: llama in _found(network, license="llama3.1"), "the licence filter")
+    assert _found(network, license="llama3.1") == [llama]
+    whisper = published["whisper-small"].model_id
+    assert whisper in _found(network, q="librispeech_asr")  # a self-reported result's dataset
+    assert published["other-license"].model_id in _found(network, q="qwen-research")
+
+
+def test_a_paid_model_keeps_its_buyer_sections_in_every_new_version_and_price(
+    network: Network, published: dict[str, Published], tmp_path: Path
+) -> None:
+    bare = _package(tmp_path, "sentence-transformer")  # no intended uses, no limitations
+    paid = published["whisper-small"].model_id
+    refused = run(network, "version", "add", str(paid), str(bare))
+    assert refused.returncode == 52, refused.stderr
+    assert f"Model {paid}'s card" in refused.stderr
+    # A free model given an encrypted version still cannot be priced with that card.
+    free = published["sentence-transformer"].model_id
+    added = run(network, "version", "add", str(free), str(bare), "--encrypt")
+    assert added.returncode == 0, added.stderr
+    priced = run(network, "price", "set", str(free), "1")
+    assert priced.returncode == 52, priced.stderr
+    assert "## Uses" in priced.stderr
+    listing = network.market(network.creator_dir).contracts.marketplace.listing(free)
+    assert listing.price == 0

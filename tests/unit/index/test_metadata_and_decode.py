@@ -135,3 +135,25 @@ def test_unknown_logs_are_skipped() -> None:
     assert (
         decoder.decode(_log("0x" + "99" * 20, "Transfer(address,address,uint256)", [], b"")) is None
     )
+
+
+def test_hub_fields_of_newer_manifests_are_searchable_and_bounded() -> None:
+    from mercato.index.metadata import MAX_TAGS, extract_metadata
+
+    results = [
+        {"dataset": {"name": f"set-{i}", "type": "librispeech_asr"}, "metrics": [{"type": "wer"}]}
+        for i in range(MAX_TAGS + 10)
+    ]
+    meta = extract_metadata(
+        {
+            "name": "whisper",
+            "card": {
+                "license": "other",
+                "license_name": "qwen-research",
+                "model-index": [{"results": [*results, "junk", {"dataset": 3}]}, "junk"],
+            },
+        }
+    )
+    assert meta.license == "other"
+    assert "qwen-research" in meta.text and "librispeech_asr" in meta.text and "wer" in meta.text
+    assert "set-0" in meta.text and f"set-{MAX_TAGS + 5}" not in meta.text
