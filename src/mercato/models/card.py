@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,10 +28,24 @@ from typing import Any
 import yaml
 from license_expression import ExpressionError, Licensing, get_spdx_licensing
 
-from mercato.errors import CardSectionsMissingError, ModelCardError, ModelLicenseError
+from mercato.errors import ModelCardError, ModelLicenseError
 from mercato.models import hub_fields
-from mercato.models.licenses import OTHER, hub_license, spdx_link
+from mercato.models.licenses import OTHER, hub_license
 from mercato.models.sections import missing_sections
+from mercato.models.terms import LicenseTerms, license_terms, require_buyer_sections
+
+__all__ = [
+    "CARD_FILENAME",
+    "LicenseTerms",
+    "ModelCard",
+    "license_terms",
+    "load_card",
+    "normalize_license",
+    "parse_card",
+    "render_card",
+    "require_buyer_sections",
+    "split_front_matter",
+]
 
 CARD_FILENAME = "README.md"
 
@@ -476,86 +489,3 @@ def render_card(card: ModelCard) -> str:
         front[key] = value
     header = yaml.safe_dump(front, sort_keys=False, allow_unicode=True, default_flow_style=False)
     return f"---\n{header}---\n{card.text}"
-
-
-@dataclass(frozen=True)
-class LicenseTerms:
-    """The licence terms a card names: what a buyer agrees to.
-
-    Attributes:
-        id: The licence id as the Hub writes it (`apache-2.0`, `llama3.1`, `other`), or
-            the SPDX expression (`MIT OR Apache-2.0`).
-        name: Its name (`Apache license 2.0`; the card's `license_name` for `other`).
-        link: Where its text is: an http(s) address, a file of the package, or None.
-        text: A custom licence's own text (`other` with a licence file), else "".
-    """
-
-    id: str
-    name: str
-    link: str | None
-    text: str = ""
-
-    def canonical_bytes(self) -> bytes:
-        """The terms as bytes that are the same wherever they are computed.
-
-        Returns:
-            UTF-8 JSON of `id`, `link`, `name` and `text`, keys sorted, no spaces.
-        """
-        document = {"id": self.id, "link": self.link, "name": self.name, "text": self.text}
-        return json.dumps(
-            document, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        ).encode("utf-8")
-
-
-def _card_value(card: ModelCard | Mapping[str, Any], key: str) -> str | None:
-    value = getattr(card, key, None) if isinstance(card, ModelCard) else card.get(key)
-    return value if isinstance(value, str) and value.strip() else None
-
-
-def license_terms(card: ModelCard | Mapping[str, Any]) -> LicenseTerms:
-    """The licence terms of a card, or of a manifest's `card` (perhaps another node's).
-
-    A licence the Hub documents is named and linked from Mercato's own table, whatever
-    the card says, so a card cannot show a well-known name over other terms; only
-    `other` takes the card's `license_name`, `license_link` and licence text.
-
-    Args:
-        card: A parsed card, or the `card` mapping of a manifest.
-
-    Returns:
-        The terms; spelled one way (`Apache-2.0` and `apache-2.0` give the same bytes).
-    """
-    written = _card_value(card, "license") or "unknown"
-    known = hub_license(written)
-    if known is not None and known.id != OTHER:
-        return LicenseTerms(known.id, known.name, known.link)
-    if known is not None:  # other: the card's own licence
-        name = _card_value(card, "license_name") or "Other"
-        link = _card_value(card, "license_link")
-        if link is not None and not (
-            hub_fields.is_web_link(link) or hub_fields.is_package_path(link)
-        ):
-            link = None  # a manifest from elsewhere may hold anything
-        return LicenseTerms(OTHER, name, link, _card_value(card, "license_text") or "")
-    # An SPDX expression: one id has its SPDX page, a compound one has none.
-    single = written if " " not in written.strip() and "(" not in written else None
-    return LicenseTerms(written, written, spdx_link(single) if single else None)
-
-
-def require_buyer_sections(
-    card: ModelCard | Mapping[str, Any], *, path: str = "", model_id: int | None = None
-) -> None:
-    """Refuse a paid listing whose card does not tell buyers its uses and limitations.
-
-    Args:
-        card: A parsed card, or the `card` mapping of a published manifest.
-        path: The card's path, for the error.
-        model_id: The model, when it is published already.
-
-    Raises:
-        CardSectionsMissingError: intended uses or limitations are missing or empty.
-    """
-    text = card.text if isinstance(card, ModelCard) else card.get("text")
-    missing = missing_sections(text if isinstance(text, str) else "")
-    if missing:
-        raise CardSectionsMissingError(missing, path=path, model_id=model_id)
