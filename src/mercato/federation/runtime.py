@@ -114,7 +114,12 @@ class SuperLink:
         self.directory = directory
         self.host = host
         self.port = port
-        self.tls = make_tls(directory / "tls", host)
+        tls_dir = directory / "tls"
+        self.tls = (
+            TlsFiles(tls_dir / "ca.pem", tls_dir / "server.pem", tls_dir / "server.key")
+            if (tls_dir / "server.key").exists()
+            else make_tls(tls_dir, host)
+        )
         self.home = directory / "flwr-home"
         self.home.mkdir(parents=True, exist_ok=True)
         # The Flower CLI's connection to this SuperLink, pinned to our CA.

@@ -39,6 +39,9 @@ from mercato.federation.spec import load_spec
 
 app = ServerApp()
 NODE_WAIT_SECONDS = 120
+COMMITTED = "committed.json"  # {"round": N}: the last round the coordinator committed
+TIMINGS = "timings.jsonl"  # one line per round: wall seconds, each seat's training seconds
+NO_COMMIT = "no-commit"  # marks a task directory run without a chain (tests, benchmark)
 
 
 @app.main()
@@ -51,6 +54,23 @@ def main(grid: Grid, context: Context) -> None:
         timeout=float(context.run_config["round-timeout"]),
         min_replies=int(context.run_config["min-replies"]),
     )
+
+
+def wait_committed(directory: Path, round_number: int) -> None:
+    """Block until the coordinator has committed `round_number` on-chain (a file it
+    writes after each commit), so every round's participant list is public before the
+    next round starts. A task directory without a coordinator (`committed.json` absent
+    and `no-commit` present) does not wait."""
+    if round_number <= 0 or (directory / NO_COMMIT).exists():
+        return
+    while True:
+        try:
+            done = int(json.loads((directory / COMMITTED).read_text())["round"])
+        except (OSError, ValueError, KeyError, TypeError):
+            done = 0
+        if done >= round_number:
+            return
+        time.sleep(0.5)
 
 
 def run_rounds(grid: Grid, directory: Path, *, timeout: float, min_replies: int) -> None:
@@ -78,6 +98,9 @@ def run_rounds(grid: Grid, directory: Path, *, timeout: float, min_replies: int)
             raise FederationError("Not enough admitted SuperNodes connected to start a round.")
         time.sleep(1)
     for round_number in range(state.round + 1, spec.rounds + 1):
+        wait_committed(directory, round_number - 1)
+        started = time.monotonic()
+        train_seconds: dict[int, float] = {}
         nodes = sorted(set(grid.get_node_ids()) & set(seats))
         config = ConfigRecord({"spec": spec_bytes.decode("utf-8"), "round": round_number})
         messages = [
@@ -106,6 +129,8 @@ def run_rounds(grid: Grid, directory: Path, *, timeout: float, min_replies: int)
                 continue
             updates.append((new, count))
             examples[seats[node]] = count
+            seconds = reply.content.metric_records["metrics"].get("train-seconds", 0.0)
+            train_seconds[seats[node]] = float(seconds) if isinstance(seconds, float) else 0.0
         if len(updates) < min_replies:
             raise FederationError(
                 f"Round {round_number} got {len(updates)} usable updates; it needs {min_replies}."
@@ -115,3 +140,15 @@ def run_rounds(grid: Grid, directory: Path, *, timeout: float, min_replies: int)
         state.round = round_number
         state.contributions.append(RoundContribution(round_number, examples))
         checkpoint.save(directory, state, params)
+        # Timings for the benchmark: the round's wall time and each seat's training time.
+        with (directory / TIMINGS).open("a", encoding="utf-8") as log:
+            log.write(
+                json.dumps(
+                    {
+                        "round": round_number,
+                        "seconds": time.monotonic() - started,
+                        "train_seconds": train_seconds,
+                    }
+                )
+                + "\n"
+            )

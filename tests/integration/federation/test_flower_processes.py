@@ -40,6 +40,7 @@ def _task_dir(root: Path, nodes: dict[int, int]) -> Path:
     directory.mkdir()
     (directory / "spec.json").write_bytes(SPEC.to_json_bytes())
     (directory / "task.json").write_text(json.dumps({"task_id": 1}))
+    (directory / "no-commit").touch()
     (directory / "nodes.json").write_text(json.dumps({str(k): v for k, v in nodes.items()}))
     params = learning.initial_params(SPEC)
     np.savez(directory / "initial.npz", **{f"p{i}": p for i, p in enumerate(params)})
