@@ -817,6 +817,61 @@ class FederationCheckpointError(FederationError, ValueError):
         )
 
 
+class FederationNotDeployedError(DeploymentError):
+    """The deployment record names no federation contract (it predates federated tasks)."""
+
+    code = "federation_not_deployed"
+
+    def __init__(self, chain_id: int) -> None:
+        self.chain_id = chain_id
+        super().__init__(
+            f"The Mercato deployment recorded for chain {chain_id} has no federation "
+            "contract: it was deployed before federated training existed. On a local chain, "
+            "start a node on a new data directory ('mercato node up' deploys every contract); "
+            "on a shared network, get a deployment record that names one from its operator "
+            "('mercato node up --deployment FILE')."
+        )
+
+
+class FederationTaskNotFoundError(FederationError, LookupError):
+    """No federated task has this id on the chain."""
+
+    code = "federation_task_not_found"
+
+    def __init__(self, task_id: int) -> None:
+        self.task_id = task_id
+        super().__init__(
+            f"There is no federated task {task_id} on this chain; 'mercato fl list' shows "
+            "the tasks."
+        )
+
+
+class FederationInputError(FederationError, ValueError):
+    """A federated task call was asked for something the task or contract cannot take
+    (nothing was sent)."""
+
+    code = "federation_input"
+
+    def __init__(self, message: str, *, task_id: int | None = None) -> None:
+        self.task_id = task_id
+        super().__init__(message)
+
+
+class NodeKeyTakenError(FederationInputError):
+    """A training node key is registered on-chain to another account."""
+
+    code = "federation_node_key_taken"
+
+    def __init__(self, node_key_hash: bytes, owner: str) -> None:
+        self.node_key_hash = node_key_hash
+        self.owner = owner
+        super().__init__(
+            f"The training node key 0x{node_key_hash.hex()[:16]}... is registered to "
+            f"{owner}, not to you (someone may have copied it from your transaction). "
+            "Make a new node key and join with it; nothing was staked."
+        )
+
+
 # --- moderation (mercato.moderation) ----------------------------------------------------
 
 

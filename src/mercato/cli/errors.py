@@ -100,6 +100,8 @@ EXIT_CODES: tuple[tuple[type[errors.MercatoError], int], ...] = (
     (errors.FederationCheckpointError, 105),
     (errors.NothingToClaimError, 106),
     (errors.IndexedTaskNotFoundError, 107),
+    (errors.FederationTaskNotFoundError, 108),
+    (errors.FederationInputError, 109),
     (errors.FederationError, 100),
     (errors.IndexingError, 70),
     (errors.ModerationTargetError, 111),

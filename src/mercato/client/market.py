@@ -37,6 +37,7 @@ class Market:
         reviews: Review, attest and read a model's performance history.
         wallet: Balances and the local-chain faucet.
         earnings: What sales credited the account, and withdrawing it.
+        federation: Federated training tasks: create, join, rounds, shares, claims.
     """
 
     def __init__(
@@ -81,6 +82,7 @@ class Market:
         self._index: Index | None = None
 
         from mercato.client.earnings import EarningsAPI
+        from mercato.client.federation import FederationAPI
         from mercato.client.models import ModelsAPI
         from mercato.client.orders import OrdersAPI
         from mercato.client.reviews import ReviewsAPI
@@ -91,6 +93,7 @@ class Market:
         self.reviews = ReviewsAPI(self)
         self.wallet = WalletAPI(self)
         self.earnings = EarningsAPI(self)
+        self.federation = FederationAPI(self)
 
     @property
     def store(self) -> Blockstore:

@@ -10,9 +10,10 @@ in three places, and this module decides how a key moves from one to the next:
 - staged (`keys/staged/<owner>/<CID>.key`): written when `owner` stored a package,
   before any model id exists. It is bound to (chain, registry, model, version) the first
   time that version is sold or tried, and only if the transaction that added the
-  version was sent by `owner` and `owner` still owns the model. A copycat's transaction
-  comes from the copycat, so a copycat listing never binds the victim's key, even if
-  the copycat then hands the model to the victim.
+  version was sent by `owner` (or, for an owner that is a contract, such as a federated
+  task's revenue splitter, by the agent it named) and `owner` still owns the model. A
+  copycat's transaction comes from the copycat, so a copycat listing never binds the
+  victim's key, even if the copycat then hands the model to the victim.
 - bound (`keys/<chain id>/<registry>/<model id>/<version>.key`): used while the owner
   it records owns the model. After a transfer the old owner's key is not used for the
   new owner: the new owner publishes a new version through their own node.
@@ -68,7 +69,7 @@ def sale_key(market: Market, model_id: int, version: VersionInfo, owner: str) ->
         return bound.key
     staged = keys.load_staged(cid, owner)
     if staged is not None and staged.artifact_cid == cid:
-        if version_publisher(market, model_id, version) != owner:
+        if not _sent_for(market, owner, version_publisher(market, model_id, version)):
             raise refused
         keys.bind(market.chain_id, registry, model_id, version.version, staged)
         return staged.key
@@ -101,6 +102,20 @@ def version_publisher(market: Market, model_id: int, version: VersionInfo) -> st
         return None
     sender = market.w3.eth.get_transaction(entry["transactionHash"])["from"]
     return str(Web3.to_checksum_address(sender))
+
+
+def _sent_for(market: Market, owner: str, publisher: str | None) -> bool:
+    """Whether a version sent by `publisher` counts as `owner`'s: it is the owner, or the
+    owner is a contract (a federated task's revenue splitter, which sends no transaction
+    of its own) and named `publisher` its agent on the marketplace. A copycat that hands
+    its model to the contract sent the version itself, and is not the contract's agent."""
+    if publisher is None:
+        return False
+    if publisher == owner:
+        return True
+    if not market.w3.eth.get_code(Web3.to_checksum_address(owner)):
+        return False
+    return bool(market.contracts.marketplace.agent_of(owner) == publisher)
 
 
 def _legacy_key_is_theirs(market: Market, model_id: int, version: VersionInfo, owner: str) -> bool:
