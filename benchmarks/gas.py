@@ -327,6 +327,127 @@ class GasBench:
         }
 
 
+# What a Merkle-root variant of `finalize` would run instead of storing shares by seat:
+# one root per task, and a claim that proves (seat, account, share) against it. Only
+# for `--shares`; the federation contract stores shares by seat (docs/contracts.md).
+MERKLE_SHARES = """
+# pragma version ~=0.4.3
+roots: public(HashMap[uint256, bytes32])
+claimed: public(HashMap[uint256, HashMap[uint256, uint256]])
+
+@external
+def finalize(task_id: uint256, root: bytes32):
+    self.roots[task_id] = root
+
+@external
+def claim(task_id: uint256, seat: uint256, share: uint256, proof: DynArray[bytes32, 8]):
+    node: bytes32 = keccak256(abi_encode(seat, msg.sender, share))
+    for sibling: bytes32 in proof:
+        if convert(node, uint256) < convert(sibling, uint256):
+            node = keccak256(concat(node, sibling))
+        else:
+            node = keccak256(concat(sibling, node))
+    assert node == self.roots[task_id], "proof"
+    word: uint256 = self.claimed[task_id][seat // 256]
+    assert (word >> (seat % 256)) & 1 == 0, "claimed"
+    self.claimed[task_id][seat // 256] = word | (1 << (seat % 256))
+"""
+
+
+def _merkle(leaves: list[bytes]) -> tuple[bytes, list[list[bytes]]]:
+    """A sorted-pair keccak Merkle tree: its root and each leaf's proof."""
+    proofs: list[list[bytes]] = [[] for _ in leaves]
+    level = [(leaf, [i]) for i, leaf in enumerate(leaves)]
+    while len(level) > 1:
+        nxt = []
+        for j in range(0, len(level), 2):
+            if j + 1 == len(level):
+                nxt.append(level[j])
+                continue
+            (a, ia), (b, ib) = level[j], level[j + 1]
+            for i in ia:
+                proofs[i].append(b)
+            for i in ib:
+                proofs[i].append(a)
+            low, high = sorted((a, b), key=lambda x: int.from_bytes(x, "big"))
+            nxt.append((Web3.keccak(low + high), ia + ib))
+        level = nxt
+    return level[0][0], proofs
+
+
+def compare_share_layouts(seats: int = 100) -> dict[str, int]:
+    """Finalize with shares by seat (the contract) at `seats` seats, against what a
+    Merkle root would cost: storing the root, and each claim's proof."""
+    import vyper
+    from eth_abi import encode
+
+    with (
+        tempfile.TemporaryDirectory() as data_dir,
+        AnvilSupervisor(Path(data_dir), port=free_port()) as anvil,
+    ):
+        w3 = Web3(Web3.HTTPProvider(anvil.rpc_url))
+        funder = dev_accounts(1)[0]
+        deployment = deploy(
+            Web3Backend(w3, funder), fund=[funder.address], fund_amount=10**9 * TOKEN_UNIT
+        )
+        bench = GasBench(w3, deployment, funder)
+        requester = bench.client(bench.new_account())
+        coordinator = bench.client(bench.new_account(0))
+        assert deployment.federation is not None and requester.federation is not None
+        requester.token.approve(deployment.federation, FL_REWARD)
+        now = int(w3.eth.get_block("latest")["timestamp"])
+        coordinator_address = coordinator.token.sender.account.address  # type: ignore[union-attr]
+        task_id = requester.federation.create_task(
+            b"\x5e" * 32,
+            FL_REWARD,
+            FL_STAKE,
+            1,
+            seats,
+            now + 86_400,
+            now + 2 * 86_400,
+            coordinator_address,
+        )
+        accounts = []
+        for seat in range(seats):
+            participant = bench.client(bench.new_account(FL_STAKE))
+            assert participant.federation is not None
+            participant.token.approve(deployment.federation, FL_STAKE)
+            participant.federation.register_node_key(_key(10_000 + seat))
+            participant.federation.join(task_id, _key(10_000 + seat))
+            accounts.append(participant)
+        fed: Federation = coordinator.federation  # type: ignore[assignment]
+        fed.commit_round(task_id, 1, b"\x6d" * 32, b"\x72" * 32, (1 << seats) - 1, 0)
+        shares = [10_000 // seats] * seats
+        shares[-1] += 10_000 - sum(shares)
+        figures = {"finalize_bps": _gas(fed._send("finalize", task_id, shares))}
+        first = accounts[0].federation
+        assert first is not None
+        figures["claim_bps"] = _gas(first._send("claim", task_id))
+
+        compiled = vyper.compile_code(MERKLE_SHARES, output_formats=["abi", "bytecode"])
+        sender = Web3Backend(w3, funder)
+        receipt = sender.send(
+            {"from": funder.address, "data": compiled["bytecode"], "gas": 2_000_000}
+        )
+        merkle = w3.eth.contract(address=receipt["contractAddress"], abi=compiled["abi"])
+        addresses = [a.token.sender.account.address for a in accounts]  # type: ignore[union-attr]
+        leaves: list[bytes] = [
+            Web3.keccak(encode(["uint256", "address", "uint256"], [i, a, s]))
+            for i, (a, s) in enumerate(zip(addresses, shares, strict=True))
+        ]
+        root, proofs = _merkle(leaves)
+        figures["root_store"] = _gas(
+            sender.send(
+                merkle.functions.finalize(1, root).build_transaction({"from": funder.address})
+            )
+        )
+        claimer = Web3Backend(w3, accounts[1].token.sender.account)  # type: ignore[union-attr]
+        call = merkle.functions.claim(1, 1, shares[1], proofs[1])
+        figures["merkle_claim"] = _gas(claimer.send(call.build_transaction({"from": addresses[1]})))
+        figures["proof_levels"] = len(proofs[1])
+        return figures
+
+
 def _key(seat: int) -> bytes:
     """A stand-in for the hash of a training node's public key."""
     return (0xC0DE0000 + seat).to_bytes(32, "big")
@@ -361,7 +482,15 @@ def main() -> int:
     parser.add_argument(
         "--check", action="store_true", help="compare with the snapshot, write nothing"
     )
+    parser.add_argument(
+        "--shares",
+        action="store_true",
+        help="also compare shares by seat with a Merkle root at 100 seats (slow)",
+    )
     args = parser.parse_args()
+    if args.shares:
+        figures = compare_share_layouts()
+        print("shares at 100 seats:", json.dumps(figures))
     gas = measure_on_fresh_anvil()
     snapshot = json.loads(SNAPSHOT.read_text()) if SNAPSHOT.exists() else {}
     targets = {
