@@ -70,6 +70,9 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 32  # the marketplace's deliver_many limit
 HASH_WINDOW = 256  # head hashes remembered to find a fork point; deeper reorgs rescan all
 MAX_BACKOFF = 30.0  # seconds between rounds at most while the chain keeps failing
+# A decline in the outbox is told from a delivery by its function selector.
+DECLINE_SELECTOR = "0x" + Web3.keccak(text="decline(uint256,address,uint256)")[:4].hex()
+DECLINE_REASON_UNSPECIFIED = 0  # the node's reason is free text, shown in its 410 answers
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,7 @@ class RoundReport:
 
     delivered: list[PendingOrder] = field(default_factory=list)
     skipped: list[tuple[PendingOrder, str]] = field(default_factory=list)  # order, reason
+    declined: list[PendingOrder] = field(default_factory=list)  # refunded: model denied here
 
 
 @dataclass(frozen=True)
@@ -468,14 +472,26 @@ class SellerAgent:
         self, market: Market, order: PendingOrder, denied: DeniedError, report: RoundReport
     ) -> None:
         """Refuses a pending order of a denied model: it is never delivered, and the
-        buyer gets the money back.
+        marketplace's `decline` gives the buyer the whole price back at once.
 
-        The marketplace as deployed has no seller-side refund yet, so the order stays
-        pending and the buyer takes a full refund once the delivery window ends
-        (`mercato orders` says when); a marketplace with one is called from here.
+        The decline goes through the outbox like a delivery (nonces, fee bumps, sent
+        again if lost), so it is sent once; a marketplace that refuses it (the order was
+        refunded in between, say) leaves the order skipped, never delivered.
         """
-        del market  # the account a seller-side refund would be sent from
-        self._skip(report, order, denied)
+        sender = market.require_account("decline a purchase").address
+        outbox = self.outboxes[sender]
+        try:
+            tx = market.contracts.marketplace.decline_tx(
+                order.model_id, order.buyer, DECLINE_REASON_UNSPECIFIED
+            )
+            sent = outbox.send(tx, [order.key])
+        except MercatoError as exc:
+            log.warning("cannot decline model %s for %s: %s", order.model_id, order.buyer, exc)
+            self._skip(report, order, denied)
+            return
+        log.info("model %s is denied here (%s): declined %s", order.model_id, denied, order.buyer)
+        outbox.wait([sent], self._receipt_wait)
+        self._record(outbox.settle(int(market.w3.eth.block_number)), report)
 
     def _sale(self, model_id: int, sender: str) -> tuple[str, int, bytes] | MercatoError:
         """The owner, latest version and key to deliver, or why this model is refused."""
@@ -522,7 +538,9 @@ class SellerAgent:
     def _record(self, settled: list[Settled], report: RoundReport) -> None:
         for done in settled:
             orders = [self._order(key) for key in done.tx.orders]
-            if done.outcome == "delivered":
+            if done.outcome == "delivered" and done.tx.data.startswith(DECLINE_SELECTOR):
+                report.declined.extend(o for o in orders if o is not None)
+            elif done.outcome == "delivered":
                 report.delivered.extend(o for o in orders if o is not None)
             elif done.outcome == "reverted":
                 for order in orders:

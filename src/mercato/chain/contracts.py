@@ -420,6 +420,16 @@ class Marketplace(_ContractClient):
             [(d.model_id, d.buyer, d.version, d.wrapped_key) for d in deliveries],
         )
 
+    def decline_tx(self, model_id: int, buyer: str, reason_code: int) -> TxParams:
+        """`decline` as an unsigned transaction (for the seller's agent, which tracks it
+        until mined), its gas estimated.
+
+        Raises:
+            ChainError: This client has no account to send from.
+            ContractRevertError: The marketplace refuses it now (not pending, not ours).
+        """
+        return self._build("decline", model_id, buyer, reason_code)
+
     def refund(self, model_id: int, buyer: str) -> TxReceipt:
         return self._send("refund", model_id, buyer)
 

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: AGPL-3.0-only
-"""The seller's agent never delivers a model its node denies, and delivers nothing of a
-model while the node's lists cannot be read; every other order goes on."""
+"""The seller's agent never delivers a model its node denies (it declines the order: the
+buyer is refunded at once), and delivers nothing while the node's lists cannot be read;
+every other order goes on."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from mercato.moderation.lists import NodeDenylists
 from mercato.moderation.policy import ModerationPolicy
 
 from .conftest import Chain
-from .test_seller_agent import _buy, _publish
+from .test_seller_agent import PRICE, _buy, _publish
 
 
 def test_a_denied_model_is_not_delivered_and_the_others_are(chain: Chain, tmp_path: Path) -> None:
@@ -22,6 +23,7 @@ def test_a_denied_model_is_not_delivered_and_the_others_are(chain: Chain, tmp_pa
     buyer = chain.accounts[5]
     buying = _buy(chain, buyer, denied, tmp_path)
     _buy(chain, buyer, allowed, tmp_path)
+    balance = buying.contracts.token.balance_of(buyer.address)
     lists = NodeDenylists(node_dir)
     lists.deny(str(denied), "malware")
     agent = SellerAgent(
@@ -31,11 +33,13 @@ def test_a_denied_model_is_not_delivered_and_the_others_are(chain: Chain, tmp_pa
     report = agent.deliver_round()
 
     assert [o.model_id for o in report.delivered] == [allowed]
-    assert [(o.model_id, why) for o, why in report.skipped] == [(denied, "denied")]
-    assert buying.orders.status(denied).state is LicenseState.PENDING
-    # Allowed again, the same agent delivers it at its next round.
-    lists.allow(str(denied))
-    assert [o.model_id for o in agent.deliver_round().delivered] == [denied]
+    assert [o.model_id for o in report.declined] == [denied]
+    assert report.skipped == []
+    assert buying.orders.status(denied).state is LicenseState.REFUNDED
+    assert buying.contracts.token.balance_of(buyer.address) == balance + PRICE
+    # Declined once: the next round has nothing left to do.
+    again = agent.deliver_round()
+    assert (again.delivered, again.declined, again.skipped) == ([], [], [])
 
 
 def test_unreadable_lists_hold_back_deliveries(chain: Chain, tmp_path: Path) -> None:
