@@ -36,7 +36,17 @@ def root(
 
 def _register_commands() -> None:
     # Imported for their side effect of adding commands to `app`.
-    from mercato.cli import index, market, models, moderation, node, storage, store, wallet  # noqa: F401
+    from mercato.cli import (  # noqa: F401
+        federation,
+        index,
+        market,
+        models,
+        moderation,
+        node,
+        storage,
+        store,
+        wallet,
+    )
 
 
 def debug_enabled() -> bool:
