@@ -803,6 +803,19 @@ class NothingToClaimError(FederationError, ValueError):
         )
 
 
+class FederationPrivacyError(FederationError, PermissionError):
+    """A participant refused a request that would weaken its task's privacy."""
+
+    code = "federation_privacy_refused"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"Refused: {reason}. No update was sent. The task's privacy comes from its "
+            "on-chain spec; a coordinator asking for less is not to be trusted with your data."
+        )
+
+
 class FederationCheckpointError(FederationError, ValueError):
     """A round checkpoint in the data dir is damaged or belongs to another task."""
 

@@ -15,9 +15,12 @@ from flwr.clientapp import ClientApp
 
 from mercato.federation.data import load_local_data
 from mercato.federation.learning import Params, check_shapes, train_local
+from mercato.federation.privacy import client_mod
 from mercato.federation.spec import load_spec
 
-app = ClientApp()
+# client_mod applies the task's privacy: SecAgg+ with clipping in private mode (only
+# masked updates leave), Flower's local DP when a scored task asks for it.
+app = ClientApp(mods=[client_mod])
 
 
 @app.train()

@@ -57,7 +57,7 @@ MAX_EPOCHS = 1_000
 LEARNERS = ("logistic_regression", "sgd", "mlp")
 DTYPES = ("float32", "float64")
 METRICS = ("accuracy",)
-PRIVACY_MODES = ("none",)
+PRIVACY_MODES = ("none", "private")  # see mercato.federation.privacy
 LearnerKind = Literal["logistic_regression", "sgd", "mlp"]
 _NAME = re.compile(r"^[A-Za-z0-9_.\- ]{1,100}$")
 _ADDRESS = re.compile(r"^[A-Za-z0-9.\-\[\]:]{1,255}:[0-9]{1,5}$")
@@ -116,11 +116,14 @@ class TaskSpec:
         min_participants: Fewest updates a round needs to count.
         max_participants: Seats in the task.
         metric: How the global model is scored ("accuracy").
-        privacy: Privacy mode ("none"; issue 15 adds more).
+        privacy: Privacy mode: "none" (the coordinator sees updates) or "private"
+            (SecAgg+ and differential privacy; `mercato.federation.privacy`).
         parent_royalty_bps: Royalty to the initial model's owner on the result's sales.
         price: Price of the resulting model, in token base units.
         coordinator_address: The SuperLink's Fleet API, "host:port".
         tls_root_cid: The SuperLink's TLS root certificate (raw CIDv1), so joiners pin it.
+        privacy_settings: Clipping, noise, delta and SecAgg+ settings (TOML: the
+            `[privacy]` table, whose `mode` is `privacy`); left out of the JSON when empty.
     """
 
     name: str
@@ -139,6 +142,7 @@ class TaskSpec:
     price: int = 0
     coordinator_address: str = ""
     tls_root_cid: str = ""
+    privacy_settings: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -198,6 +202,10 @@ class TaskSpec:
             if not isinstance(hyper, Mapping):
                 raise FederationSpecError("[hyperparameters] must be a table.")
             data["hyperparameters"] = dict(hyper)
+            privacy_settings = data.get("privacy_settings", {})
+            if not isinstance(privacy_settings, Mapping):
+                raise FederationSpecError("[privacy] settings must be a table.")
+            data["privacy_settings"] = dict(privacy_settings)
             return cls(**data)
         except TypeError as exc:  # a wrong type reached the dataclass
             raise FederationSpecError(
@@ -251,6 +259,11 @@ class TaskSpec:
             extra = sorted(set(learner) - {"kind", "hyperparameters"})
             if extra:
                 raise FederationSpecError(f"Unknown field(s) in [learner]: {', '.join(extra)}.")
+        privacy = document.get("privacy")
+        if isinstance(privacy, dict):
+            # TOML: [privacy] mode = "private" plus its settings; the JSON form is flat.
+            document["privacy_settings"] = dict(privacy)
+            document["privacy"] = document["privacy_settings"].pop("mode", "none")
         return cls.from_dict(document)
 
     def to_dict(self) -> dict[str, Any]:
@@ -259,6 +272,9 @@ class TaskSpec:
         document["input"]["classes"] = list(self.input.classes)
         document["input"]["feature_names"] = list(self.input.feature_names)
         document["hyperparameters"] = dict(self.hyperparameters)
+        document["privacy_settings"] = dict(self.privacy_settings)
+        if not self.privacy_settings:
+            del document["privacy_settings"]  # specs without settings keep their digest
         return document
 
     def to_json_bytes(self) -> bytes:
@@ -341,6 +357,9 @@ def _validate(spec: TaskSpec) -> None:
         raise FederationSpecError(f"metric must be one of {', '.join(METRICS)}.")
     if spec.privacy not in PRIVACY_MODES:
         raise FederationSpecError(f"privacy must be one of {', '.join(PRIVACY_MODES)}.")
+    from mercato.federation.privacy import settings_of  # it imports this module
+
+    settings_of(spec)
     if not 0 <= spec.parent_royalty_bps <= 10_000:
         raise FederationSpecError("parent_royalty_bps must be from 0 to 10,000.")
     if spec.price < 0:
