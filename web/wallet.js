@@ -16,10 +16,11 @@ const ABI = {
     "function purchase(uint256 model_id, uint256 terms, bytes32 buyer_key)",
     "function purchase_with_permit(uint256 model_id, uint256 terms, bytes32 buyer_key, uint256 permit_amount, uint256 permit_deadline, uint8 v, bytes32 r, bytes32 s)",
     "function listing(uint256 model_id) view returns (uint256 price, uint256 license_duration, bool for_sale, uint256 fee_bps)",
+    "function listing_terms(uint256 model_id) view returns (bytes32)",
     "function set_agent(address agent)",
     "function agent_of(address owner) view returns (address)",
     "function withdraw() returns (uint256)",
-    "function publish(bytes32 artifact_cid_digest, bytes32 plaintext_sha256, bytes32 manifest_cid_digest, uint256[] parents, uint16[] royalty_bps, uint256 price, uint256 license_duration) returns (uint256)",
+    "function publish(bytes32 artifact_cid_digest, bytes32 plaintext_sha256, bytes32 manifest_cid_digest, uint256[] parents, uint16[] royalty_bps, uint256 price, uint256 license_duration, bytes32 terms_digest, bytes32 metadata_digest) returns (uint256)",
     "event Listed(uint256 indexed model_id, uint256 price, uint256 license_duration, bool for_sale, uint256 fee_bps)",
   ]),
   token: parseAbi(["function allowance(address owner, address spender) view returns (uint256)"]),
@@ -175,6 +176,9 @@ async function buy() {
   const id = BigInt(box.dataset.modelId);
   const price = BigInt(box.dataset.price);
   const duration = BigInt(box.dataset.duration || "0");
+  // The licence terms this page shows: the purchase commits to their digest.
+  const termsDigest = BigInt(box.dataset.termsDigest || ZERO32);
+  const TERMS_SHIFT = 152n;
   const { account, chain, public: p } = await wallet();
   // The contract would take the owner's money and credit it back; say so instead.
   if (account.toLowerCase() === (box.dataset.owner || "").toLowerCase()) {
@@ -190,7 +194,13 @@ async function buy() {
     if (listedPrice > price || listedDuration !== duration) {
       throw new Error("The seller changed this listing since the page loaded. Reload the page to see its terms.");
     }
-    const terms = price | (duration << 96n) | (feeBps << 136n);
+    const listedTerms = BigInt(await p.readContract({
+      address: chain.marketplace, abi: ABI.marketplace, functionName: "listing_terms", args: [id],
+    }));
+    if (listedTerms >> TERMS_SHIFT !== termsDigest >> TERMS_SHIFT) {
+      throw new Error("The seller changed this model's licence terms since the page loaded. Reload the page to read them.");
+    }
+    const terms = price | (duration << 96n) | (feeBps << 136n) | ((termsDigest >> TERMS_SHIFT) << TERMS_SHIFT);
     if (price === 0n) {
       await sendTx("Get free license", {
         address: chain.marketplace, abi: ABI.marketplace, functionName: "purchase",
@@ -320,6 +330,7 @@ async function publish() {
       body: JSON.stringify({
         name: $("pub-name").value,
         encrypt: price > 0n,
+        price: price.toString(), // shown in the model's ERC-721 metadata
         files: await Promise.all(files.map(async (f) => ({ path: f.name, data: toBase64(await f.arrayBuffer()) }))),
       }),
     });
@@ -339,7 +350,8 @@ async function publish() {
       address: chain.marketplace, abi: ABI.marketplace, functionName: "publish",
       args: ["0x" + stored.artifact_cid_digest, "0x" + stored.plaintext_sha256,
         "0x" + stored.manifest_cid_digest, parent ? [BigInt(parent)] : [], parent ? [royalty] : [],
-        price, BigInt(Math.round(parseFloat($("pub-days").value || "0") * 86400))],
+        price, BigInt(Math.round(parseFloat($("pub-days").value || "0") * 86400)),
+        "0x" + stored.terms_digest, "0x" + stored.metadata_digest],
     });
     const listed = receipt.logs
       .filter((l) => l.address.toLowerCase() === chain.marketplace.toLowerCase())

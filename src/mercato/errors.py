@@ -1211,6 +1211,21 @@ class ListingChangedError(MarketError, ValueError):
         )
 
 
+class LicenseTermsChangedError(MarketError, ValueError):
+    """The licence terms the buyer read are not the ones the listing commits to."""
+
+    code = "license_terms_changed"
+
+    def __init__(self, model_id: int, terms_digest: bytes) -> None:
+        self.model_id, self.terms_digest = model_id, terms_digest
+        super().__init__(
+            f"Model {model_id}'s listing commits to other licence terms than the ones read "
+            f"for this purchase (digest {terms_digest.hex()[:16]}…): the owner changed them, "
+            "or the card that was read is not the latest version's. Nothing was paid. Read "
+            f"the terms again with 'mercato show {model_id}' and buy again."
+        )
+
+
 class RefundTooEarlyError(MarketError, ValueError):
     """The purchase's delivery deadline has not passed yet."""
 

@@ -85,6 +85,7 @@ EXIT_CODES: tuple[tuple[type[errors.MercatoError], int], ...] = (
     (errors.UnencryptedVersionError, 94),
     (errors.ListingChangedError, 95),
     (errors.EncryptedVersionError, 96),
+    (errors.LicenseTermsChangedError, 97),
     (errors.ProviderUnavailableError, 81),
     (errors.ProviderRejectedError, 82),
     (errors.ArtifactTooLargeError, 85),

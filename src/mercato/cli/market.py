@@ -443,11 +443,16 @@ def buy(
 ) -> None:
     """Buy a license: the price waits in escrow until the creator's node delivers the key.
 
-    Shows the price and how it is split (royalties, fee) and asks first; --yes skips that.
+    Shows the price, how it is split (royalties, fee) and the licence terms, and asks
+    first; --yes skips that. The purchase commits to the terms shown: it is refused if
+    the creator changes them before it is mined.
     """
+    from mercato.client.license_terms import terms_digest, terms_label
+
     limit = parse_tokens(max_price) if max_price is not None else None
     market = open_market(data_dir, rpc_url, account, signing=False)
     quote = market.orders.quote(model_id)
+    terms = market.orders.terms(model_id)
     lines = [f"Model {model_id}: price {format_tokens(quote.price)}"]
     lines += [
         f"  royalty to the owner of model {parent}: {format_tokens(amount)}"
@@ -455,6 +460,13 @@ def buy(
     ]
     lines.append(f"  protocol fee ({quote.fee_bps / 100:g}%): {format_tokens(quote.fee)}")
     lines.append(f"  to the owner {quote.owner}: {format_tokens(quote.owner_share)}")
+    if terms is None:
+        lines.append("Licence: none stated (the card could not be read)")
+    else:
+        lines.append(f"Licence: {terms_label(terms)}")
+        if terms.text:
+            lines.append(f"  its text ({len(terms.text):,} characters) is in the model's LICENSE")
+        lines.append(f"  terms digest {terms_digest(terms).hex()}")
     if not (yes and json_output):
         err_console.print("\n".join(lines), highlight=False)
     confirm(
@@ -465,15 +477,22 @@ def buy(
     market = unlock(market, account, password_file)
     with err_console.status("Buying…"):
         # The price the user confirmed is the most the purchase may take.
-        order = market.orders.buy(model_id, max_price=quote.price if limit is None else limit)
+        order = market.orders.buy(
+            model_id, max_price=quote.price if limit is None else limit, terms=terms
+        )
     if wait and order.state.name == "PENDING":
         with err_console.status("Waiting for the creator's node to deliver the key…"):
             order = market.orders.wait_for_delivery(model_id, timeout=wait)
+    digest = terms_digest(terms).hex() if terms is not None else None
     if json_output:
-        print_json({"model_id": model_id, "state": order.state.name.lower(), "price": order.price})
+        print_json(
+            {"model_id": model_id, "state": order.state.name.lower(), "price": order.price,
+             "license": terms.id if terms is not None else None, "terms_digest": digest}
+        )  # fmt: skip
     else:
         console.print(
             f"Model {model_id}: {order.state.name.lower()} ({format_tokens(order.price)})"
+            + (f", licence {terms_label(terms)}" if terms is not None else "")
         )
 
 
@@ -497,13 +516,14 @@ def orders(
             [
                 {"model_id": o.model_id, "state": o.state.name.lower(), "price": o.price,
                  "licensed": o.licensed, "time": o.time,
+                 "terms_digest": o.terms_digest.hex() if o.terms_digest else None,
                  "refund_after": local_time(o.time) if o.state is LicenseState.PENDING else None,
                  "expires": local_time(o.time) if o.licensed and o.time else None}
                 for o in found
             ]
         )  # fmt: skip
         return
-    table = Table("model", "state", "price", "license", "when")
+    table = Table("model", "state", "price", "license", "terms bought", "when")
     for o in found:
         if o.state is LicenseState.PENDING:
             when = f"refund possible after {local_time(o.time)}"
@@ -516,9 +536,17 @@ def orders(
             o.state.name.lower(),
             format_tokens(o.price),
             "yes" if o.licensed else "no",
+            _terms_cell(o.terms_digest),
             when,
         )
     console.print(table)
+
+
+def _terms_cell(digest: bytes | None) -> str:
+    """A terms digest, shortened for a table ("none stated" for zero bytes)."""
+    if digest is None:
+        return ""
+    return "none stated" if not any(digest) else digest.hex()[:16] + "…"
 
 
 @app.command()
@@ -544,6 +572,24 @@ def download(
     with byte_progress("Downloading, verifying and decrypting", None) as progress:
         path = market.orders.download(model_id, dest, gateway=gateway, progress=progress)
     console.print(f"Model {model_id} verified and unpacked into {path}")
+    console.print(_download_terms(market, model_id), highlight=False, markup=False)
+
+
+def _download_terms(market: Market, model_id: int) -> str:
+    """Which licence terms the download is under: those bought, else the card's."""
+    from mercato.client.license_terms import terms_digest, terms_label
+
+    terms = market.orders.terms(model_id)
+    label = terms_label(terms) if terms is not None else "none stated"
+    bought = market.orders.terms_bought(model_id) if market.account is not None else None
+    if bought is None:
+        return f"Licence: {label}"
+    if terms is not None and terms_digest(terms) == bought:
+        return f"Licence: {label}, as bought (terms digest {bought.hex()})"
+    return (
+        f"Licence: you bought under terms digest {bought.hex()}; the latest version's card "
+        f"now states {label}."
+    )
 
 
 @app.command()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from multiformats import CID
 
-from mercato.chain.contracts import Listing, ModelId, VersionDigests
+from mercato.chain.contracts import NO_DIGEST, TERMS_SHIFT, Listing, ModelId, VersionDigests
 from mercato.client.artifacts import (
     Progress,
     cid_digest,
@@ -20,7 +20,9 @@ from mercato.client.artifacts import (
     counted,
     package_tar_stream,
 )
+from mercato.client.license_terms import manifest_terms, terms_digest
 from mercato.client.metadata import StoreMetadataSource
+from mercato.client.token_metadata import store_token_metadata
 from mercato.crypto import StreamEncryptor, generate_content_key
 from mercato.crypto.stream import MAGIC as CIPHER_MAGIC
 from mercato.errors import (
@@ -28,6 +30,7 @@ from mercato.errors import (
     EncryptedVersionError,
     ModelNotFoundError,
     ModelPackageError,
+    StorageError,
     UnencryptedVersionError,
     UnsafeURLError,
     VersionNotFoundError,
@@ -120,7 +123,12 @@ class ModelsAPI:
                 or it has no name.
             CardSectionsMissingError: The price is above 0 and the card says nothing of
                 the model's intended uses or limitations. Nothing is stored or sent.
+            StorageError: The package or its ERC-721 metadata could not be stored.
             ContractRevertError: The registry or marketplace refused (bad lineage, price).
+
+        The listing commits to the card's licence terms (buyers commit to the same
+        digest), and the model's ERC-721 metadata document and card image are stored
+        here for `tokenURI`.
         """
         package = path if isinstance(path, ModelPackage) else load_named_package(path, name)
         if price > 0:
@@ -129,6 +137,13 @@ class ModelsAPI:
         stored = self._store_package(
             package, encrypt=price > 0, progress=progress, owner=account.address
         )
+        metadata = store_token_metadata(
+            self._market.store,
+            package.manifest,
+            price=price,
+            version=1,
+            artifact_cid=stored.artifact_cid,
+        )
         self._ensure_provider_url(account.address)
         model_id = self._market.contracts.marketplace.publish(
             stored.digests,
@@ -136,6 +151,8 @@ class ModelsAPI:
             license_duration=license_duration,
             parents=list(parents),
             royalty_bps=list(royalty_bps),
+            terms_digest=_terms_digest(package.manifest),
+            metadata_digest=metadata,
         )
         return stored.published(model_id, 1)
 
@@ -170,10 +187,17 @@ class ModelsAPI:
             ModelPackageError: The package is invalid, or it would rename the model.
             CardSectionsMissingError: The model is paid and the new card says nothing of
                 its intended uses or limitations. Nothing is stored or sent.
+            StorageError: The package or its ERC-721 metadata could not be stored.
             ContractRevertError: The account does not own the model.
+
+        The model's ERC-721 metadata is replaced to show the new version (the registry
+        logs ERC-4906 `MetadataUpdate`). When the new card states other licence terms,
+        the listing is set again (same price and duration) to commit to them, in a
+        second transaction: buyers read the latest version's card.
         """
         account = self._market.require_signer("add a version")
-        listing = self.show(model_id).listing
+        info = self.show(model_id)
+        listing = info.listing
         package = self.version_package(model_id, path)
         if listing.price > 0:
             require_buyer_sections(package.card, path=str(package.root), model_id=model_id)
@@ -183,7 +207,20 @@ class ModelsAPI:
             progress=progress,
             owner=account.address,
         )
-        version = self._market.contracts.registry.add_version(model_id, stored.digests)
+        metadata = store_token_metadata(
+            self._market.store,
+            package.manifest,
+            price=listing.price,
+            version=len(info.versions) + 1,
+            artifact_cid=stored.artifact_cid,
+        )
+        contracts = self._market.contracts
+        version = contracts.registry.add_version(model_id, stored.digests, metadata)
+        digest = _terms_digest(package.manifest)
+        if _prefix(digest) != contracts.marketplace.listing_terms(model_id):
+            contracts.marketplace.set_listing(
+                model_id, listing.price, listing.license_duration, listing.for_sale, digest
+            )
         return stored.published(ModelId(model_id), version)
 
     def version_package(self, model_id: int, path: str | Path | ModelPackage) -> ModelPackage:
@@ -285,6 +322,9 @@ class ModelsAPI:
                 free license delivers no key. Nothing is sent.
             CardSectionsMissingError: The price is above 0 and the latest version's card
                 says nothing of the model's intended uses or limitations. Nothing is sent.
+            StorageError: The latest version's manifest cannot be read, so neither the
+                licence terms the listing commits to nor the model's ERC-721 metadata
+                (which shows the price) can be written. Nothing is sent.
             ContractRevertError: The account does not own the model, or the price is too large.
         """
         self._market.require_signer("set a price")
@@ -297,7 +337,24 @@ class ModelsAPI:
             require_buyer_sections(card, model_id=model_id)
         if price == 0 and encrypted:
             raise EncryptedVersionError(model_id, info.latest.version)
-        self._market.contracts.marketplace.set_listing(model_id, price, license_duration, for_sale)
+        manifest = self.manifest(model_id)
+        if not manifest:
+            raise StorageError(
+                f"The manifest of model {model_id}'s version {info.latest.version} is not in "
+                "this data directory's store and no provider served it, and the listing's "
+                "licence terms and the model's metadata come from it. Run this on the node "
+                "that published the model."
+            )
+        metadata = store_token_metadata(
+            self._market.store,
+            manifest,
+            price=price,
+            version=info.latest.version,
+            artifact_cid=info.latest.artifact_cid,
+        )
+        self._market.contracts.marketplace.set_listing(
+            model_id, price, license_duration, for_sale, _terms_digest(manifest), metadata
+        )
         return self._market.contracts.marketplace.listing(model_id)
 
     def deprecate(self, model_id: int, version: int) -> None:
@@ -520,6 +577,18 @@ def load_named_package(path: str | Path, name: str | None = None) -> ModelPackag
                 path=str(path),
             )
     return load_package(path, name=name)
+
+
+def _terms_digest(manifest: dict[str, Any]) -> bytes:
+    """The digest of the licence terms a manifest's card states (zero bytes for none)."""
+    terms = manifest_terms(manifest)
+    return terms_digest(terms) if terms is not None else NO_DIGEST
+
+
+def _prefix(digest: bytes) -> bytes:
+    """What a listing keeps of a terms digest: its first 104 bits, the rest zero."""
+    kept = (int.from_bytes(digest, "big") >> TERMS_SHIFT) << TERMS_SHIFT
+    return kept.to_bytes(32, "big")
 
 
 def _hashing(pieces: Iterator[bytes], digest: hashlib._Hash) -> Iterator[bytes]:

@@ -10,14 +10,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from eth_typing import ChecksumAddress
 from web3 import Web3
 
-from mercato.chain.contracts import LicenseState, ModelId, TokenAmount
+from mercato.chain.contracts import NO_DIGEST, TERMS_SHIFT, LicenseState, ModelId, TokenAmount
 from mercato.client.artifacts import Progress, restore_package
 from mercato.client.fetching import artifact_limit, car_limit, fetch_policy
+from mercato.client.license_terms import LicenseTerms, manifest_terms, terms_digest
 from mercato.crypto import derive_buyer_key, validate_buyer_key
 from mercato.errors import (
     AlreadyLicensedError,
@@ -27,6 +28,7 @@ from mercato.errors import (
     FetchTooLargeError,
     InsufficientBalanceError,
     LicenseRequiredError,
+    LicenseTermsChangedError,
     ListingChangedError,
     NoAccountError,
     NotForSaleError,
@@ -58,6 +60,9 @@ class Order:
     price: TokenAmount
     time: int  # the delivery deadline while pending, the expiry once delivered (0 = perpetual)
     licensed: bool  # a current license, by the chain's clock
+    # sha256 of the licence terms bought (zero bytes: the listing stated none); None
+    # when not looked up (`status` does not, `list` and `terms_bought` do).
+    terms_digest: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -77,15 +82,40 @@ class OrdersAPI:
     def __init__(self, market: Market) -> None:
         self._market = market
 
-    def buy(self, model_id: int, *, max_price: int | None = None) -> Order:
+    def terms(self, model_id: int) -> LicenseTerms | None:
+        """The licence terms a buyer of the model agrees to, read from its latest
+        version's manifest (checked against the digest the chain holds).
+
+        Args:
+            model_id: The model.
+
+        Returns:
+            The terms, or None when the manifest cannot be read or states none.
+
+        Raises:
+            ModelNotFoundError: No such model.
+        """
+        return manifest_terms(self._market.models.manifest(model_id))
+
+    def buy(
+        self,
+        model_id: int,
+        *,
+        max_price: int | None = None,
+        terms: LicenseTerms | None = None,
+    ) -> Order:
         """Buys a license: the price goes into escrow until the seller's node delivers the key.
 
-        A first purchase signs an EIP-2612 permit, so it is one transaction.
+        A first purchase signs an EIP-2612 permit, so it is one transaction. The purchase
+        commits to the licence terms the buyer read: the marketplace refuses it if the
+        listing commits to other ones.
 
         Args:
             model_id: The model.
             max_price: The most to pay (defaults to the current price); protects against
                 a price raised between reading and buying.
+            terms: The licence terms shown to the buyer (`terms(model_id)`); None reads
+                them here from the latest version's manifest.
 
         Returns:
             The order: pending for paid models, delivered at once for free ones.
@@ -103,6 +133,8 @@ class OrdersAPI:
                 sealed content key (nothing is sent).
             ListingChangedError: The price is above max_price, or the owner changed the
                 license duration or fee before the purchase was mined (nothing was paid).
+            LicenseTermsChangedError: The listing commits to other licence terms than
+                the ones read (checked before sending, and by the marketplace at mining).
             ContractRevertError: The marketplace refused for another reason.
         """
         account = self._market.require_account("buy a model")
@@ -117,14 +149,19 @@ class OrdersAPI:
         if current.state is LicenseState.PENDING or current.licensed:
             raise AlreadyLicensedError(model_id, pending=current.state is LicenseState.PENDING)
         price = info.listing.price
-        # The purchase commits to the listing read here: a license duration or fee the
-        # owner changes before it is mined makes the marketplace refuse it.
-        terms = info.listing.terms(max_price)
         contracts = self._market.contracts
+        read = terms if terms is not None else self.terms(model_id)
+        digest = terms_digest(read) if read is not None else NO_DIGEST
+        if _prefix(digest) != contracts.marketplace.listing_terms(model_id):
+            raise LicenseTermsChangedError(model_id, digest)
+        # The purchase commits to the listing read here and the licence terms read: a
+        # duration, fee or licence the owner changes before it is mined makes the
+        # marketplace refuse it.
+        word = info.listing.terms(max_price, digest)
         if price == 0:
             self._market.require_signer("buy a model")
-            with _listing_checked(model_id):
-                contracts.marketplace.purchase(model_id, terms, bytes(32))
+            with _listing_checked(model_id, digest):
+                contracts.marketplace.purchase(model_id, word, bytes(32))
             return self.status(model_id)
         balance = contracts.token.balance_of(account.address)
         if balance < price:
@@ -133,16 +170,74 @@ class OrdersAPI:
         buyer_key = derive_buyer_key(account, self._market.chain_id).public_key
         # A key no content key can be sealed to would pay for an undeliverable order.
         validate_buyer_key(buyer_key)
-        with _listing_checked(model_id):
+        with _listing_checked(model_id, digest):
             if contracts.token.allowance(account.address, contracts.marketplace.address) >= price:
-                contracts.marketplace.purchase(model_id, terms, buyer_key)
+                contracts.marketplace.purchase(model_id, word, buyer_key)
             else:
                 # The chain's clock, not this machine's, decides whether the permit expired.
                 now = int(self._market.w3.eth.get_block("latest")["timestamp"])
                 contracts.marketplace.purchase_with_permit(
-                    model_id, terms, buyer_key, contracts.token, now + PERMIT_LIFETIME
+                    model_id, word, buyer_key, contracts.token, now + PERMIT_LIFETIME
                 )
         return self.status(model_id)
+
+    def decline(self, model_id: int, buyer: str, reason_code: int = 0) -> Order:
+        """Refuses a pending purchase of a model the account owns (or delivers for as
+        its agent): the buyer gets the whole price back at once, and the marketplace
+        logs `Declined` with the reason.
+
+        Args:
+            model_id: The model.
+            buyer: The buyer of the pending purchase.
+            reason_code: Why (Mercato's report reasons: 1 illegal content, 2 malware,
+                3 licence violation, 4 personal data, 5 other; 0 unspecified).
+
+        Returns:
+            The buyer's order, now refunded.
+
+        Raises:
+            NoAccountError: The market is read-only.
+            NoGasError: The account holds no native currency to pay for the transaction.
+            LicenseRequiredError: No purchase of the model by `buyer` is pending.
+            ContractRevertError: The account is neither the model's owner nor its agent.
+        """
+        self._market.require_signer("decline a purchase")
+        if self.status(model_id, buyer).state is not LicenseState.PENDING:
+            raise LicenseRequiredError(model_id, buyer)
+        self._market.contracts.marketplace.decline(model_id, buyer, reason_code)
+        return self.status(model_id, buyer)
+
+    def terms_bought(self, model_id: int, buyer: str | None = None) -> bytes | None:
+        """The digest of the licence terms a buyer's latest purchase of a model was made
+        under: the model's last `TermsSet` before that purchase (the marketplace checked
+        the purchase's terms against it).
+
+        Args:
+            model_id: The model.
+            buyer: The buyer; defaults to the market's account.
+
+        Returns:
+            The 32-byte digest (zero bytes: the listing stated no terms), or None when
+            the buyer never bought the model.
+
+        Raises:
+            NoAccountError: No buyer given and the market is read-only.
+        """
+        address = buyer or self._market.require_account("read orders").address
+        marketplace = self._market.contracts.marketplace
+        bought = [
+            log
+            for event in ("Purchased", "LicenseGranted")
+            for log in self._market.logs(marketplace, event, model_id=model_id, buyer=address)
+        ]
+        if not bought:
+            return None
+        when = max(_position(log) for log in bought)
+        digest = NO_DIGEST
+        for log in self._market.logs(marketplace, "TermsSet", model_id=model_id):
+            if _position(log) < when:
+                digest = bytes(log["args"]["terms_digest"])
+        return digest
 
     def quote(self, model_id: int) -> Quote:
         """How the current price of a model would be split if bought now.
@@ -212,7 +307,13 @@ class OrdersAPI:
         for event in ("Purchased", "LicenseGranted"):
             for log in self._market.logs(marketplace, event, buyer=address):
                 seen[int(log["args"]["model_id"])] = None
-        return [self.status(model_id, address) for model_id in reversed(list(seen))]
+        return [
+            replace(
+                self.status(model_id, address),
+                terms_digest=self.terms_bought(model_id, address),
+            )
+            for model_id in reversed(list(seen))
+        ]
 
     def wait_for_delivery(
         self, model_id: int, *, timeout: float = 60.0, poll: float = 0.5
@@ -397,12 +498,27 @@ _LISTING_CHANGED = (
 )
 
 
+_TERMS_CHANGED = "marketplace: licence terms differ from the buyer's"
+
+
 @contextmanager
-def _listing_checked(model_id: int) -> Iterator[None]:
+def _listing_checked(model_id: int, terms_digest: bytes) -> Iterator[None]:
     """Turns the marketplace's refusal of stale terms into a typed, actionable error."""
     try:
         yield
     except ContractRevertError as exc:
         if exc.reason in _LISTING_CHANGED:
             raise ListingChangedError(model_id) from exc
+        if exc.reason == _TERMS_CHANGED:
+            raise LicenseTermsChangedError(model_id, terms_digest) from exc
         raise
+
+
+def _prefix(digest: bytes) -> bytes:
+    """What a listing keeps of a terms digest: its first 104 bits, the rest zero."""
+    return ((int.from_bytes(digest, "big") >> TERMS_SHIFT) << TERMS_SHIFT).to_bytes(32, "big")
+
+
+def _position(log: Any) -> tuple[int, int]:
+    """Where a log is in the chain, to order logs of different events."""
+    return int(log["blockNumber"]), int(log["logIndex"])

@@ -28,6 +28,7 @@ from mercato.chain.contracts import LicenseState
 from mercato.chain.deployment import LOCAL_CHAIN_IDS
 from mercato.client.artifacts import cid_from_digest
 from mercato.client.fetching import current_provider_url, fetch_policy, post_try
+from mercato.client.license_terms import page_terms_digest
 from mercato.errors import IndexedModelNotFoundError, MercatoError
 from mercato.gateway.api.models import search_query
 from mercato.gateway.card_view import card_view
@@ -297,6 +298,8 @@ def create_web_router(state: GatewayState) -> APIRouter:
             royalties=summary.price * royalty_bps // 10_000,
             owns=bool(account) and account == summary.owner,
             latest=latest,
+            # What the buy box's purchase commits to: the licence terms this page shows.
+            terms_digest=page_terms_digest(manifest),
             delivery_window=delivery_window(),
             seller=probe.check(detail.provider_url),
             Reachability=Reachability,

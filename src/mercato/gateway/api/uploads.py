@@ -21,10 +21,13 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from mercato.chain.contracts import MAX_PRICE
 from mercato.client.artifacts import cid_digest, package_tar_stream
+from mercato.client.license_terms import page_terms_digest
+from mercato.client.token_metadata import store_token_metadata
 from mercato.crypto import StreamEncryptor, generate_content_key
 from mercato.errors import RateLimitedError, UploadError, UploadPathError
 from mercato.gateway.api.schemas import ErrorOut
@@ -55,6 +58,8 @@ class UploadIn(BaseModel):
     name: str
     files: list[UploadFile]
     encrypt: bool
+    # The price the creator will list at, in base units: the ERC-721 metadata shows it.
+    price: int = Field(default=0, ge=0, le=MAX_PRICE)
 
 
 class UploadOut(BaseModel):
@@ -67,6 +72,8 @@ class UploadOut(BaseModel):
     encrypted: bool
     inputs: list[dict[str, object]]
     outputs: list[dict[str, object]]
+    terms_digest: str  # the card's licence terms, which the listing commits to
+    metadata_digest: str  # the ERC-721 metadata document tokenURI will name
 
 
 def upload_path(text: str) -> PurePosixPath:
@@ -166,6 +173,9 @@ def store_upload(state: GatewayState, body: UploadIn, owner: str) -> UploadOut:
             artifact = import_file(_hashing(package_tar_stream(package), digest), store)
             sha256 = digest.digest()
         document = package.manifest
+        metadata = store_token_metadata(
+            store, document, price=body.price, version=1, artifact_cid=artifact.cid
+        )
     return UploadOut(
         name=body.name,
         artifact_cid=str(artifact.cid),
@@ -176,6 +186,8 @@ def store_upload(state: GatewayState, body: UploadIn, owner: str) -> UploadOut:
         encrypted=body.encrypt,
         inputs=list(document.get("inputs", [])),
         outputs=list(document.get("outputs", [])),
+        terms_digest=page_terms_digest(document).removeprefix("0x"),
+        metadata_digest=metadata.hex(),
     )
 
 
