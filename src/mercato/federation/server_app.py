@@ -34,6 +34,7 @@ from flwr.serverapp import Grid, ServerApp
 from mercato.errors import FederationError
 from mercato.federation import checkpoint
 from mercato.federation.learning import Params, check_shapes, export_onnx, fedavg
+from mercato.federation.privacy import run_private_round
 from mercato.federation.shares import RoundContribution
 from mercato.federation.spec import load_spec
 
@@ -102,40 +103,53 @@ def run_rounds(grid: Grid, directory: Path, *, timeout: float, min_replies: int)
         started = time.monotonic()
         train_seconds: dict[int, float] = {}
         nodes = sorted(set(grid.get_node_ids()) & set(seats))
-        config = ConfigRecord({"spec": spec_bytes.decode("utf-8"), "round": round_number})
-        messages = [
-            Message(
-                RecordDict({"arrays": ArrayRecord(params), "config": config}),
-                dst_node_id=node,
-                message_type="train",
-                group_id=str(round_number),
-            )
-            for node in nodes
-        ]
-        updates: list[tuple[Params, int]] = []
         examples: dict[int, int] = {}
-        for reply in grid.send_and_receive(messages, timeout=timeout):
-            node = reply.metadata.src_node_id
-            if node not in seats or not reply.has_content():
-                continue
-            try:
-                arrays = reply.content.array_records["arrays"].to_numpy_ndarrays()
-                new: Params = [np.asarray(a, dtype=np.float64) for a in arrays]
-                check_shapes(spec, new)
-                count = reply.content.metric_records["metrics"]["num-examples"]
-            except (KeyError, TypeError, ValueError, FederationError):
-                continue  # a malformed update is dropped, not fatal
-            if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
-                continue
-            updates.append((new, count))
-            examples[seats[node]] = count
-            seconds = reply.content.metric_records["metrics"].get("train-seconds", 0.0)
-            train_seconds[seats[node]] = float(seconds) if isinstance(seconds, float) else 0.0
-        if len(updates) < min_replies:
-            raise FederationError(
-                f"Round {round_number} got {len(updates)} usable updates; it needs {min_replies}."
-            )
-        params = fedavg(updates)
+        if spec.privacy == "private":
+            # SecAgg+ and DP (mercato.federation.privacy): the coordinator gets only the
+            # masked sum; every seat whose update is in it counts once.
+            outcome = run_private_round(grid, spec, params, nodes, round_number, timeout=timeout)
+            if len(outcome.completed) < min_replies:
+                raise FederationError(
+                    f"Round {round_number} aggregated {len(outcome.completed)} updates; "
+                    f"it needs {min_replies}."
+                )
+            params = outcome.params
+            examples.update({seats[node]: 1 for node in outcome.completed})
+        else:
+            config = ConfigRecord({"spec": spec_bytes.decode("utf-8"), "round": round_number})
+            messages = [
+                Message(
+                    RecordDict({"arrays": ArrayRecord(params), "config": config}),
+                    dst_node_id=node,
+                    message_type="train",
+                    group_id=str(round_number),
+                )
+                for node in nodes
+            ]
+            updates: list[tuple[Params, int]] = []
+            for reply in grid.send_and_receive(messages, timeout=timeout):
+                node = reply.metadata.src_node_id
+                if node not in seats or not reply.has_content():
+                    continue
+                try:
+                    arrays = reply.content.array_records["arrays"].to_numpy_ndarrays()
+                    new: Params = [np.asarray(a, dtype=np.float64) for a in arrays]
+                    check_shapes(spec, new)
+                    count = reply.content.metric_records["metrics"]["num-examples"]
+                except (KeyError, TypeError, ValueError, FederationError):
+                    continue  # a malformed update is dropped, not fatal
+                if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
+                    continue
+                updates.append((new, count))
+                examples[seats[node]] = count
+                seconds = reply.content.metric_records["metrics"].get("train-seconds", 0.0)
+                train_seconds[seats[node]] = float(seconds) if isinstance(seconds, float) else 0.0
+            if len(updates) < min_replies:
+                raise FederationError(
+                    f"Round {round_number} got {len(updates)} usable updates; "
+                    f"it needs {min_replies}."
+                )
+            params = fedavg(updates)
         (directory / f"round-{round_number:04d}.onnx").write_bytes(export_onnx(spec, params))
         state.round = round_number
         state.contributions.append(RoundContribution(round_number, examples))

@@ -428,3 +428,46 @@ def test_node_config_pins_the_spec_digest() -> None:
         "privacy": "private",
         "spec-sha256": hashlib.sha256(spec.to_json_bytes()).hexdigest(),
     }
+
+
+def test_the_servers_rounds_run_private_mode_and_record_who_completed(
+    owners: dict[int, Path], tmp_path: Path
+) -> None:
+    """F2's ServerApp loop (`run_rounds`) with a private spec: SecAgg+ rounds, a model per
+    round, and each round's record naming the seats in its aggregate with weight 1."""
+    import json
+
+    from mercato.federation import checkpoint
+    from mercato.federation.server_app import NO_COMMIT, run_rounds
+
+    spec = _spec()
+    grid = _grid(owners, spec)
+    grid.dropped["2"] = {103}
+    directory = tmp_path / "task"
+    directory.mkdir()
+    (directory / "spec.json").write_bytes(spec.to_json_bytes())
+    (directory / "task.json").write_text(json.dumps({"task_id": 1}))
+    (directory / NO_COMMIT).write_text("")
+    seats = {node: seat for seat, node in enumerate(grid.contexts)}
+    (directory / "nodes.json").write_text(json.dumps({str(n): s for n, s in seats.items()}))
+    start = initial_params(spec)
+    np.savez(directory / "initial.npz", **{f"p{i}": p for i, p in enumerate(start)})
+    with server_identity():
+        run_rounds(grid, directory, timeout=5, min_replies=3)
+    digest = hashlib.sha256(spec.to_json_bytes()).hexdigest()
+    loaded = checkpoint.load(directory, 1, digest)
+    assert loaded is not None
+    state, _ = loaded
+    assert [c.examples for c in state.contributions] == [
+        {0: 1, 1: 1, 2: 1, 3: 1},
+        {0: 1, 1: 1, 3: 1},
+    ]
+    assert (directory / "round-0002.onnx").exists()
+    assert CompletedEveryRoundScorer().shares(4, state.contributions)[2] == 0
+    # Not one reply the coordinator got carried parameters in the clear.
+    assert all(
+        len(record) == 0
+        for reply in grid.received
+        if reply.has_content()
+        for record in reply.content.array_records.values()
+    )
