@@ -257,14 +257,23 @@ class SuperNode:
         private_key: Path,
         data_path: Path,
         runtime_port: int,
+        task_pins: dict[str, str] | None = None,
     ) -> None:
         self.directory = directory
+        # The task's privacy mode and spec digest from the chain
+        # (mercato.federation.privacy.node_config_for): the ClientApp refuses a
+        # coordinator that sends another spec or asks for unmasked updates.
+        pins = "".join(
+            f' {key}="{value}"'
+            for key, value in sorted((task_pins or {}).items())
+            if key.replace("-", "").isalnum() and value.isalnum()
+        )
         self.args = [
             sys.executable, "-m", "mercato.federation.pinning",
             "--superlink", superlink,
             "--root-certificates", str(ca),
             "--auth-supernode-private-key", str(private_key),
-            "--node-config", f'data-path="{data_path}"',
+            "--node-config", f'data-path="{data_path}"{pins}',
             "--port", str(runtime_port),
             "--max-wait-time", "60",
         ]  # fmt: skip

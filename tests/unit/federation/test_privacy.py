@@ -451,7 +451,7 @@ def test_the_servers_rounds_run_private_mode_and_record_who_completed(
     seats = {node: seat for seat, node in enumerate(grid.contexts)}
     (directory / "nodes.json").write_text(json.dumps({str(n): s for n, s in seats.items()}))
     start = initial_params(spec)
-    np.savez(directory / "initial.npz", **{f"p{i}": p for i, p in enumerate(start)})
+    np.savez(directory / "initial.npz", **{f"p{i}": p for i, p in enumerate(start)})  # type: ignore[arg-type]
     with server_identity():
         run_rounds(grid, directory, timeout=5, min_replies=3)
     digest = hashlib.sha256(spec.to_json_bytes()).hexdigest()
@@ -471,3 +471,23 @@ def test_the_servers_rounds_run_private_mode_and_record_who_completed(
         if reply.has_content()
         for record in reply.content.array_records.values()
     )
+
+
+def test_a_supernode_is_started_with_its_tasks_pins(tmp_path: Path) -> None:
+    from flwr.common.config import parse_config_args
+
+    from mercato.federation.runtime import SuperNode
+
+    spec = _spec()
+    pins = privacy.node_config_for(spec.to_json_bytes(), spec.privacy)
+    node = SuperNode(
+        tmp_path,
+        superlink="127.0.0.1:1",
+        ca=tmp_path / "ca.pem",
+        private_key=tmp_path / "key",
+        data_path=tmp_path / "data.npz",
+        runtime_port=1,
+        task_pins={**pins, "evil": 'x" data-path="/etc'},
+    )
+    config = parse_config_args([node.args[node.args.index("--node-config") + 1]])
+    assert config == {"data-path": str(tmp_path / "data.npz"), **pins}
