@@ -254,6 +254,29 @@ def seed_demo(node: Node, creators: list[LocalAccount]) -> list[int]:
     return list(ids.values())
 
 
+def seed_demo_federation(node: Node, creators: list[LocalAccount]) -> None:
+    """A finished federated task and one open for joining (see `mercato.demo_federation`),
+    seeded once, right after `seed_demo` published the models.
+
+    The first creator requests and coordinates the finished one, so this node's agent
+    delivers the keys of its result model; four demo accounts are its data owners.
+    """
+    from mercato.chain.session import demo_accounts
+    from mercato.demo_federation import seed_federation
+
+    if node.market is None or node.market.deployment.federation is None:
+        return
+    tasks = seed_federation(
+        node.account_market, creators[:2], demo_accounts()[2:6], node.settings.data_dir
+    )
+    log.info(
+        "demo tasks: %d finished (model %d), %d open",
+        tasks.finished,
+        tasks.result_model_id,
+        tasks.open,
+    )
+
+
 def _seed_evaluations(node: Node, packages: dict[str, Any], ids: dict[str, int]) -> None:
     """Two demo evaluators attest measured scores (see `mercato.demo_evaluations`)."""
     from mercato.chain.session import demo_accounts

@@ -79,7 +79,7 @@ def up(
     stopped = _stop_requested()
     # Imported here: the node's stack takes seconds to import, and `--help` needs none of it.
     from mercato.chain.deployment import Deployment
-    from mercato.node import Node, seed_demo
+    from mercato.node import Node, seed_demo, seed_demo_federation
 
     settings = load_settings(
         data_dir=data_dir,
@@ -98,7 +98,10 @@ def up(
     try:
         if demo and node.session is not None and node.session.is_local:
             with console.status("Publishing the demo models…"):
-                seed_demo(node, sellers)
+                published = seed_demo(node, sellers)
+            if published:
+                with console.status("Training the demo federated task…"):
+                    seed_demo_federation(node, sellers)
         _print_summary(node, demo)
         if not setup_only:
             console.print("[green]ready[/green]: node is up; press Ctrl-C to stop.")
