@@ -222,3 +222,27 @@ def test_migration_0006_adds_the_term_list(tmp_path: Path) -> None:
     with index.engine.connect() as conn:
         terms = conn.execute(text("SELECT DISTINCT term FROM models_fts_terms")).scalars()
         assert {"resnet", "tiny", "vision"} <= set(terms)
+
+
+def test_a_common_word_is_probed_and_a_rare_one_collected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Probing a rare word along the sort's index walks most of the index (a check per
+    model, seconds on a million); collecting a common one gathers most of the models.
+    The sampled share picks: 60 of 100 models are probed for, 2 of 100 collected."""
+    index = Index.open(data_dir=tmp_path)
+    rows = [
+        _model(i, "common-net" if i % 5 < 3 else "plain-net", text="rare" if i in (7, 70) else "")
+        for i in range(1, 101)
+    ]
+    with index.engine.begin() as conn:
+        conn.execute(insert(s.Model), rows)
+    monkeypatch.setattr(search, "DRIVING_SET_MAX", 0)
+    monkeypatch.setattr(search, "CHECK_COST", 1)  # the threshold of a million models, scaled
+    probe = "models_fts.rowid = models.model_id"
+    assert probe in _sql(index, SearchQuery(text="common", sort=Sort.BEST_RATED))
+    assert probe not in _sql(index, SearchQuery(text="rare", sort=Sort.BEST_RATED))
+    assert "+models.model_id IN (SELECT rowid" in _sql(
+        index, SearchQuery(text="rare", sort=Sort.BEST_RATED)
+    )
+    assert [m.model_id for m in index.search(SearchQuery(text="rare")).items] == [70, 7]
