@@ -461,7 +461,10 @@ def buy(
     lines.append(f"  protocol fee ({quote.fee_bps / 100:g}%): {format_tokens(quote.fee)}")
     lines.append(f"  to the owner {quote.owner}: {format_tokens(quote.owner_share)}")
     if terms is None:
-        lines.append("Licence: none stated (the card could not be read)")
+        lines.append(
+            "Licence: unknown (the card could not be read); the purchase takes the terms "
+            "the listing commits to on-chain"
+        )
     else:
         lines.append(f"Licence: {terms_label(terms)}")
         if terms.text:

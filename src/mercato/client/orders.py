@@ -115,7 +115,8 @@ class OrdersAPI:
             max_price: The most to pay (defaults to the current price); protects against
                 a price raised between reading and buying.
             terms: The licence terms shown to the buyer (`terms(model_id)`); None reads
-                them here from the latest version's manifest.
+                them here from the latest version's manifest, and when no manifest can
+                be read, commits to the listing's terms as the chain holds them.
 
         Returns:
             The order: pending for paid models, delivered at once for free ones.
@@ -151,9 +152,16 @@ class OrdersAPI:
         price = info.listing.price
         contracts = self._market.contracts
         read = terms if terms is not None else self.terms(model_id)
-        digest = terms_digest(read) if read is not None else NO_DIGEST
-        if _prefix(digest) != contracts.marketplace.listing_terms(model_id):
-            raise LicenseTermsChangedError(model_id, digest)
+        listed = contracts.marketplace.listing_terms(model_id)
+        if read is None:
+            # No card could be read (no store or provider has the manifest): nothing was
+            # shown, so the purchase takes the listing's terms as the chain holds them,
+            # and `terms_bought` says which they were.
+            digest = listed
+        else:
+            digest = terms_digest(read)
+            if _prefix(digest) != listed:
+                raise LicenseTermsChangedError(model_id, digest)
         # The purchase commits to the listing read here and the licence terms read: a
         # duration, fee or licence the owner changes before it is mined makes the
         # marketplace refuse it.
