@@ -21,8 +21,19 @@ and, sorted by anything but the newest, all its matches are still gathered), fil
 760 -> 24; PostgreSQL filters 228 -> 59 (two common words and a task: GIN's partial
 match), every other kind under 10.
 
+Then, p95 before -> after migration 0006 (longer prefixes searched as the words they
+start, a common word probed per row and a rarer one collected), SQLite, same machine
+less loaded: word 68 -> 15, one-letter 31 -> 11, two-letter 42 -> 12, word + tag 67 -> 19,
+next page 32 -> 15. Still over 20 ms: SQLite filters 22-36 (a parent's ~2,000 children
+read and sorted, 17-25 ms warm) and PostgreSQL two common words + a task, ~50 (the
+~3,000 rows both words match are read from the table to check the task: a GIN index
+holding the task too, by btree_gin or as a lexeme, did not measurably help on a loaded
+machine). The figures move by 2-3x with the machine's load: `--keep DIR` fills once and
+reuses the databases, so each change can be timed several times.
+
 Usage: python benchmarks/index_search.py [--models 1000000] [--queries 100] [--runs 1]
                                          [--postgres-url URL] [--only sqlite|postgresql]
+                                         [--keep DIR]
 """
 
 from __future__ import annotations
