@@ -172,3 +172,40 @@ def test_a_supernode_refuses_an_app_other_than_mercatos(
         assert not (task_dir / "round-0001.onnx").exists()
     finally:
         node.stop()
+
+
+def test_a_supernode_killed_mid_round_does_not_stall_the_task(
+    tmp_path: Path, superlink: SuperLink
+) -> None:
+    features, labels = load_digits(return_X_y=True)
+    features = features / 16.0
+    nodes: dict[int, int] = {}
+    supernodes = []
+    for seat, rows in enumerate(np.array_split(np.arange(900), 3)):
+        private, pem = _owner(tmp_path, f"owner{seat}", features[rows], labels[rows])
+        nodes[superlink.admit(pem)] = seat
+        supernodes.append(
+            SuperNode(
+                tmp_path / f"owner{seat}", superlink=superlink.address, ca=superlink.tls.ca,
+                private_key=private, data_path=tmp_path / f"owner{seat}" / "data.npz",
+                runtime_port=free_port(),
+            )
+        )  # fmt: skip
+    task_dir = _task_dir(tmp_path, nodes)
+    leaver = supernodes[2]
+    try:
+        for node in supernodes:
+            node.start()
+        superlink.start_run(task_dir, round_timeout=45, min_replies=2)
+        _wait(lambda: (task_dir / "round-0001.onnx").exists(), 300, "round 1")
+        # Round 2 has reached the leaver: it dies before answering.
+        _wait(lambda: leaver.log_path.read_text().count("Receiving: train") >= 2, 120, "round 2")
+        leaver.kill()
+        _wait(lambda: (task_dir / "round-0002.onnx").exists(), 300, "round 2 without it")
+        loaded = checkpoint.load(task_dir, 1, checkpoint_digest(task_dir))
+        assert loaded is not None
+        rounds = [set(c.examples) for c in loaded[0].contributions]
+        assert rounds == [{0, 1, 2}, {0, 1}]
+    finally:
+        for node in supernodes:
+            node.stop()
