@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
+import base64
 import json
+from pathlib import Path
 
 import httpx
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
+from mercato.models.card import CARD_FILENAME
+from mercato.models.samples import build_samples
 from mercato.node import Node
 
 pytestmark = pytest.mark.integration
@@ -232,3 +236,24 @@ def test_paths_that_climb_out_serve_nothing(
     answer = httpx.get(f"{base}{path}")
     assert answer.status_code in (400, 404), answer.status_code
     assert b"root:" not in answer.content and b"import" not in answer.content
+
+
+@pytest.mark.parametrize("terms", [{"price": 10**18, "encrypt": True}, {"encrypt": True}])
+def test_a_paid_upload_without_the_buyers_sections_is_refused(
+    demo_node: tuple[Node, str, list[int]], tmp_path: Path, terms: dict[str, object]
+) -> None:
+    _, base, _ = demo_node
+    package = build_samples(tmp_path, ["iris-logreg"])["iris-logreg"]
+    files = []
+    for path in sorted(p for p in package.root.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        if path.name == CARD_FILENAME:  # keep the front matter, drop uses and limitations
+            _, front, _ = data.decode().split("---\n", 2)
+            data = f"---\n{front}---\n# Iris\n\nA classifier.\n".encode()
+        relative = path.relative_to(package.root).as_posix()
+        files.append({"path": relative, "data": base64.b64encode(data).decode()})
+    with httpx.Client(base_url=base, timeout=60) as client:
+        _sign_in(client)
+        answer = client.post("/v1/uploads", json={"name": "iris", "files": files, **terms})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"] == "model_card_sections_missing"

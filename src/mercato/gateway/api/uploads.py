@@ -33,6 +33,7 @@ from mercato.errors import RateLimitedError, UploadError, UploadPathError
 from mercato.gateway.api.schemas import ErrorOut
 from mercato.gateway.dependencies import RequiredSession, State
 from mercato.gateway.state import GatewayState
+from mercato.models.card import require_buyer_sections
 from mercato.models.package import load_package
 from mercato.storage.unixfs import import_file
 
@@ -160,6 +161,10 @@ def store_upload(state: GatewayState, body: UploadIn, owner: str) -> UploadOut:
         root.mkdir()
         _write_files(body, root)
         package = load_package(root, name=body.name)
+        if body.price > 0 or body.encrypt:
+            # A buyer must be able to read what the model is for and where it fails,
+            # before paying: as the command line and the SDK refuse.
+            require_buyer_sections(package.card)
         store = market.store
         manifest = import_file([package.manifest_bytes()], store)
         if body.encrypt:
