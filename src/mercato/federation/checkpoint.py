@@ -14,8 +14,6 @@ crash leaves either the old checkpoint or the new one, never half of one.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +24,7 @@ import numpy as np
 from mercato.errors import FederationCheckpointError
 from mercato.federation.learning import Params
 from mercato.federation.shares import RoundContribution
+from mercato.fsutil import atomic_write_bytes
 
 STATE = "state.json"
 
@@ -47,19 +46,6 @@ class CheckpointState:
     contributions: list[RoundContribution] = field(default_factory=list)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save(directory: Path, state: CheckpointState, params: Params) -> None:
     """Write round `state.round`'s parameters, then the state that points at them.
 
@@ -69,7 +55,7 @@ def save(directory: Path, state: CheckpointState, params: Params) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     arrays = {f"p{i}": np.asarray(p) for i, p in enumerate(params)}
     buffer = _npz_bytes(arrays)
-    _atomic_write(directory / f"round-{state.round:04d}.npz", buffer)
+    atomic_write_bytes(directory / f"round-{state.round:04d}.npz", buffer)
     document: dict[str, Any] = {
         "task_id": state.task_id,
         "spec_digest": state.spec_digest,
@@ -81,7 +67,7 @@ def save(directory: Path, state: CheckpointState, params: Params) -> None:
             for c in state.contributions
         ],
     }
-    _atomic_write(directory / STATE, json.dumps(document, sort_keys=True).encode())
+    atomic_write_bytes(directory / STATE, json.dumps(document, sort_keys=True).encode())
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
