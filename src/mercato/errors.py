@@ -10,6 +10,7 @@ The message is a sentence a person can act on.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import ClassVar
 
 
 def local_time(timestamp: int) -> str:
@@ -193,7 +194,7 @@ class CardSectionsMissingError(ModelCardError):
 
     code = "model_card_sections_missing"
     # What to add, in the words of the Hugging Face Hub's card template.
-    HOW_TO_ADD = {
+    HOW_TO_ADD: ClassVar[dict[str, str]] = {
         "intended uses": "'## Uses' (or '## Intended uses & limitations') saying what the "
         "model is for",
         "limitations": "'## Bias, Risks, and Limitations' saying where it fails or must not "
