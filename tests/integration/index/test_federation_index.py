@@ -82,9 +82,14 @@ def _create(market: Market, spec_name: str, *, min_participants: int = 2) -> int
 
 
 def _join(market: Market, task_id: int, who: int) -> None:
+    """Account `who` joins with its one training node key, registered on first use."""
     assert market.deployment.federation is not None
     market.clients[who].token.approve(market.deployment.federation, STAKE)
-    _fed(market, who).send("join", task_id, hashlib.sha256(bytes([who])).digest())
+    key = hashlib.sha256(bytes([who])).digest()
+    fed = _fed(market, who)
+    if fed.contract.functions.node_key_owner(key).call() != market.addresses[who]:
+        fed.send("register_node_key", key)
+    fed.send("join", task_id, key)
 
 
 def _finished_task(market: Market) -> int:
