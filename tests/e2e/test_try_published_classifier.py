@@ -39,6 +39,14 @@ example: '{{"X": [[6.7, 3.0, 5.2, 2.3]]}}'
 # iris-forest
 
 A random forest on the iris measurements, exported with skl2onnx's defaults.
+
+## Uses
+
+Tells the three iris species apart from four flower measurements in centimetres.
+
+## Bias, Risks, and Limitations
+
+Trained on 150 flowers from one survey; other species or other units give wrong answers.
 """
 
 
