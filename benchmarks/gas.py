@@ -20,8 +20,9 @@ Totals:
 - `fl_*`: a federated training task of 10 seats: `fl_register_node_key` (once per
   training node key, for every task), `fl_join` (the dearest of 9 joins with an
   allowance; goal 90,000), `fl_join_with_permit`, `fl_commit_round`, `fl_finalize_10`
-  (shares for 10 seats, one slashed, and the task's splitter created; goal 250,000),
-  `fl_claim` (the dearest contributor's claim; goal 60,000), `fl_publish_model` (the
+  (shares for 10 seats, two at 0 that forfeit their stakes: a free-rider that sent
+  updates and a seat that never did, and the task's splitter created; goal 250,000),
+  `fl_claim` (the dearest claim of a seat with a share; goal 60,000), `fl_publish_model` (the
   splitter publishes the result) and `fl_release` (a contributor's share of a sale).
   `--shares` also compares shares stored by seat with a Merkle root at 100 seats.
 
@@ -254,17 +255,18 @@ class GasBench:
         )
         seats.append(last)
         coordinated: Federation = coordinator.federation  # type: ignore[assignment]
-        # Seat 9 never contributes: it is slashed at finalize.
+        # Seat 9 never contributes; seat 8 does but is scored a free-rider. Both get a
+        # share of 0 at finalize and forfeit their stakes to the eight others.
         contributors = (1 << (FL_SEATS - 1)) - 1
         gas["fl_commit_round"] = _used(
             lambda: coordinated.commit_round(
                 task_id, 1, b"\x6d" * 32, b"\x72" * 32, contributors, 912_345
             )
         )
-        shares = [1_111] * (FL_SEATS - 2) + [10_000 - 1_111 * (FL_SEATS - 2), 0]
+        shares = [10_000 // (FL_SEATS - 2)] * (FL_SEATS - 2) + [0, 0]
         gas["fl_finalize_10"] = _used(lambda: coordinated._send("finalize", task_id, shares))
         claims = []
-        for contributor in seats[:-1]:
+        for contributor in seats[:-2]:
             assert contributor.federation is not None
             claims.append(_gas(contributor.federation._send("claim", task_id)))
         gas["fl_claim"] = max(claims)

@@ -12,8 +12,10 @@
         commits every round (the global model's digest, the round's record and
         the bitmap of seats whose update it used) before the next one starts,
         so exclusion is visible to everyone. `finalize` posts each seat's share
-        in basis points; a seat that never contributed gets nothing and loses
-        its stake to the others. Each finalized task gets a revenue splitter
+        in basis points (only seats in the bitmaps may get more than 0); a seat
+        whose share is 0 (it never contributed, was scored a free-rider, or
+        dropped out of a private task) gets nothing and forfeits its stake to
+        the seats with a share. Each finalized task gets a revenue splitter
         (a minimal proxy) that publishes the trained model and pays its sales to
         the contributors by the same shares.
 
@@ -23,8 +25,8 @@
                                    finalized by the finish deadline)
 
         Every token in is paid out by `claim`, pull style: after `finalize`,
-        each seat's stake (kept only by contributors) and its share of the
-        reward plus the slashed stakes; after a cancel or abort, every stake
+        each seat's stake (kept only by seats whose share is above 0) and its
+        share of the reward plus the forfeited stakes; after a cancel or abort, every stake
         and the reward go back. Shares are stored as running sums so that each
         seat's part is floor(pool * sum_to_seat / 10,000) - floor(pool *
         sum_before_seat / 10,000): the parts add up to the pool exactly and no
@@ -125,8 +127,9 @@ STATUS_ABORTED: constant(uint256) = 5
 
 # What `join`, `commit_round` and `claim` read, in one slot: status (bits 0-7) |
 # participants (8-15) | min (16-23) | max (24-31) | rounds (32-63) | join deadline
-# (64-103) | finish deadline (104-143) | stake (144-239) | contributors counted at
-# finalize or abort (240-247) | the requester's refund taken (248).
+# (64-103) | finish deadline (104-143) | stake (144-239) | seats counted (240-247):
+# at finalize those whose share is above 0 (they keep their stake), at abort the
+# contributors | the requester's refund taken (248).
 _U8: constant(uint256) = (1 << 8) - 1
 _U32: constant(uint256) = (1 << 32) - 1
 _U40: constant(uint256) = (1 << 40) - 1
@@ -423,9 +426,15 @@ def finalize(task_id: uint256, shares: DynArray[uint16, MAX_PARTICIPANTS]) -> ad
                      contract itself then checks that they add up to 10,000 and that
                      no seat outside the committed bitmaps gets anything, which a root
                      would hide until claims (docs/contracts.md has the gas of both).
+                     A share of 0 forfeits the seat's stake, so a lying coordinator
+                     can take an honest seat's stake as well as its reward (to the
+                     other seats, never to itself unless it holds one): the contract
+                     cannot judge scores, and the round records behind each
+                     `round_digest` are the evidence anyone checks the shares against.
     @param task_id The task.
-    @param shares Each seat's share in basis points, by seat; they sum to 10,000, and
-           a seat that never contributed has 0 (its stake goes to the others).
+    @param shares Each seat's share in basis points, by seat; they sum to 10,000, a
+           seat that never contributed has 0, and every seat with 0 forfeits its stake
+           to the seats with a share.
     @return address The task's revenue splitter.
     """
     state: uint256 = self._state[task_id]
@@ -436,6 +445,7 @@ def finalize(task_id: uint256, shares: DynArray[uint16, MAX_PARTICIPANTS]) -> ad
     assert len(shares) == participants, "federation: one share per seat"
     contributors: uint256 = self._contributors[task_id]
     total: uint256 = 0
+    kept: uint256 = 0
     word: uint256 = 0
     for seat: uint256 in range(MAX_PARTICIPANTS):
         if seat == participants:
@@ -444,6 +454,7 @@ def finalize(task_id: uint256, shares: DynArray[uint16, MAX_PARTICIPANTS]) -> ad
         if share != 0:
             assert (contributors >> seat) & 1 == 1, "federation: share for a seat that never contributed"
             total += share
+            kept += 1
             # A running sum above 10,000 would not fit in its 16 bits.
             assert total <= BPS, "federation: shares must sum to 10,000"
         slot: uint256 = seat % _SUMS_PER_WORD
@@ -452,8 +463,8 @@ def finalize(task_id: uint256, shares: DynArray[uint16, MAX_PARTICIPANTS]) -> ad
             self._share_sums[task_id][seat // _SUMS_PER_WORD] = word
             word = 0
     assert total == BPS, "federation: shares must sum to 10,000"
-    counted: uint256 = self._popcount(contributors)
-    self._state[task_id] = (state & ~(_U8 | (_U8 << _COUNTED_SHIFT))) | STATUS_FINALIZED | (counted << _COUNTED_SHIFT)
+    # Seats with a share keep their stake; `_participant_due` pools the others'.
+    self._state[task_id] = (state & ~(_U8 | (_U8 << _COUNTED_SHIFT))) | STATUS_FINALIZED | (kept << _COUNTED_SHIFT)
     splitter: address = create_minimal_proxy_to(SPLITTER_IMPLEMENTATION)
     extcall IRevenueSplitter(splitter).initialize(task_id)
     self._splitters[task_id] = splitter
@@ -466,9 +477,11 @@ def finalize(task_id: uint256, shares: DynArray[uint16, MAX_PARTICIPANTS]) -> ad
 def claim(task_id: uint256) -> uint256:
     """
     @notice Pays the caller what it is owed by an ended task: after `finalize`, its
-            stake (contributors only) plus its share of the reward and of the slashed
-            stakes; after a cancel or abort, its stake and, for the requester, the reward.
-    @dev Each account claims once per task (as a participant and as the requester).
+            stake plus its share of the reward and of the forfeited stakes if its
+            share is above 0, and nothing if it is 0; after a cancel or abort, its
+            stake and, for the requester, the reward.
+    @dev Each account claims once per task (as a participant and as the requester);
+         a seat whose share is 0 is owed nothing, so its claim reverts.
     @custom:security State is marked paid before the transfer, and the function is
                      non-reentrant, so a token that calls back cannot pay twice.
     @param task_id The task.
@@ -739,18 +752,20 @@ def _check_coordinator(task_id: uint256):
 def _participant_due(task_id: uint256, state: uint256, seat: uint256) -> uint256:
     stake: uint256 = (state >> _STAKE_SHIFT) & MAX_AMOUNT
     status: uint256 = state & _U8
-    contributed: bool = (self._contributors[task_id] >> seat) & 1 == 1
     counted: uint256 = (state >> _COUNTED_SHIFT) & _U8
     if status == STATUS_FINALIZED:
+        # counted = the seats whose share is above 0; every other stake is forfeited
+        # into the pool the shares divide.
         participants: uint256 = (state >> 8) & _U8
         pool: uint256 = (self._funding[task_id] >> 160) + stake * (participants - counted)
         below: uint256 = 0
         upto: uint256 = 0
         below, upto = self._share_bounds(task_id, seat)
         due: uint256 = pool * upto // BPS - pool * below // BPS
-        if contributed:
+        if upto != below:
             due += stake
         return due
+    contributed: bool = (self._contributors[task_id] >> seat) & 1 == 1
     if status == STATUS_ABORTED and contributed and counted != 0:
         # Rounds used this seat's work: the reward is shared equally by the
         # contributors, exactly (the k-th gets floor(R*k/n) - floor(R*(k-1)/n)).

@@ -546,14 +546,125 @@ def test_finalize_pays_uneven_shares_without_dust(
     assert token.balanceOf(fed.address) == 0
 
 
-def test_finalize_a_contributor_given_no_share_keeps_its_stake(
-    fed: Any, joined: int, coordinator: str, participants: list[str]
+def test_finalize_a_free_rider_given_no_share_forfeits_its_stake(
+    fed: Any, token: Any, joined: int, coordinator: str, participants: list[str]
 ) -> None:
+    """Scored mode: carol sent updates every round (she is in the bitmaps) but scored
+    nothing; her share of 0 forfeits her stake, like dave's who never sent one."""
     commit(fed, joined, coordinator, 1, bitmap(0, 1))
+    commit(fed, joined, coordinator, 2, bitmap(0, 1))
     with boa.env.prank(coordinator):
         fed.finalize(joined, [10_000, 0, 0])
-    assert _claim(fed, participants[1], joined) == STAKE
-    assert _claim(fed, participants[0], joined) == STAKE + REWARD + STAKE
+    bob, carol, dave = participants
+    assert fed.task(joined).contributors == bitmap(0, 1)
+    for account in (carol, dave):
+        assert (fed.share_of(joined, account), fed.claimable(joined, account)) == (0, 0)
+    assert _claim(fed, bob, joined) == STAKE + REWARD + 2 * STAKE
+    assert token.balanceOf(fed.address) == 0
+
+
+def test_finalize_a_drop_out_of_a_private_task_forfeits_its_stake(
+    fed: Any, token: Any, joined: int, coordinator: str, participants: list[str]
+) -> None:
+    """Private mode: equal shares among the seats that completed every round; dave
+    dropped out of round 2, so his share is 0 and his stake goes to bob and carol."""
+    commit(fed, joined, coordinator, 1, bitmap(0, 1, 2))
+    commit(fed, joined, coordinator, 2, bitmap(0, 1))
+    with boa.env.prank(coordinator):
+        fed.finalize(joined, [5_000, 5_000, 0])
+    bob, carol, dave = participants
+    balance = token.balanceOf(dave)
+    with boa.env.prank(dave), reverts("federation: nothing to claim"):
+        fed.claim(joined)
+    pool = REWARD + STAKE
+    assert _claim(fed, bob, joined) == STAKE + pool // 2
+    assert _claim(fed, carol, joined) == STAKE + pool - pool // 2
+    assert token.balanceOf(dave) == balance
+    assert token.balanceOf(fed.address) == 0
+
+
+def test_finalize_forfeited_stakes_split_without_dust(
+    fed: Any, token: Any, alice: str, coordinator: str, participants: list[str], signer: str
+) -> None:
+    """Odd amounts, two forfeits (one free-rider, one never seen) and three uneven shares:
+    the claims add up to everything paid in."""
+    approve(token, fed.address, alice, signer)
+    terms = TaskTerms(reward=10**18 + 7, stake=3 * UNIT + 1, min_participants=4)
+    task_id = create(fed, alice, coordinator, terms)
+    seated = [*participants, signer]
+    join_all(fed, task_id, seated)
+    commit(fed, task_id, coordinator, 1, bitmap(0, 1, 3))
+    with boa.env.prank(coordinator):
+        fed.finalize(task_id, [3_333, 0, 0, 6_667])
+    pool = 10**18 + 7 + 2 * (3 * UNIT + 1)
+    paid = [_claim(fed, seated[0], task_id), _claim(fed, seated[3], task_id)]
+    assert paid == [
+        3 * UNIT + 1 + pool * 3_333 // 10_000,
+        3 * UNIT + 1 + pool - pool * 3_333 // 10_000,
+    ]
+    assert sum(paid) == 10**18 + 7 + 4 * (3 * UNIT + 1)
+    assert token.balanceOf(fed.address) == 0
+
+
+def test_a_seat_with_no_share_cannot_get_its_stake_back(
+    fed: Any, token: Any, joined: int, coordinator: str, participants: list[str]
+) -> None:
+    """Threat model: a seat given 0 tries every way out — claim, abort after the finish
+    deadline, the revenue splitter — and gets nothing."""
+    commit(fed, joined, coordinator, 1, bitmap(0, 1, 2))
+    with boa.env.prank(coordinator):
+        splitter = splitter_at(fed.finalize(joined, [6_000, 4_000, 0]))
+    dave = participants[2]
+    before = token.balanceOf(dave)
+    assert fed.claimable(joined, dave) == 0
+    with boa.env.prank(dave), reverts("federation: nothing to claim"):
+        fed.claim(joined)
+    boa.env.time_travel(seconds=FINISH_WINDOW + 1)
+    with boa.env.prank(dave), reverts("federation: task has ended"):
+        fed.abort(joined)
+    assert splitter.releasable(dave) == 0
+    assert token.balanceOf(dave) == before
+
+
+def test_a_coordinator_zeroing_an_honest_seat_gains_nothing_itself(
+    fed: Any, token: Any, joined: int, alice: str, coordinator: str, participants: list[str]
+) -> None:
+    """Threat model: the contract cannot judge scores, so a share of 0 for a seat in
+    every round's bitmap is accepted. What it enforces: the seat's work stays on record
+    (each round's bitmap), and its stake goes only to the seats with a share, never to
+    the coordinator or the requester."""
+    commit(fed, joined, coordinator, 1, bitmap(0, 1, 2))
+    assert only_event(fed, "RoundCommitted").contributors == bitmap(0, 1, 2)
+    commit(fed, joined, coordinator, 2, bitmap(0, 1, 2))
+    assert only_event(fed, "RoundCommitted").contributors == bitmap(0, 1, 2)
+    with boa.env.prank(coordinator):
+        fed.finalize(joined, [5_000, 5_000, 0])
+    for account in (coordinator, alice):
+        assert fed.claimable(joined, account) == 0
+        with boa.env.prank(account), reverts("federation: nothing to claim"):
+            fed.claim(joined)
+    bob, carol, _ = participants
+    paid = _claim(fed, bob, joined) + _claim(fed, carol, joined)
+    assert paid == REWARD + 3 * STAKE
+    assert token.balanceOf(fed.address) == 0
+
+
+def test_claim_twice_after_finalize(
+    fed: Any, token: Any, joined: int, coordinator: str, participants: list[str]
+) -> None:
+    """Threat model: a seat with a share claims again; the second claim pays nothing."""
+    commit(fed, joined, coordinator, 1, bitmap(0, 1))
+    with boa.env.prank(coordinator):
+        fed.finalize(joined, [7_000, 3_000, 0])
+    bob = participants[0]
+    first = _claim(fed, bob, joined)
+    assert first == STAKE + (REWARD + STAKE) * 7 // 10
+    held = token.balanceOf(fed.address)
+    assert fed.claimable(joined, bob) == 0
+    with boa.env.prank(bob), reverts("federation: nothing to claim"):
+        fed.claim(joined)
+    assert token.balanceOf(fed.address) == held
+    assert fed.share_of(joined, bob) == 7_000  # the splitter still pays the share
 
 
 def test_finalize_with_seventeen_seats_reads_across_words(

@@ -4,7 +4,8 @@
 After every step: the contract holds exactly every reward and stake paid in, less every
 claim paid out; for each ended task, what was paid plus what is still claimable equals
 what came in (no rounding dust, nothing owed twice). Each claim pays exactly what the
-model says: stakes back to contributors, slashed stakes and the reward by share, refunds
+model says: after a finalize, stakes back to the seats whose share is above 0 and the
+reward plus every other stake (never contributed, free-rider, drop-out) by share; refunds
 after a cancel or abort. At the end of each run every task is ended (aborted if it could
 not finish), everyone claims, and the contract's balance is 0: no path locks tokens.
 Joins, rounds and shares are sometimes wrong on purpose; each is refused with its reason.
@@ -82,10 +83,11 @@ class TaskModel:
         if account in self.seats:
             seat = self.seats.index(account)
             if self.status == FINALIZED:
-                pool = self.reward + self.stake * (len(self.seats) - counted)
+                kept = sum(1 for share in self.shares if share)
+                pool = self.reward + self.stake * (len(self.seats) - kept)
                 below, upto = sum(self.shares[:seat]), sum(self.shares[: seat + 1])
                 amount += pool * upto // BPS - pool * below // BPS
-                amount += self.stake if self.contributed(seat) else 0
+                amount += self.stake if self.shares[seat] else 0
             elif self.status == ABORTED and counted and self.contributed(seat):
                 rank = bin(self.contributors & ((1 << seat) - 1)).count("1")
                 amount += self.stake + (
@@ -276,10 +278,47 @@ class FederationMachine(RuleBasedStateMachine):
         task.status = RUNNING
 
     @precondition(lambda self: any(self.tasks[i].status == RUNNING for i in self._live()))
-    @rule(data=st.data(), cheat=st.sampled_from([None, None, "sum", "slash"]))
-    def finalize(self, data: st.DataObject, cheat: str | None) -> None:
+    @rule(
+        data=st.data(),
+        cheat=st.sampled_from([None, None, "sum", "slash"]),
+        zero=st.sampled_from([None, None, "free-rider"]),
+    )
+    def finalize(self, data: st.DataObject, cheat: str | None, zero: str | None) -> None:
         running = [i for i in self._live() if self.tasks[i].status == RUNNING]
-        task_id = data.draw(st.sampled_from(running))
+        self._finalize(data.draw(st.sampled_from(running)), data, cheat, zero)
+
+    def _trainable(self) -> list[int]:
+        now = self._now()
+        return [
+            i
+            for i in self._live()
+            if len(self.tasks[i].seats) >= self.tasks[i].min_participants
+            and now <= self.tasks[i].finish_deadline
+        ]
+
+    @precondition(lambda self: self._trainable())
+    @rule(data=st.data(), zero=st.sampled_from([None, "free-rider", "free-rider"]))
+    def train_and_finalize(self, data: st.DataObject, zero: str | None) -> None:
+        """A round that used some seats (often all), then shares at once: without it
+        most runs let the finish deadline pass first, and finalized tasks, with a
+        contributor at share 0 among them, would be rare."""
+        task_id = data.draw(st.sampled_from(self._trainable()))
+        task = self.tasks[task_id]
+        seats = len(task.seats)
+        everyone = (1 << seats) - 1
+        contributors = data.draw(st.one_of(st.just(everyone), st.integers(1, everyone)))
+        with boa.env.prank(self.coordinator):
+            self.fed.commit_round(
+                task_id, task.rounds + 1, MODEL_DIGEST, ROUND_DIGEST, contributors, 0
+            )
+        task.rounds += 1
+        task.contributors |= contributors
+        task.status = RUNNING
+        self._finalize(task_id, data, None, zero)
+
+    def _finalize(
+        self, task_id: int, data: st.DataObject, cheat: str | None, zero: str | None
+    ) -> None:
         task = self.tasks[task_id]
         contributed = [s for s in range(len(task.seats)) if task.contributed(s)]
         shares = [0] * len(task.seats)
@@ -290,6 +329,12 @@ class FederationMachine(RuleBasedStateMachine):
             # Fewer cuts than contributors leave the last ones a share of 0, which is allowed.
             for seat, (low, high) in zip(contributed, pairwise(bounds), strict=False):
                 shares[seat] = high - low
+            if zero and len(contributed) > 1:
+                # A contributor scored a free-rider (or a drop-out of a private task):
+                # its share moves to another contributor and it forfeits its stake.
+                victim, heir = contributed[0], contributed[-1]
+                shares[heir] += shares[victim]
+                shares[victim] = 0
         else:
             reason = "federation: shares must sum to 10,000"
         outsiders = [s for s in range(len(task.seats)) if not task.contributed(s)]
@@ -311,6 +356,8 @@ class FederationMachine(RuleBasedStateMachine):
         task.shares = shares
         task.status = FINALIZED
         event("finalized")
+        if any(task.contributed(s) and not shares[s] for s in range(len(shares))):
+            event("finalized with a contributor at share 0")
 
     @precondition(lambda self: self._live())
     @rule(data=st.data())
