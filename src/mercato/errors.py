@@ -750,6 +750,47 @@ class FederationSpecError(FederationError, ValueError):
     code = "federation_spec_invalid"
 
 
+class InitialModelError(FederationSpecError):
+    """The registry model a task's spec starts from cannot be used (nothing was sent)."""
+
+    code = "federation_initial_model"
+
+    def __init__(self, model_id: int, version: int, reason: str) -> None:
+        self.model_id, self.version, self.reason = model_id, version, reason
+        super().__init__(
+            f"The task's initial model {model_id} version {version} cannot be used: {reason}."
+        )
+
+
+class InitialModelLicenseError(InitialModelError, PermissionError):
+    """The task starts from a paid model this account holds no usable licence for."""
+
+    code = "federation_initial_model_licence"
+
+    def __init__(
+        self,
+        model_id: int,
+        version: int,
+        account: str | None,
+        *,
+        delivered_version: int | None = None,
+    ) -> None:
+        self.account, self.delivered_version = account, delivered_version
+        if account is None:
+            reason = "it is paid and no account is unlocked; pass --account with a licence"
+        elif delivered_version is not None:
+            reason = (
+                f"the key delivered to {account} opens version {delivered_version} only; "
+                f"set [initial_model] version = {delivered_version}"
+            )
+        else:
+            reason = (
+                f"it is paid and {account} holds no licence for it; buy it first with "
+                f"'mercato buy {model_id}' (the requester's node opens it with that licence)"
+            )
+        super().__init__(model_id, version, reason)
+
+
 class LocalDataError(FederationError, ValueError):
     """A data owner's file does not match the task's input schema (nothing was sent)."""
 
@@ -883,6 +924,50 @@ class NodeKeyTakenError(FederationInputError):
             f"The training node key 0x{node_key_hash.hex()[:16]}... is registered to "
             f"{owner}, not to you (someone may have copied it from your transaction). "
             "Make a new node key and join with it; nothing was staked."
+        )
+
+
+class FederationEvidenceError(FederationError, ValueError):
+    """A scored task's published round evidence disagrees with the chain, the spec, the
+    validation set or a participant's own recomputation: the coordinator lied or erred."""
+
+    code = "federation_evidence_mismatch"
+
+    def __init__(self, task_id: int, round_number: int, reason: str) -> None:
+        self.task_id = task_id
+        self.round = round_number
+        self.reason = reason
+        where = f"round {round_number}" if round_number else "the shares"
+        super().__init__(
+            f"Task {task_id}, {where}: {reason}. The coordinator's published evidence does "
+            "not hold; keep this output as proof and report the task's coordinator."
+        )
+
+
+class ValidationSetUnavailableError(FederationError, LookupError):
+    """A scored task's validation set is not revealed (or not here), so it cannot be used."""
+
+    code = "federation_validation_unavailable"
+
+    def __init__(self, task_id: int, reason: str) -> None:
+        self.task_id = task_id
+        self.reason = reason
+        super().__init__(f"Task {task_id}'s validation set cannot be had: {reason}.")
+
+
+class ValidationSetMismatchError(FederationError, ValueError):
+    """A file offered as a task's validation set is not the one its spec committed to."""
+
+    code = "federation_validation_mismatch"
+
+    def __init__(self, task_id: int, expected: str, got: str) -> None:
+        self.task_id = task_id
+        self.expected = expected
+        self.got = got
+        super().__init__(
+            f"This file is not task {task_id}'s validation set: its CID is {got}, the spec "
+            f"committed to {expected}. Use the file the requester revealed ('mercato fl "
+            f"verify {task_id}' without --validation fetches it)."
         )
 
 

@@ -20,6 +20,7 @@ once retired. The sentence is the error's own message, which says how to fix it.
 | 90-99 | market, continued: refunds, earnings, faucet, confirmations |
 | 100-109 | federated training tasks |
 | 110-119 | moderation: denylists, subscriptions |
+| 120-129 | federated training tasks, continued: scored-mode evidence |
 
 Set `MERCATO_DEBUG=1` (or pass `--debug` before the command) to see the traceback of
 an unexpected error.
@@ -103,6 +104,9 @@ EXIT_CODES: tuple[tuple[type[errors.MercatoError], int], ...] = (
     (errors.IndexedTaskNotFoundError, 107),
     (errors.FederationTaskNotFoundError, 108),
     (errors.FederationInputError, 109),
+    (errors.FederationEvidenceError, 120),
+    (errors.ValidationSetUnavailableError, 121),
+    (errors.ValidationSetMismatchError, 122),
     (errors.FederationError, 100),
     (errors.IndexingError, 70),
     (errors.ModerationTargetError, 111),

@@ -36,7 +36,7 @@ import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from flwr.server.strategy.aggregate import (
@@ -117,6 +117,31 @@ class AggregationRule:
             return aggregate_median(results)
         to_keep = min(self.to_keep, len(updates)) if name == "multikrum" else 0
         return aggregate_krum(results, self.num_malicious, to_keep)
+
+
+_RULE_OF_SETTING: Mapping[str, RuleName] = {
+    "trimmed_mean": "fedtrimmedavg",
+    "median": "fedmedian",
+    "krum": "krum",
+    "fedavg": "fedavg",
+}
+
+
+def rule_for(aggregation: str, trim_fraction: float, krum_malicious: int) -> AggregationRule:
+    """The rule a spec's `[scoring]` settings name (`mercato.federation.spec.ScoringSettings`).
+
+    Raises:
+        FederationSpecError: an unknown aggregation or a setting out of range.
+    """
+    if aggregation not in _RULE_OF_SETTING:
+        raise FederationSpecError(
+            f"Unknown aggregation {aggregation!r}; use one of {', '.join(_RULE_OF_SETTING)}."
+        )
+    return AggregationRule(
+        name=_RULE_OF_SETTING[aggregation],
+        trim_fraction=float(trim_fraction),
+        num_malicious=int(krum_malicious),
+    )
 
 
 def distinct_updates(updates: Iterable[Update]) -> list[Update]:
@@ -303,6 +328,30 @@ class SybilDetector:
             cosine = float(directions[a] @ directions[b] / (na * nb))
             self._sums[(a, b)] = self._sums.get((a, b), 0.0) + cosine
             self._counts[(a, b)] = self._counts.get((a, b), 0) + 1
+
+    def to_state(self) -> dict[str, list[list[float]]]:
+        """What it has observed, as JSON-ready data (checkpointed with each round)."""
+        return {
+            "pairs": [
+                [a, b, self._sums[(a, b)], self._counts[(a, b)]] for a, b in sorted(self._sums)
+            ]
+        }
+
+    @classmethod
+    def from_state(cls, threshold: float, state: Mapping[str, Any]) -> SybilDetector:
+        """A detector that has observed what `to_state` recorded.
+
+        Raises:
+            ValueError: the state is not one `to_state` wrote.
+        """
+        detector = cls(threshold=threshold)
+        try:
+            for a, b, total, count in state["pairs"]:
+                detector._sums[(int(a), int(b))] = float(total)
+                detector._counts[(int(a), int(b))] = int(count)
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a Sybil detector's state: {exc}") from exc
+        return detector
 
     def similarity(self, a: int, b: int) -> float | None:
         pair = (min(a, b), max(a, b))

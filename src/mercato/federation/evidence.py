@@ -30,16 +30,23 @@ from typing import Any
 
 import numpy as np
 
-from mercato.errors import FederationError
+from mercato.errors import FederationError, FederationEvidenceError
 from mercato.federation.contribution import (
     AggregationRule,
     CoalitionValue,
     Evaluate,
     Params,
+    SybilDetector,
     Update,
     distinct_updates,
+    exact_shapley,
     leave_one_out,
+    rule_for,
+    shares_bps,
+    tmc_shapley,
 )
+from mercato.federation.shares import BPS
+from mercato.federation.spec import ScoringSettings, raw_cid_for
 
 EVIDENCE_VERSION = 1
 
@@ -103,7 +110,8 @@ def round_evidence(
         updates: The updates used, one per seat.
         task_id: The task.
         round: The round number.
-        method: "loo" or "shapley".
+        method: The valuation: "loo", "tmc_shapley" or "exact" ("shapley" in early
+            records).
         scores: The scores shares are computed from.
         rule: The aggregation rule the global model was made with.
         previous_model: CID of the previous global model.
@@ -132,7 +140,7 @@ class RoundEvidence:
     Attributes:
         task_id: The task on-chain.
         round: The round number (from 1).
-        method: What shares are computed from: "loo" or "shapley".
+        method: What shares are computed from: "loo", "tmc_shapley" or "exact".
         rule: The aggregation rule and its settings.
         previous_model: CID of the global model the round started from.
         step_model: CID of the previous model moved by the mean of the players' steps.
@@ -260,3 +268,367 @@ def verify_leave_one_out(
     ]
     recomputed = float(evaluate(step_model)) - float(evaluate(without))
     return Verdict(evidence.round, seat, published, recomputed, digest_matches)
+
+
+# --- The coordinator's side: one scored round ------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScoredRound:
+    """What a scored round makes: the next global model and what is published about it.
+
+    Attributes:
+        params: The next global model (the spec's robust rule over the updates).
+        evidence: The round's record (its CID is the round digest committed on-chain).
+        previous_bytes: `params_to_bytes` of the model the round started from.
+        step_bytes: `params_to_bytes` of the step model (`evidence.step_model` names it).
+    """
+
+    params: Params
+    evidence: RoundEvidence
+    previous_bytes: bytes
+    step_bytes: bytes
+
+
+def aggregation_rule(settings: ScoringSettings) -> AggregationRule:
+    """The aggregation rule of a spec's scoring settings."""
+    return rule_for(settings.aggregation, settings.trim_fraction, settings.krum_malicious)
+
+
+def score_round(
+    settings: ScoringSettings,
+    previous: Params,
+    updates: Sequence[Update],
+    evaluate: Evaluate,
+    detector: SybilDetector,
+    *,
+    task_id: int,
+    round: int,
+) -> ScoredRound:
+    """Aggregates a round robustly, scores every seat on the validation set and writes
+    the round's evidence.
+
+    The detector observes the round first, so a Sybil pair is scored as one player
+    from the round it shows. Monte-Carlo orders are drawn from a generator seeded by
+    (task, round), so a restarted coordinator computes the very same record.
+
+    Args:
+        settings: The spec's `[scoring]` settings.
+        previous: The global model the round started from.
+        updates: The round's usable updates (one per seat is kept).
+        evaluate: The task's metric on the validation set.
+        detector: The task's Sybil detector (updated here).
+        task_id: The task.
+        round: The round number.
+
+    Returns:
+        The next global model and the round's evidence.
+
+    Raises:
+        ValueError: no update.
+    """
+    used = distinct_updates(updates)
+    start: Params = [np.asarray(layer, dtype=np.float64) for layer in previous]
+    detector.observe(start, used)
+    value = CoalitionValue(start, used, evaluate, groups=detector.groups())
+    if settings.valuation == "exact":
+        scores = exact_shapley(value)
+    elif settings.valuation == "tmc_shapley":
+        rng = np.random.default_rng([task_id, round])
+        scores = tmc_shapley(value, budget=settings.evaluations_per_round, rng=rng)
+    else:
+        scores = leave_one_out(value)
+    rule = aggregation_rule(settings)
+    previous_bytes = params_to_bytes(start)
+    step_bytes = params_to_bytes(value.model(value.everyone))
+    evidence = round_evidence(
+        value,
+        used,
+        task_id=task_id,
+        round=round,
+        method=settings.valuation,
+        scores=scores,
+        rule=rule,
+        previous_model=str(raw_cid_for(previous_bytes)),
+        step_model=str(raw_cid_for(step_bytes)),
+        validation=settings.validation_cid,
+    )
+    return ScoredRound(rule.aggregate(used), evidence, previous_bytes, step_bytes)
+
+
+def shares_from_evidence(evidence: Sequence[RoundEvidence], seats: int) -> list[int]:
+    """Each seat's share (basis points, by seat) from the rounds' published scores:
+    the positive totals over rounds, normalized; a total at or below
+    `contribution.DEFAULT_MIN_CONTRIBUTION` gets 0 (and forfeits the stake).
+
+    Raises:
+        FederationError: a record names a seat the task does not have, or no seat's
+            total is positive (there is nothing to pay by contribution).
+    """
+    totals = dict.fromkeys(range(seats), 0.0)
+    for record in evidence:
+        for seat, score in record.scores.items():
+            if not 0 <= seat < seats:
+                raise FederationError(f"Round {record.round} scores seat {seat} of {seats}.")
+            totals[seat] += float(score)
+    by_seat = shares_bps(totals)
+    if sum(by_seat.values()) != BPS:
+        raise FederationError(
+            "No participant's updates improved the model on the validation set in any "
+            "round, so there is no contribution to pay; let the task be aborted after its "
+            "finish deadline (everyone is refunded)."
+        )
+    return [by_seat[seat] for seat in range(seats)]
+
+
+# --- Anyone's side: checking the published records --------------------------------------
+
+
+def check_round_evidence(
+    evidence: RoundEvidence,
+    *,
+    task_id: int,
+    round: int,
+    contributors: frozenset[int],
+    settings: ScoringSettings,
+) -> None:
+    """Checks a round record against what the chain and the spec say.
+
+    Args:
+        evidence: The record fetched by the round digest committed on-chain.
+        task_id: The task.
+        round: The committed round it was fetched for.
+        contributors: The seats the chain's round commitment names.
+        settings: The spec's scoring settings.
+
+    Raises:
+        FederationEvidenceError: the record is of another task or round, names another
+            validation set or rule, or scores seats other than the committed ones.
+    """
+    if evidence.task_id != task_id or evidence.round != round:
+        raise FederationEvidenceError(
+            task_id,
+            round,
+            f"the record committed for it is task {evidence.task_id}'s round {evidence.round}",
+        )
+    if evidence.validation != settings.validation_cid:
+        raise FederationEvidenceError(
+            task_id,
+            round,
+            f"scored on validation set {evidence.validation}, not the committed "
+            f"{settings.validation_cid}",
+        )
+    if dict(evidence.rule) != asdict(aggregation_rule(settings)):
+        raise FederationEvidenceError(
+            task_id, round, f"aggregated with {dict(evidence.rule)}, not the spec's rule"
+        )
+    if evidence.method != settings.valuation:
+        raise FederationEvidenceError(
+            task_id, round, f"valued by {evidence.method!r}, the spec says {settings.valuation!r}"
+        )
+    seats = set(evidence.update_digests)
+    in_players = {seat for player in evidence.players for seat in player}
+    if seats != set(contributors) or in_players != seats:
+        raise FederationEvidenceError(
+            task_id,
+            round,
+            f"the record's seats {sorted(seats)} are not the seats committed on-chain "
+            f"{sorted(contributors)}",
+        )
+    if set(evidence.scores) != seats or set(evidence.leave_one_out) != seats:
+        raise FederationEvidenceError(
+            task_id, round, "a used seat has no score, or a score has no seat"
+        )
+    if evidence.method == "loo":
+        differ = sorted(
+            seat for seat in seats if evidence.scores[seat] != evidence.leave_one_out[seat]
+        )
+        if differ:
+            raise FederationEvidenceError(
+                task_id,
+                round,
+                f"seats {differ} are paid by scores other than their published "
+                "leave-one-out scores",
+            )
+
+
+def check_shares(task_id: int, evidence: Sequence[RoundEvidence], posted: Sequence[int]) -> None:
+    """Checks the shares finalized on-chain against the rounds' published scores.
+
+    Raises:
+        FederationEvidenceError: a posted share is not what the scores give.
+    """
+    try:
+        expected = shares_from_evidence(evidence, len(posted))
+    except FederationError as exc:
+        raise FederationEvidenceError(task_id, 0, str(exc).rstrip(".")) from exc
+    wrong = [
+        f"seat {seat}: {have} bps posted, {want} by the scores"
+        for seat, (have, want) in enumerate(zip(posted, expected, strict=True))
+        if have != want
+    ]
+    if wrong:
+        raise FederationEvidenceError(task_id, 0, "; ".join(wrong))
+
+
+@dataclass(frozen=True)
+class CommittedRound:
+    """What the chain says of one round (`market.federation.rounds`)."""
+
+    round: int
+    model_cid: str
+    round_cid: str
+    contributors: frozenset[int]
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What `verify_task` checked.
+
+    Attributes:
+        task_id: The task.
+        rounds: The rounds whose evidence was read and checked against the chain.
+        seat: The seat whose scores were recomputed (None: no participant's).
+        verdicts: That seat's check per round it took part in.
+        shares_checked: Whether the finalized shares were checked against the scores.
+        validation_checked: Whether the revealed validation set matched the spec's CID.
+    """
+
+    task_id: int
+    rounds: list[int]
+    seat: int | None
+    verdicts: list[Verdict]
+    shares_checked: bool
+    validation_checked: bool
+
+
+def verify_task(
+    task_id: int,
+    spec: Any,
+    committed: Sequence[CommittedRound],
+    fetch: Any,
+    *,
+    initial: Params,
+    validation: bytes | None = None,
+    seat: int | None = None,
+    local_data: tuple[Any, Any] | None = None,
+    posted_shares: Sequence[int] | None = None,
+) -> Verification:
+    """Checks a scored task's published evidence, round by round (`mercato fl verify`).
+
+    For every committed round: the record fetched by the committed round digest hashes
+    to it and agrees with the chain and the spec (`check_round_evidence`). With the
+    validation set (checked against the spec's CID) and a participant's own data, the
+    participant's update is retrained from the round's published starting model (the
+    training is deterministic: the spec fixes the seed) and its leave-one-out score
+    recomputed (`verify_leave_one_out`); the starting model itself must be the initial
+    model (round 1) or export to the ONNX the chain committed for the round before.
+    Finalized shares must be what the published scores give.
+
+    Args:
+        task_id: The task.
+        spec: Its `TaskSpec` (scored).
+        committed: The chain's round commitments, in order.
+        fetch: `fetch(cid_text) -> bytes`: a block by CID (from the store or the
+            coordinator's node); every result is re-hashed here.
+        initial: The task's initial parameters.
+        validation: The revealed validation set's bytes, if available.
+        seat: The checking participant's seat.
+        local_data: `(X, y)` of that participant's file.
+        posted_shares: The shares finalized on-chain, by seat (None: not finalized).
+
+    Returns:
+        What was checked.
+
+    Raises:
+        FederationEvidenceError: a round (or the shares) disagrees; the message says which.
+        ValidationSetMismatchError: the validation bytes are not the committed set.
+        FederationError: a block cannot be fetched.
+    """
+    from mercato.federation.learning import evaluate as metric
+    from mercato.federation.learning import export_onnx, train_local
+    from mercato.federation.spec import scoring_of
+    from mercato.federation.validation import check_validation, read_validation
+
+    settings = scoring_of(spec)
+
+    def block(cid: str, round_number: int, what: str) -> bytes:
+        data = bytes(fetch(cid))
+        if str(raw_cid_for(data)) != str(cid):
+            raise FederationEvidenceError(
+                task_id, round_number, f"the bytes served as its {what} {cid} do not hash to it"
+            )
+        return data
+
+    evaluate: Evaluate | None = None
+    if validation is not None:
+        check_validation(task_id, validation, settings.validation_cid)
+        features, labels = read_validation(validation, spec)
+
+        def evaluate(params: Params) -> float:
+            return metric(spec, params, features, labels)
+
+    records: list[RoundEvidence] = []
+    verdicts: list[Verdict] = []
+    for index, commitment in enumerate(committed):
+        n = commitment.round
+        evidence = RoundEvidence.from_json_bytes(block(commitment.round_cid, n, "evidence"))
+        check_round_evidence(
+            evidence,
+            task_id=task_id,
+            round=n,
+            contributors=commitment.contributors,
+            settings=settings,
+        )
+        records.append(evidence)
+        if seat is None or local_data is None or evaluate is None:
+            continue
+        if seat not in evidence.update_digests:
+            continue  # the seat sent nothing usable this round (or it was dropped)
+        previous = params_from_bytes(block(evidence.previous_model, n, "starting model"))
+        if index == 0:
+            same = len(previous) == len(initial) and all(
+                np.array_equal(np.asarray(a, dtype=np.float64), b)
+                for a, b in zip(initial, previous, strict=True)
+            )
+            if not same:
+                raise FederationEvidenceError(
+                    task_id, n, "its starting model is not the task's initial model"
+                )
+        elif str(raw_cid_for(export_onnx(spec, previous))) != committed[index - 1].model_cid:
+            raise FederationEvidenceError(
+                task_id,
+                n,
+                f"its starting model is not round {committed[index - 1].round}'s committed "
+                "global model",
+            )
+        step = params_from_bytes(block(evidence.step_model, n, "step model"))
+        own = train_local(spec, [p.copy() for p in previous], *local_data).params
+        verdict = verify_leave_one_out(
+            evidence, seat, previous=previous, step_model=step, own_update=own, evaluate=evaluate
+        )
+        if not verdict.digest_matches:
+            raise FederationEvidenceError(
+                task_id,
+                n,
+                f"the update scored for seat {seat} is not the one its data trains from the "
+                "round's published starting model",
+            )
+        if verdict.recomputed is not None and not verdict.holds:
+            raise FederationEvidenceError(
+                task_id,
+                n,
+                f"seat {seat}'s leave-one-out score is published as {verdict.published:.6f}; "
+                f"recomputed on the revealed validation set it is {verdict.recomputed:.6f}",
+            )
+        verdicts.append(verdict)
+    if posted_shares is not None:
+        check_shares(task_id, records, posted_shares)
+    return Verification(
+        task_id=task_id,
+        rounds=[c.round for c in committed],
+        seat=seat,
+        verdicts=verdicts,
+        shares_checked=posted_shares is not None,
+        validation_checked=validation is not None,
+    )

@@ -10,14 +10,21 @@ run config):
 ├── spec.json           # the canonical spec
 ├── initial.npz         # starting parameters
 ├── nodes.json          # Flower node id -> seat, for the keys admitted
+├── validation.npz|csv  # scored tasks: the requester's validation set (never sent)
 ├── state.json, round-NNNN.npz   # checkpoints (mercato.federation.checkpoint)
-└── round-NNNN.onnx     # each round's global model (its CID goes on-chain)
+├── round-NNNN.onnx     # each round's global model (its CID goes on-chain)
+└── evidence-NNNN.json, previous-NNNN.bin, step-NNNN.bin, sybil-NNNN.json
+                        # scored tasks: the round's published record and the models it
+                        # names (mercato.federation.evidence), the Sybil detector's state
 ```
 
 Each round sends the global parameters to every connected node, waits up to
-`round-timeout` seconds, and averages the replies that came back well-formed (a node that
-dropped out only loses its part of the round). After each round it checkpoints, so a
-restarted run continues from the round after the last one saved.
+`round-timeout` seconds, and aggregates the replies that came back well-formed (a node
+that dropped out only loses its part of the round): a scored task with the spec's robust
+rule, scoring each seat on the validation set and writing the round's evidence; an
+unscored one by FedAvg. After each round it checkpoints (evidence first), so a restarted
+run continues from the round after the last one saved and the coordinator commits the
+very evidence that was written.
 """
 
 from __future__ import annotations
@@ -31,12 +38,16 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
-from mercato.errors import FederationError
+from mercato.errors import FederationError, ValidationSetUnavailableError
 from mercato.federation import checkpoint
-from mercato.federation.learning import Params, check_shapes, export_onnx, fedavg
+from mercato.federation.contribution import SybilDetector, Update
+from mercato.federation.evidence import score_round
+from mercato.federation.learning import Params, check_shapes, evaluate, export_onnx, fedavg
 from mercato.federation.privacy import run_private_round
 from mercato.federation.shares import RoundContribution
-from mercato.federation.spec import load_spec
+from mercato.federation.spec import TaskSpec, is_scored, load_spec, scoring_of
+from mercato.federation.validation import read_validation, task_validation_path
+from mercato.fsutil import atomic_write_bytes
 
 app = ServerApp()
 NODE_WAIT_SECONDS = 120
@@ -74,6 +85,51 @@ def wait_committed(directory: Path, round_number: int) -> None:
         time.sleep(0.5)
 
 
+def evidence_path(directory: Path, round_number: int) -> Path:
+    """Where the ServerApp writes a scored round's evidence."""
+    return directory / f"evidence-{round_number:04d}.json"
+
+
+class _Scoring:
+    """A scored task's validation metric and Sybil detector, resumed from the checkpoint."""
+
+    def __init__(self, spec: TaskSpec, directory: Path, task_id: int, done: int) -> None:
+        self.settings = scoring_of(spec)
+        self.directory = directory
+        self.task_id = task_id
+        path = task_validation_path(directory)
+        if path is None:
+            raise ValidationSetUnavailableError(
+                task_id, "the coordinator placed no validation file in the task's directory"
+            )
+        features, labels = read_validation(path.read_bytes(), spec)
+        self.evaluate = lambda params: evaluate(spec, params, features, labels)
+        saved = directory / f"sybil-{done:04d}.json"
+        self.detector = (
+            SybilDetector.from_state(self.settings.sybil_threshold, json.loads(saved.read_text()))
+            if done and saved.exists()
+            else SybilDetector(threshold=self.settings.sybil_threshold)
+        )
+
+    def round(self, previous: Params, updates: list[Update], round_number: int) -> Params:
+        """Aggregates and scores one round; writes its evidence before the checkpoint."""
+        scored = score_round(
+            self.settings,
+            previous,
+            updates,
+            self.evaluate,
+            self.detector,
+            task_id=self.task_id,
+            round=round_number,
+        )
+        d, n = self.directory, round_number
+        atomic_write_bytes(d / f"previous-{n:04d}.bin", scored.previous_bytes)
+        atomic_write_bytes(d / f"step-{n:04d}.bin", scored.step_bytes)
+        atomic_write_bytes(d / f"sybil-{n:04d}.json", json.dumps(self.detector.to_state()).encode())
+        atomic_write_bytes(evidence_path(d, n), scored.evidence.to_json_bytes())
+        return scored.params
+
+
 def run_rounds(grid: Grid, directory: Path, *, timeout: float, min_replies: int) -> None:
     """Run rounds from the last checkpoint in `directory` to the spec's last round.
 
@@ -93,6 +149,10 @@ def run_rounds(grid: Grid, directory: Path, *, timeout: float, min_replies: int)
         state = checkpoint.CheckpointState(task_id=task_id, spec_digest=digest)
     else:
         state, params = saved
+    scoring = _Scoring(spec, directory, task_id, state.round) if is_scored(spec) else None
+    if scoring is not None:
+        # Float64 from the start: a participant retrains from the published model bytes.
+        params = [np.asarray(p, dtype=np.float64) for p in params]
     deadline = time.monotonic() + NODE_WAIT_SECONDS
     while len(set(grid.get_node_ids()) & set(seats)) < min_replies:
         if time.monotonic() > deadline:
@@ -126,7 +186,7 @@ def run_rounds(grid: Grid, directory: Path, *, timeout: float, min_replies: int)
                 )
                 for node in nodes
             ]
-            updates: list[tuple[Params, int]] = []
+            updates: list[Update] = []
             for reply in grid.send_and_receive(messages, timeout=timeout):
                 node = reply.metadata.src_node_id
                 if node not in seats or not reply.has_content():
@@ -140,7 +200,7 @@ def run_rounds(grid: Grid, directory: Path, *, timeout: float, min_replies: int)
                     continue  # a malformed update is dropped, not fatal
                 if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
                     continue
-                updates.append((new, count))
+                updates.append(Update(seats[node], new, count))
                 examples[seats[node]] = count
                 seconds = reply.content.metric_records["metrics"].get("train-seconds", 0.0)
                 train_seconds[seats[node]] = float(seconds) if isinstance(seconds, float) else 0.0
@@ -149,7 +209,10 @@ def run_rounds(grid: Grid, directory: Path, *, timeout: float, min_replies: int)
                     f"Round {round_number} got {len(updates)} usable updates; "
                     f"it needs {min_replies}."
                 )
-            params = fedavg(updates)
+            if scoring is not None:
+                params = scoring.round(params, updates, round_number)
+            else:
+                params = fedavg([(u.params, u.num_examples) for u in updates])
         (directory / f"round-{round_number:04d}.onnx").write_bytes(export_onnx(spec, params))
         state.round = round_number
         state.contributions.append(RoundContribution(round_number, examples))

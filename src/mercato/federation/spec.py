@@ -29,6 +29,14 @@ n_features = 64
 dtype = "float32"
 feature_names = []                       # optional: CSV column names, in order
 classes = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+
+[scoring]                                # scored mode (privacy "none"); all optional
+aggregation = "trimmed_mean"             # trimmed_mean | median | krum | fedavg
+trim_fraction = 0.25
+valuation = "loo"                        # loo | tmc_shapley | exact
+evaluations_per_round = 64               # tmc_shapley's budget
+sybil_threshold = 0.98                   # mean cosine of two seats' update directions
+validation_cid = "bafk..."               # set by 'mercato fl create --validation FILE'
 ```
 """
 
@@ -58,6 +66,19 @@ LEARNERS = ("logistic_regression", "sgd", "mlp")
 DTYPES = ("float32", "float64")
 METRICS = ("accuracy",)
 PRIVACY_MODES = ("none", "private")  # see mercato.federation.privacy
+AGGREGATIONS = ("trimmed_mean", "median", "krum", "fedavg")
+VALUATIONS = ("loo", "tmc_shapley", "exact")
+MAX_EXACT_PARTICIPANTS = 10  # exact Shapley costs 2^n evaluations per round
+MAX_EVALUATIONS_PER_ROUND = 10_000
+_SCORING_KEYS = (
+    "aggregation",
+    "trim_fraction",
+    "krum_malicious",
+    "valuation",
+    "evaluations_per_round",
+    "sybil_threshold",
+    "validation_cid",
+)
 LearnerKind = Literal["logistic_regression", "sgd", "mlp"]
 _NAME = re.compile(r"^[A-Za-z0-9_.\- ]{1,100}$")
 _ADDRESS = re.compile(r"^[A-Za-z0-9.\-\[\]:]{1,255}:[0-9]{1,5}$")
@@ -101,6 +122,112 @@ class InputSchema:
 
 
 @dataclass(frozen=True)
+class ScoringSettings:
+    """How a scored task aggregates and pays (the spec's `[scoring]` table).
+
+    Attributes:
+        aggregation: The robust rule that makes each round's global model.
+        trim_fraction: What the trimmed mean cuts from each end, per coordinate.
+        krum_malicious: Updates Krum assumes may be hostile.
+        valuation: How each seat's contribution is measured on the validation set.
+        evaluations_per_round: TMC-Shapley's budget of model evaluations per round.
+        sybil_threshold: Mean cosine similarity of two seats' update directions above
+            which they are one data set joined twice and share one seat's credit.
+        validation_cid: Raw CIDv1 of the requester's validation file, committed at
+            creation and revealed once the task ends; empty: the task is not scored.
+    """
+
+    aggregation: str = "trimmed_mean"
+    trim_fraction: float = 0.25
+    krum_malicious: int = 1
+    valuation: str = "loo"
+    evaluations_per_round: int = 64
+    sybil_threshold: float = 0.98
+    validation_cid: str = ""
+
+
+def scoring_of(spec: TaskSpec) -> ScoringSettings:
+    """The scoring settings of a spec (defaults for what the `[scoring]` table leaves out).
+
+    Raises:
+        FederationSpecError: a setting is unknown, of the wrong type or out of range.
+    """
+    table = dict(spec.scoring)
+    unknown = sorted(set(table) - set(_SCORING_KEYS))
+    if unknown:
+        raise FederationSpecError(
+            f"Unknown field(s) in [scoring]: {', '.join(unknown)}. "
+            f"Known: {', '.join(_SCORING_KEYS)}."
+        )
+    settings = ScoringSettings(**table)
+    if settings.aggregation not in AGGREGATIONS:
+        raise FederationSpecError(
+            f"scoring.aggregation {settings.aggregation!r} is not a rule Mercato runs; "
+            f"pick one of {', '.join(AGGREGATIONS)}."
+        )
+    trim = settings.trim_fraction
+    if isinstance(trim, bool) or not isinstance(trim, int | float) or not 0 <= trim < 0.5:
+        raise FederationSpecError(
+            f"scoring.trim_fraction must be a number from 0 to below 0.5, not {trim!r}."
+        )
+    malicious = settings.krum_malicious
+    if isinstance(malicious, bool) or not isinstance(malicious, int) or malicious < 0:
+        raise FederationSpecError(
+            f"scoring.krum_malicious must be a whole number >= 0, not {malicious!r}."
+        )
+    if settings.valuation not in VALUATIONS:
+        raise FederationSpecError(
+            f"scoring.valuation {settings.valuation!r} is not known; "
+            f"pick one of {', '.join(VALUATIONS)}."
+        )
+    budget = settings.evaluations_per_round
+    if (
+        isinstance(budget, bool)
+        or not isinstance(budget, int)
+        or not 1 <= budget <= MAX_EVALUATIONS_PER_ROUND
+    ):
+        raise FederationSpecError(
+            f"scoring.evaluations_per_round must be from 1 to {MAX_EVALUATIONS_PER_ROUND:,}, "
+            f"not {budget!r}."
+        )
+    if settings.valuation == "exact" and spec.max_participants > MAX_EXACT_PARTICIPANTS:
+        raise FederationSpecError(
+            f"scoring.valuation 'exact' costs 2^n evaluations per round; it is allowed up "
+            f"to {MAX_EXACT_PARTICIPANTS} participants, and this task seats "
+            f"{spec.max_participants}. Use 'tmc_shapley' with a budget instead."
+        )
+    threshold = settings.sybil_threshold
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, int | float)
+        or not 0 < threshold <= 1
+    ):
+        raise FederationSpecError(
+            f"scoring.sybil_threshold must be a number above 0 and at most 1, not {threshold!r}."
+        )
+    if not isinstance(settings.validation_cid, str):
+        raise FederationSpecError("scoring.validation_cid must be a CID in a string.")
+    if settings.validation_cid:
+        _raw_cid(settings.validation_cid)
+    if spec.privacy == "private" and table:
+        raise FederationSpecError(
+            "A private task cannot be scored (the coordinator never sees one update); "
+            "remove the [scoring] table, or set privacy to 'none'."
+        )
+    if table and not settings.validation_cid:
+        raise FederationSpecError(
+            "A [scoring] table needs the validation set it scores on: create the task with "
+            "'mercato fl create SPEC.toml --validation FILE', which commits its CID."
+        )
+    return settings
+
+
+def is_scored(spec: TaskSpec) -> bool:
+    """A task the coordinator scores: privacy "none" and a committed validation set."""
+    return spec.privacy == "none" and bool(spec.scoring.get("validation_cid"))
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """A federated training task, as the requester posts it.
 
@@ -124,6 +251,9 @@ class TaskSpec:
         tls_root_cid: The SuperLink's TLS root certificate (raw CIDv1), so joiners pin it.
         privacy_settings: Clipping, noise, delta and SecAgg+ settings (TOML: the
             `[privacy]` table, whose `mode` is `privacy`); left out of the JSON when empty.
+        scoring: The `[scoring]` table (`ScoringSettings`): robust aggregation,
+            contribution scores and the validation set's CID; left out of the JSON when
+            empty (the task is then unscored: FedAvg, shares by examples).
     """
 
     name: str
@@ -143,6 +273,7 @@ class TaskSpec:
     coordinator_address: str = ""
     tls_root_cid: str = ""
     privacy_settings: Mapping[str, Any] = field(default_factory=dict)
+    scoring: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -206,6 +337,10 @@ class TaskSpec:
             if not isinstance(privacy_settings, Mapping):
                 raise FederationSpecError("[privacy] settings must be a table.")
             data["privacy_settings"] = dict(privacy_settings)
+            scoring = data.get("scoring", {})
+            if not isinstance(scoring, Mapping):
+                raise FederationSpecError("[scoring] must be a table.")
+            data["scoring"] = dict(scoring)
             return cls(**data)
         except TypeError as exc:  # a wrong type reached the dataclass
             raise FederationSpecError(
@@ -275,6 +410,9 @@ class TaskSpec:
         document["privacy_settings"] = dict(self.privacy_settings)
         if not self.privacy_settings:
             del document["privacy_settings"]  # specs without settings keep their digest
+        document["scoring"] = dict(self.scoring)
+        if not self.scoring:
+            del document["scoring"]
         return document
 
     def to_json_bytes(self) -> bytes:
@@ -360,6 +498,9 @@ def _validate(spec: TaskSpec) -> None:
     from mercato.federation.privacy import settings_of  # it imports this module
 
     settings_of(spec)
+    if not isinstance(spec.scoring, Mapping):
+        raise FederationSpecError("[scoring] must be a table.")
+    scoring_of(spec)
     if not 0 <= spec.parent_royalty_bps <= 10_000:
         raise FederationSpecError("parent_royalty_bps must be from 0 to 10,000.")
     if spec.price < 0:

@@ -1,0 +1,351 @@
+# SPDX-License-Identifier: AGPL-3.0-only
+"""Scored mode end to end in one process: the real ServerApp loop (`run_rounds`) drives
+Mercato's real ClientApp over Flower's own message serialisation (`inprocess`), with a
+robust rule, leave-one-out scores on the requester's validation set, the Sybil detector
+and one evidence file per round; then shares from the evidence, and a participant's
+check of it (`verify_task`). Only the transport is replaced (no SuperLink/SuperNode
+processes: those are tested in tests/integration/federation); cheaters are nodes whose
+reply is built here instead of by the ClientApp (echo, noise) or the real ClientApp on
+poisoned or duplicated files (label flipper, Sybil)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+
+from mercato.errors import (
+    FederationEvidenceError,
+    FederationSpecError,
+    ValidationSetMismatchError,
+)
+from mercato.federation import checkpoint
+from mercato.federation.client_app import app as client_app
+from mercato.federation.evidence import (
+    CommittedRound,
+    RoundEvidence,
+    shares_from_evidence,
+    verify_task,
+)
+from mercato.federation.learning import evaluate, export_onnx, initial_params
+from mercato.federation.server_app import NO_COMMIT, run_rounds
+from mercato.federation.spec import InputSchema, TaskSpec, raw_cid_for, scoring_of
+
+from . import rounds as R
+from .inprocess import InProcessGrid, server_identity
+
+PARTS, VALIDATION, TEST = R.digits_split()
+HONEST = (0, 1, 2, 3)
+ECHO, NOISE, SYBIL, FLIPPER = 4, 5, 6, 7
+
+
+def _npz(path: Path, X: np.ndarray, y: np.ndarray) -> bytes:
+    np.savez(path, X=X, y=y)
+    return path.read_bytes()
+
+
+def _spec(validation_cid: str = "", **scoring: Any) -> TaskSpec:
+    return TaskSpec(
+        name="digits",
+        input=InputSchema(n_features=64, classes=tuple(range(10)), dtype="float64"),
+        hyperparameters={"alpha": 0.0001, "eta0": 0.01},
+        rounds=3,
+        local_epochs=2,
+        min_participants=2,
+        max_participants=8,
+        scoring={"validation_cid": validation_cid, **scoring},
+    )
+
+
+class CheatingClients:
+    """Nodes configured with `cheat` answer without training; the others are Mercato's
+    real ClientApp."""
+
+    def __call__(self, msg: Message, context: Context) -> Message:
+        cheat = context.node_config.get("cheat")
+        if not cheat:
+            return client_app(msg, context)
+        arrays = msg.content.array_records["arrays"].to_numpy_ndarrays()
+        rng = np.random.default_rng(int(msg.metadata.group_id))
+        sent = [
+            np.asarray(a, dtype=np.float64)
+            + (rng.normal(0, 1e-3, np.shape(a)) if cheat == "noise" else 0.0)
+            for a in arrays
+        ]
+        metrics = MetricRecord({"num-examples": 10_000, "train-seconds": 0.0})
+        return Message(RecordDict({"arrays": ArrayRecord(sent), "metrics": metrics}), reply_to=msg)
+
+
+@dataclasses.dataclass
+class Task:
+    directory: Path
+    spec: TaskSpec
+    validation: bytes
+    files: dict[int, Path]  # seat -> data file
+    evidence: list[RoundEvidence]
+    final: list[np.ndarray]
+
+
+def _run(root: Path, seats: dict[int, dict[str, str]], **scoring: Any) -> Task:
+    validation = _npz(root / "validation.npz", VALIDATION.X, VALIDATION.y)
+    spec = _spec(str(raw_cid_for(validation)), **scoring)
+    directory = root / "task"
+    directory.mkdir()
+    (directory / "spec.json").write_bytes(spec.to_json_bytes())
+    (directory / "task.json").write_text(json.dumps({"task_id": 9}))
+    (directory / NO_COMMIT).write_text("")
+    (directory / "validation.npz").write_bytes(validation)
+    nodes = {100 + seat: seat for seat in seats}
+    (directory / "nodes.json").write_text(json.dumps({str(n): s for n, s in nodes.items()}))
+    start = initial_params(spec)
+    np.savez(directory / "initial.npz", **{f"p{i}": p for i, p in enumerate(start)})  # type: ignore[arg-type]
+    grid = InProcessGrid(CheatingClients(), {100 + s: cfg for s, cfg in seats.items()})  # type: ignore[arg-type]
+    with server_identity():
+        run_rounds(grid, directory, timeout=5, min_replies=2)
+    evidence = [
+        RoundEvidence.from_json_bytes((directory / f"evidence-{n:04d}.json").read_bytes())
+        for n in range(1, spec.rounds + 1)
+    ]
+    digest = hashlib.sha256(spec.to_json_bytes()).hexdigest()
+    loaded = checkpoint.load(directory, 9, digest)
+    assert loaded is not None
+    files = {s: Path(cfg["data-path"]) for s, cfg in seats.items() if "data-path" in cfg}
+    return Task(directory, spec, validation, files, evidence, loaded[1])
+
+
+@pytest.fixture(scope="module")
+def cheated(tmp_path_factory: pytest.TempPathFactory) -> Task:
+    root = tmp_path_factory.mktemp("scored")
+    seats: dict[int, dict[str, str]] = {}
+    for seat in HONEST:
+        path = root / f"owner{seat}.npz"
+        _npz(path, PARTS[seat].X, PARTS[seat].y)
+        seats[seat] = {"data-path": str(path)}
+    seats[ECHO] = {"cheat": "echo"}
+    seats[NOISE] = {"cheat": "noise"}
+    seats[SYBIL] = {"data-path": seats[0]["data-path"]}  # owner 0's data, a second address
+    flipped = root / "flipped.npz"
+    _npz(flipped, PARTS[3].X, (PARTS[3].y + 1) % 10)
+    seats[FLIPPER] = {"data-path": str(flipped)}
+    # Exact Shapley (7 players: 128 evaluations a round): leave-one-out under-credits
+    # data owners whose data overlap, and can leave an honest one at or below zero.
+    return _run(root, seats, valuation="exact")
+
+
+def test_free_riders_and_a_poisoner_get_share_zero_and_honest_seats_are_paid(
+    cheated: Task,
+) -> None:
+    shares = shares_from_evidence(cheated.evidence, 8)
+    assert sum(shares) == 10_000
+    assert shares[ECHO] == 0
+    assert shares[NOISE] == 0
+    assert shares[FLIPPER] == 0
+    assert all(shares[seat] > 0 for seat in HONEST), shares
+    # Claiming 10,000 examples bought the free-riders nothing, and every round's record
+    # carries each used seat's update digest and leave-one-out score.
+    for record in cheated.evidence:
+        assert set(record.update_digests) == set(range(8))
+        assert set(record.leave_one_out) == set(range(8))
+        assert record.method == "exact"
+        assert record.rule["name"] == "fedtrimmedavg"
+
+
+def test_a_sybil_pair_is_one_player_and_shares_one_participants_credit(cheated: Task) -> None:
+    for record in cheated.evidence:
+        assert [0, SYBIL] in record.players
+        assert record.scores[0] == record.scores[SYBIL]
+    shares = shares_from_evidence(cheated.evidence, 8)
+    pair = shares[0] + shares[SYBIL]
+    # The pair as a whole earns about what one honest data owner does, not two.
+    others = [shares[s] for s in (1, 2, 3)]
+    assert pair < 2 * min(others) + 1_000, shares
+    assert abs(shares[0] - shares[SYBIL]) <= 1
+
+
+def test_the_robust_model_learns_despite_the_cheaters(cheated: Task) -> None:
+    # Three short rounds, and the free-riders' zero steps slow the trimmed mean down
+    # (the poisoner's accuracy claim is tested in test_contribution): well above chance.
+    accuracy = evaluate(cheated.spec, cheated.final, TEST.X, TEST.y)
+    assert accuracy > 0.3
+
+
+def _committed(task: Task) -> list[CommittedRound]:
+    out = []
+    for record in task.evidence:
+        params = np.load(task.directory / f"round-{record.round:04d}.npz")
+        model = [params[f"p{i}"] for i in range(len(params.files))]
+        out.append(
+            CommittedRound(
+                round=record.round,
+                model_cid=str(raw_cid_for(export_onnx(task.spec, model))),
+                round_cid=str(raw_cid_for(record.to_json_bytes())),
+                contributors=frozenset(record.update_digests),
+            )
+        )
+    return out
+
+
+def _blocks(task: Task, extra: dict[str, bytes] | None = None) -> dict[str, bytes]:
+    blocks = {}
+    for path in task.directory.glob("*.bin"):
+        blocks[str(raw_cid_for(path.read_bytes()))] = path.read_bytes()
+    for record in task.evidence:
+        data = record.to_json_bytes()
+        blocks[str(raw_cid_for(data))] = data
+    blocks.update(extra or {})
+    return blocks
+
+
+def _verify(task: Task, seat: int, committed: list[CommittedRound], blocks: dict[str, bytes]):  # type: ignore[no-untyped-def]
+    with np.load(task.files[seat]) as data:
+        local = (data["X"], data["y"])
+    return verify_task(
+        9,
+        task.spec,
+        committed,
+        blocks.__getitem__,
+        initial=initial_params(task.spec),
+        validation=task.validation,
+        seat=seat,
+        local_data=local,
+        posted_shares=shares_from_evidence(task.evidence, 8),
+    )
+
+
+def test_verify_holds_for_an_honest_coordinator(cheated: Task) -> None:
+    committed = _committed(cheated)
+    report = _verify(cheated, 1, committed, _blocks(cheated))
+    assert report.rounds == [1, 2, 3]
+    assert [v.round for v in report.verdicts] == [1, 2, 3]
+    assert all(v.holds for v in report.verdicts)
+    assert report.shares_checked and report.validation_checked
+
+
+def test_verify_catches_a_lowered_score_in_the_round_it_was_lowered(cheated: Task) -> None:
+    tampered = list(cheated.evidence)
+    honest = tampered[1]
+    lowered = {**honest.scores, 1: honest.scores[1] - 0.05}
+    tampered[1] = dataclasses.replace(honest, scores=lowered, leave_one_out=lowered)
+    task = dataclasses.replace(cheated, evidence=tampered)
+    with pytest.raises(FederationEvidenceError, match="seat 1's leave-one-out score") as caught:
+        _verify(task, 1, _committed(task), _blocks(task))
+    assert caught.value.round == 2
+
+
+def test_verify_catches_evidence_changed_after_its_cid_was_committed(cheated: Task) -> None:
+    committed = _committed(cheated)
+    blocks = _blocks(cheated)
+    original = blocks[committed[2].round_cid]
+    blocks[committed[2].round_cid] = original.replace(b'"round":3', b'"round":3 ')
+    with pytest.raises(FederationEvidenceError, match="do not hash to it") as caught:
+        _verify(cheated, 1, committed, blocks)
+    assert caught.value.round == 3
+
+
+def test_verify_catches_shares_other_than_the_scores_give(cheated: Task) -> None:
+    shares = shares_from_evidence(cheated.evidence, 8)
+    moved = list(shares)
+    moved[1], moved[ECHO] = 0, shares[1]
+    with pytest.raises(FederationEvidenceError, match="seat 1:") as caught:
+        verify_task(
+            9,
+            cheated.spec,
+            _committed(cheated),
+            _blocks(cheated).__getitem__,
+            initial=initial_params(cheated.spec),
+            posted_shares=moved,
+        )
+    assert caught.value.round == 0
+
+
+def test_verify_refuses_a_validation_set_other_than_the_committed_one(cheated: Task) -> None:
+    other = cheated.validation + b"\0"
+    with pytest.raises(ValidationSetMismatchError):
+        verify_task(
+            9,
+            cheated.spec,
+            _committed(cheated),
+            _blocks(cheated).__getitem__,
+            initial=initial_params(cheated.spec),
+            validation=other,
+        )
+
+
+def test_a_restarted_coordinator_writes_the_same_evidence(tmp_path: Path, cheated: Task) -> None:
+    """Resume after round 2: round 3's record (Sybil state included) is byte-identical."""
+    seats = {s: {"data-path": str(p)} for s, p in cheated.files.items()}
+    seats[ECHO] = {"cheat": "echo"}
+    seats[NOISE] = {"cheat": "noise"}
+    directory = tmp_path / "task"
+    directory.mkdir()
+    for path in cheated.directory.iterdir():
+        if not path.name.endswith(("-0003.json", "-0003.bin", "-0003.npz", "-0003.onnx")):
+            (directory / path.name).write_bytes(path.read_bytes())
+    state = json.loads((directory / "state.json").read_text())
+    state["round"] = 2
+    state["contributions"] = state["contributions"][:2]
+    (directory / "state.json").write_text(json.dumps(state))
+    grid = InProcessGrid(CheatingClients(), {100 + s: cfg for s, cfg in seats.items()})  # type: ignore[arg-type]
+    with server_identity():
+        run_rounds(grid, directory, timeout=5, min_replies=2)
+    assert (directory / "evidence-0003.json").read_bytes() == (
+        cheated.directory / "evidence-0003.json"
+    ).read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("scoring", "message"),
+    [
+        ({"aggregation": "mean"}, "scoring.aggregation 'mean'"),
+        ({"trim_fraction": 0.5}, "trim_fraction"),
+        ({"valuation": "banzhaf"}, "scoring.valuation"),
+        ({"valuation": "tmc_shapley", "evaluations_per_round": 0}, "evaluations_per_round"),
+        ({"sybil_threshold": 0}, "sybil_threshold"),
+        ({"sybil": 0.9}, "Unknown field"),
+        ({"validation_cid": "not-a-cid"}, "is not a CID"),
+    ],
+)
+def test_bad_scoring_settings_are_refused(scoring: dict[str, Any], message: str) -> None:
+    settings = {"validation_cid": str(raw_cid_for(b"rows")), **scoring}
+    with pytest.raises(FederationSpecError, match=message):
+        _spec(**settings)
+
+
+def test_scoring_needs_a_validation_set_and_no_privacy_and_exact_needs_few_seats() -> None:
+    base = _spec(str(raw_cid_for(b"rows")))
+    with pytest.raises(FederationSpecError, match="--validation"):
+        dataclasses.replace(base, scoring={"aggregation": "median"})
+    with pytest.raises(FederationSpecError, match="cannot be scored"):
+        dataclasses.replace(base, privacy="private", min_participants=3)
+    with pytest.raises(FederationSpecError, match="'exact'"):
+        dataclasses.replace(
+            base, max_participants=20, scoring={**base.scoring, "valuation": "exact"}
+        )
+
+
+def test_scoring_defaults_and_the_toml_and_json_forms(tmp_path: Path) -> None:
+    cid = str(raw_cid_for(b"rows"))
+    (tmp_path / "spec.toml").write_text(
+        'name = "digits"\n[input]\nn_features = 4\nclasses = [0, 1]\n'
+        f'[scoring]\naggregation = "median"\nvalidation_cid = "{cid}"\n'
+    )
+    spec = TaskSpec.from_toml(tmp_path / "spec.toml")
+    settings = scoring_of(spec)
+    assert (settings.aggregation, settings.valuation, settings.trim_fraction) == (
+        "median",
+        "loo",
+        0.25,
+    )
+    assert settings.sybil_threshold == 0.98
+    document = json.loads(spec.to_json_bytes())
+    assert document["scoring"] == {"aggregation": "median", "validation_cid": cid}
+    assert TaskSpec.from_dict(document) == spec
+    # A spec without the table keeps the digest it had before scoring existed.
+    plain = dataclasses.replace(spec, scoring={})
+    assert "scoring" not in json.loads(plain.to_json_bytes())
