@@ -927,6 +927,50 @@ class NodeKeyTakenError(FederationInputError):
         )
 
 
+class FederationEvidenceError(FederationError, ValueError):
+    """A scored task's published round evidence disagrees with the chain, the spec, the
+    validation set or a participant's own recomputation: the coordinator lied or erred."""
+
+    code = "federation_evidence_mismatch"
+
+    def __init__(self, task_id: int, round_number: int, reason: str) -> None:
+        self.task_id = task_id
+        self.round = round_number
+        self.reason = reason
+        where = f"round {round_number}" if round_number else "the shares"
+        super().__init__(
+            f"Task {task_id}, {where}: {reason}. The coordinator's published evidence does "
+            "not hold; keep this output as proof and report the task's coordinator."
+        )
+
+
+class ValidationSetUnavailableError(FederationError, LookupError):
+    """A scored task's validation set is not revealed (or not here), so it cannot be used."""
+
+    code = "federation_validation_unavailable"
+
+    def __init__(self, task_id: int, reason: str) -> None:
+        self.task_id = task_id
+        self.reason = reason
+        super().__init__(f"Task {task_id}'s validation set cannot be had: {reason}.")
+
+
+class ValidationSetMismatchError(FederationError, ValueError):
+    """A file offered as a task's validation set is not the one its spec committed to."""
+
+    code = "federation_validation_mismatch"
+
+    def __init__(self, task_id: int, expected: str, got: str) -> None:
+        self.task_id = task_id
+        self.expected = expected
+        self.got = got
+        super().__init__(
+            f"This file is not task {task_id}'s validation set: its CID is {got}, the spec "
+            f"committed to {expected}. Use the file the requester revealed ('mercato fl "
+            f"verify {task_id}' without --validation fetches it)."
+        )
+
+
 # --- moderation (mercato.moderation) ----------------------------------------------------
 
 

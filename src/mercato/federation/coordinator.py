@@ -10,9 +10,14 @@
    digest of its raw CIDv1), checked, and registered;
 3. starts Mercato's app; after each round the ServerApp checkpoints, and the coordinator
    stores the round's ONNX model and record, commits them on-chain and only then lets
-   the next round start;
-4. finalizes with the `Scorer`'s shares and publishes the result through the task's
-   revenue splitter, with the initial model as parent.
+   the next round start. In a scored task the record is the round's evidence
+   (`mercato.federation.evidence`: every seat's score, the update digests, the models
+   it names), stored content-addressed with those models, and its CID is the round
+   digest committed;
+4. finalizes with the shares (scored: the evidence's positive totals, normalized;
+   private: equal among seats that completed every round; otherwise the `Scorer`'s)
+   and publishes the result through the task's revenue splitter, with the initial
+   model as parent.
 
 After a crash, `run()` again picks up: rounds checkpointed but not committed are
 committed first, and the ServerApp continues from the last checkpoint.
@@ -35,15 +40,26 @@ from mercato.errors import (
     FederationRuntimeError,
     FederationSpecError,
     InitialModelError,
+    ValidationSetUnavailableError,
 )
 from mercato.federation import checkpoint
+from mercato.federation.evidence import RoundEvidence, shares_from_evidence
 from mercato.federation.initial import InitialSource, load_initial_params
 from mercato.federation.keys import check_public_key, node_key_hash
 from mercato.federation.learning import Params, build_model, initial_params, params_from_onnx
 from mercato.federation.runtime import SuperLink
-from mercato.federation.server_app import COMMITTED
+from mercato.federation.server_app import COMMITTED, evidence_path
 from mercato.federation.shares import ExampleWeightedScorer, Scorer
-from mercato.federation.spec import TaskSpec, load_spec, raw_cid_for, store_bytes
+from mercato.federation.spec import (
+    TaskSpec,
+    is_scored,
+    load_spec,
+    raw_cid_for,
+    scoring_of,
+    store_bytes,
+)
+from mercato.federation.validation import check_validation, read_validation, suffix_of
+from mercato.fsutil import atomic_write_bytes
 from mercato.storage.blockstore import Blockstore
 
 KeySource = Callable[[bytes], bytes | None]  # node key hash -> public key PEM, if found
@@ -104,6 +120,7 @@ class Coordinator:
         round_timeout: float = 120.0,
         on_round: Callable[[int, float], None] | None = None,
         model_name: str | None = None,
+        validation: bytes | None = None,
         initial_source: InitialSource | None = None,
     ) -> None:
         """Args:
@@ -119,6 +136,8 @@ class Coordinator:
         round_timeout: Seconds a round waits for updates before going on without them.
         on_round: Called with (round, metric) after each commit (progress bars).
         model_name: The published model's name (default: the spec's name).
+        validation: A scored task's validation set (`validation.kept_validation`), when
+            not revealed in the store yet; checked against the spec's CID.
         initial_source: Reads a registry model version's ONNX when the spec starts
             from one (`mercato.federation.initial.RegistryModels(market)`).
         """
@@ -127,7 +146,8 @@ class Coordinator:
         self.task_id = task_id
         self.directory = directory
         self.key_source = key_source or store_key_source(store)
-        self.scorer = scorer or ExampleWeightedScorer()
+        self.scorer: Scorer = scorer or ExampleWeightedScorer()
+        self.scorer_is_default = scorer is None
         self.evaluate = evaluate
         self.host = host
         self.port = port
@@ -135,6 +155,7 @@ class Coordinator:
         self.on_round = on_round
         self.model_name = model_name
         self.initial_source = initial_source
+        self.validation = validation
         self.superlink: SuperLink | None = None
 
     # -- setup ------------------------------------------------------------------------
@@ -194,9 +215,36 @@ class Coordinator:
             params = self._initial(spec)
             arrays = {f"p{i}": p for i, p in enumerate(params)}
             np.savez(self.directory / "initial.npz", **arrays)  # type: ignore[arg-type]
+        if is_scored(spec):
+            self._place_validation(spec)
         committed = int(self.chain.task(self.task_id).rounds)
         (self.directory / COMMITTED).write_text(json.dumps({"round": committed}))
         return spec
+
+    def _place_validation(self, spec: TaskSpec) -> None:
+        """Puts the scored task's validation set where the ServerApp reads it.
+
+        Raises:
+            ValidationSetUnavailableError: neither given nor in the store.
+            ValidationSetMismatchError: the bytes given are not the committed set.
+        """
+        expected = scoring_of(spec).validation_cid
+        data = self.validation
+        if data is None and self.store.has(CID.decode(expected)):
+            data = self.store.get(CID.decode(expected))
+        if data is None:
+            raise ValidationSetUnavailableError(
+                self.task_id,
+                f"this node does not hold {expected}; the requester's node keeps it (made by "
+                "'mercato fl create --validation'), or pass the file with 'mercato fl run "
+                "--validation FILE'",
+            )
+        check_validation(self.task_id, data, expected)
+        atomic_write_bytes(self.directory / f"validation{suffix_of(data)}", data)
+        if self.evaluate is None:
+            # Each round's committed metric: accuracy on the validation set.
+            features, labels = read_validation(data, spec)
+            self.evaluate = accuracy_on(features, labels)
 
     def admit_participants(self, superlink: SuperLink) -> dict[int, int]:
         """Register the SuperNode key of every seat that joined.
@@ -260,7 +308,10 @@ class Coordinator:
                     for seat, n in sorted(record.examples.items())
                 ],
             }
-            round_cid = store_bytes(self.store, json.dumps(listing, sort_keys=True).encode())
+            if is_scored(spec):
+                round_cid = self._store_evidence(record.round)
+            else:
+                round_cid = store_bytes(self.store, json.dumps(listing, sort_keys=True).encode())
             metric = self.evaluate(spec, params) if self.evaluate else 0.0
             self.chain.commit_round(
                 self.task_id, record.round, model_cid, round_cid, set(record.examples), metric
@@ -270,6 +321,46 @@ class Coordinator:
             if self.on_round is not None:
                 self.on_round(committed, metric)
         return committed
+
+    def _store_evidence(self, round_number: int) -> CID:
+        """Stores a scored round's evidence and the two models it names (exactly the
+        bytes the ServerApp wrote, so a restart commits the same CID); returns its CID.
+
+        Raises:
+            FederationError: the ServerApp wrote no evidence for the round.
+        """
+        path = evidence_path(self.directory, round_number)
+        if not path.is_file():
+            raise FederationError(
+                f"Round {round_number} of scored task {self.task_id} was checkpointed without "
+                "its evidence; move the task's checkpoint aside to run the round again."
+            )
+        for name in ("previous", "step"):
+            store_bytes(
+                self.store, (self.directory / f"{name}-{round_number:04d}.bin").read_bytes()
+            )
+        return store_bytes(self.store, path.read_bytes())
+
+    def evidence(self, rounds: int) -> list[RoundEvidence]:
+        """The evidence the ServerApp wrote for rounds 1 to `rounds`."""
+        return [
+            RoundEvidence.from_json_bytes(evidence_path(self.directory, n).read_bytes())
+            for n in range(1, rounds + 1)
+        ]
+
+    def shares(self, spec: TaskSpec, seats: int, state: checkpoint.CheckpointState) -> list[int]:
+        """The shares `finish` posts (module docstring, step 4).
+
+        Raises:
+            FederationError: nobody contributed (or, scored, nobody's total is positive).
+        """
+        if is_scored(spec):
+            return shares_from_evidence(self.evidence(state.round), seats)
+        if spec.privacy == "private" and self.scorer_is_default:
+            from mercato.federation.privacy import CompletedEveryRoundScorer
+
+            return CompletedEveryRoundScorer().shares(seats, state.contributions)
+        return self.scorer.shares(seats, state.contributions)
 
     def run(self, *, publish: bool = True, poll_seconds: float = 0.5) -> int | None:
         """Run (or resume) the task to the end.
@@ -323,9 +414,7 @@ class Coordinator:
         state, params = saved
         task = self.chain.task(self.task_id)
         if int(task.status) == 2:  # running: not finalized yet
-            self.chain.finalize(
-                self.task_id, self.scorer.shares(int(task.participants), state.contributions)
-            )
+            self.chain.finalize(self.task_id, self.shares(spec, int(task.participants), state))
         package = self.directory / "result"
         write_result_package(spec, params, package, self.model_name or spec.name)
         return int(self.chain.publish_result(self.task_id, package, price=spec.price))
