@@ -832,16 +832,18 @@ class FederationRuntimeError(FederationError, RuntimeError):
 
 
 class NothingToClaimError(FederationError, ValueError):
-    """A task owes the account nothing now (not ended yet, claimed already, or never joined)."""
+    """A task owes the account nothing now (not ended yet, claimed already, never joined,
+    or its seat's share at finalize was 0, which forfeits the stake)."""
 
     code = "federation_nothing_to_claim"
 
     def __init__(self, task_id: int, account: str) -> None:
         self.task_id, self.account = task_id, account
         super().__init__(
-            f"Task {task_id} owes {account} nothing now: it has not ended, or this account "
-            f"claimed already or never took part. 'mercato fl status {task_id}' shows where "
-            "it stands."
+            f"Task {task_id} owes {account} nothing now: it has not ended, this account "
+            "claimed already or never took part, or its share at finalize was 0 (a seat "
+            f"with no share forfeits its stake). 'mercato fl status {task_id}' shows where "
+            "it stands and each seat's share."
         )
 
 

@@ -7,7 +7,8 @@ proportion to example-weighted updates over the rounds a seat contributed to. Ot
 scorers (issue 15's contribution scores) plug in behind the same interface.
 
 The contract's rules hold for every scorer: shares sum to exactly 10,000 and a seat
-that never contributed gets 0 (the contract slashes it).
+that never contributed gets 0. A share of 0 forfeits the seat's stake at `finalize`,
+so a seat with any positive weight gets at least 1 basis point (`to_basis_points`).
 """
 
 from __future__ import annotations
@@ -53,14 +54,19 @@ def to_basis_points(weights: Sequence[float]) -> list[int]:
 
     Largest remainder: each gets its floor, and the leftover points go to the largest
     fractional parts (ties to the lower seat), so rounding never drifts the sum and a
-    zero weight always stays zero.
+    zero weight always stays zero. A positive weight never rounds down to 0: the
+    contract takes the stake of a seat whose share is 0, so such a seat gets 1 point,
+    taken from the largest share (ties to the lower seat).
 
     Raises:
-        FederationError: every weight is zero (or one is negative).
+        FederationError: every weight is zero (or one is negative), or more than
+            10,000 weights are positive.
     """
     total = float(sum(weights))
     if total <= 0 or any(w < 0 for w in weights):
         raise FederationError("No seat contributed to any round, so there is nothing to share.")
+    if sum(1 for w in weights if w > 0) > BPS:
+        raise FederationError(f"More than {BPS:,} seats contributed; a share is at least 1 bps.")
     exact = [w * BPS / total for w in weights]
     shares = [int(x) for x in exact]
     leftover = BPS - sum(shares)
@@ -69,6 +75,11 @@ def to_basis_points(weights: Sequence[float]) -> list[int]:
     )
     for i in order[:leftover]:
         shares[i] += 1
+    for i, weight in enumerate(weights):
+        if weight > 0 and shares[i] == 0:
+            largest = max(range(len(shares)), key=lambda j: (shares[j], -j))
+            shares[largest] -= 1
+            shares[i] = 1
     return shares
 
 

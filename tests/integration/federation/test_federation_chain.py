@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: AGPL-3.0-only
 """`market.federation` on a real Anvil: a task from creation to claims, its model
 published through the revenue splitter and sold, the sale delivered by the coordinator
-node's seller agent and paid to the contributors by share; refunds after a cancel and
-an under-subscribed abort. No training runs here (that is `mercato.federation`): rounds
+node's seller agent and paid to the contributors by share; a private task's drop-out
+forfeiting its stake to the seats that completed every round; refunds after a cancel
+and an under-subscribed abort. No training runs here (that is `mercato.federation`): rounds
 commit CIDs of small blocks."""
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from mercato.errors import (
     FederationTaskNotFoundError,
     NodeKeyTakenError,
 )
+from mercato.federation.privacy import CompletedEveryRoundScorer
+from mercato.federation.shares import RoundContribution
 from mercato.models.package import ModelPackage
 from mercato.models.runtime import TryPool
 from mercato.models.samples import build_samples
@@ -225,6 +228,54 @@ def test_a_copycat_model_handed_to_the_splitter_gets_no_key(
     assert [(o.model_id, reason) for o, reason in report.skipped] == [
         (fake, "content_key_not_bound")
     ]
+
+
+def test_a_private_task_s_drop_out_forfeits_its_stake_to_the_seats_that_stayed(
+    chain: Chain,
+) -> None:
+    """Private mode's shares (equal among the seats that completed every round, from
+    the same records the rounds were committed with) posted on-chain: the seat that
+    dropped out of round 2 is in round 1's bitmap but gets 0, claims nothing, and its
+    stake is shared by the two others, whose claims add up to everything paid in."""
+    requester_account, *owners = chain.accounts[1:5]
+    requester = chain.market("requester", requester_account)
+    token = requester.contracts.token
+    federation = chain.deployment.federation or ""
+    task_id = _create(requester, chain, min_participants=3, max_participants=3)
+    markets = [chain.market(f"owner-{i}", a) for i, a in enumerate(owners)]
+    start = [token.balance_of(a.address) for a in owners]
+    for i, market in enumerate(markets):
+        market.federation.join(task_id, _key(f"owner-{i}"))
+    # Each seat's update weighs 1 in a private round; seat 2 left before round 2.
+    records = [RoundContribution(1, {0: 1, 1: 1, 2: 1}), RoundContribution(2, {0: 1, 1: 1})]
+    for record in records:
+        requester.federation.commit_round(
+            task_id,
+            record.round,
+            _cid(f"model {record.round}"),
+            _cid(f"round {record.round}"),
+            set(record.examples),
+            0.5,
+        )
+    assert requester.federation.task(task_id).contributors == {0, 1, 2}
+    shares = CompletedEveryRoundScorer().shares(3, records)
+    assert shares == [5_000, 5_000, 0]
+    requester.federation.finalize(task_id, shares)
+
+    assert markets[2].federation.claimable(task_id) == 0
+    with pytest.raises(ContractRevertError) as nothing:
+        markets[2].federation.claim(task_id)
+    assert nothing.value.reason == "federation: nothing to claim"
+    pool = REWARD + STAKE  # the drop-out's stake joins the reward
+    paid = [market.federation.claim(task_id) for market in markets[:2]]
+    assert paid == [STAKE + pool // 2, STAKE + pool - pool // 2]
+    assert sum(paid) == REWARD + 3 * STAKE
+    assert [token.balance_of(a.address) for a in owners] == [
+        start[0] + pool // 2,
+        start[1] + pool - pool // 2,
+        start[2] - STAKE,
+    ]
+    assert token.balance_of(federation) == 0
 
 
 def test_cancelled_and_undersubscribed_tasks_refund_everyone(chain: Chain) -> None:

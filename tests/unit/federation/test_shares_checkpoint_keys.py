@@ -47,6 +47,23 @@ def test_basis_points_always_sum_to_10000_and_keep_zero_at_zero() -> None:
         to_basis_points([0.0, 0.0])
 
 
+def test_a_seat_with_a_tiny_contribution_keeps_a_share_so_keeps_its_stake() -> None:
+    """A share of 0 forfeits the stake on-chain, so rounding must never give 0 to a seat
+    that contributed: it gets 1 basis point, taken from the largest share."""
+    rounds = [RoundContribution(1, {0: 1, 1: 100_000})]  # 0.1 bps by proportion
+    assert ExampleWeightedScorer().shares(3, rounds) == [1, 9_999, 0]
+    rng = np.random.default_rng(2)
+    for _ in range(200):
+        weights = [float(w) ** 6 if w > 0.2 else 0.0 for w in rng.random(rng.integers(2, 129))]
+        if not any(weights):
+            continue
+        shares = to_basis_points(weights)
+        assert sum(shares) == 10_000
+        assert all((s > 0) == (w > 0) for s, w in zip(shares, weights, strict=True))
+    with pytest.raises(FederationError, match="More than 10,000 seats"):
+        to_basis_points([1.0] * 10_001)
+
+
 def test_a_round_naming_a_seat_past_the_task_is_refused() -> None:
     with pytest.raises(FederationError, match="seat 5"):
         ExampleWeightedScorer().shares(2, [RoundContribution(1, {5: 10})])
