@@ -356,6 +356,15 @@ def create(
             "API), when the spec names no coordinator_address."
         ),
     ] = None,
+    validation: Annotated[
+        Path | None,
+        typer.Option(
+            help="Your validation set (CSV or .npz, the task's schema, at most 2 MiB): the "
+            "task is scored on it (robust aggregation, each data owner paid by measured "
+            "contribution). Its CID goes into the spec now; the file stays private on this "
+            "node until you reveal it after the task ends ('mercato fl reveal').",
+        ),
+    ] = None,
     yes: YesOption = False,
     data_dir: DataDirOption = None,
     rpc_url: RpcUrlOption = None,
@@ -377,6 +386,19 @@ def create(
     chosen = parse_address(coordinator) if coordinator else None
     market = open_market(data_dir, rpc_url, account, signing=False)
     spec = TaskSpec.from_toml(spec_path, store=market.store)
+    if validation is not None:
+        import dataclasses
+
+        from mercato.federation.validation import keep_validation
+
+        cid = keep_validation(market.settings.data_dir, validation, spec)
+        spec = dataclasses.replace(spec, scoring={**spec.scoring, "validation_cid": str(cid)})
+    elif spec.privacy == "none":
+        console.print(
+            "[yellow]No --validation set: the task is not scored; shares follow the examples "
+            "each data owner claims, which a free-rider can inflate.[/yellow]",
+            highlight=False,
+        )
     spec, tls_dir = _with_superlink(market, spec, superlink)
     confirm(
         f"Create task {spec.name!r}: escrow {format_tokens(reward_units)} now; "
@@ -386,6 +408,12 @@ def create(
         yes=yes,
     )
     market = unlock(market, account, password_file)
+    if spec.initial_model.model_id:
+        # Fetched, opened with this account's licence and checked against the spec now,
+        # so a model the task cannot start from is refused before the reward is escrowed.
+        from mercato.federation.initial import RegistryModels, load_initial_params
+
+        load_initial_params(spec, RegistryModels(market))
     cid = store_spec(market.store, spec)
     now = _chain_now(market)
     task_id = market.federation.create(
@@ -687,6 +715,13 @@ def run(
             "measured on it. It never leaves this machine.",
         ),
     ] = None,
+    validation: Annotated[
+        Path | None,
+        typer.Option(
+            help="A scored task's validation set, when this node did not create the task "
+            "(default: the copy 'fl create --validation' kept here).",
+        ),
+    ] = None,
     host: Annotated[str, typer.Option(help="The address the SuperLink binds.")] = "127.0.0.1",
     no_publish: Annotated[
         bool, typer.Option("--no-publish", help="Stop after the last round (finalize later).")
@@ -707,12 +742,14 @@ def run(
     from mercato.federation.checkpoint import task_dir
     from mercato.federation.coordinator import Coordinator, accuracy_on
     from mercato.federation.data import load_local_data
+    from mercato.federation.initial import RegistryModels
 
     market = open_market(data_dir, rpc_url, account, signing=False)
     _, spec = _task_files(market, task_id)
     evaluate = None
     if evaluate_on is not None:
         evaluate = accuracy_on(*load_local_data(evaluate_on, spec))
+    validation_bytes = _validation_for(market, spec, validation)
     market = unlock(market, account, password_file)
     with round_progress(f"Task {task_id}", spec.rounds) as on_round:
         coordinator = Coordinator(
@@ -724,6 +761,8 @@ def run(
             evaluate=evaluate,
             host=host,
             on_round=lambda r, m: on_round(_Round(r, m)),
+            validation=validation_bytes,
+            initial_source=RegistryModels(market),
         )
         model_id = coordinator.run(publish=not no_publish)
     if json_output:
@@ -742,3 +781,112 @@ class _Round:
 
     round: int
     metric: float
+
+
+def _validation_for(market: Market, spec: Any, path: Path | None) -> bytes | None:
+    """A scored task's validation set for 'fl run': the file given, else this node's copy."""
+    from mercato.errors import LocalDataError
+    from mercato.federation.spec import is_scored, scoring_of
+    from mercato.federation.validation import kept_validation
+
+    if not is_scored(spec):
+        return None
+    if path is not None:
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise LocalDataError(path, f"it cannot be read ({exc})") from exc
+    return kept_validation(market.settings.data_dir, scoring_of(spec).validation_cid)
+
+
+@fl_app.command()
+@handles_errors
+def reveal(
+    task_id: TaskId,
+    data_dir: DataDirOption = None,
+    rpc_url: RpcUrlOption = None,
+    account: AccountOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Reveal an ended scored task's validation set (its requester only).
+
+    This node then serves it by the CID the spec committed to, so anyone can check
+    the published scores with 'mercato fl verify'. Refused before the task ends.
+    """
+    market = open_market(data_dir, rpc_url, account, signing=False)
+    cid = market.federation.reveal_validation(task_id)
+    if json_output:
+        print_json({"task_id": task_id, "validation_cid": str(cid)})
+        return
+    console.print(
+        f"Task {task_id}'s validation set {cid} is served by this node; anyone can now run "
+        f"'mercato fl verify {task_id}'.",
+        highlight=False,
+    )
+
+
+@fl_app.command()
+@handles_errors
+def verify(
+    task_id: TaskId,
+    validation: Annotated[
+        Path | None,
+        typer.Option(help="The validation file (default: fetch the one the requester revealed)."),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Your own data file (the one you joined with): your leave-one-out score is "
+            "recomputed for every round you took part in."
+        ),
+    ] = None,
+    data_dir: DataDirOption = None,
+    rpc_url: RpcUrlOption = None,
+    account: AccountOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Check a scored task's published evidence against the chain (anyone).
+
+    Every round's record is fetched by the CID committed on-chain and checked against
+    the chain and the spec, the validation set against the spec's CID, and the
+    finalized shares against the published scores. With --data, your own scores are
+    recomputed. Exit code 120 names the round that disagrees.
+    """
+    market = open_market(data_dir, rpc_url, account, signing=False)
+    who = read_address(market, account) if data is not None else None
+    report = market.federation.verify(task_id, validation=validation, data=data, account=who)
+    if json_output:
+        print_json(
+            {
+                "task_id": task_id,
+                "rounds": report.rounds,
+                "seat": report.seat,
+                "scores": [
+                    {"round": v.round, "published": v.published, "recomputed": v.recomputed}
+                    for v in report.verdicts
+                ],
+                "shares_checked": report.shares_checked,
+                "validation_checked": report.validation_checked,
+            }
+        )
+        return
+    console.print(
+        f"Task {task_id}: the evidence of rounds {', '.join(map(str, report.rounds)) or '-'} "
+        "matches the chain and the spec.",
+        highlight=False,
+    )
+    if report.seat is not None:
+        for v in report.verdicts:
+            shown = "scored in a Sybil group" if v.recomputed is None else f"{v.recomputed:.6f}"
+            console.print(
+                f"  round {v.round}: seat {report.seat} published {v.published:.6f}, "
+                f"recomputed {shown}",
+                highlight=False,
+            )
+    if report.shares_checked:
+        console.print("The finalized shares are what the published scores give.")
+    if not report.validation_checked:
+        console.print(
+            "The validation set is not revealed yet: scores were not recomputed.",
+            highlight=False,
+        )

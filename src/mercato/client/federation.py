@@ -42,6 +42,7 @@ from mercato.models.package import ModelPackage
 
 if TYPE_CHECKING:
     from mercato.client.market import Market
+    from mercato.federation.evidence import Verification
 
 BPS = 10_000
 MAX_SEATS = 128  # the federation contract's MAX_PARTICIPANTS
@@ -604,6 +605,201 @@ class FederationAPI:
             )
             for e in found
         ]
+
+    # -- scored tasks: the validation set and the evidence ---------------------------
+
+    def reveal_validation(self, task_id: int) -> CID:
+        """Makes an ended scored task's validation set public: this node's store (which
+        its gateway serves) gets the private copy `mercato fl create --validation` kept.
+
+        Args:
+            task_id: A scored task this account requested, finalized, cancelled or aborted.
+
+        Returns:
+            The validation set's CID (the one the spec committed to).
+
+        Raises:
+            NoAccountError: No account is selected.
+            FederationNotDeployedError: This deployment has no federation contract.
+            FederationTaskNotFoundError: No such task.
+            FederationInputError: Not this account's task, not scored, or not ended yet
+                (revealed earlier, participants could tune their updates to it).
+            FederationSpecError: The task's spec is not in this node's store.
+            ValidationSetUnavailableError: This node does not hold the file.
+        """
+        from mercato.errors import FederationSpecError, ValidationSetUnavailableError
+        from mercato.federation.spec import is_scored, load_spec, scoring_of, store_bytes
+        from mercato.federation.validation import kept_validation
+
+        account = self._market.require_account("reveal a task's validation set")
+        task = self.task(task_id)
+        if task.requester != account.address:
+            raise FederationInputError(
+                f"Only task {task_id}'s requester {task.requester} reveals its validation set.",
+                task_id=task_id,
+            )
+        store = self._market.store
+        if not store.has(task.spec_cid):
+            raise FederationSpecError(f"Task {task_id}'s spec {task.spec_cid} is not here.")
+        spec = load_spec(store.get(task.spec_cid))
+        if not is_scored(spec):
+            raise FederationInputError(
+                f"Task {task_id} is not scored: it has no validation set to reveal.",
+                task_id=task_id,
+            )
+        if task.status not in (TaskStatus.FINALIZED, TaskStatus.CANCELLED, TaskStatus.ABORTED):
+            raise FederationInputError(
+                f"Task {task_id} has not ended ({task.status.name.lower()}); its validation "
+                "set is revealed only after the last round, so nobody can fit their updates "
+                "to it. Reveal it once the task is finalized.",
+                task_id=task_id,
+            )
+        cid = scoring_of(spec).validation_cid
+        data = kept_validation(self._market.settings.data_dir, cid)
+        if data is None:
+            raise ValidationSetUnavailableError(
+                task_id,
+                f"this node keeps no copy of {cid} (it is kept by the node that ran 'mercato "
+                "fl create --validation')",
+            )
+        return store_bytes(store, data)
+
+    def verify(
+        self,
+        task_id: int,
+        *,
+        validation: str | Path | None = None,
+        data: str | Path | None = None,
+        account: str | None = None,
+    ) -> Verification:
+        """Checks a scored task's published evidence (anyone may).
+
+        Every committed round's evidence is fetched by the CID the chain holds (from this
+        node's store, else the coordinator's or requester's node) and checked against the
+        chain and the spec; the validation set (the file given, else the revealed one)
+        against the spec's CID; finalized shares against the published scores. With
+        `data`, the participant's own leave-one-out score is recomputed for every round
+        it took part in, from its own file (`evidence.verify_task`).
+
+        Args:
+            task_id: The task.
+            validation: The validation file (default: fetch the revealed one).
+            data: A participant's own data file, to recompute its scores.
+            account: Whose seat `data` is (default: this market's account).
+
+        Returns:
+            What was checked (`mercato.federation.evidence.Verification`).
+
+        Raises:
+            FederationNotDeployedError: This deployment has no federation contract.
+            FederationTaskNotFoundError: No such task.
+            FederationInputError: The task is not scored, or the account has no seat.
+            FederationSpecError: The spec cannot be had.
+            FederationEvidenceError: A round or the shares disagree (the message names it).
+            ValidationSetUnavailableError: `data` given but the validation set is not
+                revealed yet and no file was given.
+            ValidationSetMismatchError: The validation file is not the committed one.
+            LocalDataError: A file is unreadable or not of the task's schema.
+            FederationError: A record the chain names cannot be fetched.
+        """
+        from mercato.client.metadata import MAX_SPEC, fetch_from_accounts
+        from mercato.errors import (
+            FederationError,
+            FederationSpecError,
+            LocalDataError,
+            ValidationSetUnavailableError,
+        )
+        from mercato.federation.data import load_local_data
+        from mercato.federation.evidence import CommittedRound, verify_task
+        from mercato.federation.learning import initial_params, params_from_onnx
+        from mercato.federation.spec import is_scored, load_spec, scoring_of
+        from mercato.storage.cids import MAX_BLOCK_SIZE
+
+        market = self._market
+        task = self.task(task_id)
+        parties = [task.coordinator, task.requester]
+        if not fetch_from_accounts(market, task.spec_cid, parties, 2 * MAX_SPEC):
+            raise FederationSpecError(
+                f"Task {task_id}'s spec {task.spec_cid} is not reachable from its requester's "
+                "or coordinator's node."
+            )
+        spec = load_spec(market.store.get(task.spec_cid))
+        if not is_scored(spec):
+            raise FederationInputError(
+                f"Task {task_id} is not scored (no validation set in its spec): there is no "
+                "evidence to verify.",
+                task_id=task_id,
+            )
+
+        def fetch(cid_text: str) -> bytes:
+            cid = CID.decode(cid_text)
+            if not fetch_from_accounts(market, cid, parties, MAX_BLOCK_SIZE + 1024):
+                raise FederationError(
+                    f"Task {task_id}'s record {cid_text} is not in this node's store and its "
+                    "coordinator's node does not serve it now; try again when it is up."
+                )
+            return bytes(market.store.get(cid))
+
+        expected = scoring_of(spec).validation_cid
+        revealed: bytes | None = None
+        if validation is not None:
+            try:
+                revealed = Path(validation).read_bytes()
+            except OSError as exc:
+                raise LocalDataError(validation, f"it cannot be read ({exc})") from exc
+        elif fetch_from_accounts(
+            market, CID.decode(expected), [task.requester, task.coordinator], MAX_BLOCK_SIZE + 1024
+        ):
+            revealed = bytes(market.store.get(CID.decode(expected)))
+        seat = None
+        local = None
+        if data is not None:
+            if revealed is None:
+                raise ValidationSetUnavailableError(
+                    task_id,
+                    "the requester has not revealed it yet (it does once the task ended: "
+                    f"'mercato fl reveal {task_id}'), and no --validation file was given",
+                )
+            who = account or market.require_account("check your own scores").address
+            seat = next(
+                (
+                    p.seat
+                    for p in self.participants(task_id)
+                    if p.account.lower() == str(who).lower()
+                ),
+                None,
+            )
+            if seat is None:
+                raise FederationInputError(
+                    f"{who} holds no seat in task {task_id}, so there is no score of its to "
+                    "recompute; leave out --data to check the evidence only.",
+                    task_id=task_id,
+                )
+            local = load_local_data(data, spec)
+        initial = None
+        if spec.initial_model.onnx_cid:
+            initial = params_from_onnx(spec, fetch(spec.initial_model.onnx_cid))
+        elif not spec.initial_model.model_id:
+            initial = initial_params(spec)
+        posted = None
+        if task.status is TaskStatus.FINALIZED:
+            fed = self._contract()
+            posted = [fed.share_of(task_id, p.account) for p in self.participants(task_id)]
+        committed = [
+            CommittedRound(r.round, str(r.model_cid), str(r.round_cid), r.contributors)
+            for r in self.rounds(task_id)
+        ]
+        return verify_task(
+            task_id,
+            spec,
+            committed,
+            fetch,
+            initial=initial,
+            validation=revealed,
+            seat=seat,
+            local_data=local,
+            posted_shares=posted,
+        )
 
     # -- helpers --------------------------------------------------------------------
 

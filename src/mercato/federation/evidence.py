@@ -508,7 +508,7 @@ def verify_task(
     committed: Sequence[CommittedRound],
     fetch: Any,
     *,
-    initial: Params,
+    initial: Params | None,
     validation: bytes | None = None,
     seat: int | None = None,
     local_data: tuple[Any, Any] | None = None,
@@ -531,7 +531,8 @@ def verify_task(
         committed: The chain's round commitments, in order.
         fetch: `fetch(cid_text) -> bytes`: a block by CID (from the store or the
             coordinator's node); every result is re-hashed here.
-        initial: The task's initial parameters.
+        initial: The task's initial parameters (None: round 1's starting model is not
+            checked, e.g. a registry model this verifier cannot open).
         validation: The revealed validation set's bytes, if available.
         seat: The checking participant's seat.
         local_data: `(X, y)` of that participant's file.
@@ -586,7 +587,7 @@ def verify_task(
         if seat not in evidence.update_digests:
             continue  # the seat sent nothing usable this round (or it was dropped)
         previous = params_from_bytes(block(evidence.previous_model, n, "starting model"))
-        if index == 0:
+        if index == 0 and initial is not None:
             same = len(previous) == len(initial) and all(
                 np.array_equal(np.asarray(a, dtype=np.float64), b)
                 for a, b in zip(initial, previous, strict=True)
@@ -595,7 +596,9 @@ def verify_task(
                 raise FederationEvidenceError(
                     task_id, n, "its starting model is not the task's initial model"
                 )
-        elif str(raw_cid_for(export_onnx(spec, previous))) != committed[index - 1].model_cid:
+        elif index > 0 and (
+            str(raw_cid_for(export_onnx(spec, previous))) != committed[index - 1].model_cid
+        ):
             raise FederationEvidenceError(
                 task_id,
                 n,
