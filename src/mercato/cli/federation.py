@@ -107,7 +107,19 @@ def _detail_json(d: TaskDetail) -> dict[str, Any]:
         ],
         "splitter": d.splitter,
         "result_model_id": d.result_model_id,
+        "privacy": d.privacy.__dict__ if d.privacy is not None else None,
     }
+
+
+def _budget(d: TaskDetail) -> str | None:
+    """A task's privacy budget in one line (None: the spec is not here)."""
+    if d.privacy is None:
+        return "none (no noise added)" if d.spec else None
+    p = d.privacy
+    return (
+        f"epsilon {p.epsilon:.3g} after {p.rounds} round(s), delta {p.delta:.3g}; "
+        f"epsilon {p.planned_epsilon:.3g} after all {p.planned_rounds}"
+    )
 
 
 def _when(timestamp: int) -> str:
@@ -248,6 +260,9 @@ def show(
         ),
         *spec_terms(d.spec, format_tokens),
     ]
+    budget = _budget(d)
+    if budget is not None:
+        rows.append(("privacy budget", budget))
     if d.result_model_id is not None:
         rows.append(("result", f"model {d.result_model_id} ('mercato show {d.result_model_id}')"))
     for label, value in rows:
@@ -295,6 +310,8 @@ def status(
         f"{f' of {total}' if total else ''} rounds committed",
         highlight=False,
     )
+    if d.privacy is not None:
+        console.print(f"Privacy budget: {_budget(d)}", highlight=False)
     if d.rounds:
         rounds = Table("round", "metric", "contributors (seats)")
         for r in d.rounds:
@@ -385,14 +402,20 @@ def create(
         )
     chosen = parse_address(coordinator) if coordinator else None
     market = open_market(data_dir, rpc_url, account, signing=False)
-    spec = TaskSpec.from_toml(spec_path, store=market.store)
+    validation_cid = ""
     if validation is not None:
-        import dataclasses
+        from mercato.errors import LocalDataError
+        from mercato.federation.spec import raw_cid_for
 
+        try:
+            validation_cid = str(raw_cid_for(validation.read_bytes()))
+        except OSError as exc:
+            raise LocalDataError(validation, f"it cannot be read ({exc})") from exc
+    spec = TaskSpec.from_toml(spec_path, store=market.store, validation_cid=validation_cid)
+    if validation is not None:
         from mercato.federation.validation import keep_validation
 
-        cid = keep_validation(market.settings.data_dir, validation, spec)
-        spec = dataclasses.replace(spec, scoring={**spec.scoring, "validation_cid": str(cid)})
+        keep_validation(market.settings.data_dir, validation, spec)  # checks the schema too
     elif spec.privacy == "none":
         console.print(
             "[yellow]No --validation set: the task is not scored; shares follow the examples "
@@ -488,6 +511,13 @@ def _default_shares(d: TaskDetail) -> list[int]:
     return shares
 
 
+def _is_scored(d: TaskDetail) -> bool:
+    scoring = (d.spec or {}).get("scoring")
+    return (d.spec or {}).get("privacy", "none") == "none" and bool(
+        isinstance(scoring, dict) and scoring.get("validation_cid")
+    )
+
+
 def _parse_shares(text: str, seats: int) -> list[int]:
     try:
         shares = [int(part) for part in text.split(",")]
@@ -510,8 +540,9 @@ def finalize(
     shares: Annotated[
         str | None,
         typer.Option(
-            help="Basis points per seat, in seat order, summing to 10000 (default: "
-            "equal among the seats that contributed)."
+            help="Basis points per seat, in seat order, summing to 10000 (default: a "
+            "scored task's shares from its published evidence; otherwise equal among the "
+            "seats that contributed)."
         ),
     ] = None,
     yes: YesOption = False,
@@ -527,7 +558,12 @@ def finalize(
     """
     market = open_market(data_dir, rpc_url, account, signing=False)
     d = _detail(market, task_id)
-    posted = _parse_shares(shares, len(d.participants)) if shares else _default_shares(d)
+    if shares:
+        posted = _parse_shares(shares, len(d.participants))
+    elif _is_scored(d):
+        posted = market.federation.scored_shares(task_id)
+    else:
+        posted = _default_shares(d)
     listing = ", ".join(f"seat {i}: {s / 100:g}%" for i, s in enumerate(posted))
     confirm(f"Finalize task {task_id} with {listing}?", f"finalize task {task_id}", yes=yes)
     market = unlock(market, account, password_file)
@@ -814,7 +850,7 @@ def reveal(
     the published scores with 'mercato fl verify'. Refused before the task ends.
     """
     market = open_market(data_dir, rpc_url, account, signing=False)
-    cid = market.federation.reveal_validation(task_id)
+    cid = market.federation.reveal_validation(task_id, read_address(market, account))
     if json_output:
         print_json({"task_id": task_id, "validation_cid": str(cid)})
         return

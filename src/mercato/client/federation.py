@@ -608,18 +608,20 @@ class FederationAPI:
 
     # -- scored tasks: the validation set and the evidence ---------------------------
 
-    def reveal_validation(self, task_id: int) -> CID:
+    def reveal_validation(self, task_id: int, account: str | None = None) -> CID:
         """Makes an ended scored task's validation set public: this node's store (which
         its gateway serves) gets the private copy `mercato fl create --validation` kept.
 
         Args:
             task_id: A scored task this account requested, finalized, cancelled or aborted.
+            account: The requester's address (default: this market's account); no
+                transaction is sent, the file is this node's own.
 
         Returns:
             The validation set's CID (the one the spec committed to).
 
         Raises:
-            NoAccountError: No account is selected.
+            NoAccountError: No account given or selected.
             FederationNotDeployedError: This deployment has no federation contract.
             FederationTaskNotFoundError: No such task.
             FederationInputError: Not this account's task, not scored, or not ended yet
@@ -631,9 +633,9 @@ class FederationAPI:
         from mercato.federation.spec import is_scored, load_spec, scoring_of, store_bytes
         from mercato.federation.validation import kept_validation
 
-        account = self._market.require_account("reveal a task's validation set")
+        who = account or self._market.require_account("reveal a task's validation set").address
         task = self.task(task_id)
-        if task.requester != account.address:
+        if task.requester.lower() != str(who).lower():
             raise FederationInputError(
                 f"Only task {task_id}'s requester {task.requester} reveals its validation set.",
                 task_id=task_id,
@@ -663,6 +665,33 @@ class FederationAPI:
                 "fl create --validation')",
             )
         return store_bytes(store, data)
+
+    def scored_shares(self, task_id: int) -> list[int]:
+        """A scored task's shares by seat, from the evidence its committed rounds name
+        (what `finalize` should post, and what `verify` checks it posted).
+
+        Raises:
+            FederationNotDeployedError: This deployment has no federation contract.
+            FederationTaskNotFoundError: No such task.
+            FederationError: A round's evidence is not reachable, unreadable, or nobody's
+                total score is positive.
+        """
+        from mercato.client.metadata import fetch_from_accounts
+        from mercato.errors import FederationError
+        from mercato.federation.evidence import RoundEvidence, shares_from_evidence
+        from mercato.storage.cids import MAX_BLOCK_SIZE
+
+        task = self.task(task_id)
+        records = []
+        for committed in self.rounds(task_id):
+            cid = committed.round_cid
+            if not fetch_from_accounts(self._market, cid, [task.coordinator], MAX_BLOCK_SIZE):
+                raise FederationError(
+                    f"Round {committed.round}'s evidence {cid} of task {task_id} is not "
+                    "reachable from its coordinator's node."
+                )
+            records.append(RoundEvidence.from_json_bytes(bytes(self._market.store.get(cid))))
+        return shares_from_evidence(records, task.participants)
 
     def verify(
         self,

@@ -348,7 +348,9 @@ class TaskSpec:
             ) from exc
 
     @classmethod
-    def from_toml(cls, path: str | Path, store: Blockstore | None = None) -> TaskSpec:
+    def from_toml(
+        cls, path: str | Path, store: Blockstore | None = None, *, validation_cid: str = ""
+    ) -> TaskSpec:
         """Read a spec from a TOML file (the CLI's format).
 
         `[initial_model] onnx = "file.onnx"` (relative to the TOML file) is added to
@@ -357,6 +359,8 @@ class TaskSpec:
         Args:
             path: The TOML file.
             store: Where the initial ONNX file goes; required when the spec names one.
+            validation_cid: A scored task's validation set CID (`mercato fl create
+                --validation`), set into the `[scoring]` table.
 
         Returns:
             The validated spec.
@@ -399,6 +403,11 @@ class TaskSpec:
             # TOML: [privacy] mode = "private" plus its settings; the JSON form is flat.
             document["privacy_settings"] = dict(privacy)
             document["privacy"] = document["privacy_settings"].pop("mode", "none")
+        if validation_cid:
+            scoring = document.setdefault("scoring", {})
+            if not isinstance(scoring, dict):
+                raise FederationSpecError("[scoring] must be a table.")
+            scoring["validation_cid"] = validation_cid
         return cls.from_dict(document)
 
     def to_dict(self) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from tests.unit.federation import rounds as R
 from tests.unit.federation.inprocess import InProcessGrid, server_identity
 from tests.unit.federation.test_scored_mode import CheatingClients
 
+pytestmark = pytest.mark.integration
 DAY = 86_400
 SEATS = 4  # three honest data owners and an echo free-rider
 ECHO = 3
