@@ -10,7 +10,14 @@ each round's wall time and each node's training time (`timings.jsonl`); the over
 a round is 1 - (the slowest node's training time / the round's wall time), the part of
 the round nobody was training.
 
+With `--scoring`, it prints instead the scoring figures of issue 15, measured in process
+by `benchmarks/federation_scoring.py` (each a ratio or difference within the same run):
+scoring time per round over local training time for leave-one-out and TMC-Shapley at 4,
+8 and 16 participants; test accuracy with 0, 1 and 2 poisoners under FedAvg and the
+robust default; TMC-Shapley against exact Shapley at 6 participants, in basis points.
+
 Usage: python benchmarks/federation.py [--nodes 4 8] [--rounds 3]
+       python benchmarks/federation.py --scoring [--rounds 3] [--seeds 5]
 """
 
 from __future__ import annotations
@@ -103,7 +110,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, nargs="+", default=[4, 8])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--scoring", action="store_true", help="print the scoring figures (in process)"
+    )
+    parser.add_argument("--seeds", type=int, default=5, help="with --scoring")
     args = parser.parse_args()
+    if args.scoring:
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from federation_scoring import report
+
+        report(args.rounds, args.seeds)
+        return
     for nodes in args.nodes:
         with tempfile.TemporaryDirectory() as tmp:
             print(json.dumps(measure(nodes, args.rounds, Path(tmp))), flush=True)

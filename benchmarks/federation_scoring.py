@@ -103,26 +103,30 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seeds", type=int, default=5)
     args = parser.parse_args()
+    report(args.rounds, args.seeds)
 
+
+def report(rounds: int, seeds: int) -> None:
+    """Measure and print the three figures (also `benchmarks/federation.py --scoring`)."""
     print("1. scoring time per round / one participant's local training time")
     for owners in (4, 8, 16):
-        ratios = scoring_overhead(owners, args.rounds)
+        ratios = scoring_overhead(owners, rounds)
         print(
             f"   {owners:>2} participants: leave-one-out {ratios['loo']:6.2f}x   "
             f"TMC-Shapley {ratios['tmc']:6.2f}x"
         )
     print("2. test accuracy with poisoners (updates scaled by -10) among 4 honest")
     for poisoners in (0, 1, 2):
-        fedavg = poisoned_accuracy(poisoners, AggregationRule(name="fedavg"), args.rounds)
-        robust = poisoned_accuracy(poisoners, AggregationRule(), args.rounds)
-        median = poisoned_accuracy(poisoners, AggregationRule(name="fedmedian"), args.rounds)
+        fedavg = poisoned_accuracy(poisoners, AggregationRule(name="fedavg"), rounds)
+        robust = poisoned_accuracy(poisoners, AggregationRule(), rounds)
+        median = poisoned_accuracy(poisoners, AggregationRule(name="fedmedian"), rounds)
         print(
             f"   {poisoners} poisoner(s): FedAvg {fedavg:6.1%}   trimmed mean (default) "
             f"{robust:6.1%}   median {median:6.1%}"
         )
     print("3. TMC-Shapley vs exact Shapley at 6 participants (64 evaluations)")
     for budget in (16, 32, 48):
-        error = shapley_error(budget, args.seeds)
+        error = shapley_error(budget, seeds)
         print(f"   budget {budget:>2} evaluations: mean |difference| {error:6.0f} bps")
 
 
