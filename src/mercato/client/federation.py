@@ -312,7 +312,8 @@ class FederationAPI:
 
     def claim(self, task_id: int) -> int:
         """Takes what an ended task owes this account (stake and reward share, or a
-        refund after a cancel or abort).
+        refund after a cancel or abort). A seat whose share at finalize was 0 forfeited
+        its stake and is owed nothing.
 
         Returns:
             The amount paid, in MCT base units.
@@ -320,7 +321,8 @@ class FederationAPI:
         Raises:
             NoAccountError: The market is read-only.
             FederationNotDeployedError: This deployment has no federation contract.
-            ContractRevertError: The task has not ended, or owes nothing.
+            ContractRevertError: The task has not ended, or owes nothing (claimed
+                already, no seat, or a share of 0).
         """
         self._market.require_signer("claim from a federated task")
         return int(self._contract().claim(task_id))
@@ -421,7 +423,8 @@ class FederationAPI:
         Args:
             task_id: The task.
             shares: One share per seat, by seat, summing to 10,000; a seat that never
-                contributed must have 0 (its stake goes to the others).
+                contributed must have 0, and every seat given 0 forfeits its stake to
+                the seats with a share.
 
         Returns:
             The revenue splitter's address.
