@@ -554,7 +554,8 @@ def finalize(
 ) -> None:
     """Post each seat's share of the reward (coordinator only).
 
-    A seat that never contributed gets 0 and its stake goes to the others.
+    A seat given 0 (it never contributed, or scored nothing) forfeits its stake to
+    the seats with a share.
     """
     market = open_market(data_dir, rpc_url, account, signing=False)
     d = _detail(market, task_id)
@@ -587,8 +588,8 @@ def claim(
 ) -> None:
     """Take out what a task owes you.
 
-    Your stake and reward share once finalized, or your refund once cancelled or
-    aborted (the requester's reward too).
+    Your stake and reward share once finalized (nothing if your share is 0: the stake
+    is forfeited), or your refund once cancelled or aborted (the requester's reward too).
     """
     market = open_market(data_dir, rpc_url, account, signing=False)
     who = read_address(market, account)
