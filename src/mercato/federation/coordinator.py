@@ -47,6 +47,7 @@ from mercato.federation.evidence import RoundEvidence, shares_from_evidence
 from mercato.federation.initial import InitialSource, load_initial_params
 from mercato.federation.keys import check_public_key, node_key_hash
 from mercato.federation.learning import Params, build_model, initial_params, params_from_onnx
+from mercato.federation.privacy import budget_record
 from mercato.federation.runtime import SuperLink
 from mercato.federation.server_app import COMMITTED, evidence_path
 from mercato.federation.shares import ExampleWeightedScorer, Scorer
@@ -308,6 +309,9 @@ class Coordinator:
                     for seat, n in sorted(record.examples.items())
                 ],
             }
+            budget = budget_record(spec, record.round)
+            if budget is not None:  # what the task has spent so far, committed with it
+                listing["privacy"] = budget
             if is_scored(spec):
                 round_cid = self._store_evidence(record.round)
             else:

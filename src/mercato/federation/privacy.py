@@ -290,6 +290,44 @@ def task_epsilon(spec: TaskSpec, rounds: int) -> float | None:
     return epsilon_after(settings_of(spec), rounds)
 
 
+ACCOUNTANT = "flwr RdpAccountant: Gaussian, no sampling amplification, composed per round"
+
+
+def budget_record(spec: TaskSpec, rounds: int) -> dict[str, Any] | None:
+    """The privacy budget spent after `rounds` rounds, as a round record states it.
+
+    The coordinator writes it into each round's record, whose CID it commits on-chain,
+    so what it claimed is fixed; anyone recomputes the same numbers from the public
+    spec and the round number (`epsilon_after`), as the index does.
+
+    Returns:
+        epsilon, delta, the rounds counted, where the noise is added ("central" in
+        private mode, "local" with local DP), the noise multiplier of one round and the
+        accountant; None when the task adds no noise.
+    """
+    settings = settings_of(spec)
+    epsilon = epsilon_after(settings, rounds)
+    if epsilon is None:
+        return None
+    return {
+        "epsilon": epsilon,
+        "delta": settings.delta,
+        "rounds": rounds,
+        "noise": "central" if settings.private else "local",
+        "noise_multiplier": settings.round_noise_multiplier(),
+        "accountant": ACCOUNTANT,
+    }
+
+
+def epsilons_by_round(spec: TaskSpec) -> list[float] | None:
+    """Epsilon after each of the spec's rounds (index 0: after round 1); None when the
+    task adds no noise."""
+    settings = settings_of(spec)
+    if not settings.differentially_private:
+        return None
+    return [float(epsilon_after(settings, r) or 0.0) for r in range(1, spec.rounds + 1)]
+
+
 # --- Shares -----------------------------------------------------------------------------
 
 
