@@ -349,3 +349,62 @@ def test_scoring_defaults_and_the_toml_and_json_forms(tmp_path: Path) -> None:
     # A spec without the table keeps the digest it had before scoring existed.
     plain = dataclasses.replace(spec, scoring={})
     assert "scoring" not in json.loads(plain.to_json_bytes())
+
+
+def _recommitted(task: Task, round_number: int, evidence: RoundEvidence) -> Task:
+    records = [evidence if r.round == round_number else r for r in task.evidence]
+    return dataclasses.replace(task, evidence=records)
+
+
+def test_verify_catches_a_round_scored_from_another_starting_model(cheated: Task) -> None:
+    """A coordinator that scores round 2 from a model other than round 1's committed one
+    (to make a seat's update look worse) publishes a record that does not chain."""
+    other = [np.zeros_like(p) for p in R.initial_params()]
+    from mercato.federation.evidence import params_to_bytes
+
+    fake = params_to_bytes(other)
+    honest = cheated.evidence[1]
+    lying = dataclasses.replace(honest, previous_model=str(raw_cid_for(fake)))
+    task = _recommitted(cheated, 2, lying)
+    committed = _committed(cheated)
+    committed[1] = dataclasses.replace(
+        committed[1], round_cid=str(raw_cid_for(lying.to_json_bytes()))
+    )
+    blocks = _blocks(task, {str(raw_cid_for(fake)): fake})
+    with pytest.raises(FederationEvidenceError, match="starting model") as caught:
+        _verify(task, 1, committed, blocks)
+    assert caught.value.round == 2
+
+
+def test_a_loo_task_paying_by_other_scores_than_its_published_loo_is_caught(
+    cheated: Task,
+) -> None:
+    from mercato.federation.evidence import check_round_evidence
+
+    record = dataclasses.replace(
+        cheated.evidence[0],
+        method="loo",
+        scores={**cheated.evidence[0].leave_one_out, ECHO: 0.5},
+    )
+    settings = dataclasses.replace(scoring_of(cheated.spec), valuation="loo")
+    with pytest.raises(FederationEvidenceError, match=r"seats \[4\] are paid by scores other"):
+        check_round_evidence(
+            record, task_id=9, round=1, contributors=frozenset(range(8)), settings=settings
+        )
+    with pytest.raises(FederationEvidenceError, match="not the seats committed"):
+        check_round_evidence(
+            cheated.evidence[0],
+            task_id=9,
+            round=1,
+            contributors=frozenset(range(7)),
+            settings=scoring_of(cheated.spec),
+        )
+
+
+def test_evidence_errors_exit_with_their_own_codes() -> None:
+    from mercato.cli.errors import exit_code_for
+    from mercato.errors import ValidationSetUnavailableError
+
+    assert exit_code_for(FederationEvidenceError(1, 2, "x")) == 120
+    assert exit_code_for(ValidationSetUnavailableError(1, "x")) == 121
+    assert exit_code_for(ValidationSetMismatchError(1, "a", "b")) == 122
