@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -420,8 +421,15 @@ class Coordinator:
         if int(task.status) == 2:  # running: not finalized yet
             self.chain.finalize(self.task_id, self.shares(spec, int(task.participants), state))
         package = self.directory / "result"
-        write_result_package(spec, params, package, self.model_name or spec.name)
+        write_result_package(spec, params, package, self.model_name or model_name_for(spec))
         return int(self.chain.publish_result(self.task_id, package, price=spec.price))
+
+
+def model_name_for(spec: TaskSpec) -> str:
+    """The published model's name from the task's: a spec name may hold spaces, a model
+    name only letters, digits, '.', '_' and '-' (`mercato.models.manifest`)."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", spec.name).strip("-._")[:96]
+    return name or "federated-model"
 
 
 def write_result_package(spec: TaskSpec, params: Params, directory: Path, name: str) -> None:

@@ -124,7 +124,7 @@ def _publish(world: World, price: int, tmp: Path) -> tuple[int, LogisticRegressi
 
 def _spec(model_id: int, **overrides: object) -> TaskSpec:
     fields: dict[str, object] = {
-        "name": "Fine-tune-digits",  # a model name: no spaces
+        "name": "Fine-tune digits",  # published as Fine-tune-digits
         "input": InputSchema(n_features=64, classes=tuple(range(10))),
         "learner": "logistic_regression",
         "rounds": 1,
@@ -200,6 +200,7 @@ def test_a_task_fine_tunes_a_free_model_fetched_from_its_creators_node_and_names
     checkpoint.save(directory, state, local.params)
     result = coordinator.run()
     assert requester.models.lineage(result) == [(parent, ROYALTY_BPS)]
+    assert requester.models.manifest(result)["name"] == "Fine-tune-digits"  # no spaces
     assert requester.federation.task(task_id).result_model_id == result
     # The result holds the fine-tuned parameters, read back by the same path.
     downloaded = requester.orders.download(result, tmp_path / "result")
