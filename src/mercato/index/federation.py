@@ -66,13 +66,46 @@ def spec_row(digest: str, document: Any) -> dict[str, Any]:
     valid = isinstance(document, Mapping) and len(raw) <= MAX_SPEC_JSON
     name = _text(document.get("name"), 200) if valid else None
     description = _text(document.get("description"), MAX_TEXT) if valid else None
+    privacy = privacy_columns(raw) if valid else {"dp_delta": None, "dp_epsilons": None}
     return {
         "digest": digest,
         "valid": valid and name is not None,
         "name": name,
         "description": description or "",
         "document": raw if valid else "{}",
-    }
+    } | privacy
+
+
+def privacy_columns(document_json: str) -> dict[str, Any]:
+    """A spec's privacy budget as `fl_specs` stores it: the delta and the JSON list of
+    epsilon after each round, both None when the spec adds no noise.
+
+    The numbers come from the spec alone, through the same accountant the coordinator
+    states in each committed round record (`mercato.federation.privacy.budget_record`),
+    so the index shows what anyone recomputes, not what a coordinator claims. A document
+    that is not a spec Mercato would run (someone else wrote it) has no budget here.
+    """
+    none: dict[str, Any] = {"dp_delta": None, "dp_epsilons": None}
+    try:
+        document = json.loads(document_json)
+    except ValueError:
+        return none
+    privacy = document.get("privacy") if isinstance(document, dict) else None
+    settings = document.get("privacy_settings") if isinstance(document, dict) else None
+    if privacy != "private" and not (isinstance(settings, dict) and settings.get("local_dp")):
+        return none  # the common case answers without loading Flower's accountant
+    from mercato.errors import FederationSpecError
+    from mercato.federation.privacy import epsilons_by_round, settings_of
+    from mercato.federation.spec import load_spec
+
+    try:
+        spec = load_spec(document_json.encode("utf-8"))
+        epsilons = epsilons_by_round(spec)
+    except (FederationSpecError, ValueError, TypeError):
+        return none
+    if epsilons is None:
+        return none
+    return {"dp_delta": settings_of(spec).delta, "dp_epsilons": json.dumps(epsilons)}
 
 
 def _spec_of(metadata: Any, digest: str, accounts: Sequence[str]) -> Mapping[str, Any] | None:

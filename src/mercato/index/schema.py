@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, String, Text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -371,6 +371,10 @@ class FlSpec(Base):
     name: Mapped[str | None] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
     document: Mapped[str] = mapped_column(Text)
+    # Privacy budget of a spec that adds noise (NULL: none): the delta, and the JSON list
+    # of epsilon after each round (`mercato.index.federation.privacy_columns`).
+    dp_delta: Mapped[float | None] = mapped_column(Float, nullable=True)
+    dp_epsilons: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Block(Base):

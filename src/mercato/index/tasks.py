@@ -116,6 +116,36 @@ class ClaimInfo:
 
 
 @dataclass(frozen=True)
+class PrivacyBudget:
+    """What a task that adds noise has spent of its (epsilon, delta) budget.
+
+    Computed from the spec by Flower's RDP accountant (`mercato.federation.privacy`),
+    the same figures each committed round record states, so a reader need not trust
+    the coordinator's word for them.
+    """
+
+    epsilon: float  # after the rounds committed so far (0.0 before the first)
+    delta: float
+    rounds: int  # rounds counted in `epsilon`
+    planned_epsilon: float  # after every round the spec plans
+    planned_rounds: int
+
+
+def privacy_budget(
+    dp_delta: float | None, dp_epsilons: str | None, rounds: int
+) -> PrivacyBudget | None:
+    """The budget of a task with `rounds` committed, from its `fl_specs` columns."""
+    if dp_delta is None or not dp_epsilons:
+        return None
+    epsilons = [float(e) for e in json.loads(dp_epsilons)]
+    if not epsilons:
+        return None
+    counted = min(rounds, len(epsilons))
+    spent = epsilons[counted - 1] if counted else 0.0
+    return PrivacyBudget(spent, float(dp_delta), counted, epsilons[-1], len(epsilons))
+
+
+@dataclass(frozen=True)
 class TaskDetail:
     """Everything the index knows about one task."""
 
@@ -129,6 +159,7 @@ class TaskDetail:
     ended_block: int | None
     splitter: str | None  # owner of the result model, once finalized
     result_model_id: int | None  # the model the splitter published, once indexed
+    privacy: PrivacyBudget | None = None  # None: the spec adds no noise (or not arrived)
 
 
 def seats(bitmap: int) -> list[int]:
@@ -316,6 +347,9 @@ def task_detail(conn: Connection, task_id: int) -> TaskDetail:
         ended_block=end.block_number if end is not None else None,
         splitter=splitter,
         result_model_id=int(result) if result is not None else None,
+        privacy=privacy_budget(spec_row.dp_delta, spec_row.dp_epsilons, len(rounds))
+        if spec_row is not None and valid
+        else None,
     )
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from eth_utils import is_address, to_checksum_address
 from fastapi import APIRouter, Depends, Path, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from mercato.errors import InvalidSearchQueryError
 from mercato.gateway.api.schemas import ErrorOut
@@ -131,6 +131,16 @@ class RoundOut(BaseModel):
         return cls(**r.__dict__)
 
 
+class PrivacyOut(BaseModel):
+    """A task's (epsilon, delta) budget (`mercato.index.tasks.PrivacyBudget`)."""
+
+    epsilon: float
+    delta: float
+    rounds: int
+    planned_epsilon: float
+    planned_rounds: int
+
+
 class TaskDetailOut(TaskOut):
     description: str
     spec: dict[str, Any] | None
@@ -141,6 +151,11 @@ class TaskDetailOut(TaskOut):
     splitter: str | None
     result_model_id: int | None
     join_command: str | None
+    privacy: PrivacyOut | None = Field(
+        None,
+        description="Epsilon spent after the committed rounds and delta, from Flower's RDP "
+        "accountant on the spec's noise (null: the task adds no noise).",
+    )
 
     @classmethod
     def of_detail(cls, d: TaskDetail) -> TaskDetailOut:
@@ -158,6 +173,7 @@ class TaskDetailOut(TaskOut):
             join_command=join_command(d.summary.task_id)
             if d.summary.status == TaskStatus.OPEN
             else None,
+            privacy=PrivacyOut(**d.privacy.__dict__) if d.privacy is not None else None,
         )
 
 
