@@ -408,3 +408,34 @@ def test_evidence_errors_exit_with_their_own_codes() -> None:
     assert exit_code_for(FederationEvidenceError(1, 2, "x")) == 120
     assert exit_code_for(ValidationSetUnavailableError(1, "x")) == 121
     assert exit_code_for(ValidationSetMismatchError(1, "a", "b")) == 122
+
+
+def test_the_coordinator_finalizes_scored_tasks_by_evidence_and_private_ones_by_completion(
+    cheated: Task, tmp_path: Path
+) -> None:
+    from mercato.federation.coordinator import Coordinator
+    from mercato.federation.shares import RoundContribution
+
+    # No chain or store is needed to compute shares: only the task's directory.
+    scored = Coordinator(None, None, 9, cheated.directory)  # type: ignore[arg-type]
+    state = checkpoint.CheckpointState(task_id=9, spec_digest="", round=3)
+    assert scored.shares(cheated.spec, 8, state) == shares_from_evidence(cheated.evidence, 8)
+    private = TaskSpec(
+        name="digits",
+        input=InputSchema(n_features=64, classes=tuple(range(10))),
+        min_participants=3,
+        privacy="private",
+        privacy_settings={"clipping_norm": 1.0, "noise_multiplier": 1.0},
+    )
+    record = checkpoint.CheckpointState(
+        task_id=9,
+        spec_digest="",
+        round=2,
+        contributions=[
+            RoundContribution(1, {0: 1, 1: 1, 2: 1}),
+            RoundContribution(2, {0: 1, 1: 1}),
+        ],
+    )
+    coordinator = Coordinator(None, None, 9, tmp_path)  # type: ignore[arg-type]
+    # Seat 2 dropped out of round 2: equal shares among those in every round.
+    assert coordinator.shares(private, 3, record) == [5000, 5000, 0]
