@@ -8,6 +8,7 @@ hand-made rows: no chain needed."""
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -81,10 +82,21 @@ def _scan(
         and (query.min_rating is None or int(m["rating_milli"]) >= query.min_rating * 1000)  # type: ignore[call-overload]
         and (query.max_price is None or int(m["price"]) <= query.max_price)  # type: ignore[call-overload]
         and m["model_id"] not in query.exclude
+        and _text_matches(m, query.text)
     ]
     column, descending = SORT_COLUMNS[query.sort]
     kept.sort(key=lambda m: (m[column], m["model_id"]), reverse=descending)
     return [int(m["model_id"]) for m in kept]  # type: ignore[call-overload]
+
+
+def _text_matches(row: dict[str, object], text_query: str | None) -> bool:
+    """Every word a whole token of the row, the last one a prefix (as search reads it)."""
+    words = re.findall(r"\w+", (text_query or "").lower())
+    if not words:
+        return True
+    joined = " ".join(str(row[c] or "") for c in ("name", "tags_text", "text"))
+    tokens = set(re.findall(r"[a-z0-9]+", joined.lower()))
+    return all(w in tokens for w in words[:-1]) and any(t.startswith(words[-1]) for t in tokens)
 
 
 def _sql(index: Index, query: SearchQuery) -> str:
@@ -114,11 +126,13 @@ def test_children_pages_are_what_a_plain_scan_finds(
             {"min_rating": 1.0},
             {"max_price": 5},
             {"exclude": frozenset({10, 11, 12, 40})},
+            {"text": "res"},
+            {"text": "vision resn", "tag": "edge"},
         )
     ]
     compared = 0
     for query in queries:
-        if driving == 0 or not (query.tag or query.min_rating or query.max_price):
+        if driving == 0 or not (query.tag or query.min_rating or query.max_price or query.text):
             assert "lineage_sort_keys" in _sql(index, query)
         expected = _scan(models, lineage, query)
         assert _pages(index, query) == expected, query
