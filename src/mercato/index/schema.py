@@ -150,10 +150,13 @@ class Lineage(Base):
     __tablename__ = "lineage"
 
     model_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    parent_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, index=True)
+    parent_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     position: Mapped[int] = mapped_column(Integer)
     royalty_bps: Mapped[int] = mapped_column(Integer)
     block_number: Mapped[int] = mapped_column(BigInteger, index=True)
+
+    # A parent's children: one range, in id order, read without the table (migration 0010).
+    __table_args__ = (Index("ix_lineage_children", "parent_id", "model_id"),)
 
 
 class _Fact:

@@ -99,3 +99,20 @@ def test_a_rating_bound_is_an_integer_so_the_rating_index_serves_it(index: Index
     assert _all_pages(index, 4, min_rating=4.5, sort=Sort.MOST_BOUGHT) == _expected(
         Sort.MOST_BOUGHT, lambda r: r["rating_milli"] >= 4500
     )
+
+
+def test_a_parents_children_are_one_range_of_the_children_index(index: Index) -> None:
+    """Migration 0010: the children come off `ix_lineage_children` (parent, child)
+    alone, not a scan of the whole primary key (child, parent)."""
+    with index.engine.connect() as conn:
+        conn.exec_driver_sql("SET enable_seqscan = off")
+        plan = "\n".join(
+            row[0]
+            for row in conn.exec_driver_sql(
+                "EXPLAIN SELECT model_id FROM lineage WHERE parent_id = 1 ORDER BY model_id"
+            )
+        )
+    assert "ix_lineage_children" in plan and "lineage_pkey" not in plan
+    assert _all_pages(index, 5, derived_from=1, sort=Sort.PRICE_HIGH) == _expected(
+        Sort.PRICE_HIGH, lambda r: r["model_id"] in set(range(2, 61, 5))
+    )

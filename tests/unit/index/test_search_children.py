@@ -314,3 +314,34 @@ def _plan(conn: Connection, statement: Any) -> str:
         values.append(processor(params[name]) if processor else params[name])
     rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + str(compiled), tuple(values)).all()
     return "\n".join(row[3] for row in rows)
+
+
+def test_migration_0010_lists_children_off_one_index(tmp_path: Path) -> None:
+    """`ix_lineage_children` (parent, child) replaces `ix_lineage_parent_id` in place:
+    a parent's children are one range of it, in id order, without reading the table."""
+    models, lineage = _rows(random.Random(5))
+    engine = create_index_engine(default_url(tmp_path))
+    migrate(engine, "0009")
+    with engine.begin() as conn:
+        conn.execute(insert(s.Model), models)
+        conn.execute(insert(s.Lineage), lineage)
+    migrate(engine)
+    with engine.connect() as conn:
+        names = set(conn.execute(text("SELECT name FROM sqlite_master")).scalars())
+        plan = " ".join(
+            r[3]
+            for r in conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN SELECT model_id FROM lineage WHERE parent_id = 2 "
+                "ORDER BY model_id"
+            )
+        )
+        children = conn.execute(
+            text("SELECT model_id FROM lineage WHERE parent_id = 2 ORDER BY model_id")
+        ).scalars()
+        assert list(children) == sorted(r["model_id"] for r in lineage if r["parent_id"] == 2)
+    assert "ix_lineage_children" in names and "ix_lineage_parent_id" not in names
+    assert "COVERING INDEX ix_lineage_children" in plan and "TEMP B-TREE" not in plan
+    downgrade(engine, "0009")
+    with engine.connect() as conn:
+        names = set(conn.execute(text("SELECT name FROM sqlite_master")).scalars())
+    assert "ix_lineage_parent_id" in names and "ix_lineage_children" not in names
