@@ -279,6 +279,23 @@ class _Scratch:
             for table in tables:
                 conn.execute(text(f'DROP TABLE IF EXISTS "{target}"."{table}" CASCADE'))
                 conn.execute(text(f'ALTER TABLE "{self.schema}"."{table}" SET SCHEMA "{target}"'))
+            # Trigger functions (migration 0011) go with the tables whose triggers call
+            # them; the live index's own lost their triggers with its tables.
+            functions = conn.execute(
+                text(
+                    "SELECT p.proname, pg_get_function_identity_arguments(p.oid) FROM pg_proc p "
+                    "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = :schema"
+                ),
+                {"schema": self.schema},
+            ).all()
+            for name, arguments in functions:
+                conn.execute(text(f'DROP FUNCTION IF EXISTS "{target}"."{name}"({arguments})'))
+                conn.execute(
+                    text(
+                        f'ALTER FUNCTION "{self.schema}"."{name}"({arguments}) '
+                        f'SET SCHEMA "{target}"'
+                    )
+                )
             conn.execute(text(f'DROP SCHEMA "{self.schema}" CASCADE'))
 
     def remove(self, live: Engine) -> None:

@@ -594,23 +594,23 @@ def build_search(conn: Connection, query: SearchQuery) -> Select[Any]:
         filters.append(_membership_filter(s.Lineage.model_id, parent))
     chosen, fence = _choose(conn, filters)
     cursor = _decode_cursor(query.cursor, query.sort) if query.cursor else None
-    if (
-        query.derived_from is not None
-        and conn.dialect.name == "sqlite"
-        and all(c is f.check for c, f in zip(chosen[:-1], filters[:-1], strict=True))
+    sqlite = conn.dialect.name == "sqlite"
+    if query.derived_from is not None and (
+        all(c is f.check for c, f in zip(chosen[:-1], filters[:-1], strict=True))
+        if sqlite
+        else len(filters) == 1
     ):
-        # Every filter but the parent selects many models (or there is none): the
-        # parent's children are read in the sort's order off an index of their own and
-        # checked against the rest, so the walk stops when the page is full, however
-        # many children the parent has. (A small other filter drives instead, below.)
+        # Every filter but the parent selects many models (SQLite), or there is no
+        # other (PostgreSQL, whose planner weighs the others itself): the parent's
+        # children are read in the sort's order off an index of their own and checked
+        # against the rest, so the walk stops when the page is full, however many
+        # children the parent has. (A small other filter drives instead, below.)
         others = chosen[:-1]
         if words:
             others = [*others[1:], others[0]]  # the full text last, as below
+        on_sort = [f.check if sqlite or f.fenced is None else f.fenced for f in on_sort_column]
         return _children_in_order(
-            query,
-            query.derived_from,
-            [*conditions, *(f.check for f in on_sort_column), *others],
-            cursor,
+            query, query.derived_from, [*conditions, *on_sort, *others], cursor
         )
     conditions += [f.fenced if fence and f.fenced is not None else f.drive for f in on_sort_column]
     fts = filters[0].fts if words else None
@@ -651,8 +651,8 @@ def build_search(conn: Connection, query: SearchQuery) -> Select[Any]:
     return select(s.Model).where(and_(*conditions)).order_by(*order).limit(query.limit + 1)
 
 
-# A parent's children with their sort keys, copied from `models` by triggers (SQLite,
-# migration 0007), with an index per sort that starts with the parent.
+# A parent's children with their sort keys, copied from `models` by triggers
+# (migrations 0007 and 0011), with an index per sort that starts with the parent.
 _CHILDREN = table(
     "lineage_sort_keys",
     sql_column("parent_id", BigInteger),
@@ -678,7 +678,7 @@ def _children_in_order(
     cursor: tuple[Any, int] | None,
 ) -> Select[Any]:
     """A page of `parent`'s children matching `conditions`, read in the sort's order
-    off `lineage_sort_keys` (SQLite).
+    off `lineage_sort_keys`.
 
     Reading every child's row and sorting them all costs a scattered page read per
     child (20-50 ms for 2,000 children of a million models); the index yields them in

@@ -6,14 +6,22 @@ the SQLite tests (`tests/unit/index/test_search_prefixes.py`), no chain."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import delete, insert, update
 
 from mercato.errors import InvalidSearchQueryError
 from mercato.index import Index, SearchQuery, Sort, search
 from mercato.index import schema as s
+from mercato.index.rebuild import _scratch
+from tests.unit.index.test_search_and_schema import _model as base_model
+from tests.unit.index.test_search_children import _pairs as pairs
+from tests.unit.index.test_search_children import _pairs_from_lineage as pairs_from_lineage
+from tests.unit.index.test_search_children import _rows as children_rows
+from tests.unit.index.test_search_children import _scan as children_scan
+from tests.unit.index.test_search_fast_paths import _pages as fast_pages
 from tests.unit.index.test_search_prefixes import ROWS, _all_pages, _cursor, _expected
 
 from .conftest import PostgresServer
@@ -116,3 +124,46 @@ def test_a_parents_children_are_one_range_of_the_children_index(index: Index) ->
     assert _all_pages(index, 5, derived_from=1, sort=Sort.PRICE_HIGH) == _expected(
         Sort.PRICE_HIGH, lambda r: r["model_id"] in set(range(2, 61, 5))
     )
+
+
+def test_children_in_each_sort_follow_every_change_and_survive_a_rebuild_swap(
+    postgres_server: PostgresServer,
+) -> None:
+    """Migration 0011: `lineage_sort_keys` and its plpgsql triggers on PostgreSQL. Pages
+    of a parent's children equal a plain scan; the pairs follow inserts, key changes and
+    deletes in either order of arrival; and after a rebuilt index is swapped in from its
+    scratch schema, the triggers (and the functions they call) still work."""
+    models, lineage = children_rows(random.Random(7))
+    live = Index.open(postgres_server.new_database())
+    with _scratch(live.engine) as scratch:
+        with scratch.engine.begin() as conn:
+            conn.execute(insert(s.Lineage), lineage[::2])
+            conn.execute(insert(s.Model), models)
+            conn.execute(insert(s.Lineage), lineage[1::2])
+        scratch.swap_into(live.engine)
+    for sort in Sort:
+        for parent in (1, 2, 3):
+            query = SearchQuery(derived_from=parent, sort=sort, limit=4)
+            assert "lineage_sort_keys" in _children_sql(live, query)
+            assert fast_pages(live, query) == children_scan(models, lineage, query)
+    steps = [
+        update(s.Model).where(s.Model.model_id == 20).values(rating_milli=4900, purchases=77),
+        update(s.Model).where(s.Model.model_id == 21).values(price=2**90),
+        insert(s.Lineage).values(
+            model_id=500, parent_id=1, position=0, royalty_bps=0, block_number=9
+        ),
+        insert(s.Model).values(**base_model(500, "late-child", rating_milli=4000, purchases=3)),
+        delete(s.Lineage).where(s.Lineage.model_id.in_([30, 31])),
+        delete(s.Model).where(s.Model.model_id == 32),
+    ]
+    for step in steps:
+        with live.engine.begin() as conn:
+            conn.execute(step)
+            assert pairs(conn) == pairs_from_lineage(conn), step
+    with live.engine.connect() as conn:
+        assert (1, 500, 4000, 3, str(10).zfill(78)) in pairs(conn)
+
+
+def _children_sql(index: Index, query: SearchQuery) -> str:
+    with index.engine.connect() as conn:
+        return str(search.build_search(conn, query).compile(conn))

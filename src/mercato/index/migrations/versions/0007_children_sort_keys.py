@@ -14,9 +14,8 @@ Triggers keep it equal to `lineage` joined with `models`, like the FTS5 table be
 NULL until the child's `models` row exists), and a `models` row inserted or changing a
 key passes the keys to its pairs. So the projector, a rollback and `mercato index
 rebuild` need nothing new, and `mercato index check` compares the table like any other.
-The upgrade fills it from an existing index in place. PostgreSQL's planner already
-sorts a parent's children by itself in a few milliseconds (`_fenced` in search), so the
-table is SQLite's only, like `models_fts`.
+The upgrade fills it from an existing index in place. This revision makes it on
+SQLite only; migration 0011 makes the same on PostgreSQL.
 
 Revision ID: 0007
 Revises: 0006
