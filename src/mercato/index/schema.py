@@ -78,7 +78,7 @@ class Model(Base):
     searchable: Mapped[bool] = mapped_column(Boolean, default=False)
     name: Mapped[str | None] = mapped_column(String(200))
     license: Mapped[str | None] = mapped_column(String(200), index=True)
-    task: Mapped[str | None] = mapped_column(String(100), index=True)
+    task: Mapped[str | None] = mapped_column(String(100))
     library: Mapped[str | None] = mapped_column(String(100))
     tags_text: Mapped[str] = mapped_column(Text, default="")
     text: Mapped[str] = mapped_column(Text, default="")
@@ -95,6 +95,8 @@ class Model(Base):
         Index("ix_models_rating", "rating_milli", "model_id"),
         Index("ix_models_purchases", "purchases", "model_id"),
         Index("ix_models_price", "price", "model_id"),
+        # Whether a model has a task, probed without its row (migration 0012).
+        Index("ix_models_task", "task", "model_id"),
     )
 
 
