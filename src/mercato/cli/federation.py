@@ -417,7 +417,7 @@ def create(
 
         keep_validation(market.settings.data_dir, validation, spec)  # checks the schema too
     elif spec.privacy == "none":
-        console.print(
+        Console(stderr=True).print(
             "[yellow]No --validation set: the task is not scored; shares follow the examples "
             "each data owner claims, which a free-rider can inflate.[/yellow]",
             highlight=False,
