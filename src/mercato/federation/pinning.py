@@ -95,12 +95,37 @@ def _pinned_connection(original: Callable[..., Any], expected: str) -> Callable[
     return wrapper
 
 
+# Seconds a ClientApp process gets to start and claim its task (Flower's own: 30).
+TASK_START_SECONDS = 120
+
+
+def patient_task_tokens(seconds: int = TASK_START_SECONDS) -> None:
+    """Give each ClientApp process `seconds` to start before Flower hands its task to another.
+
+    Flower's SuperNode runs every message in a fresh `flwr-clientapp` process whose task
+    token must be used within HEARTBEAT_DEFAULT_INTERVAL (30 s) of being claimed, or the
+    task goes back to pending and another process is started for it; the late one is then
+    refused (401, "task-token authentication failed"). Importing Mercato's app (Flower,
+    scikit-learn, ONNX) takes about 4 s of CPU; with 8 SuperNodes on 2 cores, or any
+    other load, starts take longer than 30 s, each node starts a new process every 30 s,
+    the load grows with them and no round ever finishes. The window lives in the
+    SuperNode's own state (this process), so it is widened here.
+    """
+    from flwr.supercore.corestate import in_memory_corestate, sql_corestate
+
+    for module in (in_memory_corestate, sql_corestate):
+        # Each module reads the name it imported from flwr.common.constant at call time.
+        current = int(getattr(module, "HEARTBEAT_DEFAULT_INTERVAL"))  # noqa: B009
+        setattr(module, "HEARTBEAT_DEFAULT_INTERVAL", max(current, seconds))  # noqa: B010
+
+
 def main(argv: list[str] | None = None) -> None:
     """`flower-supernode` with every received app checked against the pinned one."""
     from flwr.supercore.logger import log as flwr_log
     from flwr.supernode import start_client_internal
     from flwr.supernode.cli.flower_supernode import flower_supernode
 
+    patient_task_tokens()
     expected = expected_digest()
     original = start_client_internal._init_connection
     start_client_internal._init_connection = _pinned_connection(original, expected)
