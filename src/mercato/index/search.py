@@ -403,18 +403,6 @@ def _fts_filter(conn: Connection, words: list[str], limit: int, task: str | None
             .select_from(table("models_fts"))
             .where(literal_column("models_fts").op("MATCH")(fts))
         )
-        if task is not None:
-            # Only the matches with the task, each probed in (task, model_id) without
-            # reading its row (migration 0012; SQLite would pick the id's own index
-            # and read the row): 3,000 matches of two common words, a sixth kept, in a
-            # third of the time. The task is still filtered on exactly, either way.
-            matches = matches.where(
-                text(
-                    "EXISTS (SELECT 1 FROM models AS with_task INDEXED BY ix_models_task "
-                    "WHERE with_task.task = :match_task "
-                    "AND with_task.model_id = models_fts.rowid)"
-                ).bindparams(match_task=task)
-            )
         one_list = len(words[-1]) <= INDEXED_PREFIX or last is not None
         if (
             len(words) == 1

@@ -1,8 +1,7 @@
 # SPDX-License-Identifier: AGPL-3.0-only
-"""Words and a task on SQLite: the words' matches are narrowed to the task's by probing
-`ix_models_task` (task, model_id) without reading rows (migration 0012). The pages are
-what a plain scan finds, the plan probes the covering index, and the migration rebuilds
-the index of an existing index in place. Real SQLite files, hand-made rows."""
+"""Words and a task on SQLite page through what a plain scan finds, whether the words
+drive or are checked, and migration 0012 rebuilds `ix_models_task` as (task, model_id)
+on an existing index in place. Real SQLite files, hand-made rows."""
 
 from __future__ import annotations
 
@@ -16,7 +15,6 @@ from mercato.index import Index, SearchQuery, Sort, search
 from mercato.index import schema as s
 from mercato.index.db import create_index_engine, default_url, downgrade, migrate
 
-from .test_search_and_schema import _plan
 from .test_search_fast_paths import TASKS, VOCABULARY, _pages, _rows, _scan
 
 
@@ -44,18 +42,6 @@ def test_words_and_a_task_page_through_what_a_plain_scan_finds(
         assert _pages(index, query) == expected, query
         found += len(expected)
     assert found > 50
-
-
-def test_the_task_is_probed_off_its_index_not_the_rows(tmp_path: Path) -> None:
-    index = Index.open(data_dir=tmp_path)
-    with index.engine.begin() as conn:
-        conn.execute(insert(s.Model), _rows(random.Random(2)))
-    query = SearchQuery(text="resnet vision", task="translation", sort=Sort.BEST_RATED)
-    with index.engine.connect() as conn:
-        statement = search.build_search(conn, query)
-        assert "INDEXED BY ix_models_task" in str(statement.compile(conn))
-        plan = _plan(conn, statement)
-    assert "COVERING INDEX ix_models_task" in plan, plan
 
 
 def test_migration_0012_rebuilds_the_task_index_in_place(tmp_path: Path) -> None:
