@@ -31,9 +31,39 @@ holding the task too, by btree_gin or as a lexeme, did not measurably help on a 
 machine). The figures move by 2-3x with the machine's load: `--keep DIR` fills once and
 reuses the databases, so each change can be timed several times.
 
+Then migrations 0007-0011, on the same kept million models, on a machine far busier
+than above (load average 3-60 on 2 cores while other work ran), so each change was also
+timed on its own queries, and the whole mix in CPU time (`--cpu`: this process plus the
+PostgreSQL backend, whatever else runs; PostgreSQL's parallel workers not counted):
+- A parent's ~2,000 children (`derived_from`): read in each sort's order off
+  `lineage_sort_keys` (copies of the child's sort keys kept by triggers; 0007 SQLite,
+  0011 PostgreSQL) instead of every child read and sorted; `ix_lineage_children`
+  (0010). SQLite, those queries alone at load 6-7: p50 22-37 ms, worst 150 -> p50
+  1.5-2.5, p95 7-8. PostgreSQL at load 7-19: median 52-60 -> 6-14 ms, 9,300 buffers
+  -> 90 (it had scanned the whole lineage primary key in parallel).
+- PostgreSQL, two words and a task: exact words of `ix_models_search_task` (0009: the
+  words, `^` + the last word's first four letters, `=<task>`) instead of GIN gathering
+  the last word's prefix and the table read for every match of both words. `resnet
+  bert` in translation: index scan 35-50 -> 6-20 ms, 3,098 -> 527 rows read; `tiny
+  vision` (a tag too, 3,546 models with the task): 125 -> 10-25 ms in the index, then
+  those rows read. The throwaway cluster now gets `shared_buffers` = 2 GB and is
+  prewarmed, as a server sized for the index would be (with the 128 MB default each
+  row read is a system call: +15-80 ms for 3,500 rows under this load).
+- The mix, p95 in CPU time, old search code (`c6207d5`) -> new, same databases:
+  PostgreSQL filters 62-64 -> 16-20 (load 3-60; every other kind 2-13); SQLite filters
+  25 -> 19-32 (load 6-60), every other kind 1-25 on both sides, moving with the load.
+  Wall time p95 at load 4-15: PostgreSQL word, prefixes and sort 3-15 (up to 33 in a
+  noisy run), filters 21-59, text+filter 21-62; SQLite 22-73 for every kind but sort.
+Still over 20 ms: SQLite two common words and a task (~3,000 matches of the words, each
+row read to check the task: 25-50 ms under load; probing a (task, model_id) index for
+each match instead, migration 0012, was a third of the time alone but saved nothing
+through search, the matches being counted first), and on PostgreSQL the same query's
+3,500 rows when both words are common (10-25 ms in the index plus the rows); on this
+machine no kind is under 20 ms in wall time at a load above ~8.
+
 Usage: python benchmarks/index_search.py [--models 1000000] [--queries 100] [--runs 1]
                                          [--postgres-url URL] [--only sqlite|postgresql]
-                                         [--keep DIR]
+                                         [--keep DIR] [--cpu]
 """
 
 from __future__ import annotations
@@ -103,6 +133,14 @@ CUMULATIVE_ZIPF = list(itertools.accumulate(1 / (rank + 1) for rank in range(5_0
 TAGS = ("vision", "nlp", "audio", "tabular", "onnx", "int8", "edge", "research")
 
 
+# PostgreSQL's cache for the throwaway cluster: the million models' table (1.4 GB) and
+# its search indexes fit, as on a server sized for the index (PostgreSQL's advice is a
+# quarter of the machine's memory; its 128 MB default is meant to start anywhere). With
+# the default, every row a search reads is a system call into the OS cache: ~3,500 of
+# them for two common words and a task.
+SHARED_BUFFERS = "2GB"
+
+
 @contextlib.contextmanager
 def throwaway_postgres(keep: Path | None = None) -> Iterator[str | None]:
     """A temporary PostgreSQL cluster's URL, or None without Debian's server binaries.
@@ -148,7 +186,8 @@ def throwaway_postgres(keep: Path | None = None) -> Iterator[str | None]:
         [
             *run,
             "-o",
-            f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off",
+            f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
+            f"-c shared_buffers={SHARED_BUFFERS}",
             "-l",
             str(root / "log"),
             "-w",
@@ -307,25 +346,54 @@ def _kinds(rng: random.Random) -> dict[str, Callable[[], SearchQuery]]:
     }
 
 
-def _timed(index: Index, query: SearchQuery) -> tuple[float, str | None]:
-    started = time.perf_counter()
+class Clock:
+    """What a search costs: wall time, or CPU time (this process's, plus the PostgreSQL
+    backend's when `backend` is its process id).
+
+    On a shared machine the wall time of a search is its CPU time stretched by the
+    other work that runs (2-3x at a load average of 6 on 2 cores). CPU time counts only
+    the search's own work, so it shows what a change saves whatever the load; it leaves
+    out waiting for the disk or the OS cache, and PostgreSQL's parallel workers.
+    """
+
+    def __init__(self, cpu: bool = False, backend: int | None = None) -> None:
+        self.cpu = cpu
+        self.schedstat = Path(f"/proc/{backend}/schedstat") if backend else None
+
+    def now(self) -> float:
+        if not self.cpu:
+            return time.perf_counter()
+        spent = time.process_time()
+        if self.schedstat is not None:  # nanoseconds on a CPU, the first field
+            spent += int(self.schedstat.read_text().split()[0]) / 1e9
+        return spent
+
+
+def _timed(index: Index, query: SearchQuery, clock: Clock) -> tuple[float, str | None]:
+    started = clock.now()
     page = index.search(query)
-    return time.perf_counter() - started, page.next_cursor
+    return clock.now() - started, page.next_cursor
 
 
-def _measure(label: str, index: Index, queries: dict[str, list[SearchQuery]], runs: int) -> None:
+def _measure(
+    label: str, index: Index, queries: dict[str, list[SearchQuery]], runs: int, clock: Clock
+) -> None:
     for run in range(runs):
-        print(f"  {label}" + (f" #{run + 1}" if runs > 1 else ""))
+        print(
+            f"  {label}"
+            + (f" #{run + 1}" if runs > 1 else "")
+            + (" (CPU time)" if clock.cpu else "")
+        )
         everything: list[float] = []
         pages: list[float] = []
         for kind, batch in queries.items():
             times = []
             for query in batch:
-                elapsed, cursor = _timed(index, query)
+                elapsed, cursor = _timed(index, query, clock)
                 times.append(elapsed)
                 if cursor:  # the next page, through the keyset cursor
                     pages.append(
-                        _timed(index, SearchQuery(**{**query.__dict__, "cursor": cursor}))[0]
+                        _timed(index, SearchQuery(**{**query.__dict__, "cursor": cursor}), clock)[0]
                     )
             everything += times
             _report(kind, times)
@@ -343,8 +411,25 @@ def _report(kind: str, times: list[float]) -> None:
     print(f"    {kind:<12} p50 {p50:7.2f} ms   p95 {p95:7.2f} ms   max {top:8.2f} ms  {verdict}")
 
 
+def _prewarm(index: Index) -> None:
+    """Loads the models' table and indexes into PostgreSQL's cache (`pg_prewarm`), as a
+    server that has been answering searches holds them; the throwaway cluster only."""
+    with index.engine.begin() as conn:
+        conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+        conn.exec_driver_sql(
+            "SELECT pg_prewarm(c.oid) FROM pg_class c WHERE c.relname = 'models' OR c.oid IN "
+            "(SELECT indexrelid FROM pg_index WHERE indrelid = 'models'::regclass)"
+        )
+
+
 def _run(
-    label: str, index: Index, models: int, queries: dict[str, list[SearchQuery]], runs: int
+    label: str,
+    index: Index,
+    models: int,
+    queries: dict[str, list[SearchQuery]],
+    runs: int,
+    prewarm: bool = False,
+    cpu: bool = False,
 ) -> None:
     started = time.perf_counter()
     with index.engine.connect() as conn:
@@ -356,7 +441,15 @@ def _run(
         raise SystemExit(f"{label} holds {present} models, not {models}: use another --keep")
     else:
         print(f"  {label}: {present} models kept from an earlier run")
-    _measure(label, index, queries, runs)
+    if prewarm:
+        _prewarm(index)
+    print(f"  load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    backend = None
+    if cpu and index.engine.dialect.name == "postgresql":
+        # Searches run one at a time, so the pool holds this one connection.
+        with index.engine.connect() as conn:
+            backend = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    _measure(label, index, queries, runs, Clock(cpu, backend))
     index.close()
 
 
@@ -372,6 +465,11 @@ def main() -> None:
         type=Path,
         help="a folder keeping the filled databases for the next run (migrated when opened)",
     )
+    parser.add_argument(
+        "--cpu",
+        action="store_true",
+        help="report CPU time (this process and the PostgreSQL backend), not wall time",
+    )
     args = parser.parse_args()
     rng = random.Random(6)
     queries = {kind: [make() for _ in range(args.queries)] for kind, make in _kinds(rng).items()}
@@ -383,7 +481,8 @@ def main() -> None:
                 folder.mkdir(parents=True, exist_ok=True)
             else:
                 folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-            _run("SQLite", Index.open(data_dir=folder), args.models, queries, args.runs)
+            index = Index.open(data_dir=folder)
+            _run("SQLite", index, args.models, queries, args.runs, cpu=args.cpu)
     if args.only == "sqlite":
         return
     with contextlib.ExitStack() as stack:
@@ -391,7 +490,8 @@ def main() -> None:
         if url is None:
             print("  PostgreSQL  skipped: no server binaries (Debian package postgresql)")
             return
-        _run("PostgreSQL", Index.open(url), args.models, queries, args.runs)
+        index = Index.open(url)
+        _run("PostgreSQL", index, args.models, queries, args.runs, not args.postgres_url, args.cpu)
 
 
 if __name__ == "__main__":
