@@ -18,6 +18,23 @@ robust default; TMC-Shapley against exact Shapley at 6 participants, in basis po
 
 Usage: python benchmarks/federation.py [--nodes 4 8] [--rounds 3]
        python benchmarks/federation.py --scoring [--rounds 3] [--seeds 5]
+
+Measured on this 2-core machine with other test runs going (load average 8-35),
+`--nodes 4 8 --rounds 3`:
+
+- 4 SuperNodes: 56.8 s per round (first 42.6 s, later 64.0 s); outside-training ratio
+  0.995: local training is under 1% of a round. Nearly all of it is Flower starting a
+  fresh `flwr-clientapp` process per message on each node (about 4 s of CPU importing
+  Flower, scikit-learn and skl2onnx), eight of them sharing two cores. Before the
+  SuperNode's task-start window was widened (`mercato.federation.pinning`), the same
+  run at load 50-66 took 181 s per round (ratio 0.997).
+- 8 SuperNodes: no round finished here. Each node now starts one ClientApp per message
+  (before the widening they piled up, a new one every 30 s per node, and never
+  answered), but the SuperLink side still fails under this load: the ServerApp
+  process's own task token expires after Flower's 30 s in the SuperLink's state
+  ("task-token authentication failed"), Flower then marks the run finished and refuses
+  the nodes' replies ("Run is finished"), and the SuperLink's SQLite state answers
+  "database is locked" (HTTP 500) to concurrent pushes; see docs/federation.md.
 """
 
 from __future__ import annotations
