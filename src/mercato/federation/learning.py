@@ -32,7 +32,6 @@ from sklearn.neural_network import MLPClassifier
 
 from mercato.errors import FederationSpecError
 from mercato.federation.spec import TaskSpec
-from mercato.models.sklearn import sklearn_to_onnx
 
 Params = list[NDArray[np.floating]]
 
@@ -222,6 +221,10 @@ def export_onnx(spec: TaskSpec, params: Params) -> bytes:
     Raises:
         FederationSpecError: `params` do not fit the spec's model.
     """
+    # skl2onnx costs about 1.2 s of CPU to import and only the coordinator exports: a
+    # ClientApp process (one per message) never needs it.
+    from mercato.models.sklearn import sklearn_to_onnx
+
     model = sklearn_to_onnx(build_model(spec, params), spec.input.n_features)
     imports = sorted(model.opset_import, key=lambda entry: (entry.domain, entry.version))
     del model.opset_import[:]

@@ -10,12 +10,16 @@ receives against the app shipped in the installed mercato package, file by file
 (sha256), before anything of it runs; any other FAB is refused and never reaches the
 ClientApp runner. Mercato's app is only a `pyproject.toml` naming modules of the
 installed package, so the code that runs is the code the data owner installed.
+
+`python -m mercato.federation.pinning superlink ...` (same flags as `flower-superlink`)
+is the coordinator's SuperLink with the same widened windows (`superlink_main`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import io
 import sys
 import zipfile
@@ -119,6 +123,48 @@ def patient_task_tokens(seconds: int = TASK_START_SECONDS) -> None:
         setattr(module, "HEARTBEAT_DEFAULT_INTERVAL", max(current, seconds))  # noqa: B010
 
 
+# Milliseconds a SuperLink's SQLite connection waits for a lock (Flower's own: 5000).
+SQLITE_BUSY_MS = 60_000
+
+
+def patient_sqlite(busy_ms: int = SQLITE_BUSY_MS) -> None:
+    """Let every SQLite connection Flower opens wait `busy_ms` for a lock, not 5 s.
+
+    The SuperLink keeps its state in one SQLite file that its Fleet, Runtime and Control
+    APIs write from several threads; with 8 SuperNodes on a loaded 2-core machine a
+    writer held the lock longer than Flower's 5 s `busy_timeout`, the other got
+    "database is locked", the API answered 500 and once flower-superexec exited. Flower
+    sets its pragmas on each new connection from `sql_mixin.SQLITE_PRAGMAS`, read at
+    connect time, so the value is widened there.
+    """
+    from flwr.supercore import sql_mixin
+
+    sql_mixin.SQLITE_PRAGMAS = tuple(  # type: ignore[assignment]
+        (name, str(max(int(value), busy_ms)) if name == "busy_timeout" else value)
+        for name, value in sql_mixin.SQLITE_PRAGMAS
+    )
+
+
+def superlink_main(argv: list[str] | None = None) -> None:
+    """`flower-superlink` with the same patient windows as Mercato's SuperNode.
+
+    The SuperLink's ServerApp process claims its run's task token in the SuperLink's own
+    state, with the same 30 s window as a ClientApp (`patient_task_tokens`): under load
+    the token expired, Flower marked the run finished and refused the nodes' replies
+    ("Run is finished"). Its SQLite state gets a longer busy timeout (`patient_sqlite`).
+    flower-superexec is kept in this process's group (Flower detaches it into a session
+    of its own) so that stopping the group stops it and the ServerApp it started.
+    """
+    # The package re-exports a function under the module's name: import the module.
+    module = importlib.import_module("flwr.superlink.cli.flower_superlink")
+
+    patient_task_tokens()
+    patient_sqlite()
+    setattr(module, "get_popen_detach_kwargs", dict)  # noqa: B010
+    sys.argv = ["flower-superlink", *(sys.argv[1:] if argv is None else argv)]
+    module.flower_superlink()
+
+
 def main(argv: list[str] | None = None) -> None:
     """`flower-supernode` with every received app checked against the pinned one."""
     from flwr.supercore.logger import log as flwr_log
@@ -145,4 +191,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m mercato.federation.pinning superlink ...` starts the SuperLink.
+    if sys.argv[1:2] == ["superlink"]:
+        superlink_main(sys.argv[2:])
+    else:
+        main()

@@ -4,12 +4,17 @@ data owners'), each a process of its own, TLS always on.
 
 - `make_tls`: a CA and a server certificate for the SuperLink's address, generated with
   `cryptography` into the task's directory (the CA certificate is what participants pin).
-- `SuperLink`: `flower-superlink` with TLS and SuperNode authentication; `admit(pem)`
+- `SuperLink`: `flower-superlink` through Mercato's wrapper
+  (`mercato.federation.pinning.superlink_main`: Flower's start window and SQLite lock
+  wait widened), with TLS and SuperNode authentication; `admit(pem)`
   registers exactly one participant key (the coordinator calls it for the keys that
   joined on-chain, after checking each against its on-chain hash); `start_run` submits
   Mercato's own app.
 - `SuperNode`: the pinned SuperNode (`mercato.federation.pinning`) with the data owner's
   key, the CA to verify the SuperLink, and its data path in its own node config.
+
+Each process leads a process group of its own; `stop` (and `SuperNode.kill`) signal the
+whole group, so no flwr-clientapp, flower-superexec or ServerApp process outlives it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import datetime
 import ipaddress
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -146,7 +152,10 @@ class SuperLink:
         log = (self.directory / "superlink.log").open("ab")
         self.process = subprocess.Popen(
             [
-                _bin("flower-superlink"),
+                sys.executable,
+                "-m",
+                "mercato.federation.pinning",
+                "superlink",
                 "--ssl-ca-certfile",
                 str(self.tls.ca),
                 "--ssl-certfile",
@@ -166,10 +175,12 @@ class SuperLink:
             stderr=subprocess.STDOUT,
             env=self._env(),
             cwd=self.directory,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                _stop(self.process)
                 raise FederationRuntimeError("SuperLink", "the process exited at start")
             try:
                 self._flwr(["supernode", "list", CONNECTION, "--format", "json"])
@@ -289,14 +300,22 @@ class SuperNode:
         self.directory.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         env = _env(self.directory / "flwr-home")
+        # A session (and process group) of its own: stopping it stops the ClientApp
+        # processes it started too (`_stop`).
         self.process = subprocess.Popen(
-            self.args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.directory
+            self.args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self.directory,
+            start_new_session=True,
         )
 
     def kill(self) -> None:
-        """Kill the process at once (a data owner dropping out)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
+        """Kill the process and every process it started at once (a data owner dropping
+        out)."""
+        if self.process is not None:
+            _signal_group(self.process, signal.SIGKILL)
             self.process.wait()
 
     def stop(self) -> None:
@@ -311,12 +330,30 @@ def _env(home: Path) -> dict[str, str]:
     return {**os.environ, "FLWR_HOME": str(home), "PATH": path}
 
 
-def _stop(process: subprocess.Popen[bytes] | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
+def _signal_group(process: subprocess.Popen[bytes], sig: int) -> bool:
+    """Send `sig` to the process's group (it leads one: `start_new_session`); False when
+    no process of the group is left."""
     try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _stop(process: subprocess.Popen[bytes] | None, *, grace: float = 15) -> None:
+    """Stop a process and every process it started: SIGTERM to its whole group, then
+    SIGKILL to what is left after `grace` seconds. Flower's helpers (flwr-clientapp,
+    flower-superexec, flwr-serverapp) stay in the group and would otherwise outlive a
+    stopped node, even one that already exited."""
+    if process is None:
+        return
+    if _signal_group(process, signal.SIGTERM):
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            process.poll()  # reap the leader, so that only live processes count
+            if not _signal_group(process, 0):
+                break
+            time.sleep(0.1)
+        else:
+            _signal_group(process, signal.SIGKILL)
+    process.wait()

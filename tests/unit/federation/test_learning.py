@@ -78,3 +78,19 @@ def test_initial_onnx_weights_are_read_back() -> None:
         learning.params_from_onnx(other, learning.export_onnx(spec, params))
     with pytest.raises(FederationSpecError, match="not ONNX"):
         learning.params_from_onnx(spec, b"\xff\xff garbage")
+
+
+def test_a_clientapp_process_does_not_import_the_onnx_exporter() -> None:
+    # Every message starts a fresh flwr-clientapp process; skl2onnx (about 1.2 s of CPU)
+    # is only needed where the coordinator exports the global model.
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, mercato.federation.client_app; "
+        "print(sorted(m for m in ('skl2onnx', 'mercato.models.sklearn') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert done.stdout.strip() == "[]"
