@@ -19,22 +19,22 @@ robust default; TMC-Shapley against exact Shapley at 6 participants, in basis po
 Usage: python benchmarks/federation.py [--nodes 4 8] [--rounds 3]
        python benchmarks/federation.py --scoring [--rounds 3] [--seeds 5]
 
-Measured on this 2-core machine with other test runs going (load average 8-35),
-`--nodes 4 8 --rounds 3`:
+Measured on this 2-core machine with other test runs going (load average 4-14),
+`--nodes 4 8 --rounds 3`, after the SuperLink wrapper (the ServerApp's task-start window
+and SQLite lock wait widened), process-group stops and skl2onnx imported only to export:
 
-- 4 SuperNodes: 56.8 s per round (first 42.6 s, later 64.0 s); outside-training ratio
-  0.995: local training is under 1% of a round. Nearly all of it is Flower starting a
-  fresh `flwr-clientapp` process per message on each node (about 4 s of CPU importing
-  Flower, scikit-learn and skl2onnx), eight of them sharing two cores. Before the
-  SuperNode's task-start window was widened (`mercato.federation.pinning`), the same
-  run at load 50-66 took 181 s per round (ratio 0.997).
-- 8 SuperNodes: no round finished here. Each node now starts one ClientApp per message
-  (before the widening they piled up, a new one every 30 s per node, and never
-  answered), but the SuperLink side still fails under this load: the ServerApp
-  process's own task token expires after Flower's 30 s in the SuperLink's state
-  ("task-token authentication failed"), Flower then marks the run finished and refuses
-  the nodes' replies ("Run is finished"), and the SuperLink's SQLite state answers
-  "database is locked" (HTTP 500) to concurrent pushes; see docs/federation.md.
+- 4 SuperNodes: 71.1 s per round (first 83.5 s, later 64.9 s); outside-training
+  ratio 0.994: local training is under 1% of a round. Nearly all of it is
+  Flower starting a fresh `flwr-clientapp` process per message on each node (about 3 s
+  of CPU importing Flower and scikit-learn), several of them sharing two cores. The
+  previous run (before the SuperLink wrapper, at load 8-35) gave 56.8 s (0.995); at
+  load 50-66, before the SuperNode's window was widened, 181 s (0.997).
+- 8 SuperNodes: 128.6 s per round (first 145.0 s, later 120.4 s); outside-training
+  ratio 0.996. Before the wrapper no round finished: the ServerApp's task token
+  expired after Flower's 30 s ("Run is finished") and SQLite answered "database is
+  locked"; see docs/federation.md. A round with 8 nodes took 1.81 times one with 4 in
+  the same run: the start-ups share the two cores. No Flower process was left after the
+  run (each node's process group is stopped whole).
 """
 
 from __future__ import annotations
