@@ -149,6 +149,9 @@ class SuperLink:
         Raises:
             FederationRuntimeError: it exited or did not answer within a minute.
         """
+        # A previous SuperLink killed alone (a crash) leaves its flower-superexec and
+        # ServerApp in its group; the old ServerApp would reconnect to this one.
+        _stop(self.process, grace=5)
         log = (self.directory / "superlink.log").open("ab")
         self.process = subprocess.Popen(
             [
