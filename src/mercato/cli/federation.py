@@ -494,14 +494,18 @@ def _with_superlink(market: Market, spec: Any, superlink: str | None) -> tuple[A
 
 
 def _default_shares(d: TaskDetail) -> list[int]:
-    """Equal shares for the seats that contributed to any round, 0 for the others
-    (the remainder of the division goes to the lowest contributing seats)."""
-    contributed = sorted({seat for r in d.rounds for seat in r.contributors})
+    """Equal shares for the seats that contributed to any round (to every round, for a
+    private task: a drop-out forfeits), 0 for the others (the remainder of the division
+    goes to the lowest paid seats)."""
+    by_round = [set(r.contributors) for r in d.rounds]
+    private = (d.spec or {}).get("privacy", "none") == "private"
+    paid = set.intersection(*by_round) if private and by_round else set().union(*by_round)
+    contributed = sorted(paid)
     seats = len(d.participants)
     if not contributed:
         raise ConfigError(
-            f"No seat of task {d.summary.task_id} contributed to a committed round; "
-            "nothing to share."
+            f"No seat of task {d.summary.task_id} contributed to "
+            f"{'every' if private else 'a'} committed round; nothing to share."
         )
     shares = [0] * seats
     base, rest = divmod(BPS, len(contributed))
