@@ -50,7 +50,7 @@ from mercato.federation.keys import check_public_key, node_key_hash
 from mercato.federation.learning import Params, build_model, initial_params, params_from_onnx
 from mercato.federation.privacy import budget_record
 from mercato.federation.runtime import SuperLink
-from mercato.federation.server_app import COMMITTED, evidence_path
+from mercato.federation.server_app import COMMITTED, FAILED, evidence_path
 from mercato.federation.shares import ExampleWeightedScorer, Scorer
 from mercato.federation.spec import (
     TaskSpec,
@@ -120,6 +120,7 @@ class Coordinator:
         port: int | None = None,
         host: str = "127.0.0.1",
         round_timeout: float = 120.0,
+        retry_seconds: float | None = None,
         on_round: Callable[[int, float], None] | None = None,
         model_name: str | None = None,
         validation: bytes | None = None,
@@ -136,6 +137,8 @@ class Coordinator:
         port: The SuperLink's port (default: the spec's `coordinator_address`).
         host: The address it binds.
         round_timeout: Seconds a round waits for updates before going on without them.
+        retry_seconds: How long the run waits for enough SuperNodes, and resends a round
+            that got too few updates, before it stops (None: the ServerApp's 600 s).
         on_round: Called with (round, metric) after each commit (progress bars).
         model_name: The published model's name (default: the spec's name).
         validation: A scored task's validation set (`validation.kept_validation`), when
@@ -154,6 +157,7 @@ class Coordinator:
         self.host = host
         self.port = port
         self.round_timeout = round_timeout
+        self.retry_seconds = retry_seconds
         self.on_round = on_round
         self.model_name = model_name
         self.initial_source = initial_source
@@ -391,9 +395,11 @@ class Coordinator:
             self.superlink.start()
             try:
                 self.admit_participants(self.superlink)
+                (self.directory / FAILED).unlink(missing_ok=True)  # a previous run's
                 self.superlink.start_run(
                     self.directory,
                     round_timeout=self.round_timeout,
+                    retry_seconds=self.retry_seconds,
                     min_replies=spec.min_participants,
                 )
                 while committed < spec.rounds:
@@ -403,12 +409,32 @@ class Coordinator:
                     ):
                         raise FederationRuntimeError("SuperLink", "the process exited mid-task")
                     committed = self._commit_pending(spec, seats)
+                    if committed < spec.rounds:
+                        self._raise_if_run_failed(committed)
                     time.sleep(poll_seconds)
             finally:
                 self.superlink.stop()
         if not publish:
             return None
         return self.finish(spec)
+
+    def _raise_if_run_failed(self, committed: int) -> None:
+        """Raises when the ServerApp wrote why the run stopped (`server_app.FAILED`).
+
+        Raises:
+            FederationError: the run stopped; saying why and where it resumes.
+        """
+        path = self.directory / FAILED
+        if not path.exists():
+            return
+        try:
+            reason = str(json.loads(path.read_text())["error"])
+        except (OSError, ValueError, KeyError, TypeError):
+            reason = "the ServerApp stopped without saying why"
+        raise FederationError(
+            f"Task {self.task_id}'s run stopped after round {committed}: {reason} "
+            f"Run 'mercato fl run {self.task_id}' again to resume from round {committed + 1}."
+        )
 
     def finish(self, spec: TaskSpec) -> int:
         """Finalize with the scorer's shares and publish the last round's model."""

@@ -236,8 +236,16 @@ class SuperLink:
         answer = self._flwr(["supernode", "register", str(path), CONNECTION, "--format", "json"])
         return int(str(answer["node-id"]))
 
-    def start_run(self, task_dir: Path, *, round_timeout: float, min_replies: int) -> int:
-        """Submit Mercato's own app, with `task_dir` for its rounds.
+    def start_run(
+        self,
+        task_dir: Path,
+        *,
+        round_timeout: float,
+        min_replies: int,
+        retry_seconds: float | None = None,
+    ) -> int:
+        """Submit Mercato's own app, with `task_dir` for its rounds (`retry_seconds`:
+        how long it waits for nodes and resends a short round; None: the app's default).
 
         Returns:
             The Flower run id.
@@ -249,6 +257,8 @@ class SuperLink:
             f'task-dir="{task_dir}" round-timeout={float(round_timeout)} '
             f"min-replies={int(min_replies)}"
         )
+        if retry_seconds is not None:
+            config += f" retry-seconds={float(retry_seconds)}"
         answer = self._flwr(
             ["run", str(APP_DIR), CONNECTION, "--run-config", config, "--format", "json"]
         )

@@ -13,16 +13,20 @@ run config):
 ├── validation.npz|csv  # scored tasks: the requester's validation set (never sent)
 ├── state.json, round-NNNN.npz   # checkpoints (mercato.federation.checkpoint)
 ├── round-NNNN.onnx     # each round's global model (its CID goes on-chain)
-└── evidence-NNNN.json, previous-NNNN.bin, step-NNNN.bin, sybil-NNNN.json
-                        # scored tasks: the round's published record and the models it
-                        # names (mercato.federation.evidence), the Sybil detector's state
+├── evidence-NNNN.json, previous-NNNN.bin, step-NNNN.bin, sybil-NNNN.json
+│                       # scored tasks: the round's published record and the models it
+│                       # names (mercato.federation.evidence), the Sybil detector's state
+└── failed.json         # why the run stopped, when it did (the coordinator reports it)
 ```
 
 Each round sends the global parameters to every connected node, waits up to
 `round-timeout` seconds, and aggregates the replies that came back well-formed (a node
 that dropped out only loses its part of the round): a scored task with the spec's robust
 rule, scoring each seat on the validation set and writing the round's evidence; an
-unscored one by FedAvg. After each round it checkpoints (evidence first), so a restarted
+unscored one by FedAvg. A round with fewer usable updates than the task's minimum keeps
+nothing and is sent again for up to `retry-seconds` (SuperNodes still reconnecting after
+a coordinator restart, whom a restarted SuperLink already lists as online, do not end
+the task). After each round it checkpoints (evidence first), so a restarted
 run continues from the round after the last one saved and the coordinator commits the
 very evidence that was written.
 """
@@ -32,10 +36,13 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import dataclass
+from logging import WARNING
 from pathlib import Path
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.common.logger import log as flwr_log
 from flwr.serverapp import Grid, ServerApp
 
 from mercato.errors import FederationError, ValidationSetUnavailableError
@@ -50,7 +57,9 @@ from mercato.federation.validation import read_validation, task_validation_path
 from mercato.fsutil import atomic_write_bytes
 
 app = ServerApp()
-NODE_WAIT_SECONDS = 120
+ROUND_RETRY_SECONDS = 600.0  # how long nodes are waited for, and a short round resent
+RETRY_PAUSE_SECONDS = 5.0
+FAILED = "failed.json"  # {"error": "..."}: why the run stopped (the coordinator reports it)
 COMMITTED = "committed.json"  # {"round": N}: the last round the coordinator committed
 TIMINGS = "timings.jsonl"  # one line per round: wall seconds, each seat's training seconds
 NO_COMMIT = "no-commit"  # marks a task directory run without a chain (tests, benchmark)
@@ -60,12 +69,20 @@ NO_COMMIT = "no-commit"  # marks a task directory run without a chain (tests, be
 def main(grid: Grid, context: Context) -> None:
     """Run the task's remaining rounds."""
     directory = Path(str(context.run_config["task-dir"]))
-    run_rounds(
-        grid,
-        directory,
-        timeout=float(context.run_config["round-timeout"]),
-        min_replies=int(context.run_config["min-replies"]),
-    )
+    try:
+        run_rounds(
+            grid,
+            directory,
+            timeout=float(context.run_config["round-timeout"]),
+            min_replies=int(context.run_config["min-replies"]),
+            retry_seconds=float(context.run_config.get("retry-seconds", ROUND_RETRY_SECONDS)),
+        )
+    except Exception as exc:
+        # The run ends here; the coordinator polls the task directory, not Flower's run
+        # status, so it learns why from this file instead of waiting for a round forever.
+        reason = f"{type(exc).__name__}: {exc}"
+        atomic_write_bytes(directory / FAILED, json.dumps({"error": reason}).encode())
+        raise
 
 
 def wait_committed(directory: Path, round_number: int) -> None:
@@ -130,11 +147,121 @@ class _Scoring:
         return scored.params
 
 
-def run_rounds(grid: Grid, directory: Path, *, timeout: float, min_replies: int) -> None:
-    """Run rounds from the last checkpoint in `directory` to the spec's last round.
+@dataclass
+class _RoundDone:
+    """A round attempt with enough usable updates."""
+
+    params: Params  # the aggregate (unscored and private tasks; scored ones score `updates`)
+    updates: list[Update]
+    examples: dict[int, int]  # seat -> examples (private: 1 per seat in the masked sum)
+    train_seconds: dict[int, float]
+
+
+@dataclass
+class _RoundShort:
+    """A round attempt with fewer usable updates than needed; nothing of it is kept."""
+
+    usable: int
+
+
+def wait_for_nodes(grid: Grid, seats: dict[int, int], min_replies: int, seconds: float) -> None:
+    """Block until `min_replies` admitted nodes are connected.
 
     Raises:
-        FederationError: fewer than `min_replies` usable updates came back in a round.
+        FederationError: they were not within `seconds`.
+    """
+    deadline = time.monotonic() + seconds
+    while len(set(grid.get_node_ids()) & set(seats)) < min_replies:
+        if time.monotonic() > deadline:
+            raise FederationError(
+                f"Fewer than {min_replies} admitted SuperNodes connected within "
+                f"{seconds:.0f} s; the participants must run 'mercato fl join'."
+            )
+        time.sleep(1)
+
+
+def _attempt_round(
+    grid: Grid,
+    spec: TaskSpec,
+    spec_bytes: bytes,
+    params: Params,
+    seats: dict[int, int],
+    round_number: int,
+    timeout: float,
+    min_replies: int,
+) -> _RoundDone | _RoundShort:
+    """Send one round to the admitted nodes connected now and collect what comes back."""
+    nodes = sorted(set(grid.get_node_ids()) & set(seats))
+    if spec.privacy == "private":
+        # SecAgg+ and DP (mercato.federation.privacy): the coordinator gets only the
+        # masked sum; every seat whose update is in it counts once.
+        try:
+            outcome = run_private_round(grid, spec, params, nodes, round_number, timeout=timeout)
+        except FederationError:
+            return _RoundShort(0)  # void: nothing was unmasked, so it may be sent again
+        if len(outcome.completed) < min_replies:
+            # A sum was unmasked: another attempt over other nodes would give a second
+            # sum of the same updates, whose difference reveals one of them. Stop here.
+            raise FederationError(
+                f"Round {round_number} aggregated {len(outcome.completed)} updates; "
+                f"it needs {min_replies}."
+            )
+        examples = {seats[node]: 1 for node in outcome.completed}
+        return _RoundDone(outcome.params, [], examples, {})
+    config = ConfigRecord({"spec": spec_bytes.decode("utf-8"), "round": round_number})
+    messages = [
+        Message(
+            RecordDict({"arrays": ArrayRecord(params), "config": config}),
+            dst_node_id=node,
+            message_type="train",
+            group_id=str(round_number),
+        )
+        for node in nodes
+    ]
+    updates: list[Update] = []
+    train_seconds: dict[int, float] = {}
+    for reply in grid.send_and_receive(messages, timeout=timeout):
+        node = reply.metadata.src_node_id
+        if node not in seats or not reply.has_content():
+            continue
+        try:
+            arrays = reply.content.array_records["arrays"].to_numpy_ndarrays()
+            new: Params = [np.asarray(a, dtype=np.float64) for a in arrays]
+            check_shapes(spec, new)
+            count = reply.content.metric_records["metrics"]["num-examples"]
+        except (KeyError, TypeError, ValueError, FederationError):
+            continue  # a malformed update is dropped, not fatal
+        if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
+            continue
+        updates.append(Update(seats[node], new, count))
+        seconds = reply.content.metric_records["metrics"].get("train-seconds", 0.0)
+        train_seconds[seats[node]] = float(seconds) if isinstance(seconds, float) else 0.0
+    if len(updates) < min_replies:
+        return _RoundShort(len(updates))
+    examples = {u.seat: u.num_examples for u in updates}
+    aggregate = [] if is_scored(spec) else fedavg([(u.params, u.num_examples) for u in updates])
+    return _RoundDone(aggregate, updates, examples, train_seconds)
+
+
+def run_rounds(
+    grid: Grid,
+    directory: Path,
+    *,
+    timeout: float,
+    min_replies: int,
+    retry_seconds: float = ROUND_RETRY_SECONDS,
+) -> None:
+    """Run rounds from the last checkpoint in `directory` to the spec's last round.
+
+    The run waits up to `retry_seconds` for `min_replies` admitted nodes to connect. A
+    round that gets fewer than `min_replies` usable updates keeps nothing and is sent
+    again (to the admitted nodes connected then) until `retry_seconds` have passed since
+    it started: SuperNodes reconnecting after a coordinator restart, or a short outage,
+    do not end the task.
+
+    Raises:
+        FederationError: a round still lacked `min_replies` usable updates after
+            `retry_seconds`, or too few admitted nodes connected at all.
     """
     spec_bytes = (directory / "spec.json").read_bytes()
     spec = load_spec(spec_bytes)
@@ -153,66 +280,43 @@ def run_rounds(grid: Grid, directory: Path, *, timeout: float, min_replies: int)
     if scoring is not None:
         # Float64 from the start: a participant retrains from the published model bytes.
         params = [np.asarray(p, dtype=np.float64) for p in params]
-    deadline = time.monotonic() + NODE_WAIT_SECONDS
-    while len(set(grid.get_node_ids()) & set(seats)) < min_replies:
-        if time.monotonic() > deadline:
-            raise FederationError("Not enough admitted SuperNodes connected to start a round.")
-        time.sleep(1)
+    wait_for_nodes(grid, seats, min_replies, retry_seconds)
     for round_number in range(state.round + 1, spec.rounds + 1):
         wait_committed(directory, round_number - 1)
         started = time.monotonic()
-        train_seconds: dict[int, float] = {}
-        nodes = sorted(set(grid.get_node_ids()) & set(seats))
-        examples: dict[int, int] = {}
-        if spec.privacy == "private":
-            # SecAgg+ and DP (mercato.federation.privacy): the coordinator gets only the
-            # masked sum; every seat whose update is in it counts once.
-            outcome = run_private_round(grid, spec, params, nodes, round_number, timeout=timeout)
-            if len(outcome.completed) < min_replies:
+        attempt = 1
+        while True:
+            done = _attempt_round(
+                grid, spec, spec_bytes, params, seats, round_number, timeout, min_replies
+            )
+            if isinstance(done, _RoundDone):
+                break
+            waited = time.monotonic() - started
+            if waited >= retry_seconds:
                 raise FederationError(
-                    f"Round {round_number} aggregated {len(outcome.completed)} updates; "
-                    f"it needs {min_replies}."
+                    f"Round {round_number} got {done.usable} usable updates in {attempt} "
+                    f"attempts over {waited:.0f} s; it needs {min_replies}. Check that the "
+                    "participants' SuperNodes are running, then run the task again: it "
+                    f"resumes at round {round_number}."
                 )
-            params = outcome.params
-            examples.update({seats[node]: 1 for node in outcome.completed})
+            # Nothing of this round was kept: the nodes may still be reconnecting (a
+            # restarted SuperLink lists them as online before they are back).
+            flwr_log(
+                WARNING,
+                "Round %s, attempt %s: %s usable updates, %s needed; sending it again.",
+                round_number,
+                attempt,
+                done.usable,
+                min_replies,
+            )
+            attempt += 1
+            time.sleep(RETRY_PAUSE_SECONDS)  # replies refused at once must not spin
+            wait_for_nodes(grid, seats, min_replies, retry_seconds)
+        examples, train_seconds = done.examples, done.train_seconds
+        if scoring is not None:
+            params = scoring.round(params, done.updates, round_number)
         else:
-            config = ConfigRecord({"spec": spec_bytes.decode("utf-8"), "round": round_number})
-            messages = [
-                Message(
-                    RecordDict({"arrays": ArrayRecord(params), "config": config}),
-                    dst_node_id=node,
-                    message_type="train",
-                    group_id=str(round_number),
-                )
-                for node in nodes
-            ]
-            updates: list[Update] = []
-            for reply in grid.send_and_receive(messages, timeout=timeout):
-                node = reply.metadata.src_node_id
-                if node not in seats or not reply.has_content():
-                    continue
-                try:
-                    arrays = reply.content.array_records["arrays"].to_numpy_ndarrays()
-                    new: Params = [np.asarray(a, dtype=np.float64) for a in arrays]
-                    check_shapes(spec, new)
-                    count = reply.content.metric_records["metrics"]["num-examples"]
-                except (KeyError, TypeError, ValueError, FederationError):
-                    continue  # a malformed update is dropped, not fatal
-                if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
-                    continue
-                updates.append(Update(seats[node], new, count))
-                examples[seats[node]] = count
-                seconds = reply.content.metric_records["metrics"].get("train-seconds", 0.0)
-                train_seconds[seats[node]] = float(seconds) if isinstance(seconds, float) else 0.0
-            if len(updates) < min_replies:
-                raise FederationError(
-                    f"Round {round_number} got {len(updates)} usable updates; "
-                    f"it needs {min_replies}."
-                )
-            if scoring is not None:
-                params = scoring.round(params, updates, round_number)
-            else:
-                params = fedavg([(u.params, u.num_examples) for u in updates])
+            params = done.params
         (directory / f"round-{round_number:04d}.onnx").write_bytes(export_onnx(spec, params))
         state.round = round_number
         state.contributions.append(RoundContribution(round_number, examples))

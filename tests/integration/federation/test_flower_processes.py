@@ -240,7 +240,7 @@ def test_a_restarted_coordinator_resumes_from_its_last_checkpoint(
         first = (task_dir / "round-0001.onnx").read_bytes()
         superlink.start()  # same data dir: same TLS, same admitted keys
         superlink.start_run(task_dir, round_timeout=60, min_replies=2)
-        _wait(lambda: (task_dir / "round-0002.onnx").exists(), 300, "round 2 after restart")
+        _wait(lambda: (task_dir / "round-0002.onnx").exists(), 600, "round 2 after restart")
         loaded = checkpoint.load(task_dir, 1, checkpoint_digest(task_dir))
         assert loaded is not None
         assert [c.round for c in loaded[0].contributions] == [1, 2]

@@ -5,7 +5,9 @@ ServerApp code's messages in this process.
 Only the transport is replaced: every message and reply goes through Flower's own
 protobuf serialisation, as it would over gRPC, and every reply the coordinator receives
 is recorded for inspection. A node listed in `dropped` for a round answers nothing in
-that round (as a SuperNode that went away would not).
+that round (as a SuperNode that went away would not); while `silent_calls` is above 0,
+a call is answered by no node (as after a SuperLink restart, before the SuperNodes are
+back).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class InProcessGrid(Grid):
             for node, config in node_configs.items()
         }
         self.dropped: dict[str, set[int]] = {}  # group id (round) -> silent nodes
+        self.silent_calls = 0  # the next calls answered by no node (nodes reconnecting)
         self.received: list[Message] = []  # every reply the coordinator got
         self._ids = itertools.count(1)
 
@@ -83,6 +86,9 @@ class InProcessGrid(Grid):
         self, messages: Iterable[Message], *, timeout: float | None = None
     ) -> Iterable[Message]:
         """Deliver each message to its node's ClientApp and collect the replies."""
+        if self.silent_calls > 0:
+            self.silent_calls -= 1
+            return []
         replies = []
         for message in messages:
             node = message.metadata.dst_node_id
