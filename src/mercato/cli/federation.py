@@ -764,6 +764,15 @@ def run(
         ),
     ] = None,
     host: Annotated[str, typer.Option(help="The address the SuperLink binds.")] = "127.0.0.1",
+    retry_seconds: Annotated[
+        float,
+        typer.Option(
+            min=1,
+            max=86_400,
+            help="How long to wait for enough SuperNodes, and to resend a round that got too "
+            "few updates, before the run stops (run the command again to resume).",
+        ),
+    ] = 600.0,
     no_publish: Annotated[
         bool, typer.Option("--no-publish", help="Stop after the last round (finalize later).")
     ] = False,
@@ -801,6 +810,7 @@ def run(
             key_source=_key_source(market, task_id),
             evaluate=evaluate,
             host=host,
+            retry_seconds=retry_seconds,
             on_round=lambda r, m: on_round(_Round(r, m)),
             validation=validation_bytes,
             initial_source=RegistryModels(market),

@@ -25,3 +25,14 @@ def test_new_commands_are_listed() -> None:
     assert result.exit_code == 0
     for command in ("earnings", "withdraw"):
         assert command in result.output
+
+
+def test_fl_run_takes_a_retry_window_and_refuses_one_out_of_range() -> None:
+    _register_commands()
+    env = {"COLUMNS": "200"}
+    shown = CliRunner().invoke(app, ["fl", "run", "--help"], env=env)
+    assert shown.exit_code == 0
+    assert "--retry-seconds" in shown.output
+    refused = CliRunner().invoke(app, ["fl", "run", "1", "--retry-seconds", "0"], env=env)
+    assert refused.exit_code == 2  # refused before any chain or SuperLink is touched
+    assert "--retry-seconds" in refused.output
