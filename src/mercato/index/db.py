@@ -19,8 +19,10 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.util import CommandError
 from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 from mercato.errors import IndexDatabaseError
 
@@ -94,6 +96,29 @@ def alembic_config(engine: Engine) -> Config:
     return config
 
 
+def _sqlite_migration_engine(engine: Engine) -> Engine:
+    """An engine on the same SQLite file whose transactions cover DDL too.
+
+    pysqlite opens no transaction before DDL, so each CREATE/ALTER/DROP of a migration
+    would commit on its own and a migration failing half-way would leave half a schema.
+    SQLAlchemy's recipe: the driver's own handling off, an explicit BEGIN (IMMEDIATE:
+    the write lock from the start, so two processes opening a new index migrate one
+    after the other). Only migrations use it; the node's connections are unchanged.
+    """
+    migration = create_engine(engine.url, poolclass=NullPool)
+
+    @event.listens_for(migration, "connect")
+    def _driver_transactions_off(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        _sqlite_pragmas(dbapi_connection, _record)
+
+    @event.listens_for(migration, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return migration
+
+
 def migrate(engine: Engine, revision: str = "head") -> None:
     """Upgrades the schema to `revision` in one transaction.
 
@@ -105,6 +130,8 @@ def migrate(engine: Engine, revision: str = "head") -> None:
         IndexDatabaseError: The database cannot be reached or migrated.
     """
     config = alembic_config(engine)
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        engine = _sqlite_migration_engine(engine)  # (an in-memory one is its own database)
     try:
         with engine.begin() as connection:
             if engine.dialect.name == "postgresql":
@@ -119,6 +146,13 @@ def migrate(engine: Engine, revision: str = "head") -> None:
         raise IndexDatabaseError(
             f"Cannot migrate the index database at {engine.url!r}: {exc}. Check that it is "
             "reachable and writable; an index can always be deleted and rebuilt from the chain."
+        ) from exc
+    except CommandError as exc:
+        # Typically an index written by a newer Mercato: its revision is unknown here.
+        raise IndexDatabaseError(
+            f"Cannot migrate the index database at {engine.url!r}: {exc}. It was probably "
+            "written by a newer Mercato; upgrade, or delete the index and let the node "
+            "rebuild it from the chain."
         ) from exc
 
 
