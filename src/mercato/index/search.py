@@ -266,13 +266,24 @@ def _column_filter(column: Any, condition: Callable[[Any], ColumnElement[bool]])
     )
 
 
-def _fts5_query(words: list[str], last: list[str] | None = None) -> str:
+def task_term(task: str) -> str:
+    """`task` as the one term SQLite's full-text index holds for it (migration 0013).
+
+    U+E000, a private-use character FTS5's tokenizer keeps inside a word and no search
+    word holds (`_WORD` leaves it out), then the hex digits of the task's UTF-8 bytes:
+    one term per task, exact (case included), that no search word or prefix matches.
+    """
+    return "\ue000" + task.encode().hex()
+
+
+def _fts5_query(words: list[str], last: list[str] | None = None, task: str | None = None) -> str:
     """The FTS5 query for `words`: quoted terms (no FTS5 syntax), the last a prefix.
 
     Args:
         words: The query's words, lowercase.
         last: The indexed words the last word starts (`_prefix_words`), searched for
             whole instead of the prefix; None keeps the prefix.
+        task: A task the matches must have, asked of FTS5 as its term (`task_term`).
     """
     terms = [f'"{w}"' for w in words]
     if not last:
@@ -281,6 +292,8 @@ def _fts5_query(words: list[str], last: list[str] | None = None) -> str:
         terms[-1] = f'"{last[0]}"'
     else:
         terms[-1] = "(" + " OR ".join(f'"{w}"' for w in last) + ")"
+    if task is not None:
+        terms.append(f'"{task_term(task)}"')
     # An explicit AND: FTS5 reads no implicit one before a parenthesis.
     return " AND ".join(terms)
 
@@ -391,13 +404,15 @@ def _fts_filter(conn: Connection, words: list[str], limit: int, task: str | None
     Args:
         words: The query's words, lowercase.
         limit: The page size (SQLite weighs checking against collecting with it).
-        task: The query's task filter: with several words, PostgreSQL narrows the full
-            text with it in one index scan (`_narrowed`); the task is filtered on
-            exactly as well, either way.
+        task: The query's task filter. SQLite asks FTS5 for its term with the words
+            (`task_term`), which makes the filter exact for the task too: FTS5
+            intersects the lists, and only the models with the task are counted and
+            read. With several words, PostgreSQL narrows the full text with it in one
+            index scan (`_narrowed`) and filters on the task exactly as well.
     """
     if conn.dialect.name == "sqlite":
         last = None if len(words[-1]) <= INDEXED_PREFIX else _prefix_words(conn, words[-1])
-        fts = _fts5_query(words, last)
+        fts = _fts5_query(words, last, task)
         matches = (
             select(literal_column("rowid", BigInteger))
             .select_from(table("models_fts"))
@@ -407,7 +422,7 @@ def _fts_filter(conn: Connection, words: list[str], limit: int, task: str | None
         if (
             len(words) == 1
             and one_list
-            and _probing_pays(conn, fts, max(1, len(last or ())), limit)
+            and _probing_pays(conn, fts, max(1, len(last or ())) + (task is not None), limit)
         ):
             # The word is one list in the FTS5 index (a short prefix has its own; a
             # longer one became the words it starts) and common: checking one model is
@@ -552,8 +567,11 @@ def build_search(conn: Connection, query: SearchQuery) -> Select[Any]:
             "part of it."
         )
     if words:
-        filters.append(_fts_filter(conn, [w.lower() for w in words], query.limit, query.task))
-    if query.task:
+        filters.append(
+            _fts_filter(conn, [w.lower() for w in words], query.limit, query.task or None)
+        )
+    if query.task and not (words and conn.dialect.name == "sqlite"):
+        # (On SQLite the full-text filter holds the task: `task_term`.)
         filters.append(_column_filter(s.Model.task, lambda c: c == query.task))
     if query.license:
         filters.append(_column_filter(s.Model.license, lambda c: c == query.license))
