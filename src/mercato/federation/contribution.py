@@ -43,7 +43,6 @@ from flwr.server.strategy.aggregate import (
     aggregate,
     aggregate_krum,
     aggregate_median,
-    aggregate_trimmed_avg,
 )
 from numpy.typing import NDArray
 
@@ -72,8 +71,10 @@ class AggregationRule:
     Attributes:
         name: `fedtrimmedavg` (default), `fedmedian`, `krum`, `multikrum`, or `fedavg`
             (weighted by claimed examples: not robust, for comparison).
-        trim_fraction: Share cut from each end per coordinate by the trimmed mean;
-            0.25 trims one of four participants on each side.
+        trim_fraction: Share of the round's updates cut from each end per coordinate
+            by the trimmed mean, rounded up (`trimmed_per_side`): 0.25 cuts one of
+            four updates on each side, two of five to eight, three of nine to twelve,
+            never so many that no update is left.
         num_malicious: Updates Krum assumes may be hostile.
         to_keep: Updates MultiKrum averages (0: plain Krum picks one).
     """
@@ -112,11 +113,56 @@ class AggregationRule:
         if name == "fedavg":
             return aggregate(results)
         if name == "fedtrimmedavg":
-            return aggregate_trimmed_avg(results, self.trim_fraction)
+            return trimmed_mean([u.params for u in updates], self.trim_fraction)
         if name == "fedmedian":
             return aggregate_median(results)
         to_keep = min(self.to_keep, len(updates)) if name == "multikrum" else 0
         return aggregate_krum(results, self.num_malicious, to_keep)
+
+
+def trimmed_per_side(trim_fraction: float, replies: int) -> int:
+    """How many updates the trimmed mean cuts from each end, per coordinate.
+
+    `trim_fraction` of the updates that replied, rounded *up*, so that as many hostile
+    updates as the fraction promises are cut however many seats replied (Flower's
+    FedTrimmedAvg rounds down: at 0.25 it cuts one of six, and a second poisoner stays
+    in the mean); at most `(replies - 1) // 2`, so at least one update is left (the
+    median of an odd count). A trimmed mean tolerates this many hostile updates.
+    """
+    if replies <= 0:
+        return 0
+    wanted = math.ceil(trim_fraction * replies - 1e-9)  # 0.25 * 4 is one, not two
+    return max(0, min(wanted, (replies - 1) // 2))
+
+
+def trimmed_mean(models: Sequence[Params], trim_fraction: float) -> Params:
+    """The coordinate-wise mean of the models after cutting `trimmed_per_side` of them
+    from each end (unweighted, as Flower's FedTrimmedAvg: claimed example counts
+    cannot buy weight)."""
+    cut = trimmed_per_side(trim_fraction, len(models))
+    out: Params = []
+    for layers in zip(*models, strict=True):
+        stacked = np.sort(np.stack([np.asarray(layer) for layer in layers]), axis=0)
+        out.append(np.mean(stacked[cut : len(models) - cut], axis=0))
+    return out
+
+
+def tolerated_bad_seats(
+    aggregation: str, trim_fraction: float, krum_malicious: int, replies: int
+) -> int:
+    """How many hostile updates among `replies` a rule keeps out of the global model.
+
+    The trimmed mean: `trimmed_per_side`; the median: fewer than half; Krum: the
+    `krum_malicious` it is told to expect (when it has room for its neighbours);
+    FedAvg: none (one scaled update moves the mean anywhere).
+    """
+    if aggregation == "trimmed_mean":
+        return trimmed_per_side(trim_fraction, replies)
+    if aggregation == "median":
+        return max(0, (replies - 1) // 2)
+    if aggregation == "krum":
+        return krum_malicious if replies >= krum_malicious + 3 else max(0, (replies - 1) // 2)
+    return 0
 
 
 _RULE_OF_SETTING: Mapping[str, RuleName] = {
@@ -287,13 +333,82 @@ def tmc_shapley(
     return value.per_seat({p: total / orders for p, total in totals.items()})
 
 
+def auto_method(players: int, budget: int) -> str:
+    """What valuation "auto" uses for a round of `players` players: "exact" when its
+    2^m evaluations fit in `budget`, else "tmc_shapley" within it. Anyone recomputes
+    it from the round's published players and the spec's budget."""
+    return "exact" if players <= 12 and 2**players <= budget else "tmc_shapley"
+
+
 def shapley(
     value: CoalitionValue, *, budget: int, rng: np.random.Generator | None = None
 ) -> dict[int, float]:
     """Exact Shapley when 2^m evaluations fit in `budget`, else the TMC estimate."""
-    if 2 ** len(value.players) <= budget:
+    if auto_method(len(value.players), budget) == "exact":
         return exact_shapley(value)
     return tmc_shapley(value, budget=budget, rng=rng)
+
+
+IDLE_STEP = 0.01  # of the round's median step length: an update that moved nothing
+HARMFUL_ROUND_SCORE = -0.05  # a round's score below this: it cost over five points
+
+
+def worth_aggregating(
+    previous: Params,
+    updates: Sequence[Update],
+    scores: Mapping[int, float],
+    players: Sequence[frozenset[int]] = (),
+) -> list[Update]:
+    """The round's updates that go into the global model: one per player.
+
+    A Sybil group (`players`: `CoalitionValue.players`) goes in as one update, the
+    mean of its members' (under the seat of its first member): one data set joined
+    from two addresses would otherwise sit twice among a median's or trimmed mean's
+    values and pull the model toward its own data, as it is paid once.
+
+    Left out: an update that moved the model less than `IDLE_STEP` of the round's
+    median step length (an echo of the global model, a little noise: each pulls every
+    coordinate of a trimmed mean toward the previous model, and takes a place the cut
+    would otherwise spend on a hostile update), and one whose score this round is
+    below `HARMFUL_ROUND_SCORE` (it made the model lose more than five points of the
+    validation metric: a poisoner, which the trimmed mean otherwise only cuts from the
+    coordinates where it is extreme). Honest data owners' updates scored a little
+    below 0 late in a task (the model already knows what they hold) stay in. Leaving an
+    update out changes nothing about its seat's score or share. When nothing is left
+    every update is kept (the robust rule alone decides), so a round always has a
+    model.
+    """
+    distinct = distinct_updates(updates)
+    lengths = {u.seat: float(np.linalg.norm(update_direction(u, previous))) for u in distinct}
+    typical = float(np.median(list(lengths.values()))) if lengths else 0.0
+    kept = [
+        u
+        for u in distinct
+        if lengths[u.seat] > IDLE_STEP * typical and scores.get(u.seat, 0.0) >= HARMFUL_ROUND_SCORE
+    ]
+    chosen = kept or distinct
+    merged: list[Update] = []
+    placed: set[int] = set()
+    group_of = {seat: unit for unit in players if len(unit) > 1 for seat in unit}
+    for update in chosen:
+        if update.seat in placed:
+            continue
+        members = [u for u in chosen if u.seat in group_of.get(update.seat, {update.seat})]
+        placed.update(u.seat for u in members)
+        if len(members) == 1:
+            merged.append(update)
+            continue
+        merged.append(
+            Update(
+                seat=min(u.seat for u in members),
+                params=[
+                    np.mean([np.asarray(u.params[k], dtype=np.float64) for u in members], axis=0)
+                    for k in range(len(update.params))
+                ],
+                num_examples=max(u.num_examples for u in members),
+            )
+        )
+    return merged
 
 
 def update_direction(update: Update, previous: Params) -> NDArray[np.floating]:

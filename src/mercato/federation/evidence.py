@@ -38,12 +38,14 @@ from mercato.federation.contribution import (
     Params,
     SybilDetector,
     Update,
+    auto_method,
     distinct_updates,
     exact_shapley,
     leave_one_out,
     rule_for,
     shares_bps,
     tmc_shapley,
+    worth_aggregating,
 )
 from mercato.federation.shares import BPS
 from mercato.federation.spec import ScoringSettings, raw_cid_for
@@ -110,8 +112,8 @@ def round_evidence(
         updates: The updates used, one per seat.
         task_id: The task.
         round: The round number.
-        method: The valuation: "loo", "tmc_shapley" or "exact" ("shapley" in early
-            records).
+        method: The valuation used: "loo", "tmc_shapley" or "exact" (the spec's
+            "auto" resolved by `round_method`).
         scores: The scores shares are computed from.
         rule: The aggregation rule the global model was made with.
         previous_model: CID of the previous global model.
@@ -295,6 +297,15 @@ def aggregation_rule(settings: ScoringSettings) -> AggregationRule:
     return rule_for(settings.aggregation, settings.trim_fraction, settings.krum_malicious)
 
 
+def round_method(settings: ScoringSettings, players: int) -> str:
+    """The valuation a round of `players` players is scored by: the spec's, with
+    "auto" resolved (`contribution.auto_method`: exact Shapley while its 2^players
+    evaluations fit in `evaluations_per_round`, else TMC-Shapley within that budget)."""
+    if settings.valuation == "auto":
+        return auto_method(players, settings.evaluations_per_round)
+    return settings.valuation
+
+
 def score_round(
     settings: ScoringSettings,
     previous: Params,
@@ -331,9 +342,10 @@ def score_round(
     start: Params = [np.asarray(layer, dtype=np.float64) for layer in previous]
     detector.observe(start, used)
     value = CoalitionValue(start, used, evaluate, groups=detector.groups())
-    if settings.valuation == "exact":
+    method = round_method(settings, len(value.players))
+    if method == "exact":
         scores = exact_shapley(value)
-    elif settings.valuation == "tmc_shapley":
+    elif method == "tmc_shapley":
         rng = np.random.default_rng([task_id, round])
         scores = tmc_shapley(value, budget=settings.evaluations_per_round, rng=rng)
     else:
@@ -346,14 +358,19 @@ def score_round(
         used,
         task_id=task_id,
         round=round,
-        method=settings.valuation,
+        method=method,
         scores=scores,
         rule=rule,
         previous_model=str(raw_cid_for(previous_bytes)),
         step_model=str(raw_cid_for(step_bytes)),
         validation=settings.validation_cid,
     )
-    return ScoredRound(rule.aggregate(used), evidence, previous_bytes, step_bytes)
+    return ScoredRound(
+        rule.aggregate(worth_aggregating(start, used, scores, value.players)),
+        evidence,
+        previous_bytes,
+        step_bytes,
+    )
 
 
 def shares_from_evidence(evidence: Sequence[RoundEvidence], seats: int) -> list[int]:
@@ -422,9 +439,13 @@ def check_round_evidence(
         raise FederationEvidenceError(
             task_id, round, f"aggregated with {dict(evidence.rule)}, not the spec's rule"
         )
-    if evidence.method != settings.valuation:
+    expected_method = round_method(settings, len(evidence.players))
+    if evidence.method != expected_method:
         raise FederationEvidenceError(
-            task_id, round, f"valued by {evidence.method!r}, the spec says {settings.valuation!r}"
+            task_id,
+            round,
+            f"valued by {evidence.method!r}; the spec's valuation {settings.valuation!r} "
+            f"means {expected_method!r} for a round of {len(evidence.players)} players",
         )
     seats = set(evidence.update_digests)
     in_players = {seat for player in evidence.players for seat in player}
@@ -450,6 +471,32 @@ def check_round_evidence(
                 f"seats {differ} are paid by scores other than their published "
                 "leave-one-out scores",
             )
+
+
+SHAPLEY_TOTAL_TOLERANCE = 1e-9  # float rounding over at most 2^12 coalitions
+
+
+def check_shapley_total(
+    evidence: RoundEvidence, *, previous: Params, step_model: Params, evaluate: Evaluate
+) -> None:
+    """Checks a Shapley-scored round (exact or TMC) against what anyone can compute once
+    the validation set is revealed: Shapley values add up to what the whole round adds,
+    `v(all) - v(empty)`, the metric of the published step model less that of the
+    starting model (TMC too: along every order the marginal values add up to it). A
+    coordinator that lowers one seat's score must raise another's by as much.
+
+    Raises:
+        FederationEvidenceError: the scores do not add up to the round's gain.
+    """
+    gain = float(evaluate(step_model)) - float(evaluate(previous))
+    total = sum(float(score) for score in evidence.scores.values())
+    if abs(total - gain) > SHAPLEY_TOTAL_TOLERANCE * max(1, len(evidence.scores)):
+        raise FederationEvidenceError(
+            evidence.task_id,
+            evidence.round,
+            f"its {evidence.method} scores add up to {total:.6f}, but the round's step "
+            f"model gains {gain:.6f} over its starting model on the revealed validation set",
+        )
 
 
 def check_shares(task_id: int, evidence: Sequence[RoundEvidence], posted: Sequence[int]) -> None:
@@ -582,6 +629,13 @@ def verify_task(
             settings=settings,
         )
         records.append(evidence)
+        if evaluate is not None and evidence.method != "loo":
+            check_shapley_total(
+                evidence,
+                previous=params_from_bytes(block(evidence.previous_model, n, "starting model")),
+                step_model=params_from_bytes(block(evidence.step_model, n, "step model")),
+                evaluate=evaluate,
+            )
         if seat is None or local_data is None or evaluate is None:
             continue
         if seat not in evidence.update_digests:

@@ -31,10 +31,10 @@ feature_names = []                       # optional: CSV column names, in order
 classes = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
 
 [scoring]                                # scored mode (privacy "none"); all optional
-aggregation = "trimmed_mean"             # trimmed_mean | median | krum | fedavg
-trim_fraction = 0.25
-valuation = "loo"                        # loo | tmc_shapley | exact
-evaluations_per_round = 64               # tmc_shapley's budget
+aggregation = "trimmed_mean"             # trimmed_mean | median | krum | fedavg (not robust)
+trim_fraction = 0.25                     # cut per side, rounded up: 2 of 6 replies
+valuation = "auto"                       # auto | exact | tmc_shapley | loo (cheap, unfair)
+evaluations_per_round = 256              # auto: exact while 2^players fits, else TMC
 sybil_threshold = 0.98                   # mean cosine of two seats' update directions
 validation_cid = "bafk..."               # set by 'mercato fl create --validation FILE'
 ```
@@ -67,7 +67,7 @@ DTYPES = ("float32", "float64")
 METRICS = ("accuracy",)
 PRIVACY_MODES = ("none", "private")  # see mercato.federation.privacy
 AGGREGATIONS = ("trimmed_mean", "median", "krum", "fedavg")
-VALUATIONS = ("loo", "tmc_shapley", "exact")
+VALUATIONS = ("auto", "exact", "tmc_shapley", "loo")
 MAX_EXACT_PARTICIPANTS = 10  # exact Shapley costs 2^n evaluations per round
 MAX_EVALUATIONS_PER_ROUND = 10_000
 _SCORING_KEYS = (
@@ -127,10 +127,16 @@ class ScoringSettings:
 
     Attributes:
         aggregation: The robust rule that makes each round's global model.
-        trim_fraction: What the trimmed mean cuts from each end, per coordinate.
+        trim_fraction: What the trimmed mean cuts from each end, per coordinate, as a
+            share of the updates that replied, rounded up (`contribution.trimmed_per_side`).
         krum_malicious: Updates Krum assumes may be hostile.
-        valuation: How each seat's contribution is measured on the validation set.
-        evaluations_per_round: TMC-Shapley's budget of model evaluations per round.
+        valuation: How each seat's contribution is measured on the validation set:
+            "auto" (exact Shapley while a round's 2^players evaluations fit in the
+            budget, else TMC-Shapley within it), "exact", "tmc_shapley", or "loo"
+            (leave-one-out: cheap, but it can leave an honest owner whose data others
+            also cover at 0, and a share of 0 forfeits the stake).
+        evaluations_per_round: The budget of model evaluations per round ("auto" and
+            "tmc_shapley").
         sybil_threshold: Mean cosine similarity of two seats' update directions above
             which they are one data set joined twice and share one seat's credit.
         validation_cid: Raw CIDv1 of the requester's validation file, committed at
@@ -140,8 +146,8 @@ class ScoringSettings:
     aggregation: str = "trimmed_mean"
     trim_fraction: float = 0.25
     krum_malicious: int = 1
-    valuation: str = "loo"
-    evaluations_per_round: int = 64
+    valuation: str = "auto"
+    evaluations_per_round: int = 256
     sybil_threshold: float = 0.98
     validation_cid: str = ""
 

@@ -25,6 +25,7 @@ from mercato.federation.contribution import (
     SybilDetector,
     Update,
     exact_shapley,
+    worth_aggregating,
 )
 
 CLASSES = np.arange(10)
@@ -130,6 +131,7 @@ def federate(
     rounds: int = 3,
     score: Callable[[CoalitionValue], dict[int, float]] = exact_shapley,
     sybil_threshold: float = 0.98,
+    leave_out_worthless: bool = False,
 ) -> Run:
     params = initial_params()
     totals = dict.fromkeys(trainers, 0.0)
@@ -141,8 +143,14 @@ def federate(
         value = CoalitionValue(
             params, updates, lambda p: accuracy(p, validation), groups=sybil.groups()
         )
-        for seat, points in score(value).items():
+        scores = score(value)
+        for seat, points in scores.items():
             totals[seat] += points
         evaluations += value.evaluations
-        params = rule.aggregate(updates)
+        # As the ServerApp does (`evidence.score_round`) when asked; else the rule alone.
+        params = rule.aggregate(
+            worth_aggregating(params, updates, scores, value.players)
+            if leave_out_worthless
+            else updates
+        )
     return Run(params, totals, sybil, evaluations)

@@ -133,9 +133,9 @@ def cheated(tmp_path_factory: pytest.TempPathFactory) -> Task:
     flipped = root / "flipped.npz"
     _npz(flipped, PARTS[3].X, (PARTS[3].y + 1) % 10)
     seats[FLIPPER] = {"data-path": str(flipped)}
-    # Exact Shapley (7 players: 128 evaluations a round): leave-one-out under-credits
-    # data owners whose data overlap, and can leave an honest one at or below zero.
-    return _run(root, seats, valuation="exact")
+    # The default valuation ("auto"): 7 players (the Sybil pair is one) need 2^7 = 128
+    # evaluations a round, within the budget of 256, so exact Shapley.
+    return _run(root, seats)
 
 
 def test_free_riders_and_a_poisoner_get_share_zero_and_honest_seats_are_paid(
@@ -164,7 +164,8 @@ def test_a_sybil_pair_is_one_player_and_shares_one_participants_credit(cheated: 
     pair = shares[0] + shares[SYBIL]
     # The pair as a whole earns about what one honest data owner does, not two.
     others = [shares[s] for s in (1, 2, 3)]
-    assert pair < 2 * min(others) + 1_000, shares
+    assert 0 < pair <= max(others), shares
+    assert pair < sum(others) / len(others) * 1.5, shares
     assert abs(shares[0] - shares[SYBIL]) <= 1
 
 
@@ -230,8 +231,8 @@ def test_verify_holds_for_an_honest_coordinator(cheated: Task) -> None:
 def test_verify_catches_a_lowered_score_in_the_round_it_was_lowered(cheated: Task) -> None:
     tampered = list(cheated.evidence)
     honest = tampered[1]
-    lowered = {**honest.scores, 1: honest.scores[1] - 0.05}
-    tampered[1] = dataclasses.replace(honest, scores=lowered, leave_one_out=lowered)
+    lowered = {**honest.leave_one_out, 1: honest.leave_one_out[1] - 0.05}
+    tampered[1] = dataclasses.replace(honest, leave_one_out=lowered)
     task = dataclasses.replace(cheated, evidence=tampered)
     with pytest.raises(FederationEvidenceError, match="seat 1's leave-one-out score") as caught:
         _verify(task, 1, _committed(task), _blocks(task))
@@ -339,9 +340,10 @@ def test_scoring_defaults_and_the_toml_and_json_forms(tmp_path: Path) -> None:
     settings = scoring_of(spec)
     assert (settings.aggregation, settings.valuation, settings.trim_fraction) == (
         "median",
-        "loo",
+        "auto",
         0.25,
     )
+    assert settings.evaluations_per_round == 256
     assert settings.sybil_threshold == 0.98
     document = json.loads(spec.to_json_bytes())
     assert document["scoring"] == {"aggregation": "median", "validation_cid": cid}
