@@ -12,6 +12,13 @@ route runs, by path:
 A denied one gets HTTP 410 Gone with the operator's reason (`DeniedError`); other
 nodes are unaffected. The lists are re-read when their files change, and subscribed
 lists are refreshed in a thread every `moderation_refresh_seconds`.
+
+Checking a model reads the index (its creator and versions' CIDs) and hashes each CID
+into the lists' keys: milliseconds, in a thread. `ModelVerdicts` keeps each model's
+verdict and answers from the event loop while the lists' files are unchanged and the
+verdict is younger than `VERDICT_TTL`: an operator's deny or allow applies from the
+next request on, and what the index says about a model (a new version, reports) counts
+at most `VERDICT_TTL` seconds later than it would without the cache.
 """
 
 from __future__ import annotations
@@ -20,8 +27,9 @@ import html
 import logging
 import re
 import threading
-from collections.abc import Iterable
-from dataclasses import replace
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 
 import anyio
 from multiformats import CID
@@ -46,6 +54,10 @@ log = logging.getLogger(__name__)
 _MODEL_PATH = re.compile(r"^/(?:v1/)?models/(\d{1,20})(/.*)?$")
 _CID_PATH = re.compile(r"^/(?:ipfs|v1/artifacts)/([^/]{1,200})/?$")
 _UNCHECKED_SUFFIXES = ("/reports",)  # why a model is reported stays readable
+# Seconds a model's verdict answers without the index: below the reports' own reuse
+# (`REPORTS_TTL`) and an index's lag behind the chain, so no new delay of note.
+VERDICT_TTL = 1.0
+MAX_VERDICTS = 10_000  # models remembered; a client may name any id
 
 
 def build_policy(market: Market, index: Index) -> ModerationPolicy:
@@ -100,12 +112,109 @@ def check_subject(policy: ModerationPolicy, subject: int | CID) -> DeniedError |
     return denied_error(str(subject), decision) if decision else None
 
 
+@dataclass(frozen=True)
+class _Verdict:
+    """A model's decision, the lists' stamp read before it was made, and when."""
+
+    decision: Decision | None
+    stamp: tuple[tuple[int, int], ...]
+    at: float
+
+
+class ModelVerdicts:
+    """Each model's moderation decision, reused while nothing it rests on changed.
+
+    `peek` runs on the event loop (stat calls only); `check` computes in a thread.
+    """
+
+    def __init__(
+        self,
+        policy: ModerationPolicy,
+        ttl: float = VERDICT_TTL,
+        max_entries: int = MAX_VERDICTS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """
+        Args:
+            policy: The node's policy.
+            ttl: Seconds a verdict is reused while the lists are unchanged.
+            max_entries: Verdicts kept; past it, expired ones are dropped, and new
+                ones are not kept while all are fresh.
+            clock: A monotonic clock.
+        """
+        self.policy = policy
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._clock = clock
+        self._verdicts: dict[int, _Verdict] = {}
+        self._lock = threading.Lock()
+
+    def peek(self, model_id: int) -> _Verdict | None:
+        """The kept verdict when it still holds, else None.
+
+        Raises:
+            OSError: A list's folder cannot be read (the caller checks in full).
+        """
+        with self._lock:
+            verdict = self._verdicts.get(model_id)
+        if verdict is None or self._clock() - verdict.at >= self.ttl:
+            return None
+        if self.policy.denylists.stamp() != verdict.stamp:
+            return None
+        return verdict
+
+    def check(self, model_id: int) -> Decision | None:
+        """`policy.check_model`, kept for later `peek`s (blocking: call in a thread).
+
+        Raises:
+            ModerationError: A list cannot be read (nothing is kept).
+        """
+        # Both read before the check: a list written meanwhile makes the stamp differ
+        # from the files' next one, so the verdict is not reused.
+        at, stamp = self._clock(), self.policy.denylists.stamp()
+        decision = self.policy.check_model(model_id)
+        with self._lock:
+            if len(self._verdicts) >= self.max_entries:
+                now = self._clock()
+                self._verdicts = {
+                    key: kept for key, kept in self._verdicts.items() if now - kept.at < self.ttl
+                }
+            if len(self._verdicts) < self.max_entries:
+                self._verdicts[model_id] = _Verdict(decision, stamp, at)
+        return decision
+
+    def __len__(self) -> int:
+        return len(self._verdicts)
+
+
 class ModerationMiddleware:
     """Answers 410 for denied models and CIDs before any route runs."""
 
-    def __init__(self, app: ASGIApp, policy: ModerationPolicy) -> None:
+    def __init__(
+        self, app: ASGIApp, policy: ModerationPolicy, verdicts: ModelVerdicts | None = None
+    ) -> None:
         self.app = app
         self.policy = policy
+        self.verdicts = verdicts if verdicts is not None else ModelVerdicts(policy)
+
+    async def _denial(self, subject: int | CID) -> DeniedError | None:
+        """The error a request for `subject` is refused with, or None to serve it.
+
+        Raises:
+            MercatoError: As `check_subject`.
+        """
+        if not isinstance(subject, int):
+            # The check reads the index (and for a CID maybe the chain): off the loop.
+            return await anyio.to_thread.run_sync(check_subject, self.policy, subject)
+        try:
+            verdict = self.verdicts.peek(subject)
+        except OSError:
+            verdict = None  # the full check in the thread says what is wrong
+        if verdict is not None:
+            decision = verdict.decision
+        else:
+            decision = await anyio.to_thread.run_sync(self.verdicts.check, subject)
+        return denied_error(f"model {subject}", decision, subject) if decision else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -117,8 +226,7 @@ class ModerationMiddleware:
             await self.app(scope, receive, send)
             return
         try:
-            # The check reads the index (and for a CID maybe the chain): off the loop.
-            denied = await anyio.to_thread.run_sync(check_subject, self.policy, subject)
+            denied = await self._denial(subject)
         except MercatoError as exc:
             # Fail closed: a list the operator broke must not let denied models through.
             log.error("moderation lists unreadable; refusing %s: %s", path, exc)

@@ -152,8 +152,11 @@ class NodeDenylists:
         lists.append((LOCAL_SOURCE, self.local()))
         return lists
 
-    def _file_stamp(self) -> tuple[tuple[int, int], ...]:
-        # Checked on every request: stat calls only, no file is read unless one changed.
+    def stamp(self) -> tuple[tuple[int, int], ...]:
+        """Each list file's modification time and size; writing a list changes it.
+
+        Checked on every request: stat calls only, no file is read.
+        """
         paths = [self.subscriptions_path, self.local_path]
         copies = self.root / "subscriptions"
         if copies.is_dir():
@@ -173,7 +176,7 @@ class NodeDenylists:
         Raises:
             ModerationError: A list or the subscriptions file cannot be read.
         """
-        stamp = self._file_stamp()
+        stamp = self.stamp()
         if stamp != self._stamp:
             self._matcher = Matcher(
                 (rule, source) for source, denylist in self._lists() for rule in denylist.rules
