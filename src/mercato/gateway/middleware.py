@@ -99,14 +99,24 @@ class JsonShapeScanner:
         self._in_string = False
         self._odd_backslashes = False  # the bytes so far end in an odd run of backslashes
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes, *, last: bool = False) -> None:
         """Scans the next bytes of the body.
+
+        Args:
+            chunk: The bytes.
+            last: No bytes follow. Then, when the chunk's brackets and commas, counted
+                in and out of strings alike, cannot pass the limits, the structure is
+                not followed (a few byte counts, where following it costs tens of
+                microseconds even for a small body); the scanner's state is left as it
+                was.
 
         Raises:
             RequestTooDeepError: Arrays and objects nest deeper than `max_depth`.
             RequestTooManyValuesError: The body holds more than `max_values` values.
         """
         if not chunk:
+            return
+        if last and self._cannot_pass(chunk):
             return
         data = np.frombuffer(chunk, dtype=np.uint8)
         # Vectorised, because a Python loop over every byte of a 30 MB body would hold
@@ -128,6 +138,17 @@ class JsonShapeScanner:
         self.values += int(opens.sum()) + int(((data == _COMMA) & outside).sum())
         if self.max_values is not None and self.values > self.max_values:
             raise RequestTooManyValuesError(self.max_values)
+
+    def _cannot_pass(self, chunk: bytes) -> bool:
+        """Whether no reading of `chunk` passes a limit: every `[` and `{` opens a level
+        (depth grows by at most their number) and every one and every comma is a value,
+        which bounds what the full scan counts."""
+        opens = chunk.count(b"[") + chunk.count(b"{")
+        if self.depth + opens > self.max_depth:
+            return False
+        if self.max_values is None:
+            return True
+        return self.values + opens + chunk.count(b",") <= self.max_values
 
     def _escaped(self, data: np.ndarray) -> np.ndarray:
         """Where a byte follows an odd run of backslashes (a JSON escape), this chunk's
@@ -252,10 +273,11 @@ class BodyLimitMiddleware:
                 raise GatewayBusyError("large requests at once", BUSY_RETRY_AFTER)
             self.buffered += len(chunk)
             held[0] += len(chunk)
+            last = not message.get("more_body", False)
             if scanner is not None:
-                scanner.feed(chunk)
+                scanner.feed(chunk, last=last)
             parts.append(chunk)
-            if not message.get("more_body", False):
+            if last:
                 break
         return b"".join(parts)
 

@@ -92,6 +92,51 @@ def test_values_past_the_limit_are_refused() -> None:
     assert caught.value.max_values == 10
 
 
+def _verdict(data: bytes, chunks: list[int], max_depth: int, max_values: int, last: bool) -> str:
+    """What the scanner says of `data` fed in pieces, the final one marked `last`."""
+    scanner = JsonShapeScanner(max_depth=max_depth, max_values=max_values)
+    pieces, start = [], 0
+    for size in chunks:
+        pieces.append(data[start : start + size])
+        start += size
+    pieces.append(data[start:])
+    try:
+        for i, piece in enumerate(pieces):
+            scanner.feed(piece, last=last and i == len(pieces) - 1)
+    except RequestTooDeepError:
+        return "deep"
+    except RequestTooManyValuesError:
+        return "many"
+    return "ok"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    value=_JSON,
+    chunks=st.lists(st.integers(min_value=0, max_value=7), max_size=5),
+    max_depth=st.integers(min_value=0, max_value=6),
+    max_values=st.integers(min_value=0, max_value=40),
+)
+def test_a_last_piece_skipped_by_its_byte_counts_gets_the_full_scans_verdict(
+    value: Any, chunks: list[int], max_depth: int, max_values: int
+) -> None:
+    # The shortcut for the final piece (a try call's whole body, usually) only skips a
+    # scan whose outcome cannot be a refusal: the verdicts never differ.
+    data = json.dumps(value, ensure_ascii=False).encode()
+    full = _verdict(data, chunks, max_depth, max_values, last=False)
+    assert _verdict(data, chunks, max_depth, max_values, last=True) == full
+
+
+def test_a_small_last_piece_is_not_followed_but_a_deep_one_is() -> None:
+    small = JsonShapeScanner(max_values=None)
+    small.feed(b'{"inputs": {"X": [[5.1, "]["]]}}', last=True)
+    assert small.values == 0  # not followed: its 5 brackets cannot pass 100 levels
+    with pytest.raises(RequestTooDeepError):
+        JsonShapeScanner().feed(b"[" * (MAX_JSON_DEPTH + 1), last=True)
+    with pytest.raises(RequestTooManyValuesError):
+        JsonShapeScanner(max_values=10).feed(b"[" + b"0," * 10 + b"0]", last=True)
+
+
 # --- the middleware ---------------------------------------------------------------------
 
 
