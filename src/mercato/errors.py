@@ -946,6 +946,14 @@ class FederationEvidenceError(FederationError, ValueError):
         )
 
 
+class OwnUpdateMismatchError(FederationEvidenceError):
+    """A participant's check of its own line of a round's evidence against the update
+    its node kept (the exact one it sent, noise included): the coordinator scored
+    another update for the seat, or published another score than that update earns."""
+
+    code = "federation_own_update_mismatch"
+
+
 class ValidationSetUnavailableError(FederationError, LookupError):
     """A scored task's validation set is not revealed (or not here), so it cannot be used."""
 

@@ -104,6 +104,7 @@ EXIT_CODES: tuple[tuple[type[errors.MercatoError], int], ...] = (
     (errors.IndexedTaskNotFoundError, 107),
     (errors.FederationTaskNotFoundError, 108),
     (errors.FederationInputError, 109),
+    (errors.OwnUpdateMismatchError, 123),
     (errors.FederationEvidenceError, 120),
     (errors.ValidationSetUnavailableError, 121),
     (errors.ValidationSetMismatchError, 122),

@@ -891,6 +891,14 @@ def verify(
             "recomputed for every round you took part in."
         ),
     ] = None,
+    updates: Annotated[
+        Path | None,
+        typer.Option(
+            help="The updates your node kept as sent (<data dir>/federation/task-ID/updates; "
+            "the default with --data when the task adds local DP noise): your update digest "
+            "and leave-one-out score are checked against them."
+        ),
+    ] = None,
     data_dir: DataDirOption = None,
     rpc_url: RpcUrlOption = None,
     account: AccountOption = None,
@@ -900,12 +908,18 @@ def verify(
 
     Every round's record is fetched by the CID committed on-chain and checked against
     the chain and the spec, the validation set against the spec's CID, and the
-    finalized shares against the published scores. With --data, your own scores are
-    recomputed. Exit code 120 names the round that disagrees.
+    finalized shares against the published scores, and every round's global model is
+    re-hashed against its digest. With --data, your own scores are recomputed; with
+    --updates (or --data on a task with local DP), against the updates your node kept.
+    Exit code 120 names the round that disagrees, 123 a round whose digest or score for
+    your seat is not what the update you sent gives.
     """
     market = open_market(data_dir, rpc_url, account, signing=False)
-    who = read_address(market, account) if data is not None else None
-    report = market.federation.verify(task_id, validation=validation, data=data, account=who)
+    own = data is not None or updates is not None
+    who = read_address(market, account) if own else None
+    report = market.federation.verify(
+        task_id, validation=validation, data=data, account=who, updates=updates
+    )
     if json_output:
         print_json(
             {

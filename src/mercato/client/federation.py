@@ -7,8 +7,11 @@ coordinator commits every round and finalizes with each seat's share; everyone c
 The trained model is published through the task's revenue splitter, which owns it and
 pays its sales to the contributors. Running the training itself is `mercato.federation`.
 
-Digests on-chain are the sha256 inside a CID: specs, round records and round models are
-raw-codec CIDv1 blocks, so `rounds()` and `task()` give their CIDs back.
+Digests on-chain are the sha256 inside a CID: specs and round records are raw-codec
+CIDv1 blocks, so `rounds()` and `task()` give their CIDs back. A round model is one raw
+block up to 2 MiB, else a UnixFS file whose root block has the committed digest:
+`RoundRecord.model_cid` spells that digest as a raw CID (the root block), and
+`mercato.federation.spec.blob_cid_for_root` gives the file's CID from that block.
 """
 
 from __future__ import annotations
@@ -703,6 +706,7 @@ class FederationAPI:
         validation: str | Path | None = None,
         data: str | Path | None = None,
         account: str | None = None,
+        updates: str | Path | None = None,
     ) -> Verification:
         """Checks a scored task's published evidence (anyone may).
 
@@ -711,13 +715,19 @@ class FederationAPI:
         chain and the spec; the validation set (the file given, else the revealed one)
         against the spec's CID; finalized shares against the published scores. With
         `data`, the participant's own leave-one-out score is recomputed for every round
-        it took part in, from its own file (`evidence.verify_task`).
+        it took part in, from its own file (`evidence.verify_task`). With `updates` (or
+        `data` for a task with local DP, whose noise cannot be retrained: then this
+        node's own `<data dir>/federation/task-<id>/updates`), the seat's update digest
+        and score are checked against the updates its node kept as sent
+        (`mercato.federation.updates`). Every round's global model is fetched by the
+        digest on-chain and re-hashed (a model above one block is a UnixFS file).
 
         Args:
             task_id: The task.
             validation: The validation file (default: fetch the revealed one).
             data: A participant's own data file, to recompute its scores.
             account: Whose seat `data` is (default: this market's account).
+            updates: The directory of the updates the seat's node kept as sent.
 
         Returns:
             What was checked (`mercato.federation.evidence.Verification`).
@@ -728,6 +738,8 @@ class FederationAPI:
             FederationInputError: The task is not scored, or the account has no seat.
             FederationSpecError: The spec cannot be had.
             FederationEvidenceError: A round or the shares disagree (the message names it).
+            OwnUpdateMismatchError: With kept updates, the seat's digest or score is not
+                what the update its node sent gives.
             ValidationSetUnavailableError: `data` given but the validation set is not
                 revealed yet and no file was given.
             ValidationSetMismatchError: The validation file is not the committed one.
@@ -736,6 +748,7 @@ class FederationAPI:
         """
         from mercato.client.metadata import MAX_SPEC, fetch_from_accounts
         from mercato.errors import (
+            BlockNotFoundError,
             FederationError,
             FederationSpecError,
             LocalDataError,
@@ -744,7 +757,16 @@ class FederationAPI:
         from mercato.federation.data import load_local_data
         from mercato.federation.evidence import CommittedRound, verify_task
         from mercato.federation.learning import initial_params, params_from_onnx
-        from mercato.federation.spec import is_scored, load_spec, scoring_of
+        from mercato.federation.privacy import settings_of
+        from mercato.federation.spec import (
+            MAX_BLOB_BYTES,
+            blob_cid_for_root,
+            is_scored,
+            load_spec,
+            read_blob,
+            scoring_of,
+        )
+        from mercato.federation.updates import kept_updates
         from mercato.storage.cids import MAX_BLOCK_SIZE
 
         market = self._market
@@ -764,13 +786,34 @@ class FederationAPI:
             )
 
         def fetch(cid_text: str) -> bytes:
+            # A record (one raw block) or a model or parameter file (one raw block, or a
+            # UnixFS file above the block limit): every block is verified as it is read.
             cid = CID.decode(cid_text)
-            if not fetch_from_accounts(market, cid, parties, MAX_BLOCK_SIZE + 1024):
+            for refetch in (False, True):
+                if not fetch_from_accounts(
+                    market, cid, parties, MAX_BLOB_BYTES + MAX_BLOCK_SIZE, refetch=refetch
+                ):
+                    break
+                try:
+                    return read_blob(market.store, cid)
+                except BlockNotFoundError:
+                    continue  # the root is here, a chunk is not: fetch the whole DAG
+            raise FederationError(
+                f"Task {task_id}'s record {cid_text} is not in this node's store and its "
+                "coordinator's node does not serve it now; try again when it is up."
+            )
+
+        def fetch_model(cid_text: str) -> bytes:
+            # The chain holds the model's digest: the root block says whether it is the
+            # model itself or a UnixFS file's root (`spec.blob_cid_for_root`).
+            root = CID.decode(cid_text)
+            if not fetch_from_accounts(market, root, parties, MAX_BLOCK_SIZE + 1024):
                 raise FederationError(
-                    f"Task {task_id}'s record {cid_text} is not in this node's store and its "
-                    "coordinator's node does not serve it now; try again when it is up."
+                    f"Task {task_id}'s global model {cid_text} is not in this node's store "
+                    "and its coordinator's node does not serve it now; try again when it is up."
                 )
-            return bytes(market.store.get(cid))
+            digest = cid_sha256(root, "model CID")
+            return fetch(str(blob_cid_for_root(digest, bytes(market.store.get(root)))))
 
         expected = scoring_of(spec).validation_cid
         revealed: bytes | None = None
@@ -785,7 +828,24 @@ class FederationAPI:
             revealed = bytes(market.store.get(CID.decode(expected)))
         seat = None
         local = None
-        if data is not None:
+        kept_dir = Path(updates) if updates is not None else None
+        if data is not None and kept_dir is None and settings_of(spec).local_dp:
+            # Local DP: the update sent carried random noise, so retraining cannot give
+            # it back; this node's own copy of what it sent is checked instead.
+            kept_dir = market.settings.data_dir / "federation" / f"task-{task_id}" / "updates"
+            if not kept_dir.is_dir():
+                raise FederationInputError(
+                    f"Task {task_id} adds local DP noise to every update, so retraining from "
+                    f"{data} cannot give back what was sent, and this node kept no updates "
+                    f"in {kept_dir}. Give the directory of the node that took part: "
+                    "--updates DIR.",
+                    task_id=task_id,
+                )
+        if kept_dir is not None and not kept_dir.is_dir():
+            raise FederationInputError(
+                f"{kept_dir} is not a directory of kept updates.", task_id=task_id
+            )
+        if data is not None or kept_dir is not None:
             if revealed is None:
                 raise ValidationSetUnavailableError(
                     task_id,
@@ -807,7 +867,8 @@ class FederationAPI:
                     "recompute; leave out --data to check the evidence only.",
                     task_id=task_id,
                 )
-            local = load_local_data(data, spec)
+            if data is not None:
+                local = load_local_data(data, spec)
         initial = None
         if spec.initial_model.onnx_cid:
             initial = params_from_onnx(spec, fetch(spec.initial_model.onnx_cid))
@@ -831,6 +892,8 @@ class FederationAPI:
             seat=seat,
             local_data=local,
             posted_shares=posted,
+            own_updates=((lambda n: kept_updates(kept_dir, n)) if kept_dir is not None else None),
+            fetch_model=fetch_model,
         )
 
     # -- helpers --------------------------------------------------------------------

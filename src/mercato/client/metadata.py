@@ -40,7 +40,9 @@ MAX_SPEC = 64 * 1024  # bytes of a task spec document: hyperparameters, not data
 __all__ = ["MAX_MANIFEST", "StoreMetadataSource", "fetch_from_accounts"]
 
 
-def fetch_from_accounts(market: Market, cid: CID, accounts: Sequence[str], max_bytes: int) -> bool:
+def fetch_from_accounts(
+    market: Market, cid: CID, accounts: Sequence[str], max_bytes: int, *, refetch: bool = False
+) -> bool:
     """Makes sure a block (or small DAG) is in the node's store, fetching it if needed
     from the provider URLs `accounts` recorded on-chain, and from nowhere else.
 
@@ -52,12 +54,14 @@ def fetch_from_accounts(market: Market, cid: CID, accounts: Sequence[str], max_b
         cid: What to have.
         accounts: Whose provider URLs may serve it, in order.
         max_bytes: The most the fetch may carry.
+        refetch: Fetch even if the store holds `cid` (a DAG whose root is here but
+            some block is not).
 
     Returns:
         True when the store holds it (now).
     """
     store = market.store
-    if store.has(cid):
+    if store.has(cid) and not refetch:
         return True
     own = market.settings.public_url.rstrip("/")
     policy = fetch_policy(market)

@@ -17,10 +17,13 @@ from mercato.federation.data import load_local_data
 from mercato.federation.learning import Params, check_shapes, train_local
 from mercato.federation.privacy import client_mod
 from mercato.federation.spec import load_spec
+from mercato.federation.updates import keep_sent_update
 
 # client_mod applies the task's privacy: SecAgg+ with clipping in private mode (only
 # masked updates leave), Flower's local DP when a scored task asks for it.
-app = ClientApp(mods=[client_mod])
+# keep_sent_update, outermost, keeps a copy of the update each reply carries (after the
+# noise) in the participant's own task directory, for `mercato fl verify --updates`.
+app = ClientApp(mods=[keep_sent_update, client_mod])
 
 
 @app.train()

@@ -57,6 +57,7 @@ from mercato.federation.spec import (
     is_scored,
     load_spec,
     raw_cid_for,
+    read_blob,
     scoring_of,
     store_bytes,
 )
@@ -185,7 +186,9 @@ class Coordinator:
         cid = CID.decode(cid_text)
         if not self.store.has(cid):
             raise FederationSpecError(f"The initial model {cid} is not in this node's store.")
-        return params_from_onnx(spec, self.store.get(cid))
+        # One raw block, or a UnixFS file for a model above the block limit (every
+        # block verified on the way).
+        return params_from_onnx(spec, read_blob(self.store, cid))
 
     def _registry_initial(self, spec: TaskSpec) -> Params:
         """The registry model version the spec starts from (`mercato.federation.initial`)."""

@@ -24,13 +24,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from mercato.errors import FederationError, FederationEvidenceError
+from mercato.errors import (
+    FederationError,
+    FederationEvidenceError,
+    FederationInputError,
+    OwnUpdateMismatchError,
+)
 from mercato.federation.contribution import (
     AggregationRule,
     CoalitionValue,
@@ -48,7 +53,7 @@ from mercato.federation.contribution import (
     worth_aggregating,
 )
 from mercato.federation.shares import BPS
-from mercato.federation.spec import ScoringSettings, raw_cid_for
+from mercato.federation.spec import ScoringSettings, blob_cid_for
 
 EVIDENCE_VERSION = 1
 
@@ -361,8 +366,8 @@ def score_round(
         method=method,
         scores=scores,
         rule=rule,
-        previous_model=str(raw_cid_for(previous_bytes)),
-        step_model=str(raw_cid_for(step_bytes)),
+        previous_model=str(blob_cid_for(previous_bytes)),
+        step_model=str(blob_cid_for(step_bytes)),
         validation=settings.validation_cid,
     )
     return ScoredRound(
@@ -518,6 +523,75 @@ def check_shares(task_id: int, evidence: Sequence[RoundEvidence], posted: Sequen
         raise FederationEvidenceError(task_id, 0, "; ".join(wrong))
 
 
+def _check_model(task_id: int, round_number: int, committed: str, data: bytes) -> None:
+    """A round's global model, as served, against the digest the chain committed."""
+    import onnx
+
+    if _sha256_of(blob_cid_for(data)) != _sha256_of(committed):
+        raise FederationEvidenceError(
+            task_id,
+            round_number,
+            f"the bytes served as its global model do not hash to the committed {committed}",
+        )
+    try:
+        onnx.load_model_from_string(data)
+    except Exception as exc:  # onnx raises DecodeError and others without a common base
+        raise FederationEvidenceError(
+            task_id, round_number, f"its committed global model is not ONNX ({exc})"
+        ) from exc
+
+
+def _verify_kept(
+    task_id: int,
+    evidence: RoundEvidence,
+    seat: int,
+    previous: Params,
+    step: Params,
+    kept: Sequence[Params],
+    evaluate: Evaluate,
+) -> Verdict:
+    """A seat's line of a round against the updates its node kept as sent."""
+    n = evidence.round
+    if not kept:
+        raise FederationInputError(
+            f"Round {n} of task {task_id} scores an update of seat {seat}, and this node "
+            "kept none for that round: give the task's updates directory (--updates; a "
+            "data owner's node keeps them in <data dir>/federation/task-<id>/updates), or, "
+            "if this node never sent one, that is the evidence of a made-up update.",
+            task_id=task_id,
+        )
+    wanted = evidence.update_digests.get(seat)
+    own = next((update for update in kept if update_digest(update) == wanted), None)
+    if own is None:
+        raise OwnUpdateMismatchError(
+            task_id,
+            n,
+            f"the update scored for seat {seat} (sha256 {wanted}) is not the one this "
+            f"node sent in the round ({len(kept)} kept)",
+        )
+    verdict = verify_leave_one_out(
+        evidence, seat, previous=previous, step_model=step, own_update=own, evaluate=evaluate
+    )
+    if verdict.recomputed is not None and not verdict.holds:
+        raise OwnUpdateMismatchError(
+            task_id,
+            n,
+            f"seat {seat}'s leave-one-out score is published as {verdict.published:.6f}; "
+            f"the update this node sent earns {verdict.recomputed:.6f} on the revealed "
+            "validation set",
+        )
+    return verdict
+
+
+def _sha256_of(cid: Any) -> bytes:
+    """The sha256 inside a CID: what the chain commits. A blob's root is named by it
+    whichever codec (`raw` or `dag-pb`, see `spec.blob_cid_for`) the CID spells."""
+    from multiformats import CID, multihash
+
+    decoded = cid if isinstance(cid, CID) else CID.decode(str(cid))
+    return bytes(multihash.unwrap(bytes(decoded.digest)))
+
+
 @dataclass(frozen=True)
 class CommittedRound:
     """What the chain says of one round (`market.federation.rounds`)."""
@@ -560,6 +634,8 @@ def verify_task(
     seat: int | None = None,
     local_data: tuple[Any, Any] | None = None,
     posted_shares: Sequence[int] | None = None,
+    own_updates: Callable[[int], Sequence[Params]] | None = None,
+    fetch_model: Callable[[str], bytes] | None = None,
 ) -> Verification:
     """Checks a scored task's published evidence, round by round (`mercato fl verify`).
 
@@ -584,6 +660,17 @@ def verify_task(
         seat: The checking participant's seat.
         local_data: `(X, y)` of that participant's file.
         posted_shares: The shares finalized on-chain, by seat (None: not finalized).
+        own_updates: `own_updates(round)`: the updates the seat's node kept as sent in
+            that round (`mercato.federation.updates.kept_updates`). Given, the seat's
+            line is checked against them instead of retraining from `local_data`: the
+            only way with local DP, whose noise cannot be retrained. The evidence's
+            digest must be one of them (else `OwnUpdateMismatchError`) and its
+            leave-one-out score what that update earns (else the same error).
+        fetch_model: `fetch_model(model_cid)`: a round's global model by the CID the
+            chain names (`model_cid` spells the committed digest as a raw CID; a model
+            above one block is a UnixFS file whose root has that digest). Given, every
+            round's model is fetched, re-hashed against the committed digest and
+            checked to be ONNX.
 
     Returns:
         What was checked.
@@ -591,6 +678,9 @@ def verify_task(
     Raises:
         FederationEvidenceError: a round (or the shares) disagrees; the message says which.
         ValidationSetMismatchError: the validation bytes are not the committed set.
+        OwnUpdateMismatchError: with `own_updates`, the seat's line disagrees with them.
+        FederationInputError: with `own_updates`, none is kept for a round the
+            evidence says the seat took part in.
         FederationError: a block cannot be fetched.
     """
     from mercato.federation.learning import evaluate as metric
@@ -602,7 +692,7 @@ def verify_task(
 
     def block(cid: str, round_number: int, what: str) -> bytes:
         data = bytes(fetch(cid))
-        if str(raw_cid_for(data)) != str(cid):
+        if str(blob_cid_for(data)) != str(cid):
             raise FederationEvidenceError(
                 task_id, round_number, f"the bytes served as its {what} {cid} do not hash to it"
             )
@@ -629,6 +719,8 @@ def verify_task(
             settings=settings,
         )
         records.append(evidence)
+        if fetch_model is not None:
+            _check_model(task_id, n, commitment.model_cid, fetch_model(commitment.model_cid))
         if evaluate is not None and evidence.method != "loo":
             check_shapley_total(
                 evidence,
@@ -636,7 +728,7 @@ def verify_task(
                 step_model=params_from_bytes(block(evidence.step_model, n, "step model")),
                 evaluate=evaluate,
             )
-        if seat is None or local_data is None or evaluate is None:
+        if seat is None or (local_data is None and own_updates is None) or evaluate is None:
             continue
         if seat not in evidence.update_digests:
             continue  # the seat sent nothing usable this round (or it was dropped)
@@ -651,7 +743,8 @@ def verify_task(
                     task_id, n, "its starting model is not the task's initial model"
                 )
         elif index > 0 and (
-            str(raw_cid_for(export_onnx(spec, previous))) != committed[index - 1].model_cid
+            _sha256_of(blob_cid_for(export_onnx(spec, previous)))
+            != _sha256_of(committed[index - 1].model_cid)
         ):
             raise FederationEvidenceError(
                 task_id,
@@ -660,6 +753,12 @@ def verify_task(
                 "global model",
             )
         step = params_from_bytes(block(evidence.step_model, n, "step model"))
+        if own_updates is not None:
+            verdicts.append(
+                _verify_kept(task_id, evidence, seat, previous, step, own_updates(n), evaluate)
+            )
+            continue
+        assert local_data is not None
         own = train_local(spec, [p.copy() for p in previous], *local_data).params
         verdict = verify_leave_one_out(
             evidence, seat, previous=previous, step_model=step, own_update=own, evaluate=evaluate

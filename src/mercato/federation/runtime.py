@@ -297,7 +297,10 @@ class SuperNode:
             "--superlink", superlink,
             "--root-certificates", str(ca),
             "--auth-supernode-private-key", str(private_key),
-            "--node-config", f'data-path="{data_path}"{pins}',
+            # updates-dir: where the ClientApp keeps the updates it sends
+            # (mercato.federation.updates), in this node's own directory.
+            "--node-config",
+            f'data-path="{data_path}" updates-dir="{directory / "updates"}"{pins}',
             "--port", str(runtime_port),
             "--max-wait-time", "60",
         ]  # fmt: skip

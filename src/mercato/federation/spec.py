@@ -46,15 +46,18 @@ import json
 import math
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
 from multiformats import CID, multihash
 
-from mercato.errors import FederationSpecError
+from mercato.errors import DagFormatError, FederationSpecError, StorageError
 from mercato.storage.blockstore import Blockstore
+from mercato.storage.cids import MAX_BLOCK_SIZE, parse_cid
+from mercato.storage.exporter import BlockSource, declared_size, decode_links, iter_file
+from mercato.storage.unixfs import import_file, only_hash
 
 MAX_SPEC_BYTES = 64 * 1024  # hyperparameters, not data (the index keeps no larger spec)
 MAX_ROUNDS = 1_000
@@ -68,6 +71,9 @@ METRICS = ("accuracy",)
 PRIVACY_MODES = ("none", "private")  # see mercato.federation.privacy
 AGGREGATIONS = ("trimmed_mean", "median", "krum", "fedavg")
 VALUATIONS = ("auto", "exact", "tmc_shapley", "loo")
+BLOB_PROFILE = "unixfs-v1-2025"  # how a blob above one block is chunked (`blob_cid_for`)
+BLOB_CHUNK = 1024 * 1024  # the profile's chunk size: pieces fed to the importer
+MAX_BLOB_BYTES = 1024 * 1024 * 1024  # the largest model or parameter file read back
 MAX_EXACT_PARTICIPANTS = 10  # exact Shapley costs 2^n evaluations per round
 MAX_EVALUATIONS_PER_ROUND = 10_000
 _SCORING_KEYS = (
@@ -527,9 +533,10 @@ def _validate(spec: TaskSpec) -> None:
     initial = spec.initial_model
     if initial.onnx_cid is not None and initial.model_id:
         raise FederationSpecError("initial_model names both an ONNX file and a model id; keep one.")
-    for cid_text in (initial.onnx_cid, spec.tls_root_cid or None):
-        if cid_text is not None:
-            _raw_cid(cid_text)
+    if initial.onnx_cid is not None:
+        _blob_cid(initial.onnx_cid)  # a large model is a UnixFS file (`blob_cid_for`)
+    if spec.tls_root_cid:
+        _raw_cid(spec.tls_root_cid)
 
 
 def _raw_cid(text: str) -> CID:
@@ -542,22 +549,119 @@ def _raw_cid(text: str) -> CID:
     return cid
 
 
+def _blob_cid(text: str) -> CID:
+    # A blob's CID (`blob_cid_for`): a raw block, or a UnixFS file's dag-pb root.
+    try:
+        cid = CID.decode(text)
+    except (ValueError, KeyError) as exc:
+        raise FederationSpecError(f"{text!r} is not a CID.") from exc
+    if cid.version != 1 or cid.codec.name not in ("raw", "dag-pb"):
+        raise FederationSpecError(f"{text} must be a raw or dag-pb CIDv1.")
+    if cid.hashfun.name != "sha2-256":
+        raise FederationSpecError(f"{text} must be a sha2-256 CIDv1.")
+    return cid
+
+
 def raw_cid_for(data: bytes) -> CID:
-    """The raw-codec sha2-256 CIDv1 of `data` (how specs, certificates and round models
-    are named)."""
+    """The raw-codec sha2-256 CIDv1 of `data` (how specs, certificates, keys and round
+    records are named: each fits one block)."""
     return CID("base32", 1, "raw", multihash.digest(data, "sha2-256"))
 
 
+def _pieces(data: bytes) -> Iterator[bytes]:
+    view = memoryview(data)
+    for start in range(0, len(data), BLOB_CHUNK):
+        yield bytes(view[start : start + BLOB_CHUNK])
+
+
+def blob_cid_for(data: bytes) -> CID:
+    """The CID a federation blob (a round's model, the step and previous parameter
+    files, an initial ONNX model) is stored and committed under.
+
+    Up to `MAX_BLOCK_SIZE` bytes: `raw_cid_for(data)`, one raw block (what every blob
+    was named before larger ones were allowed, so those CIDs are unchanged). Above it:
+    the root of a UnixFS file imported with the `unixfs-v1-2025` profile (CIDv1, 1 MiB
+    raw leaves, dag-pb nodes: the CID `ipfs add --cid-version=1 --raw-leaves
+    --chunker=size-1048576` gives). Either way the sha256 inside the CID, which is what
+    the chain commits, names exactly one block: the blob itself or its DAG's root.
+    """
+    if len(data) <= MAX_BLOCK_SIZE:
+        return raw_cid_for(data)
+    return only_hash(_pieces(data), profile=BLOB_PROFILE)
+
+
 def store_bytes(store: Blockstore, data: bytes) -> CID:
-    """Add `data` to `store` as one raw block and return its CID.
+    """Add `data` to `store` under `blob_cid_for(data)` and return that CID: one raw
+    block up to the block size limit, else a UnixFS file (its blocks and root).
 
     Raises:
-        BlockTooLargeError: `data` is above the block size limit.
         BlockWriteError: the disk write failed.
     """
-    cid = raw_cid_for(data)
-    store.put(cid, data)
-    return cid
+    if len(data) <= MAX_BLOCK_SIZE:
+        cid = raw_cid_for(data)
+        store.put(cid, data)
+        return cid
+    return import_file(_pieces(data), store, profile=BLOB_PROFILE, pin=False).cid
+
+
+def read_blob(source: BlockSource, cid: CID | str, *, max_bytes: int = MAX_BLOB_BYTES) -> bytes:
+    """A blob's bytes by its CID (`blob_cid_for`), every block verified on the way.
+
+    Args:
+        source: Where blocks come from (the node's store, a gateway backend).
+        cid: A raw CID (one block) or a UnixFS file's root.
+        max_bytes: Refuse a file whose root declares more (before reading it).
+
+    Returns:
+        The bytes.
+
+    Raises:
+        InvalidCIDError: `cid` is not a CID.
+        BlockNotFoundError: a block is missing.
+        BlockHashMismatchError: a block's bytes do not hash to its CID (a tampered
+            chunk; the local store moves it to quarantine).
+        DagFormatError: not a UnixFS file, its sizes disagree, or it is above
+            `max_bytes`.
+    """
+    root = parse_cid(cid)
+    if root.codec.name == "raw":
+        return bytes(source.get_block(root))
+    size = declared_size(root, source)
+    if size > max_bytes:
+        raise DagFormatError(
+            f"{root} declares {size:,} bytes; a federation blob is at most {max_bytes:,}.",
+            cid=str(root),
+        )
+    return b"".join(bytes(piece) for piece in iter_file(root, source))
+
+
+def blob_cid_for_root(digest: bytes, root: bytes) -> CID:
+    """The blob CID whose sha256 is `digest` (what the chain commits for a round's
+    model), given the block it names (`root`, read from the store by that digest).
+
+    A raw blob is at most `MAX_BLOCK_SIZE` bytes; a larger blob's root is a dag-pb
+    UnixFS file node declaring more than that. So the root block itself says which:
+    a dag-pb file node declaring more than `MAX_BLOCK_SIZE` bytes is a chunked blob's
+    root, anything else is a raw blob. (Reading the result still re-hashes every block
+    against it, so a wrong guess can only fail, never give other bytes.)
+    """
+    wrapped = multihash.get("sha2-256").wrap(bytes(digest))
+    as_raw = CID("base32", 1, "raw", wrapped)
+    as_dag = CID("base32", 1, "dag-pb", wrapped)
+    try:
+        node = decode_links(bytes(as_dag), root)
+        declared = declared_size(as_dag, _OneBlock(root))
+    except StorageError:
+        return as_raw
+    return as_dag if node.links and declared > MAX_BLOCK_SIZE else as_raw
+
+
+class _OneBlock:
+    def __init__(self, block: bytes) -> None:
+        self.block = block
+
+    def get_block(self, cid: CID) -> bytes:
+        return self.block
 
 
 def store_spec(store: Blockstore, spec: TaskSpec) -> CID:

@@ -490,4 +490,8 @@ def test_a_supernode_is_started_with_its_tasks_pins(tmp_path: Path) -> None:
         task_pins={**pins, "evil": 'x" data-path="/etc'},
     )
     config = parse_config_args([node.args[node.args.index("--node-config") + 1]])
-    assert config == {"data-path": str(tmp_path / "data.npz"), **pins}
+    assert config == {
+        "data-path": str(tmp_path / "data.npz"),
+        "updates-dir": str(tmp_path / "updates"),  # where the ClientApp keeps what it sent
+        **pins,
+    }
