@@ -227,6 +227,7 @@ def show(
     json_output: JsonOption = False,
 ) -> None:
     """Show a task: terms, spec (the data schema to match), participants and result."""
+    from mercato.federation.spec import scoring_terms
     from mercato.index.tasks import spec_cid, spec_terms
 
     market = open_market(data_dir, rpc_url, signing=False)
@@ -259,6 +260,7 @@ def show(
             f"model {t.parent_model_id}" if t.parent_model_id else "the ONNX file the spec names",
         ),
         *spec_terms(d.spec, format_tokens),
+        *scoring_terms(d.spec),
     ]
     budget = _budget(d)
     if budget is not None:

@@ -707,3 +707,88 @@ def load_spec(data: bytes) -> TaskSpec:
     except (ValueError, UnicodeDecodeError) as exc:
         raise FederationSpecError(f"The spec is not JSON: {exc}.") from exc
     return TaskSpec.from_dict(cast(Mapping[str, Any], document))
+
+
+def scoring_terms(document: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """How a task pays and what its model survives, as short text for a data owner
+    deciding to join (`mercato fl show`, the task page): scored or not, the
+    aggregation and how many hostile updates it keeps out, the valuation, the Sybil
+    threshold and the validation set's CID.
+
+    Args:
+        document: The spec document (someone else's: it may be missing or invalid).
+
+    Returns:
+        (label, text) pairs; one saying the scoring cannot be read for a broken spec.
+    """
+    if not document:
+        return []
+    try:
+        spec = TaskSpec.from_dict(dict(document))
+        settings = scoring_of(spec)
+    except (FederationSpecError, TypeError, ValueError, KeyError, AttributeError) as exc:
+        return [("Scoring", f"unreadable: {str(exc)[:200]} Do not join on these terms.")]
+    if spec.privacy == "private":
+        return [
+            (
+                "Scoring",
+                "none (private task: the coordinator never sees one update); equal shares "
+                "among the seats in every round, a drop-out forfeits its stake",
+            )
+        ]
+    if not is_scored(spec):
+        return [
+            (
+                "Scoring",
+                "unscored (no validation set): FedAvg, and shares by the examples each "
+                "owner claims, which a free-rider can inflate",
+            )
+        ]
+    from mercato.federation.contribution import HARMFUL_ROUND_SCORE, auto_method
+    from mercato.federation.contribution import tolerated_bad_seats as tolerated
+
+    low, high = spec.min_participants, spec.max_participants
+
+    def keeps_out(rule: str) -> str:
+        counts = [
+            tolerated(rule, settings.trim_fraction, settings.krum_malicious, n) for n in (low, high)
+        ]
+        if low == high:
+            return f"keeps out {counts[1]} hostile update(s) of {high}"
+        return (
+            f"keeps out {counts[0]} hostile update(s) when {low} seats reply, "
+            f"{counts[1]} when {high} do"
+        )
+
+    rule = {
+        "trimmed_mean": f"trimmed mean, {settings.trim_fraction:g} of the replies cut from "
+        f"each end (rounded up): {keeps_out('trimmed_mean')}",
+        "median": f"median: {keeps_out('median')}",
+        "krum": f"Krum, assuming {settings.krum_malicious} hostile: {keeps_out('krum')}",
+        "fedavg": "FedAvg: not robust, one scaled update can wreck the model",
+    }[settings.aggregation]
+    rule += (
+        "; updates that moved nothing or cost over "
+        f"{-HARMFUL_ROUND_SCORE * 100:g} points of the metric in a round are left out of it"
+    )
+    budget = settings.evaluations_per_round
+    valuation = {
+        "auto": f"auto: exact Shapley while 2^players fits in {budget} evaluations a "
+        f"round, else TMC-Shapley within them (at {high} seats: "
+        f"{auto_method(high, budget).replace('_', '-')})",
+        "exact": "exact Shapley (2^players evaluations a round)",
+        "tmc_shapley": f"TMC-Shapley, {budget} evaluations a round",
+        "loo": "leave-one-out: cheap, but an honest owner whose data others also hold "
+        "can be valued at 0, and a share of 0 forfeits the stake",
+    }[settings.valuation]
+    return [
+        ("Scoring", "scored: paid by measured contribution on the requester's validation set"),
+        ("Aggregation", rule),
+        ("Valuation", valuation),
+        (
+            "Sybil threshold",
+            f"{settings.sybil_threshold:g} mean cosine of two seats' update directions: "
+            "such seats share one seat's credit",
+        ),
+        ("Validation set", f"{settings.validation_cid} (revealed once the task ends)"),
+    ]
