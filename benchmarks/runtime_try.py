@@ -24,7 +24,15 @@ hold on any machine; each rate is the best of `--repeat` runs of `--seconds` eac
 same window for every side (noise only ever slows a run), and the goal's two sides take
 turns window by window.
 
-Run: python benchmarks/runtime_try.py [--seconds S] [--rows 1 4096]
+`--threads N` gives each worker's sessions N intra-op threads (the node uses 1); the
+"wCPU/call" column is the workers' CPU time per call during the async windows, which
+shows what ONNX Runtime's pool threads cost when they spin between runs. The workers
+turn spinning off: `--rows 64 --threads 2 --clients 4`, digits-mlp, 2026-12-05 on 2
+cores at load 2-4: 0.46 ms of worker CPU per call and a 0.74 ms p50 with spinning,
+0.13 ms and 0.22 ms without (diabetes-gbr 0.29 -> 0.10 ms). With 1 thread (the
+default) ONNX Runtime starts no pool threads and nothing spins.
+
+Run: python benchmarks/runtime_try.py [--seconds S] [--rows 1 4096] [--threads 1]
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+import psutil
 
 from mercato.models import ModelPackage, RuntimeLimits, TryPool
 
@@ -125,6 +134,19 @@ def _rate_alone(fn: Callable[[], object], seconds: float) -> float:
     return done / (time.perf_counter() - started)
 
 
+def _workers_cpu(pids: list[int]) -> float:
+    """CPU seconds the worker processes used so far (a worker replaced meanwhile is
+    left out; none is in these runs)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def _best(measure: Callable[[], float], repeat: int) -> float:
     """The best of `repeat` rates: the machine is shared, noise only ever slows a run."""
     return max(measure() for _ in range(repeat))
@@ -152,10 +174,11 @@ async def _measure(args: argparse.Namespace) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         packages = build_samples(Path(tmp))
-        async with TryPool(workers=2, limits=RuntimeLimits(timeout_s=10)) as pool:
+        limits = RuntimeLimits(timeout_s=10, threads=args.threads)
+        async with TryPool(workers=2, limits=limits) as pool:
             print(
                 f"{'model':18} {'rows':>5} {'direct p50':>10} {'pool p50':>9} {'overhead':>8} | "
-                f"{'1 thread/s':>10} {'async/s':>8} {'ratio':>5} | "
+                f"{'1 thread/s':>10} {'async/s':>8} {'ratio':>5} {'wCPU/call':>9} | "
                 f"{'threads/s':>9} {'ratio':>5} {'shared/s':>8} {'ratio':>5}"
             )
             worst_overhead = 0.0
@@ -187,9 +210,13 @@ async def _measure(args: argparse.Namespace) -> None:
                 # The goal's two sides take turns, window by window, so a burst of noise
                 # from the machine's neighbours cannot land on one side only.
                 alone_rates, async_rates = [], []
+                worker_cpu = 0.0
                 for _ in range(repeat):
                     alone_rates.append(_rate_alone(direct, seconds))
+                    cpu_before = _workers_cpu(pool.pids)
                     async_rates.append(await _rate_async(awaited, seconds, clients))
+                    worker_cpu += _workers_cpu(pool.pids) - cpu_before
+                cpu_per_call_ms = worker_cpu / (sum(async_rates) * seconds) * 1000
                 alone_rate, async_rate = max(alone_rates), max(async_rates)
                 threads_rate = await asyncio.to_thread(
                     _best, partial(_rate, tried, seconds, clients), repeat
@@ -207,7 +234,8 @@ async def _measure(args: argparse.Namespace) -> None:
                     worst[way][rows] = min(worst[way][rows], ratio)
                 print(
                     f"{name:18} {rows:5} {direct_ms:8.3f}ms {pool_ms:7.3f}ms {overhead:6.3f}ms | "
-                    f"{alone_rate:10.0f} {async_rate:8.0f} {ratios['async']:5.2f} | "
+                    f"{alone_rate:10.0f} {async_rate:8.0f} {ratios['async']:5.2f} "
+                    f"{cpu_per_call_ms:7.3f}ms | "
                     f"{threads_rate:9.0f} {ratios['threads']:5.2f} "
                     f"{shared_rate:8.0f} {ratios['threads vs shared']:5.2f}"
                 )
@@ -241,6 +269,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[1, 4096], help="batch sizes")
     parser.add_argument("--clients", type=int, default=64, help="concurrent callers of the pool")
     parser.add_argument("--repeat", type=int, default=3, help="best of this many rates")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="intra-op threads of each worker's sessions"
+    )
     asyncio.run(_measure(parser.parse_args()))
 
 

@@ -181,6 +181,30 @@ def _is_memory_error(exc: BaseException) -> bool:
     return any(marker in text for marker in _MEMORY_MARKERS)
 
 
+def session_options(threads: int) -> Any:
+    """The ONNX Runtime session options every try session gets.
+
+    Args:
+        threads: Intra-op threads (1: the calling thread alone, no thread pool).
+
+    Returns:
+        An `onnxruntime.SessionOptions`.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 4  # errors are reported to the pool, not printed
+    # With more than one thread, ONNX Runtime's pool threads spin between runs by
+    # default, taking the CPU the gateway and the other workers need: on 2 cores with
+    # 2 threads a 64-row digits-mlp call cost 0.46 ms of worker CPU, 0.13 ms without
+    # (benchmarks/runtime_try.py --threads 2). Waiting threads sleep instead.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return options
+
+
 def worker_main(
     conn: Connection,
     memory_headroom_bytes: int,
@@ -207,7 +231,11 @@ def worker_main(
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    options.log_severity_level = 4  # errors are reported to the pool, not printed
+    # With more than one thread, ONNX Runtime's pool threads spin between runs by
+    # default: measured on 2 cores with 2 threads, a 64-row call took ~2.2 ms of CPU
+    # instead of ~0.1 ms, taken from the gateway and the other workers. No spinning.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     sessions: OrderedDict[str, Any] = OrderedDict()
     buffer: memoryview | None = None
     size = 0
