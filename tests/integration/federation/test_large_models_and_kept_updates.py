@@ -25,11 +25,13 @@ from typing import Any
 import numpy as np
 import pytest
 from multiformats import CID
+from typer.testing import CliRunner
 from web3 import Web3
 
 from mercato.chain.anvil import AnvilSupervisor, dev_accounts
 from mercato.chain.deployment import deploy
 from mercato.chain.web3_backend import Web3Backend
+from mercato.cli.app import _register_commands, app
 from mercato.client import Market
 from mercato.errors import (
     BlockHashMismatchError,
@@ -52,10 +54,12 @@ from mercato.federation.validation import keep_validation
 from mercato.storage.cids import MAX_BLOCK_SIZE, block_key, cid_from_bytes
 from mercato.storage.dagpb import decode_node
 from tests.integration.federation.test_scored_chain import _market, _run_task
+from tests.integration.market.conftest import PASSWORD, import_keys
 from tests.unit.federation import rounds as R
 
 pytestmark = pytest.mark.integration
 DAY = 86_400
+_register_commands()
 
 
 @pytest.fixture
@@ -218,6 +222,26 @@ def test_local_dp_an_honest_seat_verifies_from_its_kept_updates_and_a_liar_is_ca
         with pytest.raises(OwnUpdateMismatchError) as caught:
             participant.federation.verify(lying, updates=kept[1])
         assert caught.value.round == 2
+
+    # The same from the command line, as seat 1: 0 for the honest task, 123 for a liar.
+    node = tmp_path / "requester-node"
+    world["deployment"].save(node)
+    import_keys(node, world["accounts"][1:])
+    env = {
+        "MERCATO_DATA_DIR": str(node),
+        "MERCATO_RPC_URL": world["anvil"].rpc_url,
+        "MERCATO_ACCOUNT": world["accounts"][3].address,
+        "MERCATO_PASSWORD": PASSWORD,
+        "COLUMNS": "200",
+    }
+    runner = CliRunner()
+    honest = runner.invoke(app, ["fl", "verify", str(task_id), "--updates", str(kept[1])], env=env)
+    assert honest.exit_code == 0, honest.stderr
+    assert "round 2: seat 1 published" in honest.stdout
+    lied = ["fl", "verify", str(lying), "--updates", str(kept[1])]
+    caught_cli = runner.invoke(app, lied, env=env)
+    assert caught_cli.exit_code == 123, caught_cli.stderr
+    assert "round 2" in caught_cli.stderr and "seat 1" in caught_cli.stderr
 
 
 def _lie(
