@@ -36,6 +36,7 @@ Params = list[np.ndarray[Any, Any]]
 ClientCall = Callable[[Message, Context], Message]
 
 
+MAX_KEPT_PER_ROUND = 16  # attempts of one round kept (a round is resent when short)
 UPDATES_CONFIG = "updates-dir"  # the SuperNode's node config entry naming where they go
 
 
@@ -76,7 +77,13 @@ def keep_sent_update(msg: Message, context: Context, call_next: ClientCall) -> M
         digest = hashlib.sha256(data).hexdigest()
         folder = Path(target)
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write_bytes(folder / f"round-{round_number:04d}-{digest}.bin", data)
+        name = f"round-{round_number:04d}-{digest}.bin"
+        if len(list(folder.glob(f"round-{round_number:04d}-*.bin"))) >= MAX_KEPT_PER_ROUND:
+            # A coordinator resending one round without end would fill the disk.
+            log.warning("round %d was sent more than %d times; %s not kept", round_number,
+                        MAX_KEPT_PER_ROUND, name)  # fmt: skip
+            return reply
+        atomic_write_bytes(folder / name, data)
     except (OSError, ValueError, TypeError, KeyError) as exc:
         # Keeping the copy is for the participant's own later check; the update is
         # sent regardless, and the log says why the check will lack it.

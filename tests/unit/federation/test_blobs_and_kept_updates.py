@@ -192,6 +192,26 @@ def test_the_client_app_keeps_exactly_the_update_it_sent(tmp_path: Path, local_d
     assert all(p.stat().st_mode & 0o077 == 0 for p in kept.iterdir())
 
 
+def test_a_round_resent_without_end_keeps_a_bounded_number_of_copies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mercato.federation import updates
+
+    monkeypatch.setattr(updates, "MAX_KEPT_PER_ROUND", 3)
+    parts, _, _ = R.digits_split()
+    np.savez(tmp_path / "data.npz", X=parts[0].X, y=parts[0].y)
+    kept = tmp_path / "updates"
+    config = {"data-path": str(tmp_path / "data.npz"), "updates-dir": str(kept)}
+    context = Context(1, 1, config, RecordDict(), {})
+    with server_identity():
+        sent = [_train(_spec(True), context, 1) for _ in range(5)]  # noise: 5 distinct
+    assert len({update_digest(update) for update in sent}) == 5
+    assert len(kept_updates(kept, 1)) == 3
+    with server_identity():
+        _train(_spec(True), context, 2)
+    assert len(kept_updates(kept, 2)) == 1  # other rounds are kept as before
+
+
 def test_no_copy_is_kept_without_the_node_config_entry(tmp_path: Path) -> None:
     parts, _, _ = R.digits_split()
     np.savez(tmp_path / "data.npz", X=parts[0].X, y=parts[0].y)
