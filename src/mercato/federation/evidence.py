@@ -721,13 +721,6 @@ def verify_task(
         records.append(evidence)
         if fetch_model is not None:
             _check_model(task_id, n, commitment.model_cid, fetch_model(commitment.model_cid))
-        if evaluate is not None and evidence.method != "loo":
-            check_shapley_total(
-                evidence,
-                previous=params_from_bytes(block(evidence.previous_model, n, "starting model")),
-                step_model=params_from_bytes(block(evidence.step_model, n, "step model")),
-                evaluate=evaluate,
-            )
         if seat is None or (local_data is None and own_updates is None) or evaluate is None:
             continue
         if seat not in evidence.update_digests:
@@ -778,6 +771,17 @@ def verify_task(
                 f"recomputed on the revealed validation set it is {verdict.recomputed:.6f}",
             )
         verdicts.append(verdict)
+    # After the seat's own checks, which name the seat a lie was about: every
+    # Shapley-scored round's scores must add up to what its step model gained.
+    for evidence in records:
+        if evaluate is not None and evidence.method != "loo":
+            n = evidence.round
+            check_shapley_total(
+                evidence,
+                previous=params_from_bytes(block(evidence.previous_model, n, "starting model")),
+                step_model=params_from_bytes(block(evidence.step_model, n, "step model")),
+                evaluate=evaluate,
+            )
     if posted_shares is not None:
         check_shares(task_id, records, posted_shares)
     return Verification(

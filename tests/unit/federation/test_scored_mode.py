@@ -441,3 +441,16 @@ def test_the_coordinator_finalizes_scored_tasks_by_evidence_and_private_ones_by_
     coordinator = Coordinator(None, None, 9, tmp_path)  # type: ignore[arg-type]
     # Seat 2 dropped out of round 2: equal shares among those in every round.
     assert coordinator.shares(private, 3, record) == [5000, 5000, 0]
+
+
+def test_verify_catches_a_shapley_score_moved_off_another_seat(cheated: Task) -> None:
+    """The coordinator lowers seat 2's Shapley score in round 2 (its leave-one-out line
+    untouched, so seat 2's own check would pass the line it can recompute): seat 1's
+    verify still catches it, as the round's scores no longer add up to its gain."""
+    tampered = list(cheated.evidence)
+    honest = tampered[1]
+    tampered[1] = dataclasses.replace(honest, scores={**honest.scores, 2: honest.scores[2] - 0.05})
+    task = dataclasses.replace(cheated, evidence=tampered)
+    with pytest.raises(FederationEvidenceError, match="exact scores add up to") as caught:
+        _verify(task, 1, _committed(task), _blocks(task))
+    assert caught.value.round == 2
