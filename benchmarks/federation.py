@@ -12,9 +12,11 @@ the round nobody was training.
 
 With `--scoring`, it prints instead the scoring figures of issue 15, measured in process
 by `benchmarks/federation_scoring.py` (each a ratio or difference within the same run):
-scoring time per round over local training time for leave-one-out and TMC-Shapley at 4,
-8 and 16 participants; test accuracy with 0, 1 and 2 poisoners under FedAvg and the
-robust default; TMC-Shapley against exact Shapley at 6 participants, in basis points.
+scoring time per round over local training time for leave-one-out and the default
+valuation (auto) at 4, 8 and 16 participants; test accuracy with 0, 1 and 2 poisoners
+under FedAvg, Flower's FedTrimmedAvg, the trimmed mean, the median and the scored
+default; two echo free-riders; honest non-IID owners left at 0; TMC-Shapley against
+exact Shapley at 6 participants, in basis points (figures in that file's docstring).
 
 Usage: python benchmarks/federation.py [--nodes 4 8] [--rounds 3]
        python benchmarks/federation.py --scoring [--rounds 3] [--seeds 5]
