@@ -3,16 +3,21 @@
 survives bad updates.
 
 In a *scored* task the coordinator sees every participant's update. It aggregates them
-with a robust rule (Flower's trimmed mean, median or Krum: one poisoned update cannot
-drag the global model far) and scores each participant on the requester's validation
-set, which never leaves the coordinator:
+with a robust rule (a trimmed mean whose cut follows the replies, rounded up; Flower's
+median or Krum: a poisoned update cannot drag the global model far) over the updates
+worth aggregating (`worth_aggregating`: no echoes, no update that cost over five points
+this round, a Sybil group once), and scores each participant on the requester's
+validation set, which never leaves the coordinator:
 
 - leave-one-out: how much worse the round's global model is without the participant;
 - truncated Monte-Carlo Shapley (Ghorbani & Zou, 2019): the participant's average
   marginal value over random orders of arrival, each order cut short once the global
   model is reached, within a budget of evaluations;
 - exact Shapley, over every coalition (for a handful of participants, and to check the
-  estimate).
+  estimate);
+- "auto" (the default, `auto_method`): exact while 2^players evaluations fit in the
+  budget, TMC-Shapley within it above. Leave-one-out can leave an honest owner whose
+  data others also hold at 0, which forfeits its stake.
 
 A coalition S of the round's n participants is valued by evaluating the previous
 global model moved by its members' part of the round's mean step,
