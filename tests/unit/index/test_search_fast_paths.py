@@ -175,7 +175,8 @@ def test_a_longer_prefix_is_searched_as_the_words_it_starts(
     merging the lists of every word it starts, for each model it checks (11 ms a check
     on a million models); now it is the words themselves, each one list."""
     index, _ = seeded
-    monkeypatch.setattr(search, "DRIVING_SET_MAX", 0)
+    # Every full text checked, so its FTS5 query shows (a few matches drive as ids).
+    monkeypatch.setattr(search, "DRIVING_SET_MAX", -1)
     monkeypatch.setattr(search, "CHECK_COST", 0)
     assert 'MATCH \'("resnet" OR "resnets")\'' in _sql(index, SearchQuery(text="resn"))
     assert 'MATCH \'"bert" AND "visual"\'' in _sql(index, SearchQuery(text="bert visu"))
@@ -203,13 +204,17 @@ def test_the_term_list_follows_the_index_as_models_change(
     assert [m.model_id for m in index.search(SearchQuery(text="womba")).items] == [500]
 
 
-def test_words_the_tokenizer_folds_keep_the_prefix_form(tmp_path: Path) -> None:
+def test_words_the_tokenizer_folds_keep_the_prefix_form(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A non-ASCII word is folded by FTS5 (`café` is indexed as `cafe`): looking its
     letters up in the term list as they are would miss it, so it stays a prefix."""
     index = Index.open(data_dir=tmp_path)
     with index.engine.begin() as conn:
         conn.execute(insert(s.Model), [_model(1, "Café-Classifier"), _model(2, "cafeteria")])
-    assert "MATCH '\"café\"*'" in _sql(index, SearchQuery(text="CAFÉ"))
+    with monkeypatch.context() as patched:
+        patched.setattr(search, "DRIVING_SET_MAX", -1)  # checked: the FTS5 query shows
+        assert "MATCH '\"café\"*'" in _sql(index, SearchQuery(text="CAFÉ"))
     assert [m.model_id for m in index.search(SearchQuery(text="CAFÉ")).items] == [2, 1]
     assert [m.model_id for m in index.search(SearchQuery(text="cafe")).items] == [2, 1]
     assert [m.model_id for m in index.search(SearchQuery(text="classif")).items] == [1]

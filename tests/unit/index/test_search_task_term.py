@@ -106,10 +106,11 @@ def test_no_search_word_reaches_the_task_term(tmp_path: Path) -> None:
 
 
 def test_words_and_a_task_are_one_full_text_query_without_the_task_column(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     index = _seeded(tmp_path, _odd_rows(3))
     query = SearchQuery(text="resnet bert", task="translation", sort=Sort.BEST_RATED)
+    monkeypatch.setattr(search, "DRIVING_SET_MAX", -1)  # checked: the FTS5 query shows
     with index.engine.connect() as conn:
         sql = str(
             search.build_search(conn, query).compile(conn, compile_kwargs={"literal_binds": True})
@@ -117,6 +118,16 @@ def test_words_and_a_task_are_one_full_text_query_without_the_task_column(
     assert search.task_term("translation") in sql
     where = sql.split("WHERE", 1)[1]
     assert "task" not in where.replace(search.task_term("translation"), "")  # no row checked
+    # Few matches: FTS5 is asked once, and its ids drive the query.
+    asked: list[str] = []
+    monkeypatch.setattr(search, "DRIVING_SET_MAX", 3_000)
+    monkeypatch.setattr(search, "_fts_matches", lambda c, fts: asked.append(fts) or [1, 2])
+    with index.engine.connect() as conn:
+        sql = str(
+            search.build_search(conn, query).compile(conn, compile_kwargs={"literal_binds": True})
+        )
+    assert asked == [search._fts5_query(["resnet", "bert"], ["bert", "berta"], "translation")]
+    assert "MATCH" not in sql and "json_each('[1, 2]')" in sql
 
 
 def test_the_term_follows_a_task_that_changes_and_a_model_removed(tmp_path: Path) -> None:
