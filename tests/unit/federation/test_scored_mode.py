@@ -169,11 +169,20 @@ def test_a_sybil_pair_is_one_player_and_shares_one_participants_credit(cheated: 
     assert abs(shares[0] - shares[SYBIL]) <= 1
 
 
-def test_the_robust_model_learns_despite_the_cheaters(cheated: Task) -> None:
-    # Three short rounds, and the free-riders' zero steps slow the trimmed mean down
-    # (the poisoner's accuracy claim is tested in test_contribution): well above chance.
+def test_the_robust_model_learns_despite_the_cheaters(
+    cheated: Task, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Echo and noise free-riders, a label flipper and a Sybil copy among four honest
+    owners: the scored default leaves the first three out of the model and takes the
+    copy once, so it ends within 3 points of the four honest owners alone (measured:
+    74.4% against 76.7%; before updates were left out, the echoes pulled the trimmed
+    mean toward the previous model and this test only asked for 30%)."""
+    root = tmp_path_factory.mktemp("honest")
+    seats = {seat: {"data-path": str(cheated.files[seat])} for seat in HONEST}
+    alone = _run(root, seats)
     accuracy = evaluate(cheated.spec, cheated.final, TEST.X, TEST.y)
-    assert accuracy > 0.3
+    assert abs(accuracy - evaluate(alone.spec, alone.final, TEST.X, TEST.y)) <= 0.03
+    assert accuracy > 0.6
 
 
 def _committed(task: Task) -> list[CommittedRound]:
