@@ -516,26 +516,28 @@ def _choose(conn: Connection, filters: list[_Filter]) -> tuple[list[ColumnElemen
     chosen: list[ColumnElement[bool]] = []
     for i, (f, n) in enumerate(zip(filters, sizes, strict=True)):
         if i in found:
-            n = len(found[i])
+            n, matches = found[i]
         if n is None or n > DRIVING_SET_MAX:
             chosen.append(f.check)
         elif i in found:
-            ids = select(literal_column("value", BigInteger)).select_from(
-                func.json_each(json.dumps(found[i]))
-            )
+            ids = select(literal_column("value", BigInteger)).select_from(func.json_each(matches))
             chosen.append(s.Model.model_id.in_(ids))
         else:
             chosen.append(f.drive)
     return chosen, False
 
 
-def _fts_matches(conn: Connection, fts: str) -> list[int]:
-    """The ids of up to DRIVING_SET_MAX + 1 models matching `fts` (SQLite)."""
-    found = conn.execute(
-        text("SELECT rowid FROM models_fts WHERE models_fts MATCH :fts LIMIT :n"),
+def _fts_matches(conn: Connection, fts: str) -> tuple[int, str]:
+    """How many models match `fts`, up to DRIVING_SET_MAX + 1, and their ids as a JSON
+    array (built by SQLite: no Python object per id) (SQLite)."""
+    count, ids = conn.execute(
+        text(
+            "SELECT count(*), json_group_array(rowid) FROM (SELECT rowid FROM models_fts "
+            "WHERE models_fts MATCH :fts LIMIT :n)"
+        ),
         {"fts": fts, "n": DRIVING_SET_MAX + 1},
-    )
-    return list(found.scalars())
+    ).one()
+    return int(count), str(ids)
 
 
 def _fenced(column: Any) -> ColumnElement[Any]:

@@ -121,13 +121,13 @@ def test_words_and_a_task_are_one_full_text_query_without_the_task_column(
     # Few matches: FTS5 is asked once, and its ids drive the query.
     asked: list[str] = []
     monkeypatch.setattr(search, "DRIVING_SET_MAX", 3_000)
-    monkeypatch.setattr(search, "_fts_matches", lambda c, fts: asked.append(fts) or [1, 2])
+    monkeypatch.setattr(search, "_fts_matches", lambda c, fts: asked.append(fts) or (2, "[1,2]"))
     with index.engine.connect() as conn:
         sql = str(
             search.build_search(conn, query).compile(conn, compile_kwargs={"literal_binds": True})
         )
     assert asked == [search._fts5_query(["resnet", "bert"], ["bert", "berta"], "translation")]
-    assert "MATCH" not in sql and "json_each('[1, 2]')" in sql
+    assert "MATCH" not in sql and "json_each('[1,2]')" in sql
 
 
 def test_the_term_follows_a_task_that_changes_and_a_model_removed(tmp_path: Path) -> None:
