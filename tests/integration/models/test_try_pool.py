@@ -361,3 +361,20 @@ def test_a_recycled_worker_that_dies_is_not_replaced_twice(
         assert pool.replaced == 1
         assert len(pool._all) == 1
     executor.shutdown()
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux scheduling policies")
+def test_workers_and_their_replacements_run_as_batch_processes(
+    pool: TryPool, samples: dict[str, ModelPackage]
+) -> None:
+    # A woken worker must not preempt the gateway's event loop (see worker.py).
+    _still_serves(pool, samples["iris-logreg-tuned"])
+    assert pool.pids and all(os.sched_getscheduler(pid) == os.SCHED_BATCH for pid in pool.pids)
+    killed = pool.pids[0]
+    os.kill(killed, signal.SIGKILL)
+    _wait_until(lambda: killed not in pool.pids and len(pool._all) == 2)
+    _wait_until(lambda: all(worker.ready for worker in pool._all))
+    _still_serves(pool, samples["iris-logreg-tuned"])
+    assert all(os.sched_getscheduler(pid) == os.SCHED_BATCH for pid in pool.pids)
+    # The gateway's own process keeps the normal policy.
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
