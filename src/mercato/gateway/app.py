@@ -155,8 +155,9 @@ def create_app(
         rule_for=default_rules(try_bytes=try_request_bytes, upload_bytes=UPLOAD_BODY),
     )
     app.add_middleware(SecurityHeadersMiddleware)  # outermost: refusals get the headers too
-    for router in API_ROUTERS:
-        app.include_router(router)
+    # First: routes are matched in order, router by router, and the try route is the
+    # one called at load (~0.1 ms of matching saved per call). No other route matches
+    # its path (tests/integration/gateway/test_try_route.py).
     app.include_router(
         create_provider_router(
             provider,
@@ -165,6 +166,8 @@ def create_app(
             limiters=(state.try_by_address, state.try_by_wallet),
         )
     )
+    for router in API_ROUTERS:
+        app.include_router(router)
     app.include_router(create_ipfs_router(market.store))
     app.include_router(create_web_router(state))
     app.include_router(create_task_pages(state))
