@@ -19,6 +19,7 @@ from mercato.models.runtime.tensors import (
     InputPolicy,
     decode_request,
     encode_outputs,
+    encode_tensor,
     non_finite_input,
     prepare_inputs,
 )
@@ -223,3 +224,23 @@ def test_an_output_nested_deeper_than_onnx_allows_is_a_run_error() -> None:
         deep = [deep]
     with pytest.raises(InferenceRunError, match="nests sequences or maps"):
         encode_outputs("m", {"x": deep}, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("array", "name"),
+    [
+        (np.array([1], ">i4"), ">i4"),  # str() of a big-endian dtype names its order
+        (np.array([1.5], "f2"), "float16"),
+        (np.array([True]), "bool"),
+        (np.array(["a"], object), "string"),
+        (np.array([1 + 2j], "c8"), "complex64"),
+    ],
+)
+def test_each_dtype_keeps_its_name_however_often_it_is_encoded(
+    array: np.ndarray, name: str
+) -> None:
+    # Names are remembered per dtype: a second answer must name it the same, and two
+    # dtypes that compare unequal must never share a name.
+    for _ in range(2):
+        assert encode_tensor(array)["dtype"] == name
+    assert encode_tensor(np.array([1], "<i4"))["dtype"] == "int32"
