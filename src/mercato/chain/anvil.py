@@ -39,8 +39,6 @@ its chain kept.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import gzip
 import itertools
 import json
@@ -50,10 +48,8 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -66,6 +62,7 @@ from web3 import Web3
 
 from mercato.errors import AnvilError
 from mercato.fsutil import atomic_write_bytes, fsync_directory
+from mercato.processes import die_with_parent
 
 log = logging.getLogger(__name__)
 ANVIL_CHAIN_ID = 31_337
@@ -87,33 +84,6 @@ _PLATFORM_PACKAGES = (
     "anvil-darwin-arm64",
     "anvil-darwin-amd64",
 )
-
-
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A `preexec_fn` making the child receive SIGTERM when its parent dies (Linux only).
-
-    Everything it needs is looked up here, before the fork: between fork and exec the
-    child may only make plain system calls.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
-        return None
-    prctl = ctypes.CDLL(libc_name, use_errno=True).prctl
-    parent = os.getpid()
-    term = int(signal.SIGTERM)
-
-    def set_parent_death_signal() -> None:
-        prctl(_PR_SET_PDEATHSIG, term, 0, 0, 0)
-        # The parent may have died before prctl ran: then no signal will ever come.
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return set_parent_death_signal
 
 
 def dev_accounts(count: int = 10) -> list[LocalAccount]:
@@ -259,7 +229,7 @@ class AnvilSupervisor:
             stdin=subprocess.DEVNULL,
             # A terminal's Ctrl-C goes to the node alone, which saves, then stops Anvil.
             start_new_session=True,
-            preexec_fn=_die_with_parent() if self.die_with_parent else None,
+            preexec_fn=die_with_parent() if self.die_with_parent else None,
         )
         log.close()
         atomic_write_bytes(

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mercato.errors import FederationAppRefusedError
+from mercato.processes import stop_own_group_at_exit
 
 APP_DIR = Path(__file__).parent / "app"
 _MANIFEST = ".info/CONTENT"
@@ -158,6 +159,7 @@ def superlink_main(argv: list[str] | None = None) -> None:
     # The package re-exports a function under the module's name: import the module.
     module = importlib.import_module("flwr.superlink.cli.flower_superlink")
 
+    stop_own_group_at_exit()
     patient_task_tokens()
     patient_sqlite()
     setattr(module, "get_popen_detach_kwargs", dict)  # noqa: B010
@@ -171,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     from flwr.supernode import start_client_internal
     from flwr.supernode.cli.flower_supernode import flower_supernode
 
+    stop_own_group_at_exit()
     patient_task_tokens()
     expected = expected_digest()
     original = start_client_internal._init_connection

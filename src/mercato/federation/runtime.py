@@ -38,6 +38,7 @@ from cryptography.x509.oid import NameOID
 from mercato.errors import FederationRuntimeError
 from mercato.federation.keys import check_public_key
 from mercato.federation.pinning import APP_DIR
+from mercato.processes import die_with_parent
 
 CONNECTION = "mercato"
 
@@ -179,6 +180,7 @@ class SuperLink:
             env=self._env(),
             cwd=self.directory,
             start_new_session=True,
+            preexec_fn=die_with_parent(),  # and dies with its node (mercato.processes)
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -325,6 +327,7 @@ class SuperNode:
             env=env,
             cwd=self.directory,
             start_new_session=True,
+            preexec_fn=die_with_parent(),  # and dies with its node (mercato.processes)
         )
 
     def kill(self) -> None:

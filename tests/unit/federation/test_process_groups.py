@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -80,3 +81,59 @@ def test_killing_a_supernode_kills_its_children(tmp_path: Path) -> None:
         time.sleep(0.05)
     node.kill()
     assert _group(pgid) == set()
+
+
+# Stands in for a SuperNode (the real one runs `mercato.federation.pinning`, which makes
+# the same call first): two ClientApp-like children, and Flower's SIGTERM handler, which
+# exits through sys.exit.
+FAKE_SUPERNODE = """
+import signal, subprocess, sys, time
+from mercato.processes import stop_own_group_at_exit
+stop_own_group_at_exit()
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+children = [subprocess.Popen(["sleep", "300"]) for _ in range(2)]
+time.sleep(300)
+"""
+
+# Stands in for `mercato fl join`: starts the SuperNode as runtime.SuperNode does, says
+# its pid, then waits.
+OWNERS_MERCATO = """
+import sys, time
+from pathlib import Path
+from mercato.federation import runtime
+root = Path(sys.argv[1])
+node = runtime.SuperNode(
+    root, superlink="127.0.0.1:9", ca=root / "ca.pem", private_key=root / "key",
+    data_path=root / "data.npz", runtime_port=9,
+)
+node.args = [sys.executable, "-c", sys.argv[2]]
+node.start()
+print(node.process.pid, flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_supernode_and_its_children_stop_when_the_owners_mercato_is_killed(
+    tmp_path: Path,
+) -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", OWNERS_MERCATO, str(tmp_path), FAKE_SUPERNODE],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert parent.stdout is not None
+        pgid = int(parent.stdout.readline())
+        deadline = time.monotonic() + 30
+        while len(_group(pgid)) < 3:  # the node and its two children
+            assert time.monotonic() < deadline, "the stand-in SuperNode did not start"
+            time.sleep(0.05)
+        parent.kill()  # SIGKILL: nothing of mercato's own runs
+        parent.wait()
+        deadline = time.monotonic() + 30
+        while _group(pgid):
+            assert time.monotonic() < deadline, f"left running: {_group(pgid)}"
+            time.sleep(0.1)
+    finally:
+        parent.kill()
+        for pid in _group(pgid) if "pgid" in locals() else ():
+            os.kill(pid, 9)
