@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +14,16 @@ import onnxruntime as ort
 import pytest
 from sklearn.datasets import load_digits
 
-from mercato.chain.anvil import free_port
-from mercato.federation import checkpoint, learning
-from mercato.federation.keys import load_or_create_node_key
+from mercato.federation import checkpoint
 from mercato.federation.pinning import APP_DIR
-from mercato.federation.runtime import SuperLink, SuperNode
+from mercato.federation.runtime import SuperLink
 from mercato.federation.spec import InputSchema, TaskSpec
+from tests.integration.federation.processes import (
+    data_owner,
+    spec_digest,
+    task_directory,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -35,43 +37,6 @@ SPEC = TaskSpec(
 )
 
 
-def _task_dir(root: Path, nodes: dict[int, int]) -> Path:
-    directory = root / "task"
-    directory.mkdir()
-    (directory / "spec.json").write_bytes(SPEC.to_json_bytes())
-    (directory / "task.json").write_text(json.dumps({"task_id": 1}))
-    (directory / "no-commit").touch()
-    (directory / "nodes.json").write_text(json.dumps({str(k): v for k, v in nodes.items()}))
-    params = learning.initial_params(SPEC)
-    np.savez(directory / "initial.npz", **{f"p{i}": p for i, p in enumerate(params)})
-    return directory
-
-
-def _wait(predicate: object, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-@pytest.fixture
-def superlink(tmp_path: Path) -> Iterator[SuperLink]:
-    link = SuperLink(tmp_path / "link", port=free_port())
-    link.start()
-    yield link
-    link.stop()
-
-
-def _owner(root: Path, name: str, features: np.ndarray, labels: np.ndarray) -> tuple[Path, bytes]:
-    directory = root / name
-    directory.mkdir()
-    np.savez(directory / "data.npz", X=features, y=labels)
-    private, pem = load_or_create_node_key(directory / "federation")
-    return private, pem
-
-
 def test_admitted_supernodes_train_rounds_over_tls(tmp_path: Path, superlink: SuperLink) -> None:
     features, labels = load_digits(return_X_y=True)
     features = features / 16.0
@@ -80,35 +45,18 @@ def test_admitted_supernodes_train_rounds_over_tls(tmp_path: Path, superlink: Su
     nodes: dict[int, int] = {}
     supernodes = []
     for seat, rows in enumerate(parts):
-        private, pem = _owner(tmp_path, f"owner{seat}", features[rows], labels[rows])
+        node, pem = data_owner(tmp_path, f"owner{seat}", features[rows], labels[rows], superlink)
         nodes[superlink.admit(pem)] = seat
-        supernodes.append(
-            SuperNode(
-                tmp_path / f"owner{seat}",
-                superlink=superlink.address,
-                ca=superlink.tls.ca,
-                private_key=private,
-                data_path=tmp_path / f"owner{seat}" / "data.npz",
-                runtime_port=free_port(),
-            )
-        )
+        supernodes.append(node)
     # A key nobody admitted: its SuperNode cannot take part.
-    intruder_key, _ = _owner(tmp_path, "intruder", features[:50], labels[:50])
-    intruder = SuperNode(
-        tmp_path / "intruder",
-        superlink=superlink.address,
-        ca=superlink.tls.ca,
-        private_key=intruder_key,
-        data_path=tmp_path / "intruder" / "data.npz",
-        runtime_port=free_port(),
-    )
-    task_dir = _task_dir(tmp_path, nodes)
+    intruder, _ = data_owner(tmp_path, "intruder", features[:50], labels[:50], superlink)
+    task_dir = task_directory(tmp_path, SPEC, nodes)
     try:
         for node in [*supernodes, intruder]:
             node.start()
         superlink.start_run(task_dir, round_timeout=120, min_replies=2)
-        _wait(lambda: (task_dir / "round-0002.onnx").exists(), 400, "two rounds")
-        loaded = checkpoint.load(task_dir, 1, checkpoint_digest(task_dir))
+        wait_for(lambda: (task_dir / "round-0002.onnx").exists(), 400, "two rounds")
+        loaded = checkpoint.load(task_dir, 1, spec_digest(task_dir))
         assert loaded is not None
         state, _ = loaded
         assert state.round == 2
@@ -125,26 +73,12 @@ def test_admitted_supernodes_train_rounds_over_tls(tmp_path: Path, superlink: Su
             node.stop()
 
 
-def checkpoint_digest(task_dir: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256((task_dir / "spec.json").read_bytes()).hexdigest()
-
-
 def test_a_supernode_refuses_an_app_other_than_mercatos(
     tmp_path: Path, superlink: SuperLink
 ) -> None:
     features, labels = load_digits(return_X_y=True)
-    private, pem = _owner(tmp_path, "owner", features[:200] / 16.0, labels[:200])
+    node, pem = data_owner(tmp_path, "owner", features[:200] / 16.0, labels[:200], superlink)
     node_id = superlink.admit(pem)
-    node = SuperNode(
-        tmp_path / "owner",
-        superlink=superlink.address,
-        ca=superlink.tls.ca,
-        private_key=private,
-        data_path=tmp_path / "owner" / "data.npz",
-        runtime_port=free_port(),
-    )
     # The requester's "app": Mercato's, plus a module of its own the ClientApp would run.
     tampered = tmp_path / "tampered"
     shutil.copytree(APP_DIR, tampered)
@@ -160,20 +94,21 @@ def test_a_supernode_refuses_an_app_other_than_mercatos(
             'clientapp = "mercato.federation.client_app:app"', 'clientapp = "steal:app"'
         )
     )
-    task_dir = _task_dir(tmp_path, {node_id: 0})
+    task_dir = task_directory(tmp_path, SPEC, {node_id: 0})
     try:
         node.start()
         superlink._flwr(
             ["run", str(tampered), "mercato", "--run-config",
              f'task-dir="{task_dir}" round-timeout=30.0 min-replies=1', "--format", "json"]
         )  # fmt: skip
-        _wait(lambda: "REFUSED" in node.log_path.read_text(), 200, "the refusal")
+        wait_for(lambda: "REFUSED" in node.log_path.read_text(), 200, "the refusal")
         assert not marker.exists()
         assert not (task_dir / "round-0001.onnx").exists()
     finally:
         node.stop()
 
 
+@pytest.mark.timeout(1500)  # rounds on 2 shared cores; a restart waits for reconnects
 def test_a_supernode_killed_mid_round_does_not_stall_the_task(
     tmp_path: Path, superlink: SuperLink
 ) -> None:
@@ -182,27 +117,21 @@ def test_a_supernode_killed_mid_round_does_not_stall_the_task(
     nodes: dict[int, int] = {}
     supernodes = []
     for seat, rows in enumerate(np.array_split(np.arange(900), 3)):
-        private, pem = _owner(tmp_path, f"owner{seat}", features[rows], labels[rows])
+        node, pem = data_owner(tmp_path, f"owner{seat}", features[rows], labels[rows], superlink)
         nodes[superlink.admit(pem)] = seat
-        supernodes.append(
-            SuperNode(
-                tmp_path / f"owner{seat}", superlink=superlink.address, ca=superlink.tls.ca,
-                private_key=private, data_path=tmp_path / f"owner{seat}" / "data.npz",
-                runtime_port=free_port(),
-            )
-        )  # fmt: skip
-    task_dir = _task_dir(tmp_path, nodes)
+        supernodes.append(node)
+    task_dir = task_directory(tmp_path, SPEC, nodes)
     leaver = supernodes[2]
     try:
         for node in supernodes:
             node.start()
         superlink.start_run(task_dir, round_timeout=45, min_replies=2)
-        _wait(lambda: (task_dir / "round-0001.onnx").exists(), 300, "round 1")
+        wait_for(lambda: (task_dir / "round-0001.onnx").exists(), 600, "round 1")
         # Round 2 has reached the leaver: it dies before answering.
-        _wait(lambda: leaver.log_path.read_text().count("Receiving: train") >= 2, 120, "round 2")
+        wait_for(lambda: leaver.log_path.read_text().count("Receiving: train") >= 2, 120, "round 2")
         leaver.kill()
-        _wait(lambda: (task_dir / "round-0002.onnx").exists(), 300, "round 2 without it")
-        loaded = checkpoint.load(task_dir, 1, checkpoint_digest(task_dir))
+        wait_for(lambda: (task_dir / "round-0002.onnx").exists(), 600, "round 2 without it")
+        loaded = checkpoint.load(task_dir, 1, spec_digest(task_dir))
         assert loaded is not None
         rounds = [set(c.examples) for c in loaded[0].contributions]
         assert rounds == [{0, 1, 2}, {0, 1}]
@@ -211,6 +140,7 @@ def test_a_supernode_killed_mid_round_does_not_stall_the_task(
             node.stop()
 
 
+@pytest.mark.timeout(1500)  # rounds on 2 shared cores; a restart waits for reconnects
 def test_a_restarted_coordinator_resumes_from_its_last_checkpoint(
     tmp_path: Path, superlink: SuperLink
 ) -> None:
@@ -219,29 +149,23 @@ def test_a_restarted_coordinator_resumes_from_its_last_checkpoint(
     nodes: dict[int, int] = {}
     supernodes = []
     for seat, rows in enumerate(np.array_split(np.arange(600), 2)):
-        private, pem = _owner(tmp_path, f"owner{seat}", features[rows], labels[rows])
+        node, pem = data_owner(tmp_path, f"owner{seat}", features[rows], labels[rows], superlink)
         nodes[superlink.admit(pem)] = seat
-        supernodes.append(
-            SuperNode(
-                tmp_path / f"owner{seat}", superlink=superlink.address, ca=superlink.tls.ca,
-                private_key=private, data_path=tmp_path / f"owner{seat}" / "data.npz",
-                runtime_port=free_port(),
-            )
-        )  # fmt: skip
-    task_dir = _task_dir(tmp_path, nodes)
+        supernodes.append(node)
+    task_dir = task_directory(tmp_path, SPEC, nodes)
     try:
         for node in supernodes:
             node.start()
         superlink.start_run(task_dir, round_timeout=60, min_replies=2)
-        _wait(lambda: (task_dir / "round-0001.onnx").exists(), 300, "round 1")
+        wait_for(lambda: (task_dir / "round-0001.onnx").exists(), 600, "round 1")
         assert superlink.process is not None
         superlink.process.kill()  # the coordinator's machine goes down after round 1
         superlink.process.wait()
         first = (task_dir / "round-0001.onnx").read_bytes()
         superlink.start()  # same data dir: same TLS, same admitted keys
         superlink.start_run(task_dir, round_timeout=60, min_replies=2)
-        _wait(lambda: (task_dir / "round-0002.onnx").exists(), 600, "round 2 after restart")
-        loaded = checkpoint.load(task_dir, 1, checkpoint_digest(task_dir))
+        wait_for(lambda: (task_dir / "round-0002.onnx").exists(), 600, "round 2 after restart")
+        loaded = checkpoint.load(task_dir, 1, spec_digest(task_dir))
         assert loaded is not None
         assert [c.round for c in loaded[0].contributions] == [1, 2]
         assert (task_dir / "round-0001.onnx").read_bytes() == first

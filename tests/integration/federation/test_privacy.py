@@ -18,7 +18,8 @@ from sklearn.datasets import load_digits
 from mercato.chain.anvil import free_port
 from mercato.federation.keys import load_or_create_node_key
 from mercato.federation.runtime import SuperLink, SuperNode
-from tests.integration.federation.test_flower_processes import SPEC, _task_dir
+from tests.integration.federation.processes import task_directory
+from tests.integration.federation.test_flower_processes import SPEC
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
@@ -49,7 +50,7 @@ def test_a_supernode_sends_only_parameters_and_two_numbers(
             )  # fmt: skip
             node.args[2] = "tests.integration.federation.capture_supernode"
             supernodes.append(node)
-        task = _task_dir(tmp_path, nodes)
+        task = task_directory(tmp_path, SPEC, nodes)
         for seat, node in enumerate(supernodes):
             monkeypatch.setenv("CAPTURE_DIR", str(tmp_path / f"capture{seat}"))
             node.start()

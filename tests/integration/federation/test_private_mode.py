@@ -8,10 +8,6 @@ No chain here (the coordinator's commits are skipped with the task directory's
 
 from __future__ import annotations
 
-import hashlib
-import json
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +15,15 @@ import onnxruntime as ort
 import pytest
 from sklearn.datasets import load_digits
 
-from mercato.chain.anvil import free_port
-from mercato.federation import checkpoint, learning, privacy
-from mercato.federation.keys import load_or_create_node_key
-from mercato.federation.runtime import SuperLink, SuperNode
+from mercato.federation import checkpoint, privacy
+from mercato.federation.runtime import SuperLink
 from mercato.federation.spec import InputSchema, TaskSpec
+from tests.integration.federation.processes import (
+    data_owner,
+    spec_digest,
+    task_directory,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -39,23 +39,6 @@ SPEC = TaskSpec(
 )
 
 
-def _wait(predicate: object, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-@pytest.fixture
-def superlink(tmp_path: Path) -> Iterator[SuperLink]:
-    link = SuperLink(tmp_path / "link", port=free_port())
-    link.start()
-    yield link
-    link.stop()
-
-
 @pytest.mark.timeout(1500)  # SecAgg+ is four exchanges a round on 2 shared cores
 def test_private_rounds_over_real_processes_record_each_seat_once_with_equal_shares(
     tmp_path: Path, superlink: SuperLink
@@ -68,37 +51,18 @@ def test_private_rounds_over_real_processes_record_each_seat_once_with_equal_sha
     supernodes = []
     for seat in range(3):
         rows = np.flatnonzero(labels[:1500] % 3 == seat)
-        directory = tmp_path / f"owner{seat}"
-        directory.mkdir()
-        np.savez(directory / "data.npz", X=features[rows], y=labels[rows])
-        private, pem = load_or_create_node_key(directory / "federation")
-        nodes[superlink.admit(pem)] = seat
-        supernodes.append(
-            SuperNode(
-                directory,
-                superlink=superlink.address,
-                ca=superlink.tls.ca,
-                private_key=private,
-                data_path=directory / "data.npz",
-                runtime_port=free_port(),
-                task_pins=pins,
-            )
+        node, pem = data_owner(
+            tmp_path, f"owner{seat}", features[rows], labels[rows], superlink, pins=pins
         )
-    task_dir = tmp_path / "task"
-    task_dir.mkdir()
-    (task_dir / "spec.json").write_bytes(SPEC.to_json_bytes())
-    (task_dir / "task.json").write_text(json.dumps({"task_id": 1}))
-    (task_dir / "nodes.json").write_text(json.dumps({str(k): v for k, v in nodes.items()}))
-    (task_dir / "no-commit").touch()
-    start = learning.initial_params(SPEC)
-    np.savez(task_dir / "initial.npz", **{f"p{i}": p for i, p in enumerate(start)})  # type: ignore[arg-type]
+        nodes[superlink.admit(pem)] = seat
+        supernodes.append(node)
+    task_dir = task_directory(tmp_path, SPEC, nodes)
     try:
         for node in supernodes:
             node.start()
         superlink.start_run(task_dir, round_timeout=60, min_replies=3)
-        _wait(lambda: (task_dir / "round-0002.onnx").exists(), 900, "two private rounds")
-        digest = hashlib.sha256(SPEC.to_json_bytes()).hexdigest()
-        loaded = checkpoint.load(task_dir, 1, digest)
+        wait_for(lambda: (task_dir / "round-0002.onnx").exists(), 900, "two private rounds")
+        loaded = checkpoint.load(task_dir, 1, spec_digest(task_dir))
         assert loaded is not None
         state, _ = loaded
         # Every seat's masked update was in both aggregates, each with weight 1.

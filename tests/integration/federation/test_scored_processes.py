@@ -9,39 +9,19 @@ directory's `no-commit` marker): the commits are tested in test_scored_chain."""
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mercato.chain.anvil import free_port
-from mercato.federation import learning, privacy
+from mercato.federation import privacy
 from mercato.federation.evidence import RoundEvidence, shares_from_evidence
-from mercato.federation.keys import load_or_create_node_key
-from mercato.federation.runtime import SuperLink, SuperNode
+from mercato.federation.runtime import SuperLink
 from mercato.federation.spec import InputSchema, TaskSpec, raw_cid_for
+from tests.integration.federation.processes import data_owner, task_directory, wait_for
 from tests.unit.federation import rounds as R
 
 pytestmark = pytest.mark.integration
-
-
-def _wait(predicate: object, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-@pytest.fixture
-def superlink(tmp_path: Path) -> Iterator[SuperLink]:
-    link = SuperLink(tmp_path / "link", port=free_port())
-    link.start()
-    yield link
-    link.stop()
 
 
 @pytest.mark.timeout(1500)
@@ -67,36 +47,15 @@ def test_scored_rounds_over_real_processes_write_evidence_and_zero_a_poisoner(
     nodes: dict[int, int] = {}
     supernodes = []
     for seat, (X, y) in files.items():
-        directory = tmp_path / f"owner{seat}"
-        directory.mkdir()
-        np.savez(directory / "data.npz", X=X, y=y)
-        private, pem = load_or_create_node_key(directory / "federation")
+        node, pem = data_owner(tmp_path, f"owner{seat}", X, y, superlink, pins=pins)
         nodes[superlink.admit(pem)] = seat
-        supernodes.append(
-            SuperNode(
-                directory,
-                superlink=superlink.address,
-                ca=superlink.tls.ca,
-                private_key=private,
-                data_path=directory / "data.npz",
-                runtime_port=free_port(),
-                task_pins=pins,
-            )
-        )
-    task_dir = tmp_path / "task"
-    task_dir.mkdir()
-    (task_dir / "spec.json").write_bytes(spec.to_json_bytes())
-    (task_dir / "task.json").write_text(json.dumps({"task_id": 1}))
-    (task_dir / "nodes.json").write_text(json.dumps({str(k): v for k, v in nodes.items()}))
-    (task_dir / "no-commit").touch()
-    (task_dir / "validation.npz").write_bytes(validation_bytes)
-    start = learning.initial_params(spec)
-    np.savez(task_dir / "initial.npz", **{f"p{i}": p for i, p in enumerate(start)})  # type: ignore[arg-type]
+        supernodes.append(node)
+    task_dir = task_directory(tmp_path, spec, nodes, validation=validation_bytes)
     try:
         for node in supernodes:
             node.start()
         superlink.start_run(task_dir, round_timeout=300, min_replies=3)
-        _wait(
+        wait_for(
             lambda: (
                 (task_dir / "state.json").exists()
                 and (json.loads((task_dir / "state.json").read_text())["round"] == 2)
