@@ -420,6 +420,12 @@ class TaskSpec:
             if not isinstance(scoring, dict):
                 raise FederationSpecError("[scoring] must be a table.")
             scoring["validation_cid"] = validation_cid
+        scoring = document.get("scoring")
+        if isinstance(scoring, dict) and scoring.get("validation_cid"):
+            # A scored task's spec names every setting, so a later change of a default
+            # (valuation loo -> auto once) never changes how an existing task is scored
+            # and verified.
+            document["scoring"] = {**asdict(ScoringSettings()), **scoring}
         return cls.from_dict(document)
 
     def to_dict(self) -> dict[str, Any]:

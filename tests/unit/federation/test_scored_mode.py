@@ -355,7 +355,17 @@ def test_scoring_defaults_and_the_toml_and_json_forms(tmp_path: Path) -> None:
     assert settings.evaluations_per_round == 256
     assert settings.sybil_threshold == 0.98
     document = json.loads(spec.to_json_bytes())
-    assert document["scoring"] == {"aggregation": "median", "validation_cid": cid}
+    # Every setting is written into the spec (a later change of a default must not
+    # change how this task is scored), the table's own values kept.
+    assert document["scoring"] == {
+        "aggregation": "median",
+        "trim_fraction": 0.25,
+        "krum_malicious": 1,
+        "valuation": "auto",
+        "evaluations_per_round": 256,
+        "sybil_threshold": 0.98,
+        "validation_cid": cid,
+    }
     assert TaskSpec.from_dict(document) == spec
     # A spec without the table keeps the digest it had before scoring existed.
     plain = dataclasses.replace(spec, scoring={})
