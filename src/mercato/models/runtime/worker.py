@@ -246,14 +246,7 @@ def worker_main(
     import numpy as np
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    # With more than one thread, ONNX Runtime's pool threads spin between runs by
-    # default: measured on 2 cores with 2 threads, a 64-row call took ~2.2 ms of CPU
-    # instead of ~0.1 ms, taken from the gateway and the other workers. No spinning.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    options = session_options(threads)
     sessions: OrderedDict[str, Any] = OrderedDict()
     buffer: memoryview | None = None
     size = 0
