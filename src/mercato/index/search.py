@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import hashlib
 import json
 import math
 import re
@@ -224,6 +225,13 @@ def _decode_cursor(cursor: str, sort: Sort) -> tuple[Any, int]:
 # driving); 3,000 keeps both sizes well under 20 ms. PostgreSQL's planner makes the same
 # choice well by itself.
 DRIVING_SET_MAX = 3_000
+# A full-text filter whose check would collect all its matches anyway (several words,
+# or a word with a task: `_fts_filter`) has its matches read up to this many, once: a
+# few more than DRIVING_SET_MAX are then checked as those ids along the sort's index,
+# instead of FTS5 intersecting its lists a second time for the check (two common words
+# and a task, ~3,500-12,000 matches of a million models: 8-14 ms a pass, where
+# checking the ids read costs 1-2 ms).
+MATCHES_READ_MAX = 20_000
 
 
 @dataclass(frozen=True)
@@ -245,6 +253,9 @@ class _Filter:
     membership: bool = False
     # The FTS5 query of a full-text filter (SQLite), to read its matches off FTS5.
     fts: str | None = None
+    # Its check collects every match (SQLite's `IN (SELECT rowid ...)`), so reading
+    # them all first costs nothing more: see MATCHES_READ_MAX.
+    collects: bool = False
     # Sort the rows it finds rather than walk the sort's index (`_fenced`, PostgreSQL),
     # every other filter checked on them: see `_narrowed`.
     fence: bool = False
@@ -355,46 +366,56 @@ def _probing_pays(conn: Connection, fts: str, words: int, limit: int) -> bool:
     return share * share * top >= CHECK_COST * (limit + 1) * words
 
 
-# The expression of the GIN index `ix_models_search_task` (migration 0009, PostgreSQL):
-# each model's words, its task as the word `=<task>`, and `^` + the first
-# NARROWED_PREFIX letters of each of its plain words. Written as the index was:
-# PostgreSQL uses an expression index for the very same expression only.
-NARROWING_VECTOR = (
-    "(models.search_vector"
-    " || CASE WHEN models.task IS NULL THEN ''::tsvector"
-    " ELSE array_to_tsvector(ARRAY['=' || models.task]) END"
-    " || array_to_tsvector(array_remove(string_to_array(regexp_replace("
-    r"models.search_vector::text, '''([a-z0-9]{4})?[^ ]*', '^\1', 'g'), ' '), '^')))"
+# The expression of the GIN index `ix_models_task_words` (migration 0014, PostgreSQL):
+# each model's plain words (`[a-z0-9]+`) and the markers `^` + the first three and
+# `^` + the first four letters of each of its words (when plain), every one behind the
+# md5 hex digits of the model's task, so each task has lists of its own (a sixth of a
+# word's models in six tasks) and a model without a task has none. Written as the
+# index was: PostgreSQL uses an expression index for the very same expression only.
+_TASK_KEY = "md5(models.task)"
+TASK_WORDS_VECTOR = (
+    "array_to_tsvector(array_remove(array_remove(string_to_array("
+    "regexp_replace(models.search_vector::text, '''([a-z0-9]+)''[^ ]*|[^ ]+', "
+    f"{_TASK_KEY} || '\\1', 'g') || ' ' || "
+    "regexp_replace(models.search_vector::text, '''(([a-z0-9]{3})([a-z0-9])?)?[^ ]*', "
+    f"{_TASK_KEY} || '^\\2 ' || {_TASK_KEY} || '^\\2\\3', 'g'), ' '), "
+    f"{_TASK_KEY}), {_TASK_KEY} || '^'))"
 )
-NARROWED_PREFIX = 4
+# A last word this long or longer is narrowed by its marker (`^vit`, `^bert`).
+NARROWED_PREFIX_MIN = 3
+NARROWED_PREFIX_MAX = 4
 
 
-def _task_word(task: str) -> str:
-    """`task`'s marker word in NARROWING_VECTOR, as a quoted tsquery (nothing in it is
-    read as syntax)."""
-    return "'" + ("=" + task).replace("\\", "\\\\").replace("'", "''") + "'"
+def task_words_query(words: list[str], task: str) -> str:
+    """The tsquery asked of TASK_WORDS_VECTOR's index for plain `words` in `task`: the
+    first words exactly, the last one's marker, each behind the task's md5 (so the task
+    is never parsed: any character in it is only hashed)."""
+    key = hashlib.md5(task.encode()).hexdigest()
+    last = words[-1][:NARROWED_PREFIX_MAX]
+    return " & ".join([*(f"'{key}{w}'" for w in words[:-1]), f"'{key}^{last}'"])
 
 
 def _narrowed(words: list[str], fts: str, task: str) -> _Filter:
-    """Several plain words and a task, found with exact words of NARROWING_VECTOR's
+    """Several plain words and a task, found with exact words of TASK_WORDS_VECTOR's
     index, then checked against the full query on those rows (PostgreSQL).
 
     GIN answers the last word's prefix (`bert:*`) by gathering every row of every word
     it starts before intersecting: 30-50 ms for a common word of a million models,
-    where exact words cost a few. The index is asked for the first words, the last
-    word's marker (`^bert` for `berta`) and the task's: every model the query matches
-    holds all three, so none is lost; the full query then drops the few that hold
-    `^bert` for another word (behind COALESCE, an expression no index serves, so it
-    is checked on the rows found and never gathered). The candidates are few by
-    construction (several words and a task), so the rows are sorted rather than the
-    sort's index walked (`fence`): walking would compute the markers of every row.
+    where exact words cost a few; and intersecting a word's list with the task's
+    (166,000 models) costs 10-20 ms more. The index holds each word and marker per task:
+    it is asked for the first words and the last word's marker (`^bert` for `berta`, or
+    `^vit`) in the task, lists a sixth as long. Every model the query matches holds all
+    of them, so none is lost; the full query and the task then drop the few kept besides
+    (`bertha` for `berta`; another task of the same md5, none known), behind COALESCE
+    and `||`, expressions no index serves, so they are checked on the rows found and
+    never gathered. The candidates are few by construction (several words and a task),
+    so the rows are sorted rather than the sort's index walked (`fence`): walking would
+    compute the markers of every row.
     """
-    markers = f"'^{words[-1][:NARROWED_PREFIX]}' & {_task_word(task)}"
     condition = text(
-        f"{NARROWING_VECTOR} @@ to_tsquery('simple', :exact) "
-        f"AND {NARROWING_VECTOR} @@ CAST(:markers AS tsquery) "
+        f"{TASK_WORDS_VECTOR} @@ CAST(:narrowing AS tsquery) "
         "AND COALESCE(models.search_vector, ''::tsvector) @@ to_tsquery('simple', :fts)"
-    ).bindparams(exact=" & ".join(words[:-1]), markers=markers, fts=fts)
+    ).bindparams(narrowing=task_words_query(words, task), fts=fts)
     return _Filter(condition, condition, None, fence=True)  # type: ignore[arg-type]
 
 
@@ -431,6 +452,7 @@ def _fts_filter(conn: Connection, words: list[str], limit: int, task: str | None
                 "EXISTS (SELECT 1 FROM models_fts WHERE models_fts MATCH :fts "
                 "AND models_fts.rowid = models.model_id)"
             ).bindparams(fts=fts)
+            collects = False
         else:
             # Several words (FTS5 checks several lists per model, about a quarter of a
             # millisecond), a prefix of too many words (FTS5 merges their lists for each
@@ -440,14 +462,21 @@ def _fts_filter(conn: Connection, words: list[str], limit: int, task: str | None
             check = text(
                 "+models.model_id IN (SELECT rowid FROM models_fts WHERE models_fts MATCH :fts)"
             ).bindparams(fts=fts)
-        return _Filter(s.Model.model_id.in_(matches), check, matches, fts=fts)  # type: ignore[arg-type]
+            collects = True
+        return _Filter(
+            s.Model.model_id.in_(matches),
+            check,  # type: ignore[arg-type]
+            matches,
+            fts=fts,
+            collects=collects,
+        )
     terms = [f"{w}" for w in words]
     terms[-1] += ":*"
     fts = " & ".join(terms)
     if (
         task is not None
         and len(words) >= 2
-        and len(words[-1]) >= NARROWED_PREFIX
+        and len(words[-1]) >= NARROWED_PREFIX_MIN
         and all(_PLAIN_WORD.fullmatch(w) for w in words)
     ):
         return _narrowed(words, fts, task)
@@ -483,59 +512,85 @@ def _sizes(conn: Connection, filters: list[_Filter]) -> list[int | None]:
     return [None if f.members is None else next(found) for f in filters]
 
 
-def _choose(conn: Connection, filters: list[_Filter]) -> tuple[list[ColumnElement[bool]], bool]:
+def _choose(
+    conn: Connection, filters: list[_Filter], sort: Sort
+) -> tuple[list[_Filter], list[ColumnElement[bool]], bool]:
     """Each filter in the form that runs fastest: see `DRIVING_SET_MAX`.
 
     Returns:
-        The conditions, and whether a small filter must drive past PostgreSQL's planner
+        The filters (a full-text one whose matches were all read now checks them as
+        those ids: `check` replaced, `fts` None), the conditions (each filter's `drive`
+        or `check`), and whether a small filter must drive past PostgreSQL's planner
         (see `_fenced`).
     """
     if not filters:
-        return [], False
+        return [], [], False
     if conn.dialect.name != "sqlite":
         if any(f.fence for f in filters):
             # The fenced filter finds few rows and every other one is checked on them:
             # driving by a task's or a tag's index instead would compute the fenced
             # filter's expression on every row that index finds.
-            return [
-                f.drive if f.fence else f.check if f.fenced is None else f.fenced for f in filters
-            ], True
+            return (
+                filters,
+                [
+                    f.drive if f.fence else f.check if f.fenced is None else f.fenced
+                    for f in filters
+                ],
+                True,
+            )
         # Its statistics serve filters on the models' own columns well, and counting
         # them would cost more than it saves: only filters through another table are.
         sizes = _sizes(conn, [f for f in filters if f.membership])
         small = any(n is not None and n <= DRIVING_SET_MAX for n in sizes)
-        return [f.drive for f in filters], small
-    # The full text's matches are read, not counted (up to the same bound): when few,
-    # they drive the query as those ids, so FTS5 answers the words once, not once to
-    # count and again in the query (two common words and a task: ~500 ids, each FTS5
-    # pass 3-6 ms on a million models).
-    found = {i: _fts_matches(conn, f.fts) for i, f in enumerate(filters) if f.fts is not None}
+        return filters, [f.drive for f in filters], small
+    # The full text's matches are read, not counted (up to the same bound, or up to
+    # MATCHES_READ_MAX when its check would collect them all anyway): when few, they
+    # drive the query as those ids, so FTS5 answers the words once, not once to count
+    # and again in the query (two common words and a task: ~500 ids, each FTS5 pass 3-6
+    # ms on a million models); when more but all read, they are checked as those ids.
+    # (Not in the newest order: FTS5 walks its matches in that order and stops at the
+    # page's end, `_newest_from_fts`, cheaper than reading them all.)
+    read_all = max(MATCHES_READ_MAX, DRIVING_SET_MAX + 1)
+    bounds = {
+        i: read_all if f.collects and sort is not Sort.NEWEST else DRIVING_SET_MAX + 1
+        for i, f in enumerate(filters)
+        if f.fts is not None
+    }
+    found = {i: _fts_matches(conn, filters[i].fts or "", bound) for i, bound in bounds.items()}
     sizes = _sizes(
         conn, [replace(f, members=None) if i in found else f for i, f in enumerate(filters)]
     )
+    filters = list(filters)
     chosen: list[ColumnElement[bool]] = []
     for i, (f, n) in enumerate(zip(filters, sizes, strict=True)):
         if i in found:
             n, matches = found[i]
-        if n is None or n > DRIVING_SET_MAX:
-            chosen.append(f.check)
-        elif i in found:
             ids = select(literal_column("value", BigInteger)).select_from(func.json_each(matches))
-            chosen.append(s.Model.model_id.in_(ids))
+            if n > DRIVING_SET_MAX and n < bounds[i]:
+                # Every match read: checked as those ids (behind the unary + that keeps
+                # them from driving), FTS5 not asked again.
+                filters[i] = replace(f, check=_unindexed(s.Model.model_id).in_(ids), fts=None)
+                chosen.append(filters[i].check)
+            elif n <= DRIVING_SET_MAX:
+                chosen.append(s.Model.model_id.in_(ids))
+            else:
+                chosen.append(f.check)
+        elif n is None or n > DRIVING_SET_MAX:
+            chosen.append(f.check)
         else:
             chosen.append(f.drive)
-    return chosen, False
+    return filters, chosen, False
 
 
-def _fts_matches(conn: Connection, fts: str) -> tuple[int, str]:
-    """How many models match `fts`, up to DRIVING_SET_MAX + 1, and their ids as a JSON
-    array (built by SQLite: no Python object per id) (SQLite)."""
+def _fts_matches(conn: Connection, fts: str, bound: int) -> tuple[int, str]:
+    """How many models match `fts`, up to `bound`, and their ids as a JSON array (built
+    by SQLite: no Python object per id) (SQLite)."""
     count, ids = conn.execute(
         text(
             "SELECT count(*), json_group_array(rowid) FROM (SELECT rowid FROM models_fts "
             "WHERE models_fts MATCH :fts LIMIT :n)"
         ),
-        {"fts": fts, "n": DRIVING_SET_MAX + 1},
+        {"fts": fts, "n": bound},
     ).one()
     return int(count), str(ids)
 
@@ -638,7 +693,7 @@ def build_search(conn: Connection, query: SearchQuery) -> Select[Any]:
     if query.derived_from is not None:
         parent = s.Lineage.parent_id == query.derived_from
         filters.append(_membership_filter(s.Lineage.model_id, parent))
-    chosen, fence = _choose(conn, filters)
+    filters, chosen, fence = _choose(conn, filters, query.sort)
     cursor = _decode_cursor(query.cursor, query.sort) if query.cursor else None
     sqlite = conn.dialect.name == "sqlite"
     if query.derived_from is not None and (

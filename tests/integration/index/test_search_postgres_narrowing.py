@@ -1,14 +1,15 @@
 # SPDX-License-Identifier: AGPL-3.0-only
 """Several words and a task on a real PostgreSQL server: found through the exact words
-of `ix_models_search_task` (migration 0009) and checked against the full query, they
-page through exactly what a plain scan of the rows finds; the index is used with no
-prefix gathered; the migration builds it on an existing index in place. Same hand-made
-rows as the SQLite fast-path tests (`tests/unit/index/test_search_fast_paths.py`), no
-chain."""
+and markers each task has in `ix_models_task_words` (migration 0014) and checked
+against the full query, they page through exactly what a plain scan of the rows finds;
+the index is used with no prefix gathered; the migration builds it on an existing index
+in place. Same hand-made rows as the SQLite fast-path tests
+(`tests/unit/index/test_search_fast_paths.py`), no chain."""
 
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -24,6 +25,8 @@ from .conftest import PostgresServer
 
 # A task with every character tsquery syntax could read, and one the rows do not hold.
 ODD_TASK = "it's a \\ task & | ! :* ()"
+# What the narrowed plan's SQL holds (the index's expression), and no other plan's.
+NARROWED = "md5(models.task)"
 
 
 def _seed(index: Index, rows: list[dict[str, object]]) -> None:
@@ -87,7 +90,7 @@ def test_words_and_a_task_page_through_what_a_plain_scan_finds(
     ]
     narrowed = found = 0
     for query in queries:
-        if "^" in _sql(index, query):  # the marker words: the narrowed plan
+        if NARROWED in _sql(index, query):
             narrowed += 1
         expected = _scan(rows, query)
         assert _pages(index, query) == expected, query
@@ -100,7 +103,7 @@ def test_an_odd_task_is_a_word_not_query_syntax(
 ) -> None:
     index, _ = seeded
     query = SearchQuery(text="resnet berth", task=ODD_TASK)
-    assert "^" in _sql(index, query)
+    assert NARROWED in _sql(index, query)
     assert [m.model_id for m in index.search(query).items] == [202]
     assert [
         m.model_id for m in index.search(SearchQuery(text="resnet bertz", task="translation")).items
@@ -128,32 +131,95 @@ def test_words_and_a_task_are_one_exact_scan_of_the_narrowing_index(
     index, _ = seeded
     plan = _plan(index, SearchQuery(text="resnet bert", task="translation", sort=Sort.BEST_RATED))
     index_lines = [line for line in plan.splitlines() if "Index Cond" in line]
-    assert "ix_models_search_task" in plan
+    assert "ix_models_task_words" in plan
     assert index_lines and not any(":*" in line for line in index_lines), plan
     assert "ix_models_rating" not in plan  # the few rows found are sorted, not walked
     # Without a task, or with one word, the plan is the one it was.
-    assert "^" not in _sql(index, SearchQuery(text="resnet bert"))
-    assert "^" not in _sql(index, SearchQuery(text="resnet", task="translation"))
-    assert "^" not in _sql(index, SearchQuery(text="resnet bit", task="translation"))
+    assert NARROWED not in _sql(index, SearchQuery(text="resnet bert"))
+    assert NARROWED not in _sql(index, SearchQuery(text="resnet", task="translation"))
+    assert NARROWED not in _sql(index, SearchQuery(text="resnet bi", task="translation"))
 
 
-def test_migration_0009_builds_the_index_on_an_existing_index(
+def test_a_three_letter_last_word_and_odd_words_are_narrowed_exactly(
+    postgres_server: PostgresServer,
+) -> None:
+    """A last word of three letters is narrowed by its marker (`^vit`): before 0014 it
+    had none and the plan walked a sort's index checking every row. Words that are not
+    plain (`vité`, `vit.b16`, `café`) still give the markers of their plain start, so a
+    prefix finds them; a model without a task has no entries."""
+    rows = [
+        _model(1, "resnet-vit", task="translation"),
+        _model(2, "resnet vitamin", task="translation"),
+        _model(3, "resnet vité", task="translation"),
+        _model(4, "resnet vit.b16", task="translation"),
+        _model(5, "resnet vi", task="translation"),  # `vi` is not `vit`
+        _model(6, "resnet vit", task="image-classification"),
+        _model(7, "resnet vit", task=None),
+        _model(8, "café resnet vitæ", task="translation", text="bert"),
+    ]
+    index = Index.open(postgres_server.new_database())
+    _seed(index, rows)
+    query = SearchQuery(text="resnet vit", task="translation", sort=Sort.PRICE_LOW)
+    assert NARROWED in _sql(index, query)
+    assert "ix_models_task_words" in _plan(index, query)
+    assert sorted(m.model_id for m in index.search(query).items) == [1, 2, 3, 4, 8]
+    assert [m.model_id for m in index.search(replace(query, text="resnet vita")).items] == [2]
+    assert [m.model_id for m in index.search(replace(query, text="bert vit")).items] == [8]
+    other = replace(query, task="image-classification")
+    assert [m.model_id for m in index.search(other).items] == [6]
+    with index.engine.connect() as conn:
+        entries = conn.execute(
+            text(f"SELECT {search.TASK_WORDS_VECTOR} IS NULL FROM models WHERE model_id = 7")
+        ).scalar_one()
+    assert entries  # no task, no entries
+
+
+def test_migration_0014_builds_the_index_on_an_existing_index(
     postgres_server: PostgresServer,
 ) -> None:
     rows = _seeded_rows()
     url = postgres_server.new_database()
     engine = create_index_engine(url)
-    migrate(engine, "0008")
+    migrate(engine, "0013")
     with engine.begin() as conn:
         conn.execute(insert(s.Model), rows)
     migrate(engine)
     index = Index(engine)
     with engine.connect() as conn:
         names = set(conn.execute(text("SELECT indexname FROM pg_indexes")).scalars())
-    assert "ix_models_search_task" in names
-    query: Any = SearchQuery(text="resnet bert", task="translation", limit=3)
-    assert _pages(index, query) == _scan(rows, query)
-    downgrade(engine, "0008")
+    assert "ix_models_task_words" in names and "ix_models_search_task" not in names
+    for words in ("resnet bert", "resnet res", "vision berth"):
+        query: Any = SearchQuery(text=words, task="translation", limit=3)
+        assert NARROWED in _sql(index, query)
+        assert _pages(index, query) == _scan(rows, query)
+    downgrade(engine, "0013")
     with engine.connect() as conn:
         names = set(conn.execute(text("SELECT indexname FROM pg_indexes")).scalars())
-    assert "ix_models_search_task" not in names and "ix_models_search_vector" in names
+    assert "ix_models_search_task" in names and "ix_models_task_words" not in names
+
+
+def test_a_word_spelled_as_another_tasks_entry_finds_nothing(
+    postgres_server: PostgresServer,
+) -> None:
+    # The per-task index's entries are `<md5 of the task><word>`: a card holding such a
+    # word for another task must not be listed under it.
+    other = search.task_words_query(["resnet", "bert"], "translation")
+    spelled = [term.strip("'") for term in other.split(" & ")]
+    rows = [
+        _model(1, "resnet bert", task="image-classification", text=" ".join(spelled)),
+        _model(2, "resnet bert", task="translation"),
+    ]
+    index = Index.open(postgres_server.new_database())
+    _seed(index, rows)
+    query = SearchQuery(text="resnet bert", task="translation")
+    assert NARROWED in _sql(index, query)
+    assert [m.model_id for m in index.search(query).items] == [2]
+    with index.engine.connect() as conn:
+        held = conn.execute(
+            text(
+                f"SELECT {search.TASK_WORDS_VECTOR} @@ CAST(:q AS tsquery) "
+                "FROM models ORDER BY model_id"
+            ),
+            {"q": other},
+        ).scalars()
+        assert list(held) == [False, True]  # the index itself never lists model 1 there

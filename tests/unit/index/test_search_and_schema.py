@@ -173,8 +173,11 @@ def test_plan_choice_never_changes_results(
     monkeypatch.setattr(search, "DRIVING_SET_MAX", 10**9)
     driven = _all_pages(index, 3, **query)
     monkeypatch.setattr(search, "DRIVING_SET_MAX", 0)
+    checked_as_ids = _all_pages(index, 3, **query)  # full-text matches read, then checked
+    monkeypatch.setattr(search, "MATCHES_READ_MAX", 0)
     checked = _all_pages(index, 3, **query)
-    assert driven == checked and [i for page in driven for i in page] == _ids(index, **query)
+    assert driven == checked == checked_as_ids
+    assert [i for page in driven for i in page] == _ids(index, **query)
 
 
 def test_big_filters_are_checked_along_the_sort_index(
@@ -198,8 +201,18 @@ def test_big_filters_are_checked_along_the_sort_index(
         # (the words' few matches drive as their ids, read once off FTS5)
         assert "models.model_id IN (SELECT value" in sql and "+models.model_id" not in sql
         assert "+models.license" in sql  # most models have the license
+        # 25 fillers: more than drive, but all read once and checked as those ids...
+        rated = replace(query, sort=Sort.BEST_RATED)
+        sql = str(search.build_search(conn, rated).compile(conn))
+        assert "+models.model_id IN (SELECT value" in sql and "MATCH" not in sql
+        # ...unless more than MATCHES_READ_MAX: FTS5 collects them in the query itself.
+        monkeypatch.setattr(search, "MATCHES_READ_MAX", 10)
+        sql = str(search.build_search(conn, rated).compile(conn))
+        assert "+models.model_id IN (SELECT rowid" in sql
+        # The newest first never reads them all: FTS5 yields them in that order.
+        monkeypatch.setattr(search, "MATCHES_READ_MAX", 10**9)
         sql = str(search.build_search(conn, query).compile(conn))
-        assert "+models.model_id IN (SELECT rowid" in sql  # 25 fillers
+        assert "json_each" not in sql and "MATCH" in sql
 
 
 def _plan(conn: Connection, statement: Any) -> str:

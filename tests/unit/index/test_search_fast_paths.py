@@ -50,12 +50,14 @@ SORT_COLUMNS = {
     Sort.PRICE_LOW: ("price", False),
     Sort.PRICE_HIGH: ("price", True),
 }
-# Each plan search can choose, forced: (DRIVING_SET_MAX, CHECK_COST, PREFIX_WORDS_MAX).
+# Each plan search can choose, forced:
+# (DRIVING_SET_MAX, CHECK_COST, PREFIX_WORDS_MAX, MATCHES_READ_MAX).
 PLANS = {
-    "driving": (10**9, 10**12, 32),
-    "checked-probed": (0, 0, 32),
-    "checked-collected": (0, 10**12, 32),
-    "prefix-merged": (0, 0, 0),
+    "driving": (10**9, 10**12, 32, 0),
+    "checked-probed": (0, 0, 32, 0),
+    "checked-collected": (0, 10**12, 32, 0),
+    "checked-as-read-ids": (0, 10**12, 32, 10**9),
+    "prefix-merged": (0, 0, 0, 0),
 }
 
 
@@ -148,8 +150,9 @@ def test_every_plan_pages_through_what_a_plain_scan_finds(
     seeded: tuple[Index, list[dict[str, object]]], monkeypatch: pytest.MonkeyPatch, plan: str
 ) -> None:
     index, rows = seeded
-    driving, check_cost, prefix_words = PLANS[plan]
+    driving, check_cost, prefix_words, read_ids = PLANS[plan]
     monkeypatch.setattr(search, "DRIVING_SET_MAX", driving)
+    monkeypatch.setattr(search, "MATCHES_READ_MAX", read_ids)
     monkeypatch.setattr(search, "CHECK_COST", check_cost)
     monkeypatch.setattr(search, "PREFIX_WORDS_MAX", prefix_words)
     rng = random.Random(plan)
@@ -177,6 +180,7 @@ def test_a_longer_prefix_is_searched_as_the_words_it_starts(
     index, _ = seeded
     # Every full text checked, so its FTS5 query shows (a few matches drive as ids).
     monkeypatch.setattr(search, "DRIVING_SET_MAX", -1)
+    monkeypatch.setattr(search, "MATCHES_READ_MAX", 0)  # nor read first: FTS5 is asked
     monkeypatch.setattr(search, "CHECK_COST", 0)
     assert 'MATCH \'("resnet" OR "resnets")\'' in _sql(index, SearchQuery(text="resn"))
     assert 'MATCH \'"bert" AND "visual"\'' in _sql(index, SearchQuery(text="bert visu"))
@@ -214,6 +218,7 @@ def test_words_the_tokenizer_folds_keep_the_prefix_form(
         conn.execute(insert(s.Model), [_model(1, "Café-Classifier"), _model(2, "cafeteria")])
     with monkeypatch.context() as patched:
         patched.setattr(search, "DRIVING_SET_MAX", -1)  # checked: the FTS5 query shows
+        patched.setattr(search, "MATCHES_READ_MAX", 0)  # nor read first: FTS5 is asked
         assert "MATCH '\"café\"*'" in _sql(index, SearchQuery(text="CAFÉ"))
     assert [m.model_id for m in index.search(SearchQuery(text="CAFÉ")).items] == [2, 1]
     assert [m.model_id for m in index.search(SearchQuery(text="cafe")).items] == [2, 1]
@@ -243,6 +248,7 @@ def test_a_common_word_is_probed_and_a_rare_one_collected(
     with index.engine.begin() as conn:
         conn.execute(insert(s.Model), rows)
     monkeypatch.setattr(search, "DRIVING_SET_MAX", 0)
+    monkeypatch.setattr(search, "MATCHES_READ_MAX", 0)  # nor read first: FTS5 is asked
     monkeypatch.setattr(search, "CHECK_COST", 1)  # the threshold of a million models, scaled
     probe = "models_fts.rowid = models.model_id"
     assert probe in _sql(index, SearchQuery(text="common", sort=Sort.BEST_RATED))

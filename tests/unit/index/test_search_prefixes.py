@@ -117,6 +117,7 @@ def test_a_broad_short_prefix_never_collects_all_its_matches(
     in id order; other sorts walk their own index and probe FTS5 for each row. Neither
     gathers every match (hundreds of milliseconds on a million models) nor sorts them."""
     monkeypatch.setattr(search, "DRIVING_SET_MAX", 0)
+    monkeypatch.setattr(search, "MATCHES_READ_MAX", 0)  # nor read first: FTS5 is asked
     monkeypatch.setattr(search, "CHECK_COST", 0)  # as for a common word on a big index
     with index.engine.connect() as conn:
         newest = _plan(conn, search.build_search(conn, SearchQuery(text="r")))

@@ -53,8 +53,9 @@ def test_words_and_any_task_page_through_what_a_plain_scan_finds(
 ) -> None:
     rows = _odd_rows(31)
     index = _seeded(tmp_path, rows)
-    driving, check_cost, prefix_words = PLANS[plan]
+    driving, check_cost, prefix_words, read_ids = PLANS[plan]
     monkeypatch.setattr(search, "DRIVING_SET_MAX", driving)
+    monkeypatch.setattr(search, "MATCHES_READ_MAX", read_ids)
     monkeypatch.setattr(search, "CHECK_COST", check_cost)
     monkeypatch.setattr(search, "PREFIX_WORDS_MAX", prefix_words)
     rng = random.Random(plan)
@@ -111,6 +112,7 @@ def test_words_and_a_task_are_one_full_text_query_without_the_task_column(
     index = _seeded(tmp_path, _odd_rows(3))
     query = SearchQuery(text="resnet bert", task="translation", sort=Sort.BEST_RATED)
     monkeypatch.setattr(search, "DRIVING_SET_MAX", -1)  # checked: the FTS5 query shows
+    monkeypatch.setattr(search, "MATCHES_READ_MAX", 0)  # nor read first: FTS5 is asked
     with index.engine.connect() as conn:
         sql = str(
             search.build_search(conn, query).compile(conn, compile_kwargs={"literal_binds": True})
@@ -121,7 +123,9 @@ def test_words_and_a_task_are_one_full_text_query_without_the_task_column(
     # Few matches: FTS5 is asked once, and its ids drive the query.
     asked: list[str] = []
     monkeypatch.setattr(search, "DRIVING_SET_MAX", 3_000)
-    monkeypatch.setattr(search, "_fts_matches", lambda c, fts: asked.append(fts) or (2, "[1,2]"))
+    monkeypatch.setattr(
+        search, "_fts_matches", lambda c, fts, bound: asked.append(fts) or (2, "[1,2]")
+    )
     with index.engine.connect() as conn:
         sql = str(
             search.build_search(conn, query).compile(conn, compile_kwargs={"literal_binds": True})
