@@ -335,6 +335,9 @@ class SuperNode:
         out)."""
         if self.process is not None:
             _signal_group(self.process, signal.SIGKILL)
+            # A killed child is gone only once the kernel has torn it down: wait for
+            # that, so that a caller who starts the node again finds nothing left.
+            _wait_for_group(self.process, timeout=10)
             self.process.wait()
 
     def stop(self) -> None:
@@ -366,13 +369,20 @@ def _stop(process: subprocess.Popen[bytes] | None, *, grace: float = 15) -> None
     stopped node, even one that already exited."""
     if process is None:
         return
-    if _signal_group(process, signal.SIGTERM):
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            process.poll()  # reap the leader, so that only live processes count
-            if not _signal_group(process, 0):
-                break
-            time.sleep(0.1)
-        else:
-            _signal_group(process, signal.SIGKILL)
+    if _signal_group(process, signal.SIGTERM) and not _wait_for_group(process, grace):
+        _signal_group(process, signal.SIGKILL)
+        _wait_for_group(process, timeout=10)
     process.wait()
+
+
+def _wait_for_group(process: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Wait up to `timeout` seconds for every process of the group to be gone; True when
+    it is."""
+    deadline = time.monotonic() + timeout
+    while True:
+        process.poll()  # reap the leader, so that only live processes count
+        if not _signal_group(process, 0):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
