@@ -92,7 +92,11 @@ def alembic_config(engine: Engine) -> Config:
     """An Alembic configuration for this package's migrations (no alembic.ini)."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    # Alembic's options go through ConfigParser interpolation: a `%` in the URL (a
+    # percent-encoded password, `:memory:` rendered as `%3Amemory%3A`, a data directory
+    # with `%` in its name) must be doubled or reading the option fails.
+    url = engine.url.render_as_string(hide_password=False)
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 
 

@@ -55,3 +55,22 @@ def test_an_index_from_a_newer_version_is_a_typed_error_saying_what_to_do(tmp_pa
         connection.execute(text("UPDATE alembic_version SET version_num = 'nonexistent'"))
     with pytest.raises(IndexDatabaseError, match="written by a newer Mercato"):
         migrate(engine)
+
+
+@pytest.mark.parametrize(
+    "url_of",
+    [
+        lambda tmp: "sqlite:///:memory:",
+        lambda tmp: f"sqlite:///{tmp / '100% models' / 'index.sqlite'}",
+    ],
+    ids=["in-memory", "percent-in-path"],
+)
+def test_a_url_with_a_percent_sign_migrates(tmp_path: Path, url_of) -> None:  # type: ignore[no-untyped-def]
+    # Alembic reads its options through ConfigParser interpolation, which refused any
+    # `%` (`:memory:` is rendered `%3Amemory%3A`): the node could not open such an index.
+    engine = create_index_engine(url_of(tmp_path))
+    migrate(engine)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM models")).scalar_one() == 0
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+    engine.dispose()
