@@ -597,17 +597,24 @@ def blob_cid_for(data: bytes) -> CID:
 
 
 def store_bytes(store: Blockstore, data: bytes) -> CID:
-    """Add `data` to `store` under `blob_cid_for(data)` and return that CID: one raw
-    block up to the block size limit, else a UnixFS file (its blocks and root).
+    """Add `data` to `store` under `blob_cid_for(data)`, pinned, and return that CID: one
+    raw block up to the block size limit, else a UnixFS file (its blocks and root).
+
+    Pinned as `ipfs add` pins: a spec, a round's model, evidence or a node key is what
+    others fetch from this node to join or verify a task, so `mercato store gc` must
+    keep it. The block is written and pinned under the store's writing lock, so a gc
+    running at the same moment cannot take it in between.
 
     Raises:
         BlockWriteError: the disk write failed.
     """
-    if len(data) <= MAX_BLOCK_SIZE:
-        cid = raw_cid_for(data)
+    if len(data) > MAX_BLOCK_SIZE:
+        return import_file(_pieces(data), store, profile=BLOB_PROFILE, pin=True).cid
+    cid = raw_cid_for(data)
+    with store.writing():
         store.put(cid, data)
-        return cid
-    return import_file(_pieces(data), store, profile=BLOB_PROFILE, pin=False).cid
+        store.pin(cid, check_complete=False)
+    return cid
 
 
 def read_blob(source: BlockSource, cid: CID | str, *, max_bytes: int = MAX_BLOB_BYTES) -> bytes:

@@ -162,6 +162,9 @@ def test_evidence_cids_on_chain_reveal_after_the_end_and_verify(
         task_ids.append((task_id, coordinator))
 
     honest_id, coordinator = task_ids[0]
+    # An operator cleaning the node's store mid-task keeps what verifiers fetch from it:
+    # the spec, every round's model and evidence are pinned as they are added.
+    requester.store.gc()
     # Each round's digest on-chain names its evidence, which names the round's seats.
     rounds = requester.federation.rounds(honest_id)
     assert [r.round for r in rounds] == [1, 2, 3]
@@ -189,6 +192,8 @@ def test_evidence_cids_on_chain_reveal_after_the_end_and_verify(
         participant.federation.reveal_validation(honest_id)
     assert requester.federation.reveal_validation(honest_id) == cid
     assert requester.store.has(cid)
+    assert requester.store.is_pinned(cid)  # revealed is published: gc keeps it
+    requester.store.gc()
 
     report = participant.federation.verify(honest_id, data=files[1])
     assert report.seat == 1 and report.shares_checked and report.validation_checked

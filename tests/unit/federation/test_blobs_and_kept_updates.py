@@ -67,6 +67,20 @@ def test_small_blobs_keep_their_raw_cid_and_large_ones_are_unixfs_files(tmp_path
     )
 
 
+def test_stored_blobs_are_pinned_so_gc_keeps_them(tmp_path: Path) -> None:
+    # A node serves its specs, round models and evidence to verifiers for as long as
+    # the task can be checked: `mercato store gc` must not take them.
+    store = Blockstore(tmp_path / "store")
+    small, stray = b"a round's evidence", b"an unpinned block"
+    store.put(raw_cid_for(stray), stray)
+    small_cid, big_cid = store_bytes(store, small), store_bytes(store, BIG)
+    assert store.is_pinned(small_cid) and store.is_pinned(big_cid)
+    result = store.gc()
+    assert result.removed_blocks == 1 and not store.has(raw_cid_for(stray))
+    assert read_blob(store, small_cid) == small
+    assert read_blob(store, big_cid) == BIG
+
+
 def test_a_tampered_chunk_is_refused(tmp_path: Path) -> None:
     store = Blockstore(tmp_path / "store")
     cid = store_bytes(store, BIG)
