@@ -669,6 +669,19 @@ def blob_cid_for_root(digest: bytes, root: bytes) -> CID:
     return as_dag if node.links and declared > MAX_BLOCK_SIZE else as_raw
 
 
+def round_model_cid(store: Blockstore, digest: bytes) -> CID:
+    """The CID to fetch a round's model by, from the sha256 the chain commits.
+
+    With the root block in `store` (the coordinator's node, or a node that verified the
+    task), it says whether the model is one raw block or a UnixFS file; without it the
+    raw CID is the best guess (every model up to one block, which is most of them).
+    """
+    raw = CID("base32", 1, "raw", multihash.get("sha2-256").wrap(bytes(digest)))
+    if not store.has(raw):
+        return raw
+    return blob_cid_for_root(digest, bytes(store.get(raw)))
+
+
 class _OneBlock:
     def __init__(self, block: bytes) -> None:
         self.block = block

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from mercato.errors import IndexedModelNotFoundError, IndexedTaskNotFoundError, MercatoError
-from mercato.federation.spec import scoring_terms
+from mercato.federation.spec import round_model_cid, scoring_terms
 from mercato.gateway.api.federation import task_query
 from mercato.gateway.charts import line_chart_svg
 from mercato.gateway.dependencies import MAX_ID, optional_session
@@ -127,7 +127,10 @@ def create_task_pages(state: GatewayState) -> APIRouter:
             t=t,
             chart=metric_chart(detail),
             spec_cid=spec_cid(t.spec_digest),
-            round_cids={r.round: spec_cid(r.model_digest) for r in detail.rounds},
+            round_cids={
+                r.round: str(round_model_cid(state.market.store, bytes.fromhex(r.model_digest)))
+                for r in detail.rounds
+            },
             spec_fields=spec_terms(detail.spec, mct) + scoring_terms(detail.spec),
             result_name=result_name,
             parent_name=parent_name,

@@ -354,8 +354,8 @@ def task_detail(conn: Connection, task_id: int) -> TaskDetail:
 
 
 def spec_cid(digest_hex: str) -> str:
-    """The CID of a task spec, or of a round's global model (both raw-codec CIDv1s), from
-    the digest an event carries."""
+    """The CID of a task spec (a raw-codec CIDv1) from the digest an event carries (a
+    round's model may be a UnixFS file: `federation.spec.round_model_cid`)."""
     return str(CID("base32", 1, "raw", multihash.get("sha2-256").wrap(bytes.fromhex(digest_hex))))
 
 

@@ -5,11 +5,14 @@ trains the finished task for real in the node's process (see `mercato.demo_feder
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import onnx
 import pytest
 
 from mercato.chain.anvil import free_port
@@ -82,6 +85,16 @@ def test_demo_seeds_a_finished_and_an_open_task(federated_node: tuple[Node, str]
 
     page = httpx.get(f"{base}/tasks/{finished['task_id']}").text
     assert page.count("<circle") == 3 and f'href="/models/{finished["result_model_id"]}"' in page
+    # Each round's model is shown by a CID the node serves, whose bytes are the ONNX model
+    # whose sha256 the chain committed for that round.
+    shown = re.findall(r'<code title="(b[a-z2-7]+)">', page)
+    digests = {r["model_digest"] for r in finished["round_list"]}
+    assert len(shown) == 3
+    for cid in shown:
+        served = httpx.get(f"{base}/ipfs/{cid}")
+        assert served.status_code == 200
+        assert hashlib.sha256(served.content).hexdigest() in digests
+        assert onnx.load_model_from_string(served.content).graph.node
     assert "mercato fl join" in httpx.get(f"{base}/tasks/{opened['task_id']}").text
     listing = httpx.get(f"{base}/tasks").text
     assert "digits-federated" in listing and "iris-more-flowers" in listing

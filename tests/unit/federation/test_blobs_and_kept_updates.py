@@ -34,6 +34,7 @@ from mercato.federation.spec import (
     blob_cid_for_root,
     raw_cid_for,
     read_blob,
+    round_model_cid,
     store_bytes,
 )
 from mercato.federation.updates import kept_updates
@@ -79,6 +80,19 @@ def test_stored_blobs_are_pinned_so_gc_keeps_them(tmp_path: Path) -> None:
     assert result.removed_blocks == 1 and not store.has(raw_cid_for(stray))
     assert read_blob(store, small_cid) == small
     assert read_blob(store, big_cid) == BIG
+
+
+def test_a_round_models_cid_from_its_committed_digest(tmp_path: Path) -> None:
+    # What the task page shows for a round: the chain holds only the model's sha256
+    # (of the root block for a file above one block).
+    store = Blockstore(tmp_path / "store")
+    small = b"a small onnx model"
+    big_cid, small_cid = store_bytes(store, BIG), store_bytes(store, small)
+    assert round_model_cid(store, multihash.unwrap(bytes(big_cid.digest))) == big_cid
+    assert round_model_cid(store, multihash.unwrap(bytes(small_cid.digest))) == small_cid
+    elsewhere = Blockstore(tmp_path / "another-node")  # holds neither: the raw guess
+    assert round_model_cid(elsewhere, multihash.unwrap(bytes(small_cid.digest))) == small_cid
+    assert round_model_cid(elsewhere, multihash.unwrap(bytes(big_cid.digest))).codec.name == "raw"
 
 
 def test_a_tampered_chunk_is_refused(tmp_path: Path) -> None:
