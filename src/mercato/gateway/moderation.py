@@ -255,6 +255,14 @@ class ModerationMiddleware:
         await response(scope, receive, send)
 
 
+HIDDEN_NAME = "hidden by this node"  # what a listing shows for a denied model's name
+
+
+def denied_by(policy: ModerationPolicy | None) -> frozenset[int]:
+    """The models a node's policy denies (none without a policy)."""
+    return policy.denied_ids() if policy is not None else frozenset()
+
+
 def hidden_count(index: Index, query: SearchQuery, denied: frozenset[int]) -> int:
     """How many models matching `query` the node hides (counted up to MAX_PAGE_SIZE + 1).
 

@@ -21,6 +21,7 @@ from mercato.gateway.api.federation import task_query
 from mercato.gateway.charts import line_chart_svg
 from mercato.gateway.dependencies import MAX_ID, optional_session
 from mercato.gateway.formatting import mct
+from mercato.gateway.moderation import HIDDEN_NAME, denied_by
 from mercato.gateway.state import GatewayState
 from mercato.gateway.web import TEMPLATES, QuietErrorRoute, _chain_rpc_hint
 from mercato.index.tasks import TaskDetail, TaskStatus, join_command, spec_cid, spec_terms
@@ -96,18 +97,18 @@ def create_task_pages(state: GatewayState) -> APIRouter:
         except IndexedTaskNotFoundError as exc:
             return page(request, "missing.html", status_code=404, error=str(exc))
         t = detail.summary
-        result_name = None
-        if detail.result_model_id is not None:
+        denied = denied_by(state.moderation)
+
+        def name_of(model_id: int) -> str | None:
+            if model_id in denied:
+                return HIDDEN_NAME
             try:
-                result_name = index.model(detail.result_model_id).summary.name
+                return index.model(model_id).summary.name
             except IndexedModelNotFoundError:
-                result_name = None
-        parent_name = None
-        if t.parent_model_id:
-            try:
-                parent_name = index.model(t.parent_model_id).summary.name
-            except IndexedModelNotFoundError:
-                parent_name = None
+                return None
+
+        result_name = None if detail.result_model_id is None else name_of(detail.result_model_id)
+        parent_name = name_of(t.parent_model_id) if t.parent_model_id else None
         times = index.block_times(
             [t.block_number]
             + [p.block_number for p in detail.participants]

@@ -49,7 +49,7 @@ from mercato.gateway.formatting import (
     summary_line,
     when,
 )
-from mercato.gateway.moderation import hidden_count
+from mercato.gateway.moderation import HIDDEN_NAME, denied_by, hidden_count
 from mercato.gateway.provider import try_wait
 from mercato.gateway.seller_probe import Reachability, SellerProbe
 from mercato.gateway.state import GatewayState
@@ -184,7 +184,7 @@ def create_web_router(state: GatewayState) -> APIRouter:
                 sort=Sort(params.get("sort") or Sort.NEWEST),
                 cursor=params.get("cursor"),
             )
-            denied = state.moderation.denied_ids() if state.moderation else frozenset()
+            denied = denied_by(state.moderation)
             results = index.search(replace(query, exclude=denied))
             hidden = hidden_count(index, query, denied)
         except (MercatoError, ValueError, ArithmeticError) as exc:
@@ -230,12 +230,14 @@ def create_web_router(state: GatewayState) -> APIRouter:
         lineage = index.lineage(model_id)
         parent_names: dict[str, int] = {}
 
+        denied = denied_by(state.moderation)
+
         def node(mid: int, note: str = "") -> Node:
             try:
                 label = index.model(mid).summary.name or "unnamed"
             except IndexedModelNotFoundError:
                 label = "not indexed"
-            return Node(mid, label, note)
+            return Node(mid, HIDDEN_NAME if mid in denied else label, note)
 
         parents = [node(p, f"{bps / 100:g}% royalty") for p, bps in lineage.parents]
         parent_names = {n.label: n.model_id for n in parents}
@@ -342,7 +344,8 @@ def create_web_router(state: GatewayState) -> APIRouter:
 
     @router.get("/publish", response_class=HTMLResponse)
     def publish_page(request: Request) -> HTMLResponse:
-        return page(request, "publish.html", models=index.search(search_query(limit=100)).items)
+        listed = replace(search_query(limit=100), exclude=denied_by(state.moderation))
+        return page(request, "publish.html", models=index.search(listed).items)
 
     @router.get("/dashboard", response_class=HTMLResponse, response_model=None)
     def my_dashboard(request: Request) -> Response:
@@ -358,7 +361,12 @@ def create_web_router(state: GatewayState) -> APIRouter:
             earned = index.earnings(creator.account)
         except MercatoError as exc:
             return page(request, "missing.html", status_code=404, error=str(exc))
-        models = index.search(search_query(creator=creator.account, limit=100)).items
+        # Like search, the page lists only what this node serves (the moderation's
+        # denied models are counted, and named nowhere on it).
+        denied = denied_by(state.moderation)
+        listed = search_query(creator=creator.account, limit=100)
+        models = index.search(replace(listed, exclude=denied)).items
+        hidden = hidden_count(index, listed, denied)
         # The contract keeps one base unit credited after a withdrawal (a cheaper next
         # credit), so what can leave now is the credit less that unit.
         credit = int(state.market.contracts.marketplace.credits(creator.account))
@@ -401,13 +409,14 @@ def create_web_router(state: GatewayState) -> APIRouter:
         missing = [mid for mid in {*per_model, *(o.model_id for o in orders)} if mid not in names]
         for mid in missing:
             try:
-                names[mid] = index.model(mid).summary.name
+                names[mid] = HIDDEN_NAME if mid in denied else index.model(mid).summary.name
             except IndexedModelNotFoundError:
                 names[mid] = None
         return page(
             request,
             "dashboard.html",
             creator=creator,
+            hidden=hidden,
             earned=earned,
             withdrawable=withdrawable,
             per_model=sorted(per_model.items(), key=lambda kv: -kv[1]),

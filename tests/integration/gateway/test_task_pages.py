@@ -49,9 +49,12 @@ def _tasks(base: str) -> list[dict[str, Any]]:
     while True:
         items: list[dict[str, Any]] = httpx.get(f"{base}/v1/tasks").json()["items"]
         done = [t for t in items if t["status"] == "finalized"]
+        joined = [t for t in items if t["status"] == "open" and t["participants"] == 1]
+        # The open task's join is a later block than its creation: wait for it too.
         if (
             len(items) == 2
             and done
+            and joined
             and httpx.get(f"{base}/v1/tasks/{done[0]['task_id']}").json()["result_model_id"]
         ):
             return items

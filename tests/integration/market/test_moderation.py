@@ -69,9 +69,13 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_samples(folder, ["iris-logreg"])["iris-logreg"].root
 
 
-def publish(network: Network, sample: Path, name: str, price: int) -> tuple[int, Market]:
+def publish(
+    network: Network, sample: Path, name: str, price: int, parents: tuple[int, ...] = ()
+) -> tuple[int, Market]:
     creating = network.market(network.creator_dir, network.creator)
-    published = creating.models.publish(sample, price=price, name=name)
+    published = creating.models.publish(
+        sample, price=price, name=name, parents=parents, royalty_bps=(0,) * len(parents)
+    )
     return int(published.model_id), creating
 
 
@@ -85,6 +89,7 @@ def test_a_model_denied_on_one_node_is_refused_there_and_served_by_another(
     a, b = gateway_of(network, "A"), gateway_of(network, "B")
     denied_id, creating = publish(network, sample, "moderation-denied", TOKEN)
     witness_id, _ = publish(network, sample, "moderation-witness", TOKEN)
+    child_id, _ = publish(network, sample, "moderation-child", 0, parents=(denied_id,))
     artifact = creating.models.show(denied_id).latest.artifact_cid
     until(lambda: indexed(a, denied_id) and indexed(b, denied_id), "both nodes to index it")
     # Node B fetches the artifact from A's provider URL while A still serves it.
@@ -124,12 +129,24 @@ def test_a_model_denied_on_one_node_is_refused_there_and_served_by_another(
     assert search["hidden"] == 1
     home = httpx.get(f"{a}/", params={"q": "moderation-denied"})
     assert "1 matching model hidden by this node's moderation" in home.text
+    # A's other pages never name it either: the creator's page counts it, the publish
+    # form's parents leave it out, and its child's lineage shows it as hidden.
+    until(lambda: indexed(a, child_id), "node A to index the child")
+    creator_page = httpx.get(f"{a}/creators/{network.creator.address}").text
+    assert "moderation-witness" in creator_page and "moderation-denied" not in creator_page
+    assert "1 model hidden by this node's moderation" in creator_page
+    assert "moderation-denied" not in httpx.get(f"{a}/publish").text
+    child_page = httpx.get(f"{a}/models/{child_id}").text
+    assert "moderation-denied" not in child_page and "hidden by this node" in child_page
 
     # Node B decides for itself: it serves the model, its page, search and its bytes.
     assert httpx.get(f"{b}/v1/models/{denied_id}").status_code == 200
     assert httpx.get(f"{b}/models/{denied_id}").status_code == 200
     found = httpx.get(f"{b}/v1/models", params={"q": "moderation-denied"}).json()
     assert denied_id in [m["model_id"] for m in found["items"]] and found["hidden"] == 0
+    assert "moderation-denied" in httpx.get(f"{b}/creators/{network.creator.address}").text
+    until(lambda: indexed(b, child_id), "node B to index the child")
+    assert "moderation-denied" in httpx.get(f"{b}/models/{child_id}").text
     after = httpx.get(f"{b}/v1/artifacts/{artifact}", timeout=60)
     assert after.status_code == 200 and after.content == before.content
     assert httpx.get(f"{b}/ipfs/{artifact}").status_code == 200

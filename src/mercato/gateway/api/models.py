@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query
 
 from mercato.gateway.api.schemas import ErrorOut, ModelDetailOut, ModelOut, SearchOut
 from mercato.gateway.dependencies import MAX_ID, ModelId, State
-from mercato.gateway.moderation import hidden_count
+from mercato.gateway.moderation import denied_by, hidden_count
 from mercato.index import SearchQuery, Sort
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses={422: {"model": ErrorOut}})
@@ -55,7 +55,7 @@ def search_models(state: State, query: Annotated[SearchQuery, Depends(search_que
 
     Prices are in token base units; `free` keeps models listed at price 0.
     """
-    denied = state.moderation.denied_ids() if state.moderation is not None else frozenset()
+    denied = denied_by(state.moderation)
     page = state.index.search(replace(query, exclude=denied))
     return SearchOut(
         items=[ModelOut.of(m) for m in page.items],
