@@ -421,7 +421,7 @@ class OrdersAPI:
         source = gateway or info.provider_url
         # What the manifest declares bounds the fetch and the restore (None: the global cap).
         limit = artifact_limit(self._market.store, version, encrypted=key is not None)
-        self._fetch(version, source, limit, chosen_by_caller=gateway is not None)
+        self.fetch_artifact(version, source, limit, chosen_by_caller=gateway is not None)
         restore_package(
             self._market.store,
             version.artifact_cid,
@@ -467,9 +467,23 @@ class OrdersAPI:
         buyer_key = derive_buyer_key(account, self._market.chain_id)
         return buyer_key.unwrap(bytes(args["wrapped_key"])), version
 
-    def _fetch(
+    def fetch_artifact(
         self, version: VersionInfo, source: str, limit: int | None, *, chosen_by_caller: bool
     ) -> None:
+        """Brings a version's artifact into the node's store (pinned), every block
+        verified, unless it is pinned there already.
+
+        Args:
+            version: The version whose `artifact_cid` is fetched.
+            source: The gateway to fetch from (the provider URL, or one the caller named).
+            limit: The artifact's byte cap (`artifact_limit`; None: the global cap).
+            chosen_by_caller: The caller named `source` (it may then be on a private
+                network); a provider URL is the owner's choice and gets the node's policy.
+
+        Raises:
+            ProviderUnavailableError: No source, the source is down or refused by the
+                fetch policy, or it returned other bytes.
+        """
         store = self._market.store
         if store.is_pinned(version.artifact_cid):
             return

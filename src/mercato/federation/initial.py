@@ -238,7 +238,7 @@ class RegistryModels:
         market = self._market
         limit = artifact_limit(market.store, chosen, encrypted=key is not None)
         try:
-            market.orders._fetch(chosen, info.provider_url, limit, chosen_by_caller=False)
+            market.orders.fetch_artifact(chosen, info.provider_url, limit, chosen_by_caller=False)
         except MarketError as exc:
             raise InitialModelError(
                 model_id, version, f"its bytes cannot be fetched: {exc}"
