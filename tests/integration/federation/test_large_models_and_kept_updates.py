@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fastapi import FastAPI
 from multiformats import CID
 from typer.testing import CliRunner
 from web3 import Web3
@@ -51,10 +52,12 @@ from mercato.federation.spec import (
     store_spec,
 )
 from mercato.federation.validation import keep_validation
+from mercato.gateway.ipfs import create_ipfs_router
 from mercato.storage.cids import MAX_BLOCK_SIZE, block_key, cid_from_bytes
 from mercato.storage.dagpb import decode_node
 from tests.integration.federation.test_scored_chain import _market, _run_task
 from tests.integration.market.conftest import PASSWORD, import_keys
+from tests.integration.storage.helpers import serve
 from tests.unit.federation import rounds as R
 
 pytestmark = pytest.mark.integration
@@ -160,6 +163,21 @@ def test_a_model_above_the_block_limit_is_committed_fetched_and_verified(
     assert report.seat == 1 and report.shares_checked and report.validation_checked
     assert [v.round for v in report.verdicts] == [1, 2]
     assert all(v.holds for v in report.verdicts)
+
+    # Seat 1 on its own node, with an empty store, fetches everything (the spec, each
+    # round's root block, then its chunked model and parameter files as CARs) from the
+    # gateway at the provider URL the requester recorded on-chain.
+    app = FastAPI()
+    app.include_router(create_ipfs_router(store))
+    with serve(app) as url:
+        requester.contracts.registry.set_provider(url)
+        elsewhere = _market(
+            tmp_path / "owner1-own-node", world["anvil"], world["deployment"], world["accounts"][3]
+        )
+        assert not elsewhere.store.has(requester.federation.task(task_id).spec_cid)
+        fetched = elsewhere.federation.verify(task_id, data=files[1])
+    assert fetched.validation_checked and all(v.holds for v in fetched.verdicts)
+    assert elsewhere.store.is_pinned(model_cid)  # round 2's model, fetched whole
 
     # One chunk of round 2's model changed on disk: the exporter refuses it.
     model_cid = blob_cid_for_root(
