@@ -85,6 +85,7 @@ def _summary_json(t: TaskSummary) -> dict[str, Any]:
 
 
 def _detail_json(d: TaskDetail) -> dict[str, Any]:
+    from mercato.federation.spec import scoring_in_effect
     from mercato.index.tasks import spec_cid
 
     return _summary_json(d.summary) | {
@@ -108,6 +109,7 @@ def _detail_json(d: TaskDetail) -> dict[str, Any]:
         "splitter": d.splitter,
         "result_model_id": d.result_model_id,
         "privacy": d.privacy.__dict__ if d.privacy is not None else None,
+        "scoring": scoring_in_effect(d.spec),
     }
 
 

@@ -735,6 +735,30 @@ def load_spec(data: bytes) -> TaskSpec:
     return TaskSpec.from_dict(cast(Mapping[str, Any], document))
 
 
+def scoring_in_effect(document: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A scored task's scoring settings with every default filled in, for JSON answers
+    (`mercato fl show --json`, `GET /v1/tasks/{id}`): what the spec's `[scoring]` table
+    means, not only what it writes.
+
+    Args:
+        document: The spec document (someone else's: it may be missing or invalid).
+
+    Returns:
+        The settings, or None when the spec is absent or unreadable, the task is
+        private, or it is not scored (`scoring_terms` says which, in words).
+    """
+    if not document:
+        return None
+    try:
+        spec = TaskSpec.from_dict(dict(document))
+        settings = scoring_of(spec)
+    except (FederationSpecError, TypeError, ValueError, KeyError, AttributeError):
+        return None
+    if spec.privacy == "private" or not is_scored(spec):
+        return None
+    return asdict(settings)
+
+
 def scoring_terms(document: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     """How a task pays and what its model survives, as short text for a data owner
     deciding to join (`mercato fl show`, the task page): scored or not, the

@@ -5,6 +5,8 @@ it keeps out, the valuation, the Sybil threshold and the validation set's CID.""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from mercato.federation.spec import InputSchema, TaskSpec, raw_cid_for, store_spec
@@ -47,6 +49,11 @@ def test_fl_show_prints_the_scoring_settings(cli: Cli) -> None:  # noqa: F811
     assert "Valuation auto: exact Shapley while 2^players fits in 256" in text
     assert "Sybil threshold 0.98 mean cosine" in text
     assert f"Validation set {validation}" in text
+    code, out, err = cli("fl", "show", str(scored), "--json")
+    assert code == 0, err
+    scoring = json.loads(out)["scoring"]  # the settings in effect, defaults filled in
+    assert scoring["aggregation"] == "trimmed_mean" and scoring["valuation"] == "auto"
+    assert scoring["validation_cid"] == validation and scoring["evaluations_per_round"] == 256
 
     plain = _create(cli, TaskSpec(**base))  # type: ignore[arg-type]
     code, out, err = cli("fl", "show", str(plain))
@@ -54,3 +61,5 @@ def test_fl_show_prints_the_scoring_settings(cli: Cli) -> None:  # noqa: F811
     text = " ".join(out.split())
     assert "Scoring unscored (no validation set)" in text
     assert "Valuation" not in text
+    code, out, err = cli("fl", "show", str(plain), "--json")
+    assert code == 0 and json.loads(out)["scoring"] is None, err

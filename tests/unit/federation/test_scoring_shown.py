@@ -16,7 +16,13 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from mercato.federation.spec import InputSchema, TaskSpec, raw_cid_for, scoring_terms
+from mercato.federation.spec import (
+    InputSchema,
+    TaskSpec,
+    raw_cid_for,
+    scoring_in_effect,
+    scoring_terms,
+)
 from mercato.gateway.errors import install_error_handlers
 from mercato.gateway.sessions import SessionSigner
 from mercato.gateway.task_pages import create_task_pages
@@ -103,3 +109,28 @@ def test_scoring_terms_of_odd_specs() -> None:
         in terms["Aggregation"]
     )
     assert terms["Valuation"].endswith("(at 20 seats: tmc-shapley)")
+
+
+def test_scoring_in_effect_fills_in_the_defaults_for_json_answers() -> None:
+    written = _spec(scoring={"validation_cid": VALIDATION, "valuation": "loo"})
+    effect = scoring_in_effect(json.loads(written.to_json_bytes()))
+    assert effect == {
+        "aggregation": "trimmed_mean",
+        "trim_fraction": 0.25,
+        "krum_malicious": 1,
+        "valuation": "loo",
+        "evaluations_per_round": 256,
+        "sybil_threshold": 0.98,
+        "validation_cid": VALIDATION,
+    }
+    broken = json.loads(written.to_json_bytes())
+    broken["scoring"]["trim_fraction"] = 0.7
+    private = _spec(privacy="private", privacy_settings={"noise_multiplier": 1.0})
+    for odd in (
+        None,
+        {},
+        broken,
+        json.loads(_spec().to_json_bytes()),
+        json.loads(private.to_json_bytes()),
+    ):
+        assert scoring_in_effect(odd) is None

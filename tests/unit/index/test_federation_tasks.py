@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -31,6 +32,7 @@ from mercato.index.federation import MAX_SPEC_JSON, apply_arrived_specs
 from mercato.index.projector import Projector
 from mercato.index.state import rollback_above
 from mercato.index.tasks import TaskQuery, TaskStatus, seats
+from mercato.storage.blockstore import Blockstore
 
 TOKEN = 10**18
 REQUESTER = "0x" + "11" * 20
@@ -268,11 +270,18 @@ def test_seats_of_a_contributors_bitmap() -> None:
 
 @dataclass
 class PageState:
-    """What the task routes read of the gateway's state (a chain that is not local)."""
+    """What the task routes read of the gateway's state (a chain that is not local): the
+    index, a real block store beside it, and no moderation lists."""
 
     index: Index
     sessions: SessionSigner
     chain_id: int = 10
+    moderation: None = None
+    market: Any = None
+
+    def __post_init__(self) -> None:
+        beside = Path(str(self.index.engine.url.database)).parent
+        self.market = SimpleNamespace(store=Blockstore(beside / "store"))
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 
 from mercato.errors import InvalidSearchQueryError
+from mercato.federation.spec import scoring_in_effect
 from mercato.gateway.api.schemas import ErrorOut
 from mercato.gateway.dependencies import MAX_ID, State
 from mercato.index.tasks import (
@@ -156,6 +157,11 @@ class TaskDetailOut(TaskOut):
         description="Epsilon spent after the committed rounds and delta, from Flower's RDP "
         "accountant on the spec's noise (null: the task adds no noise).",
     )
+    scoring: dict[str, Any] | None = Field(
+        None,
+        description="The scoring settings in effect, defaults filled in (null: the task "
+        "is not scored, is private, or its spec is not here or unreadable).",
+    )
 
     @classmethod
     def of_detail(cls, d: TaskDetail) -> TaskDetailOut:
@@ -174,6 +180,7 @@ class TaskDetailOut(TaskOut):
             if d.summary.status == TaskStatus.OPEN
             else None,
             privacy=PrivacyOut(**d.privacy.__dict__) if d.privacy is not None else None,
+            scoring=scoring_in_effect(d.spec),
         )
 
 
