@@ -44,6 +44,7 @@ import itertools
 import json
 import logging
 import os
+import random
 import re
 import signal
 import socket
@@ -120,11 +121,44 @@ def find_anvil() -> Path:
     )
 
 
+_PORTS_GIVEN: set[int] = set()
+_PORTS_LOCK = threading.Lock()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on `host` that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on `host` that nothing uses right now, for a server started soon after.
+
+    Chosen below the kernel's ephemeral range: a port from `bind(0)` is one that the
+    next outgoing connection (a web3 call, an HTTP fetch) may take as its own local port
+    before the server binds it, which then fails with "address already in use". Never
+    the same port twice in one process, so two servers set up together differ.
+    """
+    low, _ = _ephemeral_range()
+    with _PORTS_LOCK:
+        for _ in range(200):
+            port = random.randrange(10_000, max(low, 10_001))
+            if port in _PORTS_GIVEN:
+                continue
+            with socket.socket() as sock:
+                try:
+                    sock.bind((host, port))
+                except OSError:
+                    continue
+            _PORTS_GIVEN.add(port)
+            return port
+        with socket.socket() as sock:  # a crowded range: let the kernel pick
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        _PORTS_GIVEN.add(port)
+        return port
 
 
 class AnvilSupervisor:

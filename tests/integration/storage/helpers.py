@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import hashlib
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -13,18 +12,13 @@ from typing import Any
 
 import uvicorn
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from mercato.chain.anvil import free_port
 
 
 @contextmanager
 def serve(app: Any) -> Iterator[str]:
     """Serve `app` over TCP; yield its base URL; stop the server on exit."""
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     )
