@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: AGPL-3.0-only
 """`mercato store ...`: check and tidy the node's local blockstore.
 
-Like `ipfs repo verify` and `ipfs repo gc`: `verify` re-hashes every block, `gc` deletes
-what no pin holds, and `recover` re-checks only what imports cut off by an unclean stop
-wrote and deletes the partial files they left (a node also does that when it starts; see
+Like `ipfs repo verify`, `ipfs repo gc` and `ipfs pin ls|rm`: `verify` re-hashes every
+block, `gc` deletes what no pin holds, `pins` lists the pinned roots and `unpin` releases
+one, and `recover` re-checks only what imports cut off by an unclean stop wrote and
+deletes the partial files they left (a node also does that when it starts; see
 `mercato.storage.journal`).
 """
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 # and 32 for any StorageError); stable, never reused.
 EXIT_DAMAGED_BLOCKS = 33
 EXIT_NO_STORE = 34
+EXIT_NOT_PINNED = 37
 
 store_app = typer.Typer(help="Check and tidy the node's local block store.", no_args_is_help=True)
 app.add_typer(store_app, name="store")
@@ -131,6 +133,50 @@ def gc_command(data_dir: DataDirOption = None, json_output: JsonOption = False) 
         _emit({"removed_blocks": result.removed_blocks, "freed_bytes": result.freed_bytes})
     else:
         typer.echo(f"Removed {result.removed_blocks} blocks, freed {decimal(result.freed_bytes)}.")
+
+
+@store_app.command("pins")
+@handles_errors
+def pins_command(data_dir: DataDirOption = None, json_output: JsonOption = False) -> None:
+    """List the pinned roots: what `gc` keeps (published versions, fetched models,
+    federation blobs)."""
+    pins = sorted(str(cid) for cid in _open_store(data_dir).pins())
+    if json_output:
+        _emit({"pins": pins})
+        return
+    for cid in pins:
+        typer.echo(cid)
+    err_console.print(f"{len(pins)} pinned root(s).", highlight=False)
+
+
+@store_app.command("unpin")
+@handles_errors
+def unpin_command(
+    cid: Annotated[str, typer.Argument(help="The pinned root to release ('mercato store pins').")],
+    data_dir: DataDirOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Release a pin; its blocks go at the next `gc` unless another pin holds them.
+
+    A version this node sells or a blob a task's verifiers fetch from it is no longer
+    served once gc has run. Exits with 37 when the CID is not pinned here.
+    """
+    from mercato.storage.cids import parse_cid
+
+    root = parse_cid(cid)
+    removed = _open_store(data_dir).unpin(root)
+    if json_output:
+        _emit({"cid": str(root), "unpinned": removed})
+    elif removed:
+        typer.echo(f"Unpinned {root}; 'mercato store gc' frees its blocks.")
+    if not removed:
+        if not json_output:
+            err_console.print(
+                f"[bold red]error:[/bold red] {root} is not pinned here; "
+                "'mercato store pins' lists the pins.",
+                highlight=False,
+            )
+        raise typer.Exit(EXIT_NOT_PINNED)
 
 
 @store_app.command("recover")

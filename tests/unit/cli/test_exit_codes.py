@@ -15,6 +15,7 @@ COMMAND_CODES = [
     storage.EXIT_BAD_OPTION,
     store.EXIT_DAMAGED_BLOCKS,
     store.EXIT_NO_STORE,
+    store.EXIT_NOT_PINNED,
     index.EXIT_INDEX_DIFFERS,
 ]
 

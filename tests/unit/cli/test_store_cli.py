@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: AGPL-3.0-only
-"""`mercato store verify | gc | recover` on a real store in a data directory."""
+"""`mercato store verify | gc | pins | unpin | recover` on a real store in a data directory."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mercato.cli.app import _register_commands, app
-from mercato.cli.store import EXIT_DAMAGED_BLOCKS, EXIT_NO_STORE
+from mercato.cli.store import EXIT_DAMAGED_BLOCKS, EXIT_NO_STORE, EXIT_NOT_PINNED
 from mercato.storage.blockstore import Blockstore
 from mercato.storage.cids import block_key, cid_from_bytes
 from mercato.storage.dagpb import decode_node
@@ -89,6 +89,33 @@ def test_gc_removes_what_no_pin_holds(
     assert json.loads(out) == {"removed_blocks": 1, "freed_bytes": size}
     assert not store.has(loose.cid)
     assert store.has(imported.cid)
+
+
+def test_pins_lists_and_unpin_releases_a_root_for_gc(
+    data_dir: Path, store: Blockstore, imported: ImportResult
+) -> None:
+    other = import_file(io.BytesIO(b"another pinned file"), store, cid_version=1)
+    code, out = run("pins", "--json", "--data-dir", str(data_dir))
+    assert code == 0
+    assert json.loads(out) == {"pins": sorted([str(imported.cid), str(other.cid)])}
+    code, out = run("unpin", str(other.cid), "--data-dir", str(data_dir))
+    assert code == 0 and f"Unpinned {other.cid}" in out
+    assert store.has(other.cid)  # only the next gc frees it
+    code, out = run("gc", "--json", "--data-dir", str(data_dir))
+    assert json.loads(out)["removed_blocks"] == 1 and not store.has(other.cid)
+    assert store.has(imported.cid)
+    code, out = run("pins", "--data-dir", str(data_dir))
+    assert (code, out.split()) == (0, [str(imported.cid)])
+
+
+def test_unpin_of_what_is_not_pinned_or_not_a_cid(data_dir: Path, imported: ImportResult) -> None:
+    loose = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+    result = runner.invoke(app, ["store", "unpin", loose, "--data-dir", str(data_dir)])
+    assert result.exit_code == EXIT_NOT_PINNED
+    said = " ".join(result.stderr.split())  # the console wraps long lines
+    assert f"{loose} is not pinned here; 'mercato store pins' lists the pins" in said
+    result = runner.invoke(app, ["store", "unpin", "not-a-cid", "--data-dir", str(data_dir)])
+    assert result.exit_code == 32 and "not-a-cid" in result.stderr  # InvalidCIDError
 
 
 def test_recover_with_nothing_to_do(data_dir: Path, imported: ImportResult) -> None:
