@@ -169,13 +169,13 @@ def unpin_command(
         _emit({"cid": str(root), "unpinned": removed})
     elif removed:
         typer.echo(f"Unpinned {root}; 'mercato store gc' frees its blocks.")
+    else:
+        err_console.print(
+            f"[bold red]error:[/bold red] {root} is not pinned here; "
+            "'mercato store pins' lists the pins.",
+            highlight=False,
+        )
     if not removed:
-        if not json_output:
-            err_console.print(
-                f"[bold red]error:[/bold red] {root} is not pinned here; "
-                "'mercato store pins' lists the pins.",
-                highlight=False,
-            )
         raise typer.Exit(EXIT_NOT_PINNED)
 
 

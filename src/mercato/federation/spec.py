@@ -669,15 +669,22 @@ def blob_cid_for_root(digest: bytes, root: bytes) -> CID:
     return as_dag if node.links and declared > MAX_BLOCK_SIZE else as_raw
 
 
+# A chunked blob's root block holds at most 1,024 links of ~45 bytes and a short Data
+# field: a stored block above this is a raw blob, told apart without reading it.
+_ROOT_BLOCK_MAX = 128 * 1024
+
+
 def round_model_cid(store: Blockstore, digest: bytes) -> CID:
     """The CID to fetch a round's model by, from the sha256 the chain commits.
 
     With the root block in `store` (the coordinator's node, or a node that verified the
     task), it says whether the model is one raw block or a UnixFS file; without it the
     raw CID is the best guess (every model up to one block, which is most of them).
+    Only a block small enough to be a root is read: a task page lists every round, and
+    a page view must not read and hash every round's model.
     """
     raw = CID("base32", 1, "raw", multihash.get("sha2-256").wrap(bytes(digest)))
-    if not store.has(raw):
+    if not store.has(raw) or store.size(raw) > _ROOT_BLOCK_MAX:
         return raw
     return blob_cid_for_root(digest, bytes(store.get(raw)))
 
@@ -735,6 +742,15 @@ def load_spec(data: bytes) -> TaskSpec:
     return TaskSpec.from_dict(cast(Mapping[str, Any], document))
 
 
+# What reading someone else's spec document may raise.
+_UNREADABLE_SPEC = (FederationSpecError, TypeError, ValueError, KeyError, AttributeError)
+
+
+def _scoring_read(document: Mapping[str, Any]) -> tuple[TaskSpec, ScoringSettings]:
+    spec = TaskSpec.from_dict(dict(document))
+    return spec, scoring_of(spec)
+
+
 def scoring_in_effect(document: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """A scored task's scoring settings with every default filled in, for JSON answers
     (`mercato fl show --json`, `GET /v1/tasks/{id}`): what the spec's `[scoring]` table
@@ -750,9 +766,8 @@ def scoring_in_effect(document: Mapping[str, Any] | None) -> dict[str, Any] | No
     if not document:
         return None
     try:
-        spec = TaskSpec.from_dict(dict(document))
-        settings = scoring_of(spec)
-    except (FederationSpecError, TypeError, ValueError, KeyError, AttributeError):
+        spec, settings = _scoring_read(document)
+    except _UNREADABLE_SPEC:
         return None
     if spec.privacy == "private" or not is_scored(spec):
         return None
@@ -774,9 +789,8 @@ def scoring_terms(document: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     if not document:
         return []
     try:
-        spec = TaskSpec.from_dict(dict(document))
-        settings = scoring_of(spec)
-    except (FederationSpecError, TypeError, ValueError, KeyError, AttributeError) as exc:
+        spec, settings = _scoring_read(document)
+    except _UNREADABLE_SPEC as exc:
         return [("Scoring", f"unreadable: {str(exc)[:200]} Do not join on these terms.")]
     if spec.privacy == "private":
         return [

@@ -95,6 +95,26 @@ def test_a_round_models_cid_from_its_committed_digest(tmp_path: Path) -> None:
     assert round_model_cid(elsewhere, multihash.unwrap(bytes(big_cid.digest))).codec.name == "raw"
 
 
+def test_a_round_model_too_big_to_be_a_root_is_not_read_for_its_cid(tmp_path: Path) -> None:
+    # A task page lists every round: telling a raw model from a file's root must not
+    # read and hash each round's model (up to 2 MiB) on every page view.
+    reads: list[object] = []
+
+    class CountingStore(Blockstore):
+        def get(self, cid):  # type: ignore[no-untyped-def]
+            reads.append(cid)
+            return super().get(cid)
+
+    store = CountingStore(tmp_path / "store")
+    model = os.urandom(MAX_BLOCK_SIZE)  # one raw block, far above any root's size
+    cid = store_bytes(store, model)
+    assert round_model_cid(store, multihash.unwrap(bytes(cid.digest))) == cid
+    assert reads == []
+    big_cid = store_bytes(store, BIG)  # a small root block: read once, to tell
+    assert round_model_cid(store, multihash.unwrap(bytes(big_cid.digest))) == big_cid
+    assert len(reads) == 1
+
+
 def test_a_tampered_chunk_is_refused(tmp_path: Path) -> None:
     store = Blockstore(tmp_path / "store")
     cid = store_bytes(store, BIG)
